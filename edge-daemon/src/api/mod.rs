@@ -1,0 +1,72 @@
+//! The local HTTP API (axum). JSON under `/api/v1`; every error is JSON too.
+
+mod error;
+mod export;
+mod links;
+mod vehicles;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::link::Links;
+use crate::store::{self, Reader, StoreStatus};
+use crate::vehicle::FleetSnapshot;
+
+/// What handlers share. Everything here is cheap to clone and lock-free to read.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshots: watch::Receiver<Arc<FleetSnapshot>>,
+    pub links: Links,
+    pub reader: Reader,
+    pub store_status: Arc<StoreStatus>,
+    pub store_path: std::path::PathBuf,
+    pub quota_bytes: u64,
+    pub started: Instant,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/vehicles", get(vehicles::list))
+        .route("/api/v1/vehicles/{id}", get(vehicles::one))
+        .route("/api/v1/vehicles/{id}/telemetry", get(vehicles::telemetry))
+        .route("/api/v1/links", get(links::list))
+        .route("/api/v1/export/tlog", get(export::tlog))
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .with_state(state)
+}
+
+async fn health(axum::extract::State(s): axum::extract::State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = s.snapshots.borrow().clone();
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.started.elapsed().as_secs_f64(),
+        "time_source": snapshot.time_source,
+        "vehicles": snapshot.vehicles.len(),
+        "store": store::status_view(&s.store_status, &s.store_path, s.quota_bytes),
+    }))
+}
+
+/// Parses a time given as RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.
+pub fn parse_time_us(s: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms.saturating_mul(1000));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_micros() as i64)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{s:?} is not a time: use RFC 3339 (2026-11-22T10:00:00Z) or Unix milliseconds"
+            ))
+        })
+}

@@ -1,0 +1,106 @@
+//! `/api/v1/vehicles…`: live state from the fleet snapshot, history from the store.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_time_us, ApiError, AppState};
+use crate::store::TelemetryQuery;
+use crate::vehicle::VehicleView;
+
+pub async fn list(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = s.snapshots.borrow().clone();
+    Json(json!({ "vehicles": snapshot.vehicles }))
+}
+
+pub async fn one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Arc<VehicleView>>, ApiError> {
+    find(&s, &id).map(Json)
+}
+
+/// A vehicle by system id (`8`) or fleet name (`V-08`).
+fn find(s: &AppState, id: &str) -> Result<Arc<VehicleView>, ApiError> {
+    let snapshot = s.snapshots.borrow().clone();
+    let found = match id.parse::<u8>() {
+        Ok(sysid) => snapshot.vehicles.iter().find(|v| v.sysid == sysid),
+        Err(_) => snapshot.vehicles.iter().find(|v| v.name == id),
+    };
+    found
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no vehicle {id:?}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryParams {
+    from: Option<String>,
+    to: Option<String>,
+    /// Downsampling interval, e.g. `5s`, `500ms`, `1m`.
+    every: Option<String>,
+    limit: Option<u32>,
+}
+
+const DEFAULT_LIMIT: u32 = 10_000;
+const MAX_LIMIT: u32 = 100_000;
+
+pub async fn telemetry(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<TelemetryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params?;
+    let sysid = match id.parse::<u8>() {
+        Ok(n) => n,
+        Err(_) => find(&s, &id)?.sysid,
+    };
+    let to_us = match &p.to {
+        Some(t) => parse_time_us(t)?,
+        None => s.snapshots.borrow().time_us.max(crate::clock::system_now_us()),
+    };
+    let from_us = match &p.from {
+        Some(t) => parse_time_us(t)?,
+        None => to_us - 3_600_000_000,
+    };
+    if from_us >= to_us {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    let every_us = match &p.every {
+        Some(e) => {
+            let d = humantime::parse_duration(e).map_err(|err| {
+                ApiError::bad_request(format!("every={e:?}: {err} (e.g. 5s, 500ms, 1m)"))
+            })?;
+            Some((d.as_micros() as i64).max(1))
+        }
+        None => None,
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let query = TelemetryQuery {
+        vehicle: sysid,
+        from_us,
+        to_us,
+        every_us,
+        limit,
+    };
+    let reader = s.reader.clone();
+    let rows = tokio::task::spawn_blocking(move || reader.telemetry(&query))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({
+        "vehicle": sysid,
+        "from_us": from_us,
+        "to_us": to_us,
+        "every_us": every_us,
+        "count": rows.len(),
+        "samples": rows,
+    })))
+}

@@ -1,0 +1,170 @@
+//! Configuration: TOML with every default in one place (`Config::default`). The example file
+//! `edge-daemon.example.toml` documents each setting and is tested to parse to these defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::link::LinkConfig;
+use crate::store::StoreConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    /// Endpoints to open, in MAVProxy syntax, each with optional message filters.
+    pub links: Vec<LinkConfig>,
+    pub store: StoreSection,
+    pub vehicles: VehiclesSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Telemetry committed at least this often; at most this much is lost on power loss.
+    pub commit_window_ms: u64,
+    /// Database size above which the oldest telemetry is deleted.
+    pub quota_mb: u64,
+    /// Raw frames (for .tlog export) are kept this long.
+    pub frame_retention_days: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VehiclesSection {
+    /// A vehicle is "link lost" after this long without a heartbeat.
+    pub link_lost_after_s: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("trellis-data"),
+            api: ApiConfig::default(),
+            links: Vec::new(),
+            store: StoreSection::default(),
+            vehicles: VehiclesSection::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = StoreConfig::default();
+        StoreSection {
+            commit_window_ms: d.commit_window.as_millis() as u64,
+            quota_mb: d.quota_bytes >> 20,
+            frame_retention_days: d.frame_retention.as_secs() / 86_400,
+        }
+    }
+}
+
+impl Default for VehiclesSection {
+    fn default() -> Self {
+        VehiclesSection {
+            link_lost_after_s: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.store.commit_window_ms == 0 || self.store.commit_window_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "store.commit_window_ms must be between 1 and 60000".into(),
+            ));
+        }
+        if !(self.vehicles.link_lost_after_s > 0.0) {
+            return Err(ConfigError::Invalid(
+                "vehicles.link_lost_after_s must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            commit_window: Duration::from_millis(self.store.commit_window_ms),
+            quota_bytes: self.store.quota_mb << 20,
+            frame_retention: Duration::from_secs(self.store.frame_retention_days * 86_400),
+        }
+    }
+
+    pub fn link_lost_after(&self) -> Duration {
+        Duration::from_secs_f64(self.vehicles.link_lost_after_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let text = include_str!("../edge-daemon.example.toml");
+        let parsed: Config = toml::from_str(text).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn links_and_filters_parse() {
+        let c: Config = toml::from_str(
+            r#"
+            [[links]]
+            endpoint = "serial:/dev/ttyUSB0:57600"
+            [[links]]
+            endpoint = "udpout:127.0.0.1:14550"
+            filter_out = { deny = [22] }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.links.len(), 2);
+        assert!(!c.links[1].filter_out.permits(22));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_endpoints_are_errors() {
+        assert!(toml::from_str::<Config>("data_dri = 'x'").is_err());
+        let err = toml::from_str::<Config>("[[links]]\nendpoint = 'udp:nowhere'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an IP:PORT"), "{err}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Starting and stopping the daemon: store → links → ingest loop → API, and the reverse.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::ingest::{self, Ingest};
+use crate::link::{self, Links};
+use crate::store::{Store, StoreStatus};
+use crate::vehicle::FleetSnapshot;
+use crate::{clock, dialect};
+
+/// Inbound batches queued between links and the ingest loop.
+const INBOUND_QUEUE: usize = 1_024;
+
+/// A running daemon.
+pub struct Daemon {
+    pub api_addr: SocketAddr,
+    pub links: Links,
+    pub snapshots: watch::Receiver<Arc<FleetSnapshot>>,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    ingest: JoinHandle<()>,
+    api: JoinHandle<()>,
+    alive: Arc<AtomicU64>,
+}
+
+impl Daemon {
+    pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
+        dialect::warm_up();
+        let store = Store::open(&config.data_dir, config.store_config())?;
+        let names: HashMap<u8, String> = store
+            .reader()
+            .vehicles()?
+            .into_iter()
+            .map(|v| (v.sysid, v.name))
+            .collect();
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("API cannot listen on {}", config.api.listen))?;
+        let api_addr = listener.local_addr()?;
+
+        let links = Links::default();
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        for l in &config.links {
+            link::spawn(l.clone(), &links, inbound_tx.clone());
+        }
+        drop(inbound_tx);
+
+        let (snapshot_tx, snapshots) = watch::channel(Arc::new(FleetSnapshot::default()));
+        let ingest = Ingest::new(
+            links.clone(),
+            config.link_lost_after(),
+            names,
+            store.sender(),
+            snapshot_tx,
+        );
+        let alive = ingest.alive.clone();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
+
+        let state = AppState {
+            snapshots: snapshots.clone(),
+            links: links.clone(),
+            reader: store.reader(),
+            store_status: store.status(),
+            store_path: store.path().to_path_buf(),
+            quota_bytes: config.store_config().quota_bytes,
+            started: Instant::now(),
+        };
+        let mut api_shutdown = shutdown_rx;
+        let api = tokio::spawn(async move {
+            let server = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = api_shutdown.changed().await;
+                });
+            if let Err(e) = server.await {
+                tracing::error!("API server failed: {e}");
+            }
+        });
+        tracing::info!(api = %api_addr, data = %store.path().display(), links = config.links.len(), "edge daemon running");
+        Ok(Daemon {
+            api_addr,
+            links,
+            snapshots,
+            store,
+            shutdown,
+            ingest,
+            api,
+            alive,
+        })
+    }
+
+    pub fn store_status(&self) -> Arc<StoreStatus> {
+        self.store.status()
+    }
+
+    /// Stops ingest, commits what it held, and closes the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.ingest.await;
+        let _ = self.api.await;
+        let store = self.store;
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("edge daemon stopped");
+    }
+
+    /// Tells systemd we are ready, and feeds its watchdog only while the ingest loop and the
+    /// store writer are both making progress: a wedged daemon gets restarted.
+    pub fn notify_systemd(&self) {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let mut usec = 0u64;
+        if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+            return;
+        }
+        let period = Duration::from_micros(usec / 2);
+        let alive = self.alive.clone();
+        let store = self.store.status();
+        tokio::spawn(async move {
+            let mut last = (u64::MAX, 0i64);
+            loop {
+                tokio::time::sleep(period).await;
+                let now = (
+                    alive.load(Relaxed),
+                    store.writer_heartbeat_ms.load(Relaxed),
+                );
+                let writer_fresh = clock::system_now_us() / 1000 - now.1 < 30_000;
+                if now.0 != last.0 && writer_fresh {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("ingest or store writer stalled; withholding watchdog");
+                }
+                last = now;
+            }
+        });
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,122 @@
+//! The one loop every frame passes through: route it, learn from it, hand it to the store.
+//!
+//! It runs as a single task, so routing table, fleet state and the open store batch need no
+//! locks. It publishes a [`FleetSnapshot`] ten times a second for the API; the store batch goes
+//! to the writer thread whenever it fills or a tick passes, so a frame reaches the database
+//! within the commit window plus 100 ms.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::link::{Inbound, Links};
+use crate::router::Router;
+use crate::store::{IngestBatch, StoreError, StoreSender};
+use crate::vehicle::{Fleet, FleetSnapshot};
+
+/// Frames gathered before a batch goes to the writer even between ticks.
+const FLUSH_FRAMES: usize = 4_096;
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub struct Ingest {
+    router: Router,
+    fleet: Fleet,
+    clock: Clock,
+    batch: IngestBatch,
+    store: StoreSender,
+    snapshots: watch::Sender<Arc<FleetSnapshot>>,
+    /// Advances every tick; the systemd watchdog checks it moves.
+    pub alive: Arc<AtomicU64>,
+}
+
+impl Ingest {
+    pub fn new(
+        links: Links,
+        link_lost_after: Duration,
+        names: HashMap<u8, String>,
+        store: StoreSender,
+        snapshots: watch::Sender<Arc<FleetSnapshot>>,
+    ) -> Ingest {
+        Ingest {
+            router: Router::new(links),
+            fleet: Fleet::new(link_lost_after, names),
+            clock: Clock::new(),
+            batch: IngestBatch::default(),
+            store,
+            snapshots,
+            alive: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn process(&mut self, inbound: Inbound) -> Result<(), StoreError> {
+        self.router.refresh();
+        let t_us = self.clock.wall_us(inbound.received);
+        for frame in inbound.frames {
+            self.router.route(inbound.link, &frame);
+            if let Some(sample) =
+                self.fleet
+                    .observe(inbound.link, &frame, inbound.received, &mut self.clock)
+            {
+                self.batch.samples.push(sample);
+            }
+            self.batch.frames.push((t_us, frame));
+        }
+        if self.batch.frames.len() >= FLUSH_FRAMES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.batch.vehicles.extend(self.fleet.take_records());
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.store.send_batch(std::mem::take(&mut self.batch))
+    }
+
+    pub fn tick(&mut self, now: Instant) -> Result<(), StoreError> {
+        self.alive.fetch_add(1, Relaxed);
+        self.clock.tick(now);
+        self.snapshots
+            .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
+        self.flush()
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    pub fn unroutable(&self) -> u64 {
+        self.router.unroutable
+    }
+}
+
+/// Runs the loop until `shutdown` turns true, then hands the last batch to the store.
+pub async fn run(
+    mut ingest: Ingest,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let result = tokio::select! {
+            Some(batch) = inbound.recv() => ingest.process(batch),
+            _ = tick.tick() => ingest.tick(Instant::now()),
+            _ = shutdown.changed() => break,
+        };
+        if let Err(e) = result {
+            // Only a stopped writer gets here; nothing more can be stored.
+            tracing::error!("ingest stopped: {e}");
+            return;
+        }
+    }
+    if let Err(e) = ingest.flush() {
+        tracing::error!("final flush failed: {e}");
+    }
+}

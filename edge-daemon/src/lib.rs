@@ -1,0 +1,15 @@
+//! Trellis edge daemon: the ground station that sits beside the radios.
+//!
+//! Data flows link → frame → router → vehicle state → store; see ARCHITECTURE.md.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod dialect;
+pub mod frame;
+pub mod ingest;
+pub mod link;
+pub mod router;
+pub mod store;
+pub mod vehicle;

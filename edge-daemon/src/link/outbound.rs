@@ -1,0 +1,181 @@
+//! The queue between the router and one link's writer, with the overflow policy written down.
+//!
+//! A 57600-baud radio drains about 5 KB/s while fifty vehicles produce far more. When a link
+//! falls behind, periodic telemetry is coalesced to the latest frame per (system, component,
+//! message id): the pilot sees current state, never a stale backlog. Commands, acks, missions,
+//! parameters and text ([`dialect::is_coalescable`] is false) are never coalesced; they are only
+//! dropped, and counted, past a hard cap that keeps a dead-slow link from exhausting memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::dialect;
+use crate::frame::Frame;
+
+/// Frames queued before telemetry starts being coalesced.
+const QUEUE_SOFT_LIMIT: usize = 1_024;
+/// Frames queued before even must-deliver frames are dropped.
+const QUEUE_HARD_LIMIT: usize = 16_384;
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Replaced an older frame of the same stream that had not been sent yet.
+    Coalesced,
+    /// The link is down, or the queue is at its hard limit.
+    Dropped,
+}
+
+#[derive(Default)]
+struct State {
+    open: bool,
+    queue: VecDeque<Frame>,
+    /// Latest telemetry frame per stream while the link is behind.
+    latest: HashMap<(u8, u8, u32), Frame>,
+}
+
+#[derive(Default)]
+pub struct OutQueue {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+impl std::fmt::Debug for OutQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutQueue").field("len", &self.len()).finish()
+    }
+}
+
+impl OutQueue {
+    /// Whether the link can currently send; frames pushed to a closed queue are dropped
+    /// (a command to a disconnected radio is the command layer's timeout to report).
+    pub fn set_open(&self, open: bool) {
+        let mut s = self.lock();
+        s.open = open;
+        if !open {
+            s.queue.clear();
+            s.latest.clear();
+        }
+    }
+
+    pub fn push(&self, frame: Frame) -> Pushed {
+        let outcome = {
+            let mut s = self.lock();
+            if !s.open {
+                return Pushed::Dropped;
+            }
+            let len = s.queue.len() + s.latest.len();
+            if len < QUEUE_SOFT_LIMIT {
+                s.queue.push_back(frame);
+                Pushed::Queued
+            } else if dialect::is_coalescable(frame.message_id()) {
+                let key = (frame.system_id(), frame.component_id(), frame.message_id());
+                match s.latest.insert(key, frame) {
+                    Some(_) => Pushed::Coalesced,
+                    None if len < QUEUE_HARD_LIMIT => Pushed::Queued,
+                    None => {
+                        s.latest.remove(&key);
+                        Pushed::Dropped
+                    }
+                }
+            } else if len < QUEUE_HARD_LIMIT {
+                s.queue.push_back(frame);
+                Pushed::Queued
+            } else {
+                Pushed::Dropped
+            }
+        };
+        if outcome == Pushed::Queued {
+            self.ready.notify_one();
+        }
+        outcome
+    }
+
+    /// Waits until frames are queued, then moves them all into `out` (queue order first, then
+    /// the coalesced latest frames).
+    pub async fn next_batch(&self, out: &mut Vec<Frame>) {
+        loop {
+            {
+                let mut s = self.lock();
+                if !s.queue.is_empty() || !s.latest.is_empty() {
+                    out.extend(s.queue.drain(..));
+                    out.extend(s.latest.drain().map(|(_, f)| f));
+                    return;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        let s = self.lock();
+        s.queue.len() + s.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every
+        // operation is a single collection call), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::MavMessage;
+    use crate::frame::Version;
+    use mavlink::dialects::ardupilotmega as apm;
+
+    fn position(sys: u8, seq: u8) -> Frame {
+        let msg = MavMessage::GLOBAL_POSITION_INT(apm::GLOBAL_POSITION_INT_DATA {
+            time_boot_ms: u32::from(seq),
+            ..Default::default()
+        });
+        Frame::encode(Version::V2, sys, 1, seq, &msg)
+    }
+
+    fn command(seq: u8) -> Frame {
+        let msg = MavMessage::COMMAND_LONG(apm::COMMAND_LONG_DATA {
+            target_system: 1,
+            ..Default::default()
+        });
+        Frame::encode(Version::V2, 255, 190, seq, &msg)
+    }
+
+    #[test]
+    fn closed_queue_drops() {
+        let q = OutQueue::default();
+        assert_eq!(q.push(position(1, 0)), Pushed::Dropped);
+        q.set_open(true);
+        assert_eq!(q.push(position(1, 0)), Pushed::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_slow_link_gets_latest_telemetry_and_every_command() {
+        let q = OutQueue::default();
+        q.set_open(true);
+        for i in 0..QUEUE_SOFT_LIMIT {
+            q.push(position(1, i as u8));
+        }
+        // Behind now: telemetry coalesces, commands still queue.
+        assert_eq!(q.push(position(2, 1)), Pushed::Queued);
+        assert_eq!(q.push(position(2, 2)), Pushed::Coalesced);
+        for i in 0..10 {
+            assert_eq!(q.push(command(i)), Pushed::Queued);
+        }
+        let mut out = Vec::new();
+        q.next_batch(&mut out).await;
+        assert_eq!(out.iter().filter(|f| f.message_id() == 76).count(), 10);
+        let from_2: Vec<_> = out.iter().filter(|f| f.system_id() == 2).collect();
+        assert_eq!(from_2.len(), 1);
+        assert_eq!(from_2[0].sequence(), 2, "the latest copy wins");
+        assert!(q.is_empty());
+    }
+}

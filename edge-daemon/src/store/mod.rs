@@ -1,0 +1,268 @@
+//! The SQLite store: every frame and every sample, kept on an SD card that loses power without
+//! warning.
+//!
+//! One writer thread owns the only writing connection and batches everything into one
+//! transaction per commit window (default 1 s): telemetry may lose at most that window on power
+//! loss, and the database never corrupts (WAL, `synchronous=FULL`). Readers (the API, export)
+//! open their own read-only connections and never block the writer.
+
+mod quota;
+mod query;
+mod schema;
+pub mod tlog;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::frame::Frame;
+use crate::vehicle::{Sample, VehicleRecord};
+pub use query::{Reader, TelemetryQuery, TelemetryRow, VehicleRow};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "trellis.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("database {0}: {1}")]
+    Open(PathBuf, rusqlite::Error),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored frames are corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store has shut down")]
+    Closed,
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub commit_window: Duration,
+    /// Bytes the database may use before the oldest telemetry is deleted.
+    pub quota_bytes: u64,
+    /// Raw frames older than this are deleted (samples are kept until the quota says so).
+    pub frame_retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            commit_window: Duration::from_secs(1),
+            quota_bytes: 2 << 30,
+            frame_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// One loop iteration's worth of ingest: raw frames with receive times, and samples.
+#[derive(Debug, Default)]
+pub struct IngestBatch {
+    pub frames: Vec<(i64, Frame)>,
+    pub samples: Vec<Sample>,
+    pub vehicles: Vec<VehicleRecord>,
+}
+
+impl IngestBatch {
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.samples.is_empty() && self.vehicles.is_empty()
+    }
+}
+
+pub(crate) enum Write {
+    Ingest(IngestBatch),
+    /// Records the relay's durable acknowledgement of a stream up to `seq`.
+    Ack { stream: String, seq: i64 },
+    /// Commits now and answers when the commit is durable.
+    Flush(mpsc::Sender<()>),
+}
+
+/// What the writer has made durable; read by the API and the tests.
+#[derive(Debug, Default)]
+pub struct StoreStatus {
+    /// Highest telemetry sequence in a committed transaction.
+    pub committed_seq: AtomicI64,
+    pub committed_samples: AtomicU64,
+    pub committed_frames: AtomicU64,
+    pub commits: AtomicU64,
+    pub last_commit_unix_ms: AtomicI64,
+    pub db_bytes: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Samples that could not be stored (only when the disk is full and nothing is deletable).
+    pub lost_samples: AtomicU64,
+    pub quota_deleted_samples: AtomicU64,
+    pub quota_deleted_frames: AtomicU64,
+    /// Wall-clock ms of the writer loop's last turn (it turns at least every 10 s).
+    pub writer_heartbeat_ms: AtomicI64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoreStatusView {
+    pub path: String,
+    pub committed_seq: i64,
+    pub committed_samples: u64,
+    pub committed_frames: u64,
+    pub commits: u64,
+    pub last_commit_unix_ms: i64,
+    pub db_bytes: u64,
+    pub quota_bytes: u64,
+    pub write_errors: u64,
+    pub lost_samples: u64,
+    pub quota_deleted_samples: u64,
+    pub quota_deleted_frames: u64,
+}
+
+/// The handle the daemon holds: send writes, read status, open readers.
+pub struct Store {
+    tx: Option<SyncSender<Write>>,
+    status: Arc<StoreStatus>,
+    path: PathBuf,
+    config: StoreConfig,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Batches waiting for the writer before ingest has to wait (backpressure, never loss).
+const WRITE_QUEUE: usize = 64;
+
+impl Store {
+    pub fn open(data_dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::DataDir(data_dir.to_path_buf(), e))?;
+        let path = data_dir.join(DB_FILE);
+        let conn = open_writer(&path)?;
+        let status = Arc::new(StoreStatus::default());
+        let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
+        let mut writer = writer::Writer::new(conn, config, status.clone())?;
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::Io)?;
+        Ok(Store {
+            tx: Some(tx),
+            status,
+            path,
+            config,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn status(&self) -> Arc<StoreStatus> {
+        self.status.clone()
+    }
+
+    pub fn status_view(&self) -> StoreStatusView {
+        status_view(&self.status, &self.path, self.config.quota_bytes)
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader::new(self.path.clone())
+    }
+
+    /// A cloneable sender for the ingest loop.
+    pub fn sender(&self) -> StoreSender {
+        StoreSender(self.tx.clone())
+    }
+
+    /// Commits everything sent so far and waits until it is durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.sender().flush()
+    }
+
+    /// Commits what is pending and stops the writer.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn status_view(status: &StoreStatus, path: &Path, quota_bytes: u64) -> StoreStatusView {
+    StoreStatusView {
+        path: path.display().to_string(),
+        committed_seq: status.committed_seq.load(Relaxed),
+        committed_samples: status.committed_samples.load(Relaxed),
+        committed_frames: status.committed_frames.load(Relaxed),
+        commits: status.commits.load(Relaxed),
+        last_commit_unix_ms: status.last_commit_unix_ms.load(Relaxed),
+        db_bytes: status.db_bytes.load(Relaxed),
+        quota_bytes,
+        write_errors: status.write_errors.load(Relaxed),
+        lost_samples: status.lost_samples.load(Relaxed),
+        quota_deleted_samples: status.quota_deleted_samples.load(Relaxed),
+        quota_deleted_frames: status.quota_deleted_frames.load(Relaxed),
+    }
+}
+
+/// Sends writes to the writer thread. Never drops: when the writer is behind, the caller waits.
+#[derive(Clone)]
+pub struct StoreSender(Option<SyncSender<Write>>);
+
+impl StoreSender {
+    /// Sends a batch from async code: waits (off the async scheduler) if the writer is behind.
+    pub fn send_batch(&self, batch: IngestBatch) -> Result<(), StoreError> {
+        self.send(Write::Ingest(batch))
+    }
+
+    pub fn ack(&self, stream: &str, seq: i64) -> Result<(), StoreError> {
+        self.send(Write::Ack {
+            stream: stream.to_string(),
+            seq,
+        })
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Flush(tx))?;
+        rx.recv().map_err(|_| StoreError::Closed)
+    }
+
+    fn send(&self, write: Write) -> Result<(), StoreError> {
+        let tx = self.0.as_ref().ok_or(StoreError::Closed)?;
+        match tx.try_send(write) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(write)) => {
+                let blocking = || tx.send(write).map_err(|_| StoreError::Closed);
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(blocking)
+                    }
+                    _ => blocking(),
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+}
+
+fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let open = || -> rusqlite::Result<rusqlite::Connection> {
+        let mut conn = rusqlite::Connection::open(path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(conn)
+    };
+    open().map_err(|e| StoreError::Open(path.to_path_buf(), e))
+}

@@ -1,0 +1,166 @@
+//! Read-only queries: history for the API, the vehicle registry, the sync cursor.
+//!
+//! Each call opens its own read-only connection (WAL readers never block the writer or each
+//! other); opening SQLite costs tens of microseconds, far less than any query here.
+
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::clock::TimeSource;
+
+#[derive(Debug, Clone)]
+pub struct Reader {
+    path: PathBuf,
+}
+
+/// A history request: one vehicle, a time range, optionally one sample per `every_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelemetryQuery {
+    pub vehicle: u8,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub every_us: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TelemetryRow {
+    pub seq: i64,
+    pub t_us: i64,
+    pub time_source: TimeSource,
+    pub lat: f64,
+    pub lon: f64,
+    pub alt_msl_m: f64,
+    pub alt_rel_m: f64,
+    pub vn_mps: f64,
+    pub ve_mps: f64,
+    pub vd_mps: f64,
+    pub heading_deg: Option<f64>,
+    pub battery_v: f64,
+    pub battery_a: Option<f64>,
+    pub battery_pct: Option<i64>,
+    pub gps_fix: i64,
+    pub satellites: i64,
+    pub custom_mode: i64,
+    pub armed: bool,
+    pub mission_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VehicleRow {
+    pub sysid: u8,
+    pub name: String,
+    pub uid: Option<String>,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+}
+
+impl Reader {
+    pub fn new(path: PathBuf) -> Reader {
+        Reader { path }
+    }
+
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Open(self.path.clone(), e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    pub fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>, StoreError> {
+        let conn = self.connect()?;
+        const COLUMNS: &str = "seq, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm,
+            vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
+            custom_mode, armed, mission_seq";
+        // With `every`, SQLite's bare-column rule returns, per bucket, the row holding min(t_us):
+        // the first sample of each interval, a real sample rather than an average.
+        let sql = match q.every_us {
+            Some(_) => format!(
+                "SELECT {COLUMNS}, min(t_us) FROM telemetry
+                 WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
+                 GROUP BY t_us / ?4 ORDER BY t_us LIMIT ?5"
+            ),
+            None => format!(
+                "SELECT {COLUMNS} FROM telemetry
+                 WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3 AND ?4 = ?4
+                 ORDER BY t_us LIMIT ?5"
+            ),
+        };
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                q.vehicle,
+                q.from_us,
+                q.to_us,
+                q.every_us.unwrap_or(1).max(1),
+                q.limit
+            ],
+            |r| {
+                let e7 = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e7);
+                let milli = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e3);
+                let centi = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e2);
+                let heading: i64 = r.get(10)?;
+                let current: i64 = r.get(12)?;
+                let pct: i64 = r.get(13)?;
+                Ok(TelemetryRow {
+                    seq: r.get(0)?,
+                    t_us: r.get(1)?,
+                    time_source: TimeSource::from_code(r.get(2)?),
+                    lat: e7(3)?,
+                    lon: e7(4)?,
+                    alt_msl_m: milli(5)?,
+                    alt_rel_m: milli(6)?,
+                    vn_mps: centi(7)?,
+                    ve_mps: centi(8)?,
+                    vd_mps: centi(9)?,
+                    heading_deg: (heading != i64::from(u16::MAX)).then(|| heading as f64 / 100.0),
+                    battery_v: milli(11)?,
+                    battery_a: (current >= 0).then(|| current as f64 / 100.0),
+                    battery_pct: (pct >= 0).then_some(pct),
+                    gps_fix: r.get(14)?,
+                    satellites: r.get(15)?,
+                    custom_mode: r.get(16)?,
+                    armed: r.get(17)?,
+                    mission_seq: r.get(18)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn vehicles(&self) -> Result<Vec<VehicleRow>, StoreError> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare(
+            "SELECT sysid, name, uid, first_seen_us, last_seen_us FROM vehicles ORDER BY sysid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(VehicleRow {
+                sysid: r.get(0)?,
+                name: r.get(1)?,
+                uid: r.get(2)?,
+                first_seen_us: r.get(3)?,
+                last_seen_us: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The relay's last durable acknowledgement of a stream.
+    pub fn acked(&self, stream: &str) -> Result<i64, StoreError> {
+        let conn = self.connect()?;
+        Ok(conn
+            .query_row(
+                "SELECT acked_seq FROM sync_cursor WHERE stream = ?1",
+                [stream],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}

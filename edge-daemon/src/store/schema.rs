@@ -1,0 +1,86 @@
+//! The database schema and its migrations (`PRAGMA user_version` counts applied steps).
+//!
+//! Telemetry rows double as the sync outbox: `telemetry.seq` is a monotonic sequence that is
+//! never reused (its high-water mark survives in `meta` even if every row is deleted), and
+//! `sync_cursor` holds the relay's last durable acknowledgement per stream.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the edge core.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+     );
+     CREATE TABLE vehicles (
+        sysid         INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        uid           TEXT,
+        autopilot     INTEGER NOT NULL,
+        mav_type      INTEGER NOT NULL,
+        first_seen_us INTEGER NOT NULL,
+        last_seen_us  INTEGER NOT NULL
+     );
+     CREATE TABLE telemetry (
+        seq          INTEGER PRIMARY KEY,
+        vehicle      INTEGER NOT NULL,
+        t_us         INTEGER NOT NULL,
+        time_source  INTEGER NOT NULL,
+        lat_e7       INTEGER NOT NULL,
+        lon_e7       INTEGER NOT NULL,
+        alt_mm       INTEGER NOT NULL,
+        rel_alt_mm   INTEGER NOT NULL,
+        vx           INTEGER NOT NULL,
+        vy           INTEGER NOT NULL,
+        vz           INTEGER NOT NULL,
+        heading_cdeg INTEGER NOT NULL,
+        battery_mv   INTEGER NOT NULL,
+        battery_ca   INTEGER NOT NULL,
+        battery_pct  INTEGER NOT NULL,
+        gps_fix      INTEGER NOT NULL,
+        satellites   INTEGER NOT NULL,
+        custom_mode  INTEGER NOT NULL,
+        armed        INTEGER NOT NULL,
+        mission_seq  INTEGER NOT NULL
+     );
+     CREATE INDEX telemetry_by_vehicle_time ON telemetry (vehicle, t_us);
+     -- Raw frames, for .tlog export: one row per vehicle per commit, holding zstd-compressed
+     -- tlog records (8-byte big-endian microsecond timestamp, then the frame).
+     CREATE TABLE frames (
+        id         INTEGER PRIMARY KEY,
+        sysid      INTEGER NOT NULL,
+        t_first_us INTEGER NOT NULL,
+        t_last_us  INTEGER NOT NULL,
+        count      INTEGER NOT NULL,
+        data       BLOB NOT NULL
+     );
+     CREATE INDEX frames_by_system_time ON frames (sysid, t_last_us);
+     CREATE TABLE sync_cursor (
+        stream    TEXT PRIMARY KEY,
+        acked_seq INTEGER NOT NULL
+     );",
+];
+
+/// Opens-time settings. WAL lets the API read while the writer writes; `synchronous=FULL`
+/// makes every commit durable (fsync of the WAL), which costs one fsync per commit window,
+/// not per row; incremental auto-vacuum lets the quota give space back to the SD card.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `.tlog` export: the telemetry-log format MAVProxy, MAVExplorer and QGroundControl read.
+//! Each record is an 8-byte big-endian timestamp in microseconds followed by the raw frame,
+//! which is exactly how frames are kept (compressed) in the `frames` table.
+
+use std::io::Write;
+
+use rusqlite::params;
+
+use super::{Reader, StoreError};
+
+/// Export range. `vehicle: None` exports every system, merged in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlogQuery {
+    pub vehicle: Option<u8>,
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
+/// Writes the matching frames to `out`; returns how many were written.
+pub fn export(reader: &Reader, q: &TlogQuery, out: &mut impl Write) -> Result<u64, StoreError> {
+    let conn = reader.connect()?;
+    let mut stmt = conn.prepare(
+        "SELECT data FROM frames
+         WHERE (?1 IS NULL OR sysid = ?1) AND t_last_us >= ?2 AND t_first_us < ?3
+         ORDER BY t_first_us, id",
+    )?;
+    let mut rows = stmt.query(params![q.vehicle, q.from_us, q.to_us])?;
+    // Chunks of different systems overlap in time; a small merge window restores global order.
+    let mut pending: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut written = 0u64;
+    while let Some(row) = rows.next()? {
+        let data: Vec<u8> = row.get(0)?;
+        let raw = zstd::stream::decode_all(data.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("chunk does not decompress: {e}")))?;
+        for (t, record) in records(&raw)? {
+            if t >= q.from_us && t < q.to_us {
+                pending.push((t, record.to_vec()));
+            }
+        }
+        if pending.len() > 100_000 {
+            written += drain(&mut pending, out, false)?;
+        }
+    }
+    written += drain(&mut pending, out, true)?;
+    out.flush()?;
+    Ok(written)
+}
+
+fn drain(
+    pending: &mut Vec<(i64, Vec<u8>)>,
+    out: &mut impl Write,
+    all: bool,
+) -> Result<u64, StoreError> {
+    pending.sort_by_key(|(t, _)| *t);
+    // Keep the newest half back: a later chunk may still hold frames that sort before it.
+    let keep = if all { 0 } else { pending.len() / 2 };
+    let n = pending.len() - keep;
+    for (_, record) in pending.drain(..n) {
+        out.write_all(&record)?;
+    }
+    Ok(n as u64)
+}
+
+/// Splits a chunk into (timestamp, whole tlog record) pairs.
+fn records(raw: &[u8]) -> Result<Vec<(i64, &[u8])>, StoreError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let header = raw
+            .get(i..i + 11)
+            .ok_or_else(|| StoreError::Corrupt("truncated record".into()))?;
+        let t = i64::from_be_bytes(header[..8].try_into().unwrap_or_default());
+        let payload_len = usize::from(header[9]);
+        let frame_len = match header[8] {
+            crate::frame::STX_V1 => 6 + payload_len + 2,
+            crate::frame::STX_V2 => {
+                let signed = header[10] & 1 != 0;
+                10 + payload_len + 2 + if signed { 13 } else { 0 }
+            }
+            other => return Err(StoreError::Corrupt(format!("bad marker {other:#x}"))),
+        };
+        let end = i + 8 + frame_len;
+        let record = raw
+            .get(i..end)
+            .ok_or_else(|| StoreError::Corrupt("truncated frame".into()))?;
+        out.push((t, record));
+        i = end;
+    }
+    Ok(out)
+}

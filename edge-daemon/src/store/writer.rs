@@ -1,0 +1,288 @@
+//! The single writer: everything that reaches the database goes through this thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+
+use super::{quota, IngestBatch, StoreConfig, StoreError, StoreStatus, Write};
+use crate::vehicle::{default_name, VehicleRecord};
+
+/// How often retention and the quota are checked.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// zstd level for raw frame chunks: fast, and tlog data still shrinks about 3×.
+const CHUNK_ZSTD_LEVEL: i32 = 1;
+
+pub(super) struct Writer {
+    conn: Connection,
+    config: StoreConfig,
+    status: Arc<StoreStatus>,
+    next_seq: i64,
+    /// Raw frames of the open transaction, per sending system, as tlog records.
+    chunks: HashMap<u8, Chunk>,
+    /// When the open transaction must commit; `None` when no transaction is open.
+    deadline: Option<Instant>,
+    pending_samples: u64,
+    pending_frames: u64,
+    last_housekeeping: Instant,
+}
+
+#[derive(Default)]
+struct Chunk {
+    t_first: i64,
+    t_last: i64,
+    count: i64,
+    data: Vec<u8>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        conn: Connection,
+        config: StoreConfig,
+        status: Arc<StoreStatus>,
+    ) -> Result<Writer, StoreError> {
+        let max_row: i64 =
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
+                r.get(0)
+            })?;
+        let high_water: i64 = conn.query_row(
+            "SELECT coalesce((SELECT value FROM meta WHERE key = 'telemetry_seq'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
+        let last = max_row.max(high_water);
+        status.committed_seq.store(last, Relaxed);
+        status.db_bytes.store(quota::used_bytes(&conn)?, Relaxed);
+        Ok(Writer {
+            conn,
+            config,
+            status,
+            next_seq: last + 1,
+            chunks: HashMap::new(),
+            deadline: None,
+            pending_samples: 0,
+            pending_frames: 0,
+            last_housekeeping: Instant::now(),
+        })
+    }
+
+    pub(super) fn run(&mut self, rx: Receiver<Write>) {
+        loop {
+            self.status
+                .writer_heartbeat_ms
+                .store(crate::clock::system_now_us() / 1000, Relaxed);
+            let now = Instant::now();
+            let wait = match self.deadline {
+                Some(d) => d.saturating_duration_since(now),
+                None => HOUSEKEEPING,
+            };
+            match rx.recv_timeout(wait) {
+                Ok(Write::Ingest(batch)) => self.ingest(batch),
+                Ok(Write::Ack { stream, seq }) => self.ack(&stream, seq),
+                Ok(Write::Flush(reply)) => {
+                    self.commit();
+                    let _ = reply.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.commit();
+                    return;
+                }
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.commit();
+            }
+            if self.deadline.is_none() && self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+                self.housekeeping();
+            }
+        }
+    }
+
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        if self.deadline.is_none() {
+            self.conn.execute_batch("BEGIN")?;
+            self.deadline = Some(Instant::now() + self.config.commit_window);
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, batch: IngestBatch) {
+        let samples = batch.samples.len() as u64;
+        if let Err(e) = self.try_ingest(&batch) {
+            self.fail(e, samples);
+            return;
+        }
+        self.pending_samples += samples;
+        self.pending_frames += batch.frames.len() as u64;
+        for (t_us, frame) in &batch.frames {
+            let chunk = self.chunks.entry(frame.system_id()).or_default();
+            if chunk.count == 0 {
+                chunk.t_first = *t_us;
+            }
+            chunk.t_last = *t_us;
+            chunk.count += 1;
+            chunk.data.extend_from_slice(&(*t_us as u64).to_be_bytes());
+            chunk.data.extend_from_slice(frame.as_bytes());
+        }
+    }
+
+    fn try_ingest(&mut self, batch: &IngestBatch) -> rusqlite::Result<()> {
+        self.begin()?;
+        for v in &batch.vehicles {
+            upsert_vehicle(&self.conn, v)?;
+        }
+        if batch.samples.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO telemetry (seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm,
+                rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct,
+                gps_fix, satellites, custom_mode, armed, mission_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19, ?20)",
+        )?;
+        for s in &batch.samples {
+            insert.execute(params![
+                self.next_seq,
+                s.vehicle,
+                s.t_us,
+                s.time_source,
+                s.lat_e7,
+                s.lon_e7,
+                s.alt_mm,
+                s.rel_alt_mm,
+                s.vx,
+                s.vy,
+                s.vz,
+                s.heading_cdeg,
+                s.battery_mv,
+                s.battery_ca,
+                s.battery_pct,
+                s.gps_fix,
+                s.satellites,
+                s.custom_mode,
+                s.armed,
+                s.mission_seq,
+            ])?;
+            self.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, stream: &str, seq: i64) {
+        let result = self.begin().and_then(|()| {
+            self.conn.execute(
+                "INSERT INTO sync_cursor (stream, acked_seq) VALUES (?1, ?2)
+                 ON CONFLICT (stream) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq)",
+                params![stream, seq],
+            )
+        });
+        if let Err(e) = result {
+            self.fail(e, 0);
+        }
+    }
+
+    fn commit(&mut self) {
+        if self.deadline.is_none() {
+            return;
+        }
+        match self.try_commit() {
+            Ok(()) => {
+                let s = &self.status;
+                s.committed_seq.store(self.next_seq - 1, Relaxed);
+                s.committed_samples.fetch_add(self.pending_samples, Relaxed);
+                s.committed_frames.fetch_add(self.pending_frames, Relaxed);
+                s.commits.fetch_add(1, Relaxed);
+                s.last_commit_unix_ms
+                    .store(crate::clock::system_now_us() / 1000, Relaxed);
+                self.deadline = None;
+                self.pending_samples = 0;
+                self.pending_frames = 0;
+            }
+            Err(e) => self.fail(e, 0),
+        }
+    }
+
+    fn try_commit(&mut self) -> rusqlite::Result<()> {
+        {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO frames (sysid, t_first_us, t_last_us, count, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (sysid, chunk) in &self.chunks {
+                if chunk.count == 0 {
+                    continue;
+                }
+                let data = zstd::bulk::compress(&chunk.data, CHUNK_ZSTD_LEVEL)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                insert.execute(params![
+                    sysid,
+                    chunk.t_first,
+                    chunk.t_last,
+                    chunk.count,
+                    data
+                ])?;
+            }
+        }
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('telemetry_seq', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [self.next_seq - 1],
+        )?;
+        self.conn.execute_batch("COMMIT")?;
+        self.chunks.clear();
+        Ok(())
+    }
+
+    /// A write failed (a full disk, an I/O error): roll back, make room, carry on. What the
+    /// rolled-back transaction held is counted as lost; the daemon does not stop.
+    fn fail(&mut self, e: rusqlite::Error, extra_samples: u64) {
+        let lost = self.pending_samples + extra_samples;
+        tracing::error!("store write failed, {lost} samples lost: {e}");
+        self.status.write_errors.fetch_add(1, Relaxed);
+        self.status.lost_samples.fetch_add(lost, Relaxed);
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        // Sequence numbers handed out in the lost transaction are skipped, never reused.
+        self.deadline = None;
+        self.pending_samples = 0;
+        self.pending_frames = 0;
+        self.chunks.clear();
+        if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull)) {
+            quota::make_room(&self.conn, &self.status);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.last_housekeeping = Instant::now();
+        if let Err(e) = quota::enforce(&self.conn, &self.config, &self.status) {
+            tracing::error!("store housekeeping failed: {e}");
+            self.status.write_errors.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn upsert_vehicle(conn: &Connection, v: &VehicleRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO vehicles (sysid, name, uid, autopilot, mav_type, first_seen_us, last_seen_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (sysid) DO UPDATE SET
+            uid = coalesce(excluded.uid, uid),
+            autopilot = excluded.autopilot,
+            mav_type = excluded.mav_type,
+            last_seen_us = excluded.last_seen_us",
+    )?
+    .execute(params![
+        v.sysid,
+        default_name(v.sysid),
+        v.uid.map(|u| format!("{u:016x}")),
+        v.autopilot,
+        v.mav_type,
+        v.seen_us
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! Vehicle state, decoded from the frames the router passes by.
+//!
+//! A vehicle is a system id whose heartbeat names a real autopilot (not a GCS, not a gimbal or
+//! companion with `MAV_AUTOPILOT_INVALID`). Only the handful of message types state needs are
+//! decoded; everything else is only counted for link quality. Every GLOBAL_POSITION_INT becomes
+//! a [`Sample`]: the vehicle's whole state at that moment, which the store keeps for history and
+//! sync sends to the relay.
+
+pub mod modes;
+pub mod quality;
+mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use mavlink::dialects::ardupilotmega as apm;
+
+use crate::clock::{Clock, TimeSource};
+use crate::dialect::MavMessage;
+use crate::frame::Frame;
+use crate::link::LinkId;
+use quality::{RadioStatus, SeqTracker};
+pub use view::{FleetSnapshot, VehicleView};
+
+/// `MAV_AUTOPILOT_INVALID`: the sender is not a flight controller.
+const AUTOPILOT_INVALID: u8 = 8;
+
+/// One telemetry sample: a vehicle's state when it reported its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sample {
+    pub vehicle: u8,
+    /// Receive time, microseconds since the Unix epoch (see [`crate::clock`]).
+    pub t_us: i64,
+    pub time_source: u8,
+    pub lat_e7: i32,
+    pub lon_e7: i32,
+    pub alt_mm: i32,
+    pub rel_alt_mm: i32,
+    /// Ground velocity north/east/down, cm/s.
+    pub vx: i16,
+    pub vy: i16,
+    pub vz: i16,
+    /// Heading in centidegrees; u16::MAX when unknown.
+    pub heading_cdeg: u16,
+    pub battery_mv: u16,
+    pub battery_ca: i16,
+    /// -1 when the autopilot does not estimate it.
+    pub battery_pct: i8,
+    pub gps_fix: u8,
+    pub satellites: u8,
+    pub custom_mode: u32,
+    pub armed: bool,
+    pub mission_seq: u16,
+}
+
+/// Something the store must record about a vehicle (not per frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VehicleRecord {
+    pub sysid: u8,
+    pub autopilot: u8,
+    pub mav_type: u8,
+    pub uid: Option<u64>,
+    pub seen_us: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Position {
+    pub lat_e7: i32,
+    pub lon_e7: i32,
+    pub alt_mm: i32,
+    pub rel_alt_mm: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vehicle {
+    pub sysid: u8,
+    pub compid: u8,
+    pub name: String,
+    pub autopilot: u8,
+    pub mav_type: u8,
+    pub base_mode: u8,
+    pub custom_mode: u32,
+    pub system_status: u8,
+    pub uid: Option<u64>,
+    pub position: Option<Position>,
+    pub velocity_cms: (i16, i16, i16),
+    pub heading_cdeg: u16,
+    pub groundspeed: f32,
+    pub airspeed: f32,
+    pub climb: f32,
+    pub attitude: (f32, f32, f32),
+    pub battery_mv: u16,
+    pub battery_ca: i16,
+    pub battery_pct: i8,
+    pub battery_consumed_mah: Option<i32>,
+    pub gps_fix: u8,
+    pub satellites: u8,
+    pub gps_eph: u16,
+    pub mission_current: u16,
+    pub mission_total: u16,
+    pub last_text: Option<(u8, String)>,
+    pub first_heard: Instant,
+    pub last_heard: Instant,
+    pub last_heartbeat: Instant,
+    pub links: Vec<VehicleLink>,
+    pub samples: u64,
+}
+
+/// How one vehicle is heard on one link.
+#[derive(Debug, Clone)]
+pub struct VehicleLink {
+    pub link: LinkId,
+    pub seq: SeqTracker,
+    pub radio: Option<RadioStatus>,
+    pub last_heard: Instant,
+}
+
+impl Vehicle {
+    fn new(sysid: u8, compid: u8, name: String, at: Instant) -> Vehicle {
+        Vehicle {
+            sysid,
+            compid,
+            name,
+            autopilot: 0,
+            mav_type: 0,
+            base_mode: 0,
+            custom_mode: 0,
+            system_status: 0,
+            uid: None,
+            position: None,
+            velocity_cms: (0, 0, 0),
+            heading_cdeg: u16::MAX,
+            groundspeed: 0.0,
+            airspeed: 0.0,
+            climb: 0.0,
+            attitude: (0.0, 0.0, 0.0),
+            battery_mv: 0,
+            battery_ca: -1,
+            battery_pct: -1,
+            battery_consumed_mah: None,
+            gps_fix: 0,
+            satellites: 0,
+            gps_eph: u16::MAX,
+            mission_current: 0,
+            mission_total: 0,
+            last_text: None,
+            first_heard: at,
+            last_heard: at,
+            last_heartbeat: at,
+            links: Vec::new(),
+            samples: 0,
+        }
+    }
+
+    pub fn armed(&self) -> bool {
+        modes::is_armed(self.base_mode)
+    }
+
+    pub fn mode_name(&self) -> String {
+        modes::mode_name(
+            self.autopilot,
+            self.mav_type,
+            self.base_mode,
+            self.custom_mode,
+        )
+    }
+
+    fn link_mut(&mut self, link: LinkId, at: Instant) -> &mut VehicleLink {
+        let i = match self.links.iter().position(|l| l.link == link) {
+            Some(i) => i,
+            None => {
+                self.links.push(VehicleLink {
+                    link,
+                    seq: SeqTracker::default(),
+                    radio: None,
+                    last_heard: at,
+                });
+                self.links.len() - 1
+            }
+        };
+        &mut self.links[i]
+    }
+
+    fn sample(&self, t_us: i64, source: TimeSource) -> Sample {
+        let p = self.position.clone().unwrap_or_default();
+        Sample {
+            vehicle: self.sysid,
+            t_us,
+            time_source: source as u8,
+            lat_e7: p.lat_e7,
+            lon_e7: p.lon_e7,
+            alt_mm: p.alt_mm,
+            rel_alt_mm: p.rel_alt_mm,
+            vx: self.velocity_cms.0,
+            vy: self.velocity_cms.1,
+            vz: self.velocity_cms.2,
+            heading_cdeg: self.heading_cdeg,
+            battery_mv: self.battery_mv,
+            battery_ca: self.battery_ca,
+            battery_pct: self.battery_pct,
+            gps_fix: self.gps_fix,
+            satellites: self.satellites,
+            custom_mode: self.custom_mode,
+            armed: self.armed(),
+            mission_seq: self.mission_current,
+        }
+    }
+}
+
+/// Every vehicle the daemon has heard, by system id.
+#[derive(Debug)]
+pub struct Fleet {
+    vehicles: BTreeMap<u8, Vehicle>,
+    names: HashMap<u8, String>,
+    /// Radio reports from radios that are not themselves a vehicle (a SiK radio on the
+    /// ground-station side uses its own system id), by link.
+    link_radio: HashMap<LinkId, RadioStatus>,
+    link_lost_after: Duration,
+    records: Vec<VehicleRecord>,
+}
+
+impl Fleet {
+    pub fn new(link_lost_after: Duration, names: HashMap<u8, String>) -> Fleet {
+        Fleet {
+            vehicles: BTreeMap::new(),
+            names,
+            link_radio: HashMap::new(),
+            link_lost_after,
+            records: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, sysid: u8) -> Option<&Vehicle> {
+        self.vehicles.get(&sysid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.vehicles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vehicles.is_empty()
+    }
+
+    /// Vehicle facts the store should persist since the last call.
+    pub fn take_records(&mut self) -> Vec<VehicleRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Updates state from one frame heard on `link` at `at`; returns a sample for position
+    /// reports.
+    pub fn observe(
+        &mut self,
+        link: LinkId,
+        frame: &Frame,
+        at: Instant,
+        clock: &mut Clock,
+    ) -> Option<Sample> {
+        let sysid = frame.system_id();
+        let msgid = frame.message_id();
+        if msgid == 0 {
+            self.heartbeat(link, frame, at, clock);
+        } else if msgid == 109 {
+            self.radio_status(link, frame);
+        }
+        let vehicle = self.vehicles.get_mut(&sysid)?;
+        if frame.component_id() != vehicle.compid {
+            return None;
+        }
+        vehicle.last_heard = at;
+        let vl = vehicle.link_mut(link, at);
+        vl.last_heard = at;
+        vl.seq.observe(frame.sequence());
+        if !is_state_message(msgid) {
+            return None;
+        }
+        let message = frame.decode()?;
+        let mut sample = None;
+        match message {
+            MavMessage::GLOBAL_POSITION_INT(m) => {
+                vehicle.position = Some(Position {
+                    lat_e7: m.lat,
+                    lon_e7: m.lon,
+                    alt_mm: m.alt,
+                    rel_alt_mm: m.relative_alt,
+                });
+                vehicle.velocity_cms = (m.vx, m.vy, m.vz);
+                if m.hdg != u16::MAX {
+                    vehicle.heading_cdeg = m.hdg;
+                }
+                vehicle.samples += 1;
+                sample = Some(vehicle.sample(clock.wall_us(at), clock.source()));
+            }
+            MavMessage::SYS_STATUS(m) => {
+                vehicle.battery_mv = m.voltage_battery;
+                vehicle.battery_ca = m.current_battery;
+                vehicle.battery_pct = m.battery_remaining;
+            }
+            MavMessage::BATTERY_STATUS(m) if m.id == 0 => {
+                if m.current_consumed >= 0 {
+                    vehicle.battery_consumed_mah = Some(m.current_consumed);
+                }
+                if m.battery_remaining >= 0 {
+                    vehicle.battery_pct = m.battery_remaining;
+                }
+            }
+            MavMessage::GPS_RAW_INT(m) => {
+                vehicle.gps_fix = m.fix_type as u8;
+                vehicle.satellites = m.satellites_visible;
+                vehicle.gps_eph = m.eph;
+            }
+            MavMessage::VFR_HUD(m) => {
+                vehicle.groundspeed = m.groundspeed;
+                vehicle.airspeed = m.airspeed;
+                vehicle.climb = m.climb;
+            }
+            MavMessage::ATTITUDE(m) => vehicle.attitude = (m.roll, m.pitch, m.yaw),
+            MavMessage::MISSION_CURRENT(m) => {
+                vehicle.mission_current = m.seq;
+                if m.total != u16::MAX {
+                    vehicle.mission_total = m.total;
+                }
+            }
+            MavMessage::SYSTEM_TIME(m) => clock.observe_gps(m.time_unix_usec, at),
+            MavMessage::AUTOPILOT_VERSION(m) => {
+                if m.uid != 0 && vehicle.uid != Some(m.uid) {
+                    vehicle.uid = Some(m.uid);
+                    self.records.push(record(vehicle, clock.wall_us(at)));
+                }
+            }
+            MavMessage::STATUSTEXT(m) => {
+                let text = String::from_utf8_lossy(m.text.as_ref())
+                    .trim_end_matches('\0')
+                    .to_string();
+                vehicle.last_text = Some((m.severity as u8, text));
+            }
+            _ => {}
+        }
+        sample
+    }
+
+    fn heartbeat(&mut self, link: LinkId, frame: &Frame, at: Instant, clock: &Clock) {
+        let Some(MavMessage::HEARTBEAT(hb)) = frame.decode() else {
+            return;
+        };
+        let autopilot = hb.autopilot as u8;
+        if autopilot == AUTOPILOT_INVALID || hb.mavtype == apm::MavType::MAV_TYPE_GCS {
+            return;
+        }
+        let sysid = frame.system_id();
+        let compid = frame.component_id();
+        let vehicle = self.vehicles.entry(sysid).or_insert_with(|| {
+            let name = self
+                .names
+                .get(&sysid)
+                .cloned()
+                .unwrap_or_else(|| default_name(sysid));
+            tracing::info!(vehicle = sysid, link, %name, "new vehicle");
+            Vehicle::new(sysid, compid, name, at)
+        });
+        if vehicle.compid != compid {
+            return; // another component of the same system reporting as an autopilot
+        }
+        let first = vehicle.autopilot == 0 && vehicle.mav_type == 0;
+        let changed = vehicle.autopilot != autopilot || vehicle.mav_type != hb.mavtype as u8;
+        vehicle.autopilot = autopilot;
+        vehicle.mav_type = hb.mavtype as u8;
+        vehicle.base_mode = hb.base_mode.bits();
+        vehicle.custom_mode = hb.custom_mode;
+        vehicle.system_status = hb.system_status as u8;
+        vehicle.last_heartbeat = at;
+        if first || changed {
+            self.records.push(record(vehicle, clock.wall_us(at)));
+        }
+    }
+
+    fn radio_status(&mut self, link: LinkId, frame: &Frame) {
+        let Some(MavMessage::RADIO_STATUS(m)) = frame.decode() else {
+            return;
+        };
+        let status = RadioStatus {
+            rssi: m.rssi,
+            remrssi: m.remrssi,
+            noise: m.noise,
+            remnoise: m.remnoise,
+            txbuf: m.txbuf,
+            rxerrors: m.rxerrors,
+            fixed: m.fixed,
+        };
+        match self.vehicles.get_mut(&frame.system_id()) {
+            Some(v) => v.link_mut(link, Instant::now()).radio = Some(status),
+            None => {
+                self.link_radio.insert(link, status);
+            }
+        }
+    }
+
+    /// A vehicle is "link lost" when no heartbeat arrived for the configured silence.
+    pub fn link_lost(&self, vehicle: &Vehicle, now: Instant) -> bool {
+        now.duration_since(vehicle.last_heartbeat) > self.link_lost_after
+    }
+
+    pub fn snapshot(&self, now: Instant, clock: &Clock) -> FleetSnapshot {
+        view::snapshot(self, now, clock)
+    }
+
+    fn radio_for(&self, vl: &VehicleLink) -> Option<RadioStatus> {
+        vl.radio.or_else(|| self.link_radio.get(&vl.link).copied())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Vehicle> {
+        self.vehicles.values()
+    }
+}
+
+pub fn default_name(sysid: u8) -> String {
+    format!("V-{sysid:02}")
+}
+
+fn record(v: &Vehicle, seen_us: i64) -> VehicleRecord {
+    VehicleRecord {
+        sysid: v.sysid,
+        autopilot: v.autopilot,
+        mav_type: v.mav_type,
+        uid: v.uid,
+        seen_us,
+    }
+}
+
+/// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
+fn is_state_message(msgid: u32) -> bool {
+    matches!(msgid, 1 | 2 | 24 | 30 | 33 | 42 | 74 | 147 | 148 | 253)
+}

@@ -1,0 +1,226 @@
+//! The vehicle state the API and live stream show: plain units, names instead of numbers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::quality::RadioStatus;
+use super::{modes, Fleet, Vehicle};
+use crate::clock::{Clock, TimeSource};
+use crate::link::LinkId;
+
+/// The whole fleet at one moment; published ~10 times a second by the ingest loop.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetSnapshot {
+    pub time_us: i64,
+    pub time_source: TimeSource,
+    pub vehicles: Vec<Arc<VehicleView>>,
+}
+
+impl Default for FleetSnapshot {
+    fn default() -> Self {
+        FleetSnapshot {
+            time_us: 0,
+            time_source: TimeSource::SystemUnsynced,
+            vehicles: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VehicleView {
+    pub id: u8,
+    pub sysid: u8,
+    pub compid: u8,
+    pub name: String,
+    /// Fleet-wide identity (AUTOPILOT_VERSION uid), as 16 hex digits.
+    pub uid: Option<String>,
+    pub autopilot: &'static str,
+    pub vehicle_type: u8,
+    pub mode: String,
+    pub armed: bool,
+    pub system_status: u8,
+    pub position: Option<PositionView>,
+    pub heading_deg: Option<f64>,
+    pub groundspeed_mps: f64,
+    pub airspeed_mps: f64,
+    pub climb_mps: f64,
+    pub attitude_deg: AttitudeView,
+    pub battery: BatteryView,
+    pub gps: GpsView,
+    pub mission: MissionView,
+    pub link: LinkQualityView,
+    pub last_text: Option<String>,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PositionView {
+    pub lat: f64,
+    pub lon: f64,
+    pub alt_msl_m: f64,
+    pub alt_rel_m: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttitudeView {
+    pub roll: f64,
+    pub pitch: f64,
+    pub yaw: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatteryView {
+    pub voltage_v: Option<f64>,
+    pub current_a: Option<f64>,
+    pub remaining_pct: Option<i8>,
+    pub consumed_mah: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GpsView {
+    pub fix_type: u8,
+    pub fix: &'static str,
+    pub satellites: u8,
+    pub hdop: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MissionView {
+    pub current: u16,
+    pub total: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkQualityView {
+    /// "ok" or "lost" (no heartbeat for the configured silence).
+    pub state: &'static str,
+    pub since_heartbeat_s: f64,
+    pub since_heard_s: f64,
+    /// Loss over the recent window on the best link.
+    pub loss_pct: f32,
+    pub links: Vec<VehicleLinkView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VehicleLinkView {
+    pub link: LinkId,
+    pub received: u64,
+    pub lost: u64,
+    pub loss_pct: f32,
+    pub since_heard_s: f64,
+    pub radio: Option<RadioStatus>,
+}
+
+pub(super) fn snapshot(fleet: &Fleet, now: Instant, clock: &Clock) -> FleetSnapshot {
+    FleetSnapshot {
+        time_us: clock.wall_us(now),
+        time_source: clock.source(),
+        vehicles: fleet
+            .iter()
+            .map(|v| Arc::new(view(fleet, v, now)))
+            .collect(),
+    }
+}
+
+fn secs(now: Instant, then: Instant) -> f64 {
+    round(now.saturating_duration_since(then).as_secs_f64(), 3)
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let k = 10f64.powi(places);
+    (x * k).round() / k
+}
+
+fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
+    let links: Vec<VehicleLinkView> = v
+        .links
+        .iter()
+        .map(|l| VehicleLinkView {
+            link: l.link,
+            received: l.seq.received(),
+            lost: l.seq.lost(),
+            loss_pct: l.seq.loss_pct(),
+            since_heard_s: secs(now, l.last_heard),
+            radio: fleet.radio_for(l),
+        })
+        .collect();
+    let loss_pct = links
+        .iter()
+        .map(|l| l.loss_pct)
+        .fold(None, |best: Option<f32>, x| Some(best.map_or(x, |b| b.min(x))))
+        .unwrap_or(0.0);
+    VehicleView {
+        id: v.sysid,
+        sysid: v.sysid,
+        compid: v.compid,
+        name: v.name.clone(),
+        uid: v.uid.map(|u| format!("{u:016x}")),
+        autopilot: match modes::firmware(v.autopilot, v.mav_type) {
+            modes::Firmware::Px4 => "px4",
+            modes::Firmware::Other => "other",
+            _ => "ardupilot",
+        },
+        vehicle_type: v.mav_type,
+        mode: v.mode_name(),
+        armed: v.armed(),
+        system_status: v.system_status,
+        position: v.position.as_ref().map(|p| PositionView {
+            lat: f64::from(p.lat_e7) / 1e7,
+            lon: f64::from(p.lon_e7) / 1e7,
+            alt_msl_m: f64::from(p.alt_mm) / 1e3,
+            alt_rel_m: f64::from(p.rel_alt_mm) / 1e3,
+        }),
+        heading_deg: (v.heading_cdeg != u16::MAX).then(|| f64::from(v.heading_cdeg) / 100.0),
+        groundspeed_mps: round(f64::from(v.groundspeed), 2),
+        airspeed_mps: round(f64::from(v.airspeed), 2),
+        climb_mps: round(f64::from(v.climb), 2),
+        attitude_deg: AttitudeView {
+            roll: round(f64::from(v.attitude.0).to_degrees(), 1),
+            pitch: round(f64::from(v.attitude.1).to_degrees(), 1),
+            yaw: round(f64::from(v.attitude.2).to_degrees(), 1),
+        },
+        battery: BatteryView {
+            voltage_v: (v.battery_mv != 0 && v.battery_mv != u16::MAX)
+                .then(|| f64::from(v.battery_mv) / 1000.0),
+            current_a: (v.battery_ca >= 0).then(|| f64::from(v.battery_ca) / 100.0),
+            remaining_pct: (v.battery_pct >= 0).then_some(v.battery_pct),
+            consumed_mah: v.battery_consumed_mah,
+        },
+        gps: GpsView {
+            fix_type: v.gps_fix,
+            fix: fix_name(v.gps_fix),
+            satellites: v.satellites,
+            hdop: (v.gps_eph != u16::MAX).then(|| f64::from(v.gps_eph) / 100.0),
+        },
+        mission: MissionView {
+            current: v.mission_current,
+            total: v.mission_total,
+        },
+        link: LinkQualityView {
+            state: if fleet.link_lost(v, now) { "lost" } else { "ok" },
+            since_heartbeat_s: secs(now, v.last_heartbeat),
+            since_heard_s: secs(now, v.last_heard),
+            loss_pct,
+            links,
+        },
+        last_text: v.last_text.as_ref().map(|(_, t)| t.clone()),
+        samples: v.samples,
+    }
+}
+
+fn fix_name(fix: u8) -> &'static str {
+    match fix {
+        0 => "no-gps",
+        1 => "no-fix",
+        2 => "2d",
+        3 => "3d",
+        4 => "dgps",
+        5 => "rtk-float",
+        6 => "rtk-fixed",
+        7 => "static",
+        8 => "ppp",
+        _ => "unknown",
+    }
+}
