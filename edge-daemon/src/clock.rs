@@ -107,7 +107,10 @@ impl Clock {
         let drift = (self.wall_us(at) - gps_us).unsigned_abs();
         if self.source == TimeSource::SystemUnsynced || drift > GPS_REANCHOR.as_micros() as u64 {
             if self.source == TimeSource::SystemUnsynced {
-                tracing::info!(drift_ms = drift / 1000, "clock anchored to vehicle GPS time");
+                tracing::info!(
+                    drift_ms = drift / 1000,
+                    "clock anchored to vehicle GPS time"
+                );
             }
             self.anchor = at;
             self.anchor_us = gps_us;
@@ -157,7 +160,10 @@ mod tests {
         c.observe_gps(gps, at);
         assert_eq!(c.source(), TimeSource::Gps);
         assert_eq!(c.wall_us(at), gps as i64);
-        assert_eq!(c.wall_us(at + Duration::from_secs(2)), gps as i64 + 2_000_000);
+        assert_eq!(
+            c.wall_us(at + Duration::from_secs(2)),
+            gps as i64 + 2_000_000
+        );
     }
 
     #[test]
@@ -174,7 +180,11 @@ mod tests {
         let gps = 1_800_000_000_000_000u64;
         c.observe_gps(gps, at);
         c.observe_gps(gps + 1_100_000, at + Duration::from_secs(1));
-        assert_eq!(c.wall_us(at), gps as i64, "100 ms of jitter is not a re-anchor");
+        assert_eq!(
+            c.wall_us(at),
+            gps as i64,
+            "100 ms of jitter is not a re-anchor"
+        );
     }
 
     #[test]

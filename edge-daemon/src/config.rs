@@ -97,8 +97,7 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
         let config: Config =
             toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
         config.validate()?;
@@ -111,7 +110,7 @@ impl Config {
                 "store.commit_window_ms must be between 1 and 60000".into(),
             ));
         }
-        if !(self.vehicles.link_lost_after_s > 0.0) {
+        if self.vehicles.link_lost_after_s.is_nan() || self.vehicles.link_lost_after_s <= 0.0 {
             return Err(ConfigError::Invalid(
                 "vehicles.link_lost_after_s must be positive".into(),
             ));

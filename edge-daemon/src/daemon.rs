@@ -78,8 +78,8 @@ impl Daemon {
         };
         let mut api_shutdown = shutdown_rx;
         let api = tokio::spawn(async move {
-            let server = axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
+            let server =
+                axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
                     let _ = api_shutdown.changed().await;
                 });
             if let Err(e) = server.await {
@@ -128,10 +128,7 @@ impl Daemon {
             let mut last = (u64::MAX, 0i64);
             loop {
                 tokio::time::sleep(period).await;
-                let now = (
-                    alive.load(Relaxed),
-                    store.writer_heartbeat_ms.load(Relaxed),
-                );
+                let now = (alive.load(Relaxed), store.writer_heartbeat_ms.load(Relaxed));
                 let writer_fresh = clock::system_now_us() / 1000 - now.1 < 30_000;
                 if now.0 != last.0 && writer_fresh {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);

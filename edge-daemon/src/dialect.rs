@@ -147,12 +147,18 @@ mod tests {
         // COMMAND_LONG: 7 floats, command u16, then target_system, target_component.
         assert_eq!(
             target_offsets(76),
-            Some(TargetOffsets { system: 30, component: Some(31) })
+            Some(TargetOffsets {
+                system: 30,
+                component: Some(31)
+            })
         );
         // MISSION_COUNT: count u16, target_system, target_component.
         assert_eq!(
             target_offsets(44),
-            Some(TargetOffsets { system: 2, component: Some(3) })
+            Some(TargetOffsets {
+                system: 2,
+                component: Some(3)
+            })
         );
         assert_eq!(target_offsets(0), None); // HEARTBEAT is never addressed
     }

@@ -291,6 +291,18 @@ impl FrameScanner {
 
 /// Decides whether a frame starts at `buf[0]` (which holds a marker byte).
 fn check_candidate(buf: &[u8]) -> Candidate {
+    match check_complete_candidate(buf) {
+        // A stray marker in line noise can claim a length that reaches past the data received
+        // so far; if a whole, valid frame is already visible inside that span, the marker was
+        // noise, and the frame must not wait for bytes that may never come.
+        Candidate::Incomplete if contains_checkable_frame(&buf[1..]) => {
+            Candidate::Invalid { crc: false }
+        }
+        other => other,
+    }
+}
+
+fn check_complete_candidate(buf: &[u8]) -> Candidate {
     let (header, signed) = match buf[0] {
         STX_V1 => (V1_HEADER, false),
         _ => {
@@ -504,6 +516,15 @@ mod tests {
     }
 
     #[test]
+    fn a_stray_marker_at_the_end_does_not_hold_back_a_frame() {
+        let good = heartbeat(1, 0, Version::V2);
+        let mut s = FrameScanner::new();
+        s.push(&[STX_V1, 250, 1, 2, 3]);
+        s.push(good.as_bytes());
+        assert_eq!(s.next_frame(), Some(good));
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut s = FrameScanner::new();
@@ -514,7 +535,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 *b = x as u8;
-                if x % 17 == 0 {
+                if x.is_multiple_of(17) {
                     *b = STX_V2;
                 }
             }

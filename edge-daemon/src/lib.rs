@@ -11,5 +11,7 @@ pub mod frame;
 pub mod ingest;
 pub mod link;
 pub mod router;
+pub mod sim;
 pub mod store;
+pub mod survey;
 pub mod vehicle;

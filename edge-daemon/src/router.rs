@@ -67,7 +67,7 @@ impl Router {
                         sent = true;
                     }
                 }
-                if !sent && !on.iter().any(|&l| l == from) {
+                if !sent && !on.contains(&from) {
                     self.unroutable += 1;
                 }
             }

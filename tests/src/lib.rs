@@ -1,1 +1,308 @@
+//! Harness for the end-to-end tests: start the real binaries and independent peers, wait for
+//! things with bounded polls that fail with a message saying what never happened.
 
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// A binary built by `cargo build --bins` (the README's test command builds them first).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free TCP port")
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    name: String,
+    events: Option<std::sync::mpsc::Receiver<Value>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+            events: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Reads stdout lines until one parses as JSON with `"event": event`.
+    /// Events are collected from the first call on; earlier ones are kept, none are lost.
+    pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
+        let name = self.name.clone();
+        let stdout = self.child.stdout.take();
+        let rx = self.events.get_or_insert_with(|| {
+            let stdout = stdout.expect("stdout piped");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    } else {
+                        eprintln!("[{name}] {line}");
+                    }
+                }
+            });
+            rx
+        });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(v) if v["event"] == event => return v,
+                Ok(_) => continue,
+                Err(_) => panic!("{} never reported {event:?} within {timeout:?}", self.name),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Python peer from tests/peers, run with pymavlink in MAVLink 2 mode.
+pub fn python(script: &str) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(root().join("tests/peers").join(script))
+        .env("MAVLINK20", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a Python peer to completion and parses the last line of its output as JSON.
+pub fn python_json(script: &str, args: &[&str]) -> Value {
+    let out = python(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last:?}: {e}"))
+}
+
+/// A running edge daemon with its own data directory and API port.
+pub struct EdgeDaemon {
+    pub proc: Proc,
+    pub api: String,
+    pub data: tempfile::TempDir,
+}
+
+impl EdgeDaemon {
+    pub fn start(links: &[String]) -> EdgeDaemon {
+        Self::start_with(links, &[])
+    }
+
+    pub fn start_with(links: &[String], extra: &[&str]) -> EdgeDaemon {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data, links, extra)
+    }
+
+    pub fn start_in(data: tempfile::TempDir, links: &[String], extra: &[&str]) -> EdgeDaemon {
+        let port = free_tcp_port();
+        let mut cmd = Command::new(bin("edge-daemon"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        for l in links {
+            cmd.arg("--link").arg(l);
+        }
+        let proc = Proc::spawn("edge-daemon", &mut cmd);
+        let daemon = EdgeDaemon {
+            proc,
+            api: format!("http://127.0.0.1:{port}"),
+            data,
+        };
+        wait_for(
+            "the daemon's API to answer",
+            Duration::from_secs(20),
+            || daemon.try_get("/api/v1/health"),
+        );
+        daemon
+    }
+
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        ureq::get(&format!("{}{path}", self.api))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json()
+            .ok()
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    /// Status code and JSON body, for requests expected to fail.
+    pub fn get_status(&self, path: &str) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(&format!("{}{path}", self.api))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_json().unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub fn vehicle(&self, sysid: u64) -> Option<Value> {
+        let v = self.try_get("/api/v1/vehicles")?;
+        v["vehicles"]
+            .as_array()?
+            .iter()
+            .find(|v| v["sysid"].as_u64() == Some(sysid))
+            .cloned()
+    }
+
+    pub fn link_named(&self, prefix: &str) -> Option<Value> {
+        let v = self.try_get("/api/v1/links")?;
+        v["links"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .cloned()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data.path().join("trellis.db")
+    }
+
+    /// A read-only connection to the daemon's SQLite file.
+    pub fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the daemon's database");
+        c.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        c
+    }
+}
+
+/// A pty pair made by socat: `device` is the end the daemon opens (a stand-in for
+/// /dev/ttyUSB0), `peer` the end the vehicle side writes to. Both are symlinks, like
+/// /dev/serial/by-id names, and disappear when the pair is dropped (the cable is pulled).
+pub struct PtyPair {
+    proc: Proc,
+    pub device: PathBuf,
+    pub peer: PathBuf,
+}
+
+impl PtyPair {
+    pub fn new(dir: &Path) -> PtyPair {
+        let device = dir.join("ttyDAEMON");
+        let peer = dir.join("ttyVEHICLE");
+        let proc = Proc::spawn(
+            "socat",
+            Command::new("socat")
+                .arg(format!("pty,raw,echo=0,link={}", device.display()))
+                .arg(format!("pty,raw,echo=0,link={}", peer.display()))
+                .stdin(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_for(
+            "socat to create the pty pair",
+            Duration::from_secs(10),
+            || (device.exists() && peer.exists()).then_some(()),
+        );
+        PtyPair { proc, device, peer }
+    }
+
+    /// Pulls the cable: socat exits and both device names vanish.
+    pub fn unplug(mut self) {
+        // SIGTERM lets socat remove its symlinks.
+        unsafe {
+            libc::kill(self.proc.pid() as i32, libc::SIGTERM);
+        }
+        let _ = self.proc.child.wait();
+        let device = self.device.clone();
+        wait_for("the pty device to vanish", Duration::from_secs(10), || {
+            (!device.exists()).then_some(())
+        });
+    }
+}

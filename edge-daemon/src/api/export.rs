@@ -23,7 +23,12 @@ pub async fn tlog(
     let Query(p) = params?;
     let q = TlogQuery {
         vehicle: p.vehicle,
-        from_us: p.from.as_deref().map(parse_time_us).transpose()?.unwrap_or(0),
+        from_us: p
+            .from
+            .as_deref()
+            .map(parse_time_us)
+            .transpose()?
+            .unwrap_or(0),
         to_us: p
             .to
             .as_deref()

@@ -60,7 +60,11 @@ pub async fn telemetry(
     };
     let to_us = match &p.to {
         Some(t) => parse_time_us(t)?,
-        None => s.snapshots.borrow().time_us.max(crate::clock::system_now_us()),
+        None => s
+            .snapshots
+            .borrow()
+            .time_us
+            .max(crate::clock::system_now_us()),
     };
     let from_us = match &p.from {
         Some(t) => parse_time_us(t)?,

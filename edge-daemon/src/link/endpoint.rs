@@ -18,7 +18,10 @@ pub const DEFAULT_BAUD: u32 = 57_600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    Serial { path: PathBuf, baud: u32 },
+    Serial {
+        path: PathBuf,
+        baud: u32,
+    },
     UdpIn(SocketAddr),
     /// `host:port`, resolved when the link starts so names like `localhost` work.
     UdpOut(String),
@@ -28,7 +31,9 @@ pub enum Endpoint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EndpointError {
-    #[error("endpoint {0:?}: expected KIND:ADDRESS with KIND one of serial, udpin, udpout, tcp, tcpin")]
+    #[error(
+        "endpoint {0:?}: expected KIND:ADDRESS with KIND one of serial, udpin, udpout, tcp, tcpin"
+    )]
     MissingKind(String),
     #[error("endpoint {0:?}: unknown kind {1:?} (serial, udpin, udp, udpout, tcp, tcpin)")]
     UnknownKind(String, String),

@@ -169,7 +169,11 @@ impl Links {
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Link>> {
-        self.0.list.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .list
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Link>>> {
@@ -211,8 +215,12 @@ async fn supervise(link: Arc<Link>, inbound: mpsc::Sender<Inbound>) {
         }
         let wait = backoff.next();
         match result {
-            Ok(()) => tracing::info!(link = link.id, name = %link.name, "link closed; reopening in {wait:?}"),
-            Err(e) => tracing::warn!(link = link.id, name = %link.name, "link failed: {e:#}; retrying in {wait:?}"),
+            Ok(()) => {
+                tracing::info!(link = link.id, name = %link.name, "link closed; reopening in {wait:?}")
+            }
+            Err(e) => {
+                tracing::warn!(link = link.id, name = %link.name, "link failed: {e:#}; retrying in {wait:?}")
+            }
         }
         link.stats.reconnects.fetch_add(1, Relaxed);
         tokio::time::sleep(wait).await;

@@ -45,7 +45,9 @@ pub struct OutQueue {
 
 impl std::fmt::Debug for OutQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutQueue").field("len", &self.len()).finish()
+        f.debug_struct("OutQueue")
+            .field("len", &self.len())
+            .finish()
     }
 }
 

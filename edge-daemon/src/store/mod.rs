@@ -6,8 +6,8 @@
 //! loss, and the database never corrupts (WAL, `synchronous=FULL`). Readers (the API, export)
 //! open their own read-only connections and never block the writer.
 
-mod quota;
 mod query;
+mod quota;
 mod schema;
 pub mod tlog;
 mod writer;
@@ -80,7 +80,10 @@ impl IngestBatch {
 pub(crate) enum Write {
     Ingest(IngestBatch),
     /// Records the relay's durable acknowledgement of a stream up to `seq`.
-    Ack { stream: String, seq: i64 },
+    Ack {
+        stream: String,
+        seq: i64,
+    },
     /// Commits now and answers when the commit is durable.
     Flush(mpsc::Sender<()>),
 }

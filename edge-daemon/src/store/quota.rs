@@ -35,9 +35,8 @@ pub(super) fn enforce(
     config: &StoreConfig,
     status: &StoreStatus,
 ) -> rusqlite::Result<()> {
-    let newest: Option<i64> = conn.query_row("SELECT max(t_last_us) FROM frames", [], |r| {
-        r.get(0)
-    })?;
+    let newest: Option<i64> =
+        conn.query_row("SELECT max(t_last_us) FROM frames", [], |r| r.get(0))?;
     if let Some(newest) = newest {
         let cutoff = newest - config.frame_retention.as_micros() as i64;
         let n = conn.execute("DELETE FROM frames WHERE t_last_us < ?1", [cutoff])?;

@@ -322,11 +322,9 @@ impl Fleet {
                 }
             }
             MavMessage::SYSTEM_TIME(m) => clock.observe_gps(m.time_unix_usec, at),
-            MavMessage::AUTOPILOT_VERSION(m) => {
-                if m.uid != 0 && vehicle.uid != Some(m.uid) {
-                    vehicle.uid = Some(m.uid);
-                    self.records.push(record(vehicle, clock.wall_us(at)));
-                }
+            MavMessage::AUTOPILOT_VERSION(m) if m.uid != 0 && vehicle.uid != Some(m.uid) => {
+                vehicle.uid = Some(m.uid);
+                self.records.push(record(vehicle, clock.wall_us(at)));
             }
             MavMessage::STATUSTEXT(m) => {
                 let text = String::from_utf8_lossy(m.text.as_ref())

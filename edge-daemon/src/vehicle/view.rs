@@ -149,7 +149,9 @@ fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
     let loss_pct = links
         .iter()
         .map(|l| l.loss_pct)
-        .fold(None, |best: Option<f32>, x| Some(best.map_or(x, |b| b.min(x))))
+        .fold(None, |best: Option<f32>, x| {
+            Some(best.map_or(x, |b| b.min(x)))
+        })
         .unwrap_or(0.0);
     VehicleView {
         id: v.sysid,
@@ -199,7 +201,11 @@ fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             total: v.mission_total,
         },
         link: LinkQualityView {
-            state: if fleet.link_lost(v, now) { "lost" } else { "ok" },
+            state: if fleet.link_lost(v, now) {
+                "lost"
+            } else {
+                "ok"
+            },
             since_heartbeat_s: secs(now, v.last_heartbeat),
             since_heard_s: secs(now, v.last_heard),
             loss_pct,

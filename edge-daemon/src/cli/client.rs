@@ -1,0 +1,124 @@
+//! `status` and `vehicles`: ask a running daemon over its API.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// The daemon's API.
+    #[arg(long, env = "TRELLIS_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
+    let url = format!("{}{path}", args.api.trim_end_matches('/'));
+    let result = ureq::get(&url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_json::<Value>());
+    result.map_err(|e| {
+        eprintln!("error: cannot reach the daemon at {url}: {e}");
+        ExitCode::from(super::EXIT_UNREACHABLE)
+    })
+}
+
+pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let health = match get(&args, "/api/v1/health") {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let links = match get(&args, "/api/v1/links") {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "health": health, "links": links["links"] })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = &health["store"];
+    println!(
+        "edge-daemon {} up {:.0} s, {} vehicles, clock from {}",
+        health["version"].as_str().unwrap_or("?"),
+        health["uptime_s"].as_f64().unwrap_or(0.0),
+        health["vehicles"],
+        health["time_source"].as_str().unwrap_or("?")
+    );
+    println!(
+        "store {}: {} samples, {} frames committed, {:.1} MB of {:.0} MB quota, {} write errors",
+        store["path"].as_str().unwrap_or("?"),
+        store["committed_samples"],
+        store["committed_frames"],
+        store["db_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        store["quota_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+        store["write_errors"]
+    );
+    println!(
+        "{:<4} {:<44} {:<5} {:>10} {:>10} {:>8} {:>8}",
+        "LINK", "ENDPOINT", "UP", "RX", "TX", "ERRORS", "DROPPED"
+    );
+    for l in links["links"].as_array().into_iter().flatten() {
+        let errors = ["bad_bytes", "crc_errors", "truncated"]
+            .iter()
+            .map(|k| l[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        println!(
+            "{:<4} {:<44} {:<5} {:>10} {:>10} {:>8} {:>8}",
+            l["id"],
+            l["name"].as_str().unwrap_or("?"),
+            if l["connected"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            l["rx_frames"],
+            l["tx_frames"],
+            errors,
+            l["tx_dropped"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn vehicles(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let body = match get(&args, "/api/v1/vehicles") {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        println!("{}", body["vehicles"]);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<6} {:>4} {:<10} {:<6} {:>11} {:>12} {:>7} {:>6} {:>5} {:<5}",
+        "NAME", "SYS", "MODE", "ARMED", "LAT", "LON", "ALT m", "BATT%", "SATS", "LINK"
+    );
+    for v in body["vehicles"].as_array().into_iter().flatten() {
+        let pos = &v["position"];
+        println!(
+            "{:<6} {:>4} {:<10} {:<6} {:>11.6} {:>12.6} {:>7.1} {:>6} {:>5} {:<5}",
+            v["name"].as_str().unwrap_or("?"),
+            v["sysid"],
+            v["mode"].as_str().unwrap_or("?"),
+            if v["armed"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            pos["lat"].as_f64().unwrap_or(f64::NAN),
+            pos["lon"].as_f64().unwrap_or(f64::NAN),
+            pos["alt_rel_m"].as_f64().unwrap_or(f64::NAN),
+            v["battery"]["remaining_pct"]
+                .as_i64()
+                .map_or("-".to_string(), |p| p.to_string()),
+            v["gps"]["satellites"],
+            v["link"]["state"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

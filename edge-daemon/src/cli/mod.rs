@@ -1,0 +1,122 @@
+//! The command line: parse, call the library, print. Output is for people unless `--json`.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap), 3 the daemon could not be reached.
+
+mod client;
+mod export;
+mod serve;
+mod sim;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use edge_daemon::link::Endpoint;
+
+#[derive(Parser)]
+#[command(name = "edge-daemon", version, about = "Trellis ground station daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(serve::ServeArgs),
+    /// Run the daemon with a simulated fleet on loopback; needs no configuration.
+    Demo(serve::DemoArgs),
+    /// Fly simulated ArduPilot-like copters over a link.
+    Sim(sim::SimArgs),
+    /// What a running daemon knows about itself.
+    Status(client::ClientArgs),
+    /// The vehicles a running daemon hears.
+    Vehicles(client::ClientArgs),
+    /// Export stored data.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Exit code when the daemon's API cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(
+        cli.command,
+        Command::Serve(_) | Command::Demo(_) | Command::Sim(_)
+    ));
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Sim(args) => sim::run(args),
+        Command::Status(args) => client::status(args),
+        Command::Vehicles(args) => client::vehicles(args),
+        Command::Export(cmd) => export::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "edge-daemon",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(long_running: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if long_running { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Flags shared by commands that read the configuration.
+#[derive(clap::Args, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see edge-daemon.example.toml).
+    #[arg(long, short = 'c', env = "TRELLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<edge_daemon::config::Config> {
+        let mut config = match &self.config {
+            Some(path) => edge_daemon::config::Config::load(path)?,
+            None => edge_daemon::config::Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse()
+        .map_err(|e: edge_daemon::link::endpoint::EndpointError| e.to_string())
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 0.0.0.0:8080)"))
+}

@@ -1,0 +1,54 @@
+"""A pymavlink ground station: listens where the daemon's udpout sends, reports the vehicles it
+hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK.
+
+Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null}.
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("MAVLINK20", "1")
+from pymavlink import mavutil  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--listen", required=True, help="udpin:IP:PORT")
+    p.add_argument("--expect", type=int, nargs="+", required=True, help="vehicle sysids to hear")
+    p.add_argument("--command-target", type=int)
+    p.add_argument("--timeout", type=float, default=20.0)
+    a = p.parse_args()
+
+    m = mavutil.mavlink_connection(a.listen, source_system=255, source_component=190)
+    heartbeats, positions, ack = {}, {}, None
+    deadline = time.time() + a.timeout
+    sent_command = False
+    last_hb = 0.0
+    while time.time() < deadline:
+        if time.time() - last_hb > 0.5:
+            # A GCS heartbeat: lets the daemon learn where we are, as QGroundControl does.
+            m.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_GCS, mavutil.mavlink.MAV_AUTOPILOT_INVALID, 0, 0, 0)
+            last_hb = time.time()
+        msg = m.recv_match(blocking=True, timeout=0.2)
+        if msg is None:
+            continue
+        t = msg.get_type()
+        src = msg.get_srcSystem()
+        if t == "HEARTBEAT" and msg.type != mavutil.mavlink.MAV_TYPE_GCS:
+            heartbeats[src] = heartbeats.get(src, 0) + 1
+        elif t == "GLOBAL_POSITION_INT":
+            positions[src] = [msg.lat / 1e7, msg.lon / 1e7]
+        elif t == "COMMAND_ACK" and sent_command:
+            ack = {"from": src, "command": msg.command, "result": msg.result}
+        heard_all = all(s in heartbeats for s in a.expect)
+        if heard_all and a.command_target and not sent_command:
+            m.mav.command_long_send(a.command_target, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, 1, 4, 0, 0, 0, 0, 0)
+            sent_command = True
+        if heard_all and (not a.command_target or ack is not None):
+            break
+    print(json.dumps({"heartbeats": heartbeats, "positions": positions, "ack": ack}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""A pymavlink vehicle: heartbeats and positions, acks COMMAND_LONG, reports what it heard.
+
+Prints one JSON object per line on stdout: {"event": "ready"}, {"event": "command", ...}.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("MAVLINK20", "1")
+from pymavlink import mavutil  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--connect", required=True, help="pymavlink connection string")
+    p.add_argument("--sysid", type=int, required=True)
+    p.add_argument("--lat", type=float, required=True)
+    p.add_argument("--lon", type=float, required=True)
+    p.add_argument("--alt", type=float, default=120.0)
+    p.add_argument("--rate", type=float, default=10.0)
+    p.add_argument("--positions", type=int, default=0, help="stop after this many (0 = forever)")
+    p.add_argument("--heartbeats", type=int, default=0, help="with --positions: exact heartbeats")
+    p.add_argument("--baud", type=int, default=57600)
+    a = p.parse_args()
+
+    m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1, baud=a.baud)
+    print(json.dumps({"event": "ready"}), flush=True)
+    sent = {"HEARTBEAT": 0, "GLOBAL_POSITION_INT": 0, "ATTITUDE": 0}
+    period = 1.0 / a.rate
+    t0 = time.time()
+    i = 0
+    while a.positions == 0 or sent["GLOBAL_POSITION_INT"] < a.positions or sent["HEARTBEAT"] < a.heartbeats:
+        if (a.heartbeats and sent["HEARTBEAT"] < a.heartbeats) or (not a.heartbeats and i % max(1, int(a.rate)) == 0):
+            m.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_QUADROTOR, mavutil.mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                                 mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 5, mavutil.mavlink.MAV_STATE_ACTIVE)
+            sent["HEARTBEAT"] += 1
+        if a.positions == 0 or sent["GLOBAL_POSITION_INT"] < a.positions:
+            ms = int((time.time() - t0) * 1000)
+            m.mav.global_position_int_send(ms, int(a.lat * 1e7), int(a.lon * 1e7), int(a.alt * 1000), 30000, 100, -50, 0, 9000)
+            m.mav.attitude_send(ms, 0.01, -0.02, 1.57, 0, 0, 0)
+            sent["GLOBAL_POSITION_INT"] += 1
+            sent["ATTITUDE"] += 1
+        i += 1
+        deadline = time.time() + period
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            msg = m.recv_match(type=["COMMAND_LONG"], blocking=True, timeout=left)
+            if msg is not None and msg.get_srcSystem() != a.sysid:
+                print(json.dumps({"event": "command", "command": msg.command, "target_system": msg.target_system,
+                                  "from": msg.get_srcSystem()}), flush=True)
+                m.mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED)
+    print(json.dumps({"event": "done", "sent": sent}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

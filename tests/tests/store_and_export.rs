@@ -1,0 +1,74 @@
+//! What the store keeps: .tlog export read back by pymavlink, and JSON errors for bad requests.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(60);
+
+#[test]
+fn an_exported_tlog_reads_back_in_pymavlink_with_every_frame() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut v = Proc::spawn(
+        "pymavlink vehicle",
+        python("vehicle.py")
+            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
+            .args(["--sysid", "41", "--lat", "38.29", "--lon", "-122.45"])
+            .args(["--rate", "100", "--positions", "300", "--heartbeats", "30"])
+            .stdout(Stdio::piped()),
+    );
+    let done = v.wait_event("done", T);
+    let sent = &done["sent"];
+    let total = sent["HEARTBEAT"].as_u64().unwrap()
+        + sent["GLOBAL_POSITION_INT"].as_u64().unwrap()
+        + sent["ATTITUDE"].as_u64().unwrap();
+    wait_for("every frame committed", T, || {
+        let h = daemon.get("/api/v1/health");
+        (h["store"]["committed_frames"].as_u64()? >= total).then_some(())
+    });
+
+    let out = daemon.data.path().join("v41.tlog");
+    let status = Command::new(bin("edge-daemon"))
+        .args(["export", "tlog", "--vehicle", "41", "--data-dir"])
+        .arg(daemon.data.path())
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let counts = python_json("tlog_count.py", &[&out.display().to_string()]);
+    assert_eq!(counts["HEARTBEAT:41"], sent["HEARTBEAT"], "{counts}");
+    assert_eq!(
+        counts["GLOBAL_POSITION_INT:41"], sent["GLOBAL_POSITION_INT"],
+        "{counts}"
+    );
+    assert_eq!(counts["ATTITUDE:41"], sent["ATTITUDE"], "{counts}");
+    assert!(counts.get("BAD_DATA").is_none(), "{counts}");
+}
+
+#[test]
+fn malformed_requests_get_json_errors() {
+    let daemon = EdgeDaemon::start(&[]);
+    for (path, status) in [
+        ("/api/v1/vehicles/99", 404),
+        ("/api/v1/vehicles/V-99", 404),
+        ("/api/v1/nothing", 404),
+        ("/api/v1/vehicles/1/telemetry?from=yesterday", 400),
+        ("/api/v1/vehicles/1/telemetry?every=fast", 400),
+        ("/api/v1/vehicles/1/telemetry?limit=0", 400),
+        ("/api/v1/vehicles/1/telemetry?bogus=1", 400),
+        ("/api/v1/vehicles/1/telemetry?from=2000&to=1000", 400),
+        ("/api/v1/export/tlog?vehicle=300", 400),
+    ] {
+        let (code, body) = daemon.get_status(path);
+        assert_eq!(code, status, "{path}: {body}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+    // An empty history is an empty list, not an error.
+    let (code, body) = daemon.get_status("/api/v1/vehicles/1/telemetry");
+    assert_eq!(code, 200);
+    assert_eq!(body["count"], 0);
+}
