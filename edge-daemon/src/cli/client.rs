@@ -103,7 +103,7 @@ pub fn vehicles(args: ClientArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:<6} {:>4} {:<10} {:<6} {:>11.6} {:>12.6} {:>7.1} {:>6} {:>5} {:<5}",
             v["name"].as_str().unwrap_or("?"),
-            v["sysid"],
+            v["sysid"].to_string(),
             v["mode"].as_str().unwrap_or("?"),
             if v["armed"].as_bool() == Some(true) {
                 "yes"
@@ -116,7 +116,7 @@ pub fn vehicles(args: ClientArgs) -> anyhow::Result<ExitCode> {
             v["battery"]["remaining_pct"]
                 .as_i64()
                 .map_or("-".to_string(), |p| p.to_string()),
-            v["gps"]["satellites"],
+            v["gps"]["satellites"].to_string(),
             v["link"]["state"].as_str().unwrap_or("?"),
         );
     }
