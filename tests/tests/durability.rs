@@ -111,3 +111,80 @@ fn over_quota_the_oldest_synced_telemetry_goes_first_and_the_daemon_keeps_runnin
         (s["committed_samples"].as_u64()? > before + 500).then_some(())
     });
 }
+
+/// A small real file system (tmpfs), unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (the test command runs as root)"
+        );
+        SmallDisk { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_disk_smaller_than_the_quota_fills_and_the_daemon_keeps_running() {
+    let disk = SmallDisk::mount("24m");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edge.toml");
+    // The quota believes there are 1024 MB; the disk has 24.
+    std::fs::write(
+        &config,
+        "[store]\nquota_mb = 1024\ncommit_window_ms = 200\n",
+    )
+    .unwrap();
+    let data = tempfile::TempDir::new_in(&disk.path).unwrap();
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start_in(
+        data,
+        &[format!("udpin:127.0.0.1:{udp}")],
+        &["--config", config.to_str().unwrap()],
+    );
+    let _fleet = fleet(udp, 40, 100);
+
+    let store = wait_for("the store to make room on the small disk", T, || {
+        let s = daemon.try_get("/api/v1/health")?["store"].clone();
+        (s["quota_deleted_samples"].as_u64()? + s["quota_deleted_frames"].as_u64()? > 0)
+            .then_some(s)
+    });
+    // Well after the disk would have filled, the daemon still commits new telemetry.
+    let before = store["committed_samples"].as_u64().unwrap();
+    let after = wait_for("ingest to go on on a full disk", T, || {
+        let s = daemon.try_get("/api/v1/health")?["store"].clone();
+        (s["committed_samples"].as_u64()? > before + 20_000).then_some(s)
+    });
+    assert!(
+        after["db_bytes"].as_u64() < Some(24 << 20),
+        "the database stays inside the disk: {after}"
+    );
+    // Every loss is counted, never silent: lost samples only with a matching write error.
+    assert!(
+        after["lost_samples"] == 0 || after["write_errors"].as_u64() > Some(0),
+        "{after}"
+    );
+    let check: String = daemon
+        .db()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}

@@ -15,8 +15,36 @@ use super::{StoreConfig, StoreStatus};
 
 /// Deleting down to this fraction of the quota avoids running at the limit every check.
 const LOW_WATER: f64 = 0.9;
-const SAMPLE_BATCH: i64 = 20_000;
-const FRAME_BATCH: i64 = 200;
+const SAMPLE_BATCH: i64 = 5_000;
+const FRAME_BATCH: i64 = 50;
+
+/// Free space on the database's file system, and how much of it to keep in reserve: room for
+/// the WAL and for the deletes that make space (a delete needs disk too). Returns `None` where
+/// the file system cannot be asked.
+pub(super) fn disk_space(conn: &Connection) -> Option<(u64, u64)> {
+    let path = std::ffi::CString::new(conn.path()?).ok()?;
+    // SAFETY: statvfs only writes into `st`, a plain C struct valid when zeroed.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    let size = st.f_blocks as u64 * block;
+    let free = st.f_bavail as u64 * block;
+    // A delete in WAL mode must write before it frees: keep room for a full WAL and a delete.
+    let reserve = (size / 10).clamp(2 * super::schema::WAL_LIMIT as u64, 128 << 20);
+    Some((free, reserve))
+}
+
+/// The quota in force: the configured one, or less when the disk itself is running out.
+fn effective_quota(conn: &Connection, config: &StoreConfig, used: u64) -> u64 {
+    match disk_space(conn) {
+        Some((free, reserve)) => config
+            .quota_bytes
+            .min((used + free).saturating_sub(reserve)),
+        None => config.quota_bytes,
+    }
+}
 
 /// Bytes in use: pages that hold data (free pages are reusable) plus the WAL.
 pub(super) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
@@ -44,13 +72,14 @@ pub(super) fn enforce(
     }
     let used = used_bytes(conn)?;
     status.db_bytes.store(used, Relaxed);
-    if used > config.quota_bytes {
-        let target = (config.quota_bytes as f64 * LOW_WATER) as u64;
-        tracing::warn!(used, quota = config.quota_bytes, "store over quota");
+    let quota = effective_quota(conn, config, used);
+    if used > quota {
+        let target = (quota as f64 * LOW_WATER) as u64;
+        tracing::warn!(used, quota, "store over quota");
         shrink(conn, target, status)?;
         let after = used_bytes(conn)?;
         status.db_bytes.store(after, Relaxed);
-        if after > config.quota_bytes {
+        if after > quota {
             tracing::error!(
                 after,
                 "store still over quota: only records that are never deleted remain"
@@ -114,8 +143,11 @@ fn shrink(conn: &Connection, target: u64, status: &StoreStatus) -> rusqlite::Res
     ];
     for (sql, bound, samples) in steps {
         loop {
+            // Checkpoint between batches: deleted pages only return to the file system once
+            // the WAL that recorded the delete is folded back into the database.
+            reclaim(conn)?;
             if used_bytes(conn)? <= target {
-                return reclaim(conn);
+                return Ok(());
             }
             let limit = if samples { SAMPLE_BATCH } else { FRAME_BATCH };
             let n = conn.execute(sql, [bound, limit])? as u64;
@@ -132,7 +164,9 @@ fn shrink(conn: &Connection, target: u64, status: &StoreStatus) -> rusqlite::Res
     reclaim(conn)
 }
 
-/// Hands free pages back to the file system.
+/// Hands free pages back to the file system and cuts the WAL back to nothing.
 fn reclaim(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+    conn.execute_batch(
+        "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);",
+    )
 }

@@ -61,6 +61,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).
+pub const WAL_LIMIT: i64 = 4 << 20;
+
 /// Opens-time settings. WAL lets the API read while the writer writes; `synchronous=FULL`
 /// makes every commit durable (fsync of the WAL), which costs one fsync per commit window,
 /// not per row; incremental auto-vacuum lets the quota give space back to the SD card.
@@ -68,7 +71,8 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // After a checkpoint the WAL is cut back to this, so it never holds a full disk hostage.
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())

@@ -201,6 +201,10 @@ impl Writer {
                 self.deadline = None;
                 self.pending_samples = 0;
                 self.pending_frames = 0;
+                // A disk filling faster than housekeeping runs is caught here, once a commit.
+                if quota::disk_space(&self.conn).is_some_and(|(free, reserve)| free < 2 * reserve) {
+                    self.housekeeping();
+                }
             }
             Err(e) => self.fail(e, 0),
         }
