@@ -117,10 +117,9 @@ impl Daemon {
     /// store writer are both making progress: a wedged daemon gets restarted.
     pub fn notify_systemd(&self) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let mut usec = 0u64;
-        if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        let Some(usec) = watchdog_usec() else {
             return;
-        }
+        };
         let period = Duration::from_micros(usec / 2);
         let alive = self.alive.clone();
         let store = self.store.status();
@@ -139,6 +138,18 @@ impl Daemon {
             }
         });
     }
+}
+
+/// The systemd watchdog interval, read as libsystemd's `sd_watchdog_enabled` reads it:
+/// `WATCHDOG_USEC`, meant for this process unless `WATCHDOG_PID` names another. (The
+/// sd-notify crate also insists on `WATCHDOG_PID` being present, which libsystemd does not.)
+fn watchdog_usec() -> Option<u64> {
+    let usec = std::env::var("WATCHDOG_USEC").ok()?.parse::<u64>().ok()?;
+    let for_us = match std::env::var("WATCHDOG_PID") {
+        Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
+        Err(_) => true,
+    };
+    (usec > 0 && for_us).then_some(usec)
 }
 
 /// Waits for SIGINT or SIGTERM.
