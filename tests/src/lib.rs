@@ -65,7 +65,7 @@ pub fn free_tcp_port() -> u16 {
 pub struct Proc {
     pub child: Child,
     name: String,
-    events: Option<std::sync::mpsc::Receiver<Value>>,
+    lines: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Proc {
@@ -76,7 +76,7 @@ impl Proc {
         Proc {
             child,
             name: name.to_string(),
-            events: None,
+            lines: None,
         }
     }
 
@@ -91,35 +91,52 @@ impl Proc {
     }
 
     /// Reads stdout lines until one parses as JSON with `"event": event`.
-    /// Events are collected from the first call on; earlier ones are kept, none are lost.
+    /// Waits for a stdout line that parses as JSON with `"event": event`.
     pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
-        let name = self.name.clone();
+        let line = self.wait_line(timeout, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == event)
+        });
+        serde_json::from_str(&line).unwrap_or(Value::Null)
+    }
+
+    /// Waits for a stdout line matching `pred`. Lines are collected from the first call on;
+    /// none are lost between calls.
+    pub fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         let stdout = self.child.stdout.take();
-        let rx = self.events.get_or_insert_with(|| {
+        let rx = self.lines.get_or_insert_with(|| {
             let stdout = stdout.expect("stdout piped");
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    } else {
-                        eprintln!("[{name}] {line}");
+                    if tx.send(line).is_err() {
+                        return;
                     }
                 }
             });
             rx
         });
         let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(v) if v["event"] == event => return v,
-                Ok(_) => continue,
-                Err(_) => panic!("{} never reported {event:?} within {timeout:?}", self.name),
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "{} never printed the expected line within {timeout:?}; it printed:\n{}",
+                    self.name,
+                    seen.join("\n")
+                ),
             }
         }
+    }
+
+    /// Writes a line to the process's stdin (piped).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
     }
 }
 

@@ -45,6 +45,39 @@ fn vehicles_over_udp_and_serial_appear_in_the_api_and_the_database() {
         assert_eq!(v["link"]["state"], "ok");
     }
 
+    // History through the API: every sample of vehicle 11, then one per second.
+    let all = wait_for("history for vehicle 11", T, || {
+        let h = daemon.try_get("/api/v1/vehicles/11/telemetry")?;
+        (h["count"].as_u64()? >= 20).then_some(h)
+    });
+    let samples = all["samples"].as_array().unwrap();
+    assert!(samples
+        .iter()
+        .all(|s| close(s["lat"].as_f64().unwrap(), 38.2921)));
+    assert!(samples
+        .windows(2)
+        .all(|w| w[0]["t_us"].as_i64() <= w[1]["t_us"].as_i64()));
+    let time_source = samples[0]["time_source"].as_str().unwrap();
+    assert!(
+        ["system-synced", "gps", "system-unsynced"].contains(&time_source),
+        "{time_source}"
+    );
+    let (first, last) = (
+        samples[0]["t_us"].as_i64().unwrap(),
+        samples.last().unwrap()["t_us"].as_i64().unwrap(),
+    );
+    let by_name = daemon.get(&format!(
+        "/api/v1/vehicles/V-11/telemetry?from={}&to={}&every=1s",
+        first / 1000,
+        last / 1000 + 1
+    ));
+    let thinned = by_name["count"].as_u64().unwrap();
+    let span_s = (last - first) / 1_000_000 + 2;
+    assert!(
+        thinned >= 1 && thinned <= span_s as u64,
+        "one sample per second over {span_s} s, got {thinned}"
+    );
+
     let db = daemon.db();
     for (sysid, lat) in [(11, 382921000i64), (12, 382930000)] {
         let rows: i64 = wait_for(&format!("samples of {sysid} in SQLite"), T, || {
