@@ -303,97 +303,84 @@ fn check_candidate(buf: &[u8]) -> Candidate {
 }
 
 fn check_complete_candidate(buf: &[u8]) -> Candidate {
-    let (header, signed) = match buf[0] {
-        STX_V1 => (V1_HEADER, false),
-        _ => {
-            if buf.len() < 3 {
-                return Candidate::Incomplete;
-            }
-            // Unknown incompatibility flags mean we could not even find the frame's end.
-            if buf[2] & !IFLAG_SIGNED != 0 {
-                return Candidate::Invalid { crc: false };
-            }
-            (V2_HEADER, buf[2] & IFLAG_SIGNED != 0)
-        }
+    let (len, msgid) = match extent(buf) {
+        Extent::Complete { len, msgid } => (len, msgid),
+        Extent::Incomplete => return Candidate::Incomplete,
+        Extent::Invalid => return Candidate::Invalid { crc: false },
+    };
+    match dialect::extra_crc(msgid) {
+        Some(extra) if crc_matches(buf, extra) => Candidate::Frame(len),
+        Some(_) => Candidate::Invalid { crc: true },
+        // An id outside our dialect cannot be checked, yet must still be routed (another
+        // dialect, a newer autopilot). So that a stray marker in line noise cannot swallow the
+        // good frames after it, such a frame is only believed if no checkable frame starts
+        // inside it.
+        None if contains_checkable_frame(&buf[1..len]) => Candidate::Invalid { crc: false },
+        None => Candidate::Frame(len),
+    }
+}
+
+/// How far the frame starting at `buf[0]` reaches, from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The whole frame, `len` bytes, is in `buf`.
+    Complete { len: usize, msgid: u32 },
+    /// More bytes are needed to tell, or to hold the whole frame.
+    Incomplete,
+    /// No frame starts here: not a marker, or flags this version does not know.
+    Invalid,
+}
+
+pub fn extent(buf: &[u8]) -> Extent {
+    let (header, signed) = match buf.first() {
+        Some(&STX_V1) => (V1_HEADER, false),
+        Some(&STX_V2) => match buf.get(2) {
+            None => return Extent::Incomplete,
+            // Unknown incompatibility flags: we could not even find the frame's end.
+            Some(flags) if flags & !IFLAG_SIGNED != 0 => return Extent::Invalid,
+            Some(flags) => (V2_HEADER, flags & IFLAG_SIGNED != 0),
+        },
+        _ => return Extent::Invalid,
     };
     if buf.len() < header {
-        return Candidate::Incomplete;
+        return Extent::Incomplete;
     }
-    let payload_len = usize::from(buf[1]);
-    let len = header + payload_len + CRC_LEN + if signed { SIGNATURE_LEN } else { 0 };
+    let len = header + usize::from(buf[1]) + CRC_LEN + if signed { SIGNATURE_LEN } else { 0 };
     if buf.len() < len {
-        return Candidate::Incomplete;
+        return Extent::Incomplete;
     }
     let msgid = if header == V1_HEADER {
         u32::from(buf[5])
     } else {
         u32::from_le_bytes([buf[7], buf[8], buf[9], 0])
     };
-    let crc_at = header + payload_len;
+    Extent::Complete { len, msgid }
+}
+
+/// Whether the checksum of the complete frame at the head of `buf` matches.
+fn crc_matches(buf: &[u8], extra_crc: u8) -> bool {
+    let header = if buf[0] == STX_V1 {
+        V1_HEADER
+    } else {
+        V2_HEADER
+    };
+    let crc_at = header + usize::from(buf[1]);
     let received = u16::from_le_bytes([buf[crc_at], buf[crc_at + 1]]);
-    match dialect::extra_crc(msgid) {
-        Some(extra) => {
-            if mavlink::calculate_crc(&buf[1..crc_at], extra) == received {
-                Candidate::Frame(len)
-            } else {
-                Candidate::Invalid { crc: true }
-            }
-        }
-        // An id outside our dialect cannot be checked, yet must still be routed (another
-        // dialect, a newer autopilot). So that a stray marker in line noise cannot swallow the
-        // good frames after it, such a frame is only believed if no checkable frame starts
-        // inside it.
-        None => {
-            if contains_checkable_frame(&buf[1..len]) {
-                Candidate::Invalid { crc: false }
-            } else {
-                Candidate::Frame(len)
-            }
-        }
-    }
+    mavlink::calculate_crc(&buf[1..crc_at], extra_crc) == received
 }
 
 fn contains_checkable_frame(buf: &[u8]) -> bool {
     let mut i = 0;
     while let Some(pos) = buf[i..].iter().position(|&b| b == STX_V1 || b == STX_V2) {
         let at = i + pos;
-        if checked_frame_len(&buf[at..]).is_some() {
-            return true;
+        if let Extent::Complete { msgid, .. } = extent(&buf[at..]) {
+            if dialect::extra_crc(msgid).is_some_and(|extra| crc_matches(&buf[at..], extra)) {
+                return true;
+            }
         }
         i = at + 1;
     }
     false
-}
-
-/// Length of a complete, CRC-valid frame of a known message type at the head of `buf`.
-fn checked_frame_len(buf: &[u8]) -> Option<usize> {
-    let (header, signed) = match buf[0] {
-        STX_V1 => (V1_HEADER, false),
-        _ => {
-            let flags = *buf.get(2)?;
-            if flags & !IFLAG_SIGNED != 0 {
-                return None;
-            }
-            (V2_HEADER, flags & IFLAG_SIGNED != 0)
-        }
-    };
-    if buf.len() < header {
-        return None;
-    }
-    let payload_len = usize::from(buf[1]);
-    let len = header + payload_len + CRC_LEN + if signed { SIGNATURE_LEN } else { 0 };
-    if buf.len() < len {
-        return None;
-    }
-    let msgid = if header == V1_HEADER {
-        u32::from(buf[5])
-    } else {
-        u32::from_le_bytes([buf[7], buf[8], buf[9], 0])
-    };
-    let extra = dialect::extra_crc(msgid)?;
-    let crc_at = header + payload_len;
-    let received = u16::from_le_bytes([buf[crc_at], buf[crc_at + 1]]);
-    (mavlink::calculate_crc(&buf[1..crc_at], extra) == received).then_some(len)
 }
 
 #[cfg(test)]

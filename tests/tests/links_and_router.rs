@@ -205,3 +205,33 @@ fn garbage_on_the_serial_line_is_counted_and_a_replugged_device_comes_back() {
     let l = daemon.link_named(&name).unwrap();
     assert!(l["reconnects"].as_u64() >= Some(1));
 }
+
+#[test]
+fn a_silent_vehicle_is_reported_link_lost_and_recovers_when_heard_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edge.toml");
+    std::fs::write(&config, "[vehicles]\nlink_lost_after_s = 1.5\n").unwrap();
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start_with(
+        &[format!("udpin:127.0.0.1:{udp}")],
+        &["--config", config.to_str().unwrap()],
+    );
+    let connect = format!("udpout:127.0.0.1:{udp}");
+    let mut v = vehicle(&connect, 71, 38.29, -122.45);
+    wait_for("vehicle 71 heard", T, || {
+        (daemon.vehicle(71)?["link"]["state"] == "ok").then_some(())
+    });
+    v.kill9();
+    let lost = wait_for("vehicle 71 reported lost", T, || {
+        let v = daemon.vehicle(71)?;
+        (v["link"]["state"] == "lost").then_some(v)
+    });
+    assert!(
+        lost["link"]["since_heartbeat_s"].as_f64() > Some(1.5),
+        "{lost}"
+    );
+    let _v = vehicle(&connect, 71, 38.29, -122.45);
+    wait_for("vehicle 71 back", T, || {
+        (daemon.vehicle(71)?["link"]["state"] == "ok").then_some(())
+    });
+}

@@ -7,6 +7,7 @@ use std::io::Write;
 use rusqlite::params;
 
 use super::{Reader, StoreError};
+use crate::frame;
 
 /// Export range. `vehicle: None` exports every system, merged in time order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,24 +67,16 @@ fn records(raw: &[u8]) -> Result<Vec<(i64, &[u8])>, StoreError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < raw.len() {
-        let header = raw
-            .get(i..i + 11)
-            .ok_or_else(|| StoreError::Corrupt("truncated record".into()))?;
-        let t = i64::from_be_bytes(header[..8].try_into().unwrap_or_default());
-        let payload_len = usize::from(header[9]);
-        let frame_len = match header[8] {
-            crate::frame::STX_V1 => 6 + payload_len + 2,
-            crate::frame::STX_V2 => {
-                let signed = header[10] & 1 != 0;
-                10 + payload_len + 2 + if signed { 13 } else { 0 }
-            }
-            other => return Err(StoreError::Corrupt(format!("bad marker {other:#x}"))),
+        let stamp: [u8; 8] = raw
+            .get(i..i + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("truncated timestamp".into()))?;
+        let frame_len = match frame::extent(&raw[i + 8..]) {
+            frame::Extent::Complete { len, .. } => len,
+            other => return Err(StoreError::Corrupt(format!("bad frame: {other:?}"))),
         };
         let end = i + 8 + frame_len;
-        let record = raw
-            .get(i..end)
-            .ok_or_else(|| StoreError::Corrupt("truncated frame".into()))?;
-        out.push((t, record));
+        out.push((i64::from_be_bytes(stamp), &raw[i..end]));
         i = end;
     }
     Ok(out)
