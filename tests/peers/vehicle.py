@@ -8,7 +8,11 @@ import os
 import sys
 import time
 
-os.environ.setdefault("MAVLINK20", "1")
+# pymavlink picks the wire version from the environment at import time.
+if "--mavlink1" in sys.argv:
+    os.environ.pop("MAVLINK20", None)
+else:
+    os.environ.setdefault("MAVLINK20", "1")
 from pymavlink import mavutil  # noqa: E402
 
 
@@ -23,9 +27,11 @@ def main():
     p.add_argument("--positions", type=int, default=0, help="stop after this many (0 = forever)")
     p.add_argument("--heartbeats", type=int, default=0, help="with --positions: exact heartbeats")
     p.add_argument("--baud", type=int, default=57600)
+    p.add_argument("--mavlink1", action="store_true", help="speak MAVLink 1 (older radios, APM)")
     a = p.parse_args()
 
     m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1, baud=a.baud)
+    assert (m.WIRE_PROTOCOL_VERSION == "1.0") == a.mavlink1, m.WIRE_PROTOCOL_VERSION
     print(json.dumps({"event": "ready"}), flush=True)
     sent = {"HEARTBEAT": 0, "GLOBAL_POSITION_INT": 0, "ATTITUDE": 0}
     period = 1.0 / a.rate

@@ -8,11 +8,16 @@ use trellis_tests::*;
 const T: Duration = Duration::from_secs(30);
 
 fn vehicle(connect: &str, sysid: u8, lat: f64, lon: f64) -> Proc {
+    vehicle_with(connect, sysid, lat, lon, &[])
+}
+
+fn vehicle_with(connect: &str, sysid: u8, lat: f64, lon: f64, extra: &[&str]) -> Proc {
     Proc::spawn(
         "pymavlink vehicle",
         python("vehicle.py")
             .args(["--connect", connect, "--sysid", &sysid.to_string()])
             .args(["--lat", &lat.to_string(), "--lon", &lon.to_string()])
+            .args(extra)
             .stdout(Stdio::piped()),
     )
 }
@@ -31,7 +36,14 @@ fn vehicles_over_udp_and_serial_appear_in_the_api_and_the_database() {
         format!("serial:{}:57600", pty.device.display()),
     ]);
     let _a = vehicle(&format!("udpout:127.0.0.1:{udp}"), 11, 38.2921, -122.4577);
-    let _b = vehicle(&pty.peer.display().to_string(), 12, 38.2930, -122.4561);
+    // The serial vehicle speaks MAVLink 1, as older radios and autopilots do.
+    let _b = vehicle_with(
+        &pty.peer.display().to_string(),
+        12,
+        38.2930,
+        -122.4561,
+        &["--mavlink1"],
+    );
 
     for (sysid, lat, lon) in [(11, 38.2921, -122.4577), (12, 38.2930, -122.4561)] {
         let v = wait_for(&format!("vehicle {sysid} with its position"), T, || {
