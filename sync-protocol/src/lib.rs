@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod hlc;
+pub mod identity;
 pub mod wire;
 
 /// Generated from `proto/trellis_sync.proto`.
