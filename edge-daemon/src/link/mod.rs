@@ -204,7 +204,8 @@ async fn supervise(link: Arc<Link>, inbound: mpsc::Sender<Inbound>) {
             Endpoint::UdpIn(addr) => udp::run_in(&link, *addr, &inbound).await,
             Endpoint::UdpOut(addr) => udp::run_out(&link, addr, &inbound).await,
             Endpoint::Tcp(addr) => tcp::connect(&link, addr, &inbound).await,
-            Endpoint::TcpIn(_) => unreachable!("tcpin links are created per client"),
+            // Each tcpin client runs as its own link under the listener (tcp::listen).
+            Endpoint::TcpIn(_) => return,
         };
         link.set_connected(false);
         if inbound.is_closed() {

@@ -78,60 +78,33 @@ impl Reader {
         const COLUMNS: &str = "seq, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm,
             vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
             custom_mode, armed, mission_seq";
-        // With `every`, SQLite's bare-column rule returns, per bucket, the row holding min(t_us):
-        // the first sample of each interval, a real sample rather than an average.
-        let sql = match q.every_us {
-            Some(_) => format!(
-                "SELECT {COLUMNS}, min(t_us) FROM telemetry
-                 WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
-                 GROUP BY t_us / ?4 ORDER BY t_us LIMIT ?5"
-            ),
-            None => format!(
-                "SELECT {COLUMNS} FROM telemetry
-                 WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3 AND ?4 = ?4
-                 ORDER BY t_us LIMIT ?5"
-            ),
+        let rows = match q.every_us {
+            // SQLite's bare-column rule returns, per bucket, the row holding min(t_us): the
+            // first sample of each interval, a real sample rather than an average.
+            Some(every) => conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS}, min(t_us) FROM telemetry
+                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
+                     GROUP BY t_us / ?4 ORDER BY t_us LIMIT ?5"
+                ))?
+                .query_map(
+                    params![q.vehicle, q.from_us, q.to_us, every.max(1), q.limit],
+                    telemetry_row,
+                )?
+                .collect::<Result<_, _>>()?,
+            None => conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM telemetry
+                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
+                     ORDER BY t_us LIMIT ?4"
+                ))?
+                .query_map(
+                    params![q.vehicle, q.from_us, q.to_us, q.limit],
+                    telemetry_row,
+                )?
+                .collect::<Result<_, _>>()?,
         };
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(
-            params![
-                q.vehicle,
-                q.from_us,
-                q.to_us,
-                q.every_us.unwrap_or(1).max(1),
-                q.limit
-            ],
-            |r| {
-                let e7 = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e7);
-                let milli = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e3);
-                let centi = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e2);
-                let heading: i64 = r.get(10)?;
-                let current: i64 = r.get(12)?;
-                let pct: i64 = r.get(13)?;
-                Ok(TelemetryRow {
-                    seq: r.get(0)?,
-                    t_us: r.get(1)?,
-                    time_source: TimeSource::from_code(r.get(2)?),
-                    lat: e7(3)?,
-                    lon: e7(4)?,
-                    alt_msl_m: milli(5)?,
-                    alt_rel_m: milli(6)?,
-                    vn_mps: centi(7)?,
-                    ve_mps: centi(8)?,
-                    vd_mps: centi(9)?,
-                    heading_deg: (heading != i64::from(u16::MAX)).then(|| heading as f64 / 100.0),
-                    battery_v: milli(11)?,
-                    battery_a: (current >= 0).then(|| current as f64 / 100.0),
-                    battery_pct: (pct >= 0).then_some(pct),
-                    gps_fix: r.get(14)?,
-                    satellites: r.get(15)?,
-                    custom_mode: r.get(16)?,
-                    armed: r.get(17)?,
-                    mission_seq: r.get(18)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     pub fn vehicles(&self) -> Result<Vec<VehicleRow>, StoreError> {
@@ -163,4 +136,35 @@ impl Reader {
             .optional()?
             .unwrap_or(0))
     }
+}
+
+/// One row of the telemetry table, in API units.
+fn telemetry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TelemetryRow> {
+    let e7 = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e7);
+    let milli = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e3);
+    let centi = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e2);
+    let heading: i64 = r.get(10)?;
+    let current: i64 = r.get(12)?;
+    let pct: i64 = r.get(13)?;
+    Ok(TelemetryRow {
+        seq: r.get(0)?,
+        t_us: r.get(1)?,
+        time_source: TimeSource::from_code(r.get(2)?),
+        lat: e7(3)?,
+        lon: e7(4)?,
+        alt_msl_m: milli(5)?,
+        alt_rel_m: milli(6)?,
+        vn_mps: centi(7)?,
+        ve_mps: centi(8)?,
+        vd_mps: centi(9)?,
+        heading_deg: (heading != i64::from(u16::MAX)).then(|| heading as f64 / 100.0),
+        battery_v: milli(11)?,
+        battery_a: (current >= 0).then(|| current as f64 / 100.0),
+        battery_pct: (pct >= 0).then_some(pct),
+        gps_fix: r.get(14)?,
+        satellites: r.get(15)?,
+        custom_mode: r.get(16)?,
+        armed: r.get(17)?,
+        mission_seq: r.get(18)?,
+    })
 }

@@ -129,9 +129,11 @@ fn shrink(conn: &Connection, target: u64, status: &StoreStatus) -> rusqlite::Res
             synced_until,
             false,
         ),
+        // Unsynced raw frames: the same delete with no time bound.
         (
-            "DELETE FROM frames WHERE id IN (SELECT id FROM frames WHERE ?1 = ?1 ORDER BY id LIMIT ?2)",
-            0,
+            "DELETE FROM frames WHERE id IN
+               (SELECT id FROM frames WHERE t_last_us <= ?1 ORDER BY id LIMIT ?2)",
+            i64::MAX,
             false,
         ),
         (
