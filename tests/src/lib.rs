@@ -172,6 +172,23 @@ pub fn python_json(script: &str, args: &[&str]) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last:?}: {e}"))
 }
 
+/// Runs the pymavlink ground station (`gcs.py`) on `connect` until it has heard every system
+/// in `expect` and, with a `command_target`, had its COMMAND_LONG acked; returns its report.
+pub fn gcs(connect: &str, expect: &[u8], command_target: Option<u8>) -> Value {
+    let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    let mut args = vec![
+        "--listen".to_string(),
+        connect.to_string(),
+        "--expect".into(),
+    ];
+    args.extend(expect);
+    if let Some(t) = command_target {
+        args.extend(["--command-target".into(), t.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    python_json("gcs.py", &args)
+}
+
 /// A running edge daemon with its own data directory and API port.
 pub struct EdgeDaemon {
     pub proc: Proc,

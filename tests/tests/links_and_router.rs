@@ -22,6 +22,10 @@ fn vehicle_with(connect: &str, sysid: u8, lat: f64, lon: f64, extra: &[&str]) ->
     )
 }
 
+fn gcs_command(port: u16, expect: &[u8], target: u8) -> serde_json::Value {
+    gcs(&format!("udpin:127.0.0.1:{port}"), expect, Some(target))
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6
 }
@@ -122,18 +126,7 @@ fn a_gcs_sees_every_vehicle_and_its_command_reaches_only_the_target() {
         (daemon.vehicle(21).is_some() && daemon.vehicle(22).is_some()).then_some(())
     });
 
-    let report = python_json(
-        "gcs.py",
-        &[
-            "--listen",
-            &format!("udpin:127.0.0.1:{gcs}"),
-            "--expect",
-            "21",
-            "22",
-            "--command-target",
-            "22",
-        ],
-    );
+    let report = gcs_command(gcs, &[21, 22], 22);
     assert!(report["heartbeats"]["21"].as_u64() > Some(0), "{report}");
     assert!(report["heartbeats"]["22"].as_u64() > Some(0), "{report}");
     assert!(report["positions"]["21"].is_array(), "{report}");
@@ -149,17 +142,7 @@ fn a_gcs_sees_every_vehicle_and_its_command_reaches_only_the_target() {
 
     // Now a command for 21. Each link is first-in first-out, so had the command for 22
     // leaked onto 21's link, 21 would have reported it before this one.
-    let report = python_json(
-        "gcs.py",
-        &[
-            "--listen",
-            &format!("udpin:127.0.0.1:{gcs}"),
-            "--expect",
-            "21",
-            "--command-target",
-            "21",
-        ],
-    );
+    let report = gcs_command(gcs, &[21], 21);
     assert_eq!(report["ack"]["from"], 21, "{report}");
     let first = v21.wait_event("command", T);
     assert_eq!(first["target_system"], 21, "vehicle 21 heard: {first}");

@@ -24,17 +24,7 @@ fn tcpin_clients_each_become_a_link_and_reach_each_other() {
     let daemon = EdgeDaemon::start(&[format!("tcpin:127.0.0.1:{port}")]);
     let _v = vehicle(&format!("tcp:127.0.0.1:{port}"), 51);
     wait_for("the TCP vehicle", T, || daemon.vehicle(51));
-    let report = python_json(
-        "gcs.py",
-        &[
-            "--listen",
-            &format!("tcp:127.0.0.1:{port}"),
-            "--expect",
-            "51",
-            "--command-target",
-            "51",
-        ],
-    );
+    let report = gcs(&format!("tcp:127.0.0.1:{port}"), &[51], Some(51));
     assert_eq!(report["ack"]["from"], 51, "{report}");
     let links = daemon.get("/api/v1/links");
     let clients = links["links"]

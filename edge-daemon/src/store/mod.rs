@@ -279,7 +279,7 @@ mod tests {
         IngestBatch {
             samples: (0..n)
                 .map(|i| Sample {
-                    vehicle,
+                    vehicle: u32::from(vehicle),
                     t_us: t0 + i as i64 * 100_000,
                     lat_e7: 382_919_000 + i as i32,
                     ..Sample::default()

@@ -25,33 +25,10 @@ pub use view::{FleetSnapshot, VehicleView};
 /// `MAV_AUTOPILOT_INVALID`: the sender is not a flight controller.
 const AUTOPILOT_INVALID: u8 = 8;
 
-/// One telemetry sample: a vehicle's state when it reported its position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Sample {
-    pub vehicle: u8,
-    /// Receive time, microseconds since the Unix epoch (see [`crate::clock`]).
-    pub t_us: i64,
-    pub time_source: u8,
-    pub lat_e7: i32,
-    pub lon_e7: i32,
-    pub alt_mm: i32,
-    pub rel_alt_mm: i32,
-    /// Ground velocity north/east/down, cm/s.
-    pub vx: i16,
-    pub vy: i16,
-    pub vz: i16,
-    /// Heading in centidegrees; u16::MAX when unknown.
-    pub heading_cdeg: u16,
-    pub battery_mv: u16,
-    pub battery_ca: i16,
-    /// -1 when the autopilot does not estimate it.
-    pub battery_pct: i8,
-    pub gps_fix: u8,
-    pub satellites: u8,
-    pub custom_mode: u32,
-    pub armed: bool,
-    pub mission_seq: u16,
-}
+/// One telemetry sample: a vehicle's whole state when it reported its position. It is the
+/// sync protocol's row type, so what the store keeps is exactly what crosses the wire; `seq`
+/// is 0 until the store assigns the outbox sequence.
+pub use sync_protocol::codec::TelemetryRow as Sample;
 
 /// Something the store must record about a vehicle (not per frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +161,8 @@ impl Vehicle {
     fn sample(&self, t_us: i64, source: TimeSource) -> Sample {
         let p = self.position.clone().unwrap_or_default();
         Sample {
-            vehicle: self.sysid,
+            seq: 0,
+            vehicle: u32::from(self.sysid),
             t_us,
             time_source: source as u8,
             lat_e7: p.lat_e7,
