@@ -5,6 +5,8 @@
 pub mod codec;
 pub mod hlc;
 pub mod identity;
+pub mod pki;
+pub mod transport;
 pub mod wire;
 
 /// Generated from `proto/trellis_sync.proto`.
