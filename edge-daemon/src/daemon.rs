@@ -67,7 +67,27 @@ impl Daemon {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
 
+        let sync_status = match crate::sync::installed(&config.data_dir)? {
+            Some(bundle) => {
+                let status = Arc::new(crate::sync::SyncStatus {
+                    enrolled_as: format!("{}/{}", bundle.org, bundle.edge),
+                    relay: bundle.relay.clone(),
+                    ..Default::default()
+                });
+                tokio::spawn(crate::sync::run(
+                    bundle,
+                    store.reader(),
+                    store.sender(),
+                    store.status(),
+                    status.clone(),
+                ));
+                status
+            }
+            None => Arc::new(crate::sync::SyncStatus::default()),
+        };
+
         let state = AppState {
+            sync: sync_status,
             snapshots: snapshots.clone(),
             links: links.clone(),
             reader: store.reader(),

@@ -14,4 +14,5 @@ pub mod router;
 pub mod sim;
 pub mod store;
 pub mod survey;
+pub mod sync;
 pub mod vehicle;

@@ -3,6 +3,7 @@
 //! clock, and the telemetry batch codec.
 
 pub mod codec;
+pub mod enrollment;
 pub mod hlc;
 pub mod identity;
 pub mod pki;

@@ -39,16 +39,17 @@ fn roots(ca: CertificateDer<'static>) -> Result<Arc<RootCertStore>, TransportErr
 }
 
 /// Transport parameters for long, lossy, intermittent links: large flow-control windows so a
-/// 600 ms satellite RTT still fills the pipe (quinn's defaults assume ~100 ms), keep-alives
-/// well inside NAT timeouts, and an idle timeout that gives a flapping link time to return.
+/// 600 ms satellite RTT still fills the pipe (quinn's defaults assume ~100 ms), and keep-alives
+/// well inside NAT timeouts. A path silent for the idle timeout is given up and redialled:
+/// resuming a session costs one handshake, and sync resumes exactly from the relay's mark.
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let window: u32 = 16 << 20;
     t.stream_receive_window(window.into());
     t.receive_window((4 * window).into());
     t.send_window(4 * u64::from(window));
-    t.keep_alive_interval(Some(Duration::from_secs(10)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(60)) {
+    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(20)) {
         t.max_idle_timeout(Some(idle));
     }
     t.datagram_receive_buffer_size(Some(1 << 20));
@@ -72,6 +73,33 @@ pub fn server_config(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(transport_config());
     Ok(config)
+}
+
+/// The relay's endpoint. `reset_secret` keys QUIC stateless resets and the connection-id
+/// check: kept across restarts, both let a restarted relay recognise packets meant for its
+/// previous run and reset those connections, so every edge reconnects at once instead of
+/// waiting out its idle timeout.
+pub fn server_endpoint(
+    config: quinn::ServerConfig,
+    addr: std::net::SocketAddr,
+    reset_secret: &[u8; 32],
+) -> std::io::Result<quinn::Endpoint> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret);
+    let tag = ring::hmac::sign(&key, b"trellis quic connection id key");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(key));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::Endpoint::new(
+        endpoint_config,
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// The edge side: its enrollment certificate, and the relay's CA.

@@ -340,3 +340,147 @@ impl PtyPair {
         });
     }
 }
+
+/// A cloud relay with its own data directory and QUIC port, one org, and helpers to enroll
+/// edges into it.
+pub struct CloudRelay {
+    pub proc: Option<Proc>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+}
+
+impl CloudRelay {
+    pub fn new() -> CloudRelay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_udp_port();
+        let config = dir.path().join("relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[quic]\nlisten = \"127.0.0.1:{port}\"\n\
+                 public_address = \"127.0.0.1:{port}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n",
+                dir.path().join("data")
+            ),
+        )
+        .expect("write relay config");
+        CloudRelay {
+            proc: None,
+            dir,
+            config,
+            port,
+        }
+    }
+
+    /// Runs an admin command (`org create …`, `edge enroll …`) and returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("cloud-relay"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run cloud-relay");
+        assert!(
+            out.status.success(),
+            "cloud-relay {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Enrolls `org/edge` and installs the bundle into an edge data directory.
+    pub fn enroll(&self, org: &str, edge: &str, edge_data: &Path) {
+        let bundle = self.dir.path().join(format!("{org}-{edge}.toml"));
+        self.admin(&[
+            "edge",
+            "enroll",
+            "--org",
+            org,
+            "--edge",
+            edge,
+            "-o",
+            bundle.to_str().expect("utf-8 path"),
+        ]);
+        let status = Command::new(bin("edge-daemon"))
+            .args(["sync", "enroll"])
+            .arg(&bundle)
+            .arg("--data-dir")
+            .arg(edge_data)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run edge-daemon sync enroll");
+        assert!(status.success());
+    }
+
+    pub fn start(&mut self) {
+        self.proc = Some(Proc::spawn(
+            "cloud-relay",
+            Command::new(bin("cloud-relay"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("serve")
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null()),
+        ));
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("relay.db")
+    }
+
+    /// Telemetry rows the relay holds for one edge, in sequence order, as comparable tuples.
+    pub fn rows(&self, org: &str, edge: &str) -> Vec<Vec<i64>> {
+        let db = match rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) {
+            Ok(db) => db,
+            Err(_) => return Vec::new(),
+        };
+        let _ = db.busy_timeout(Duration::from_secs(5));
+        rows_of(
+            &db,
+            "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy, vz,
+                heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
+                custom_mode, armed, mission_seq
+             FROM telemetry WHERE org = ?1 AND edge = ?2 ORDER BY seq",
+            &[org, edge],
+        )
+    }
+}
+
+impl Default for CloudRelay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The edge's outbox, as the same tuples as [`CloudRelay::rows`].
+pub fn edge_rows(db: &rusqlite::Connection) -> Vec<Vec<i64>> {
+    rows_of(
+        db,
+        "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy, vz,
+            heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites, custom_mode,
+            armed, mission_seq
+         FROM telemetry ORDER BY seq",
+        &[],
+    )
+}
+
+fn rows_of(db: &rusqlite::Connection, sql: &str, args: &[&str]) -> Vec<Vec<i64>> {
+    let Ok(mut stmt) = db.prepare(sql) else {
+        return Vec::new();
+    };
+    let n = stmt.column_count();
+    stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        (0..n).map(|i| r.get::<_, i64>(i)).collect()
+    })
+    .and_then(|rows| rows.collect())
+    .unwrap_or_default()
+}

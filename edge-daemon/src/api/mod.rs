@@ -22,6 +22,7 @@ use crate::vehicle::FleetSnapshot;
 /// What handlers share. Everything here is cheap to clone and lock-free to read.
 #[derive(Clone)]
 pub struct AppState {
+    pub sync: Arc<crate::sync::SyncStatus>,
     pub snapshots: watch::Receiver<Arc<FleetSnapshot>>,
     pub links: Links,
     pub reader: Reader,
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/vehicles/{id}/telemetry", get(vehicles::telemetry))
         .route("/api/v1/links", get(links::list))
         .route("/api/v1/export/tlog", get(export::tlog))
+        .route("/api/v1/sync", get(sync))
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }
@@ -55,6 +57,16 @@ async fn health(
         "vehicles": snapshot.vehicles.len(),
         "store": store::status_view(&s.store_status, &s.store_path, s.quota_bytes),
     }))
+}
+
+async fn sync(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> Json<crate::sync::SyncView> {
+    let committed = s
+        .store_status
+        .committed_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Json(s.sync.view(committed.max(0) as u64))
 }
 
 /// Parses a time given as RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.

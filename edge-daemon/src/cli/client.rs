@@ -8,13 +8,13 @@ use serde_json::Value;
 pub struct ClientArgs {
     /// The daemon's API.
     #[arg(long, env = "TRELLIS_API", default_value = "http://127.0.0.1:8080")]
-    api: String,
+    pub api: String,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
+pub fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
     let url = format!("{}{path}", args.api.trim_end_matches('/'));
     let result = ureq::get(&url)
         .call()

@@ -6,6 +6,7 @@ mod client;
 mod export;
 mod serve;
 mod sim;
+mod sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Command {
     Status(client::ClientArgs),
     /// The vehicles a running daemon hears.
     Vehicles(client::ClientArgs),
+    /// Sync with the cloud relay.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
     /// Export stored data.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => client::status(args),
         Command::Vehicles(args) => client::vehicles(args),
         Command::Export(cmd) => export::run(cmd),
+        Command::Sync(cmd) => sync::run(cmd),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -124,6 +124,56 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Outbox rows after `after`, in sequence order: what sync sends next.
+    pub fn outbox(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::vehicle::Sample>, StoreError> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy,
+                vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
+                custom_mode, armed, mission_seq
+             FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit], |r| {
+            Ok(crate::vehicle::Sample {
+                seq: r.get::<_, i64>(0)? as u64,
+                vehicle: r.get(1)?,
+                t_us: r.get(2)?,
+                time_source: r.get(3)?,
+                lat_e7: r.get(4)?,
+                lon_e7: r.get(5)?,
+                alt_mm: r.get(6)?,
+                rel_alt_mm: r.get(7)?,
+                vx: r.get(8)?,
+                vy: r.get(9)?,
+                vz: r.get(10)?,
+                heading_cdeg: r.get(11)?,
+                battery_mv: r.get(12)?,
+                battery_ca: r.get(13)?,
+                battery_pct: r.get(14)?,
+                gps_fix: r.get(15)?,
+                satellites: r.get(16)?,
+                custom_mode: r.get(17)?,
+                armed: r.get(18)?,
+                mission_seq: r.get(19)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Oldest and newest outbox sequence still held (0 when empty).
+    pub fn outbox_bounds(&self) -> Result<(u64, u64), StoreError> {
+        let conn = self.connect()?;
+        Ok(conn.query_row(
+            "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM telemetry",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
     /// The relay's last durable acknowledgement of a stream.
     pub fn acked(&self, stream: &str) -> Result<i64, StoreError> {
         let conn = self.connect()?;

@@ -1,0 +1,63 @@
+//! Relay configuration: TOML, every default in `Config::default`, documented in
+//! `cloud-relay.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Database, CA and relay certificate live here.
+    pub data_dir: PathBuf,
+    pub quic: QuicConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// Where edges connect.
+    pub listen: SocketAddr,
+    /// The address enrollment bundles tell edges to dial (HOST:PORT).
+    pub public_address: String,
+    /// Names the relay's certificate is valid for; edges verify the one they dial.
+    pub server_names: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("relay-data"),
+            quic: QuicConfig::default(),
+        }
+    }
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            listen: ([0, 0, 0, 0], 4433).into(),
+            public_address: "localhost:4433".into(),
+            server_names: vec!["localhost".into()],
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let parsed: super::Config =
+            toml::from_str(include_str!("../cloud-relay.example.toml")).unwrap();
+        assert_eq!(parsed, super::Config::default());
+    }
+}

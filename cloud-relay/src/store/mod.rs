@@ -1,0 +1,65 @@
+//! Relay storage behind one trait: SQLite embedded by default (`sqlite.rs`); PostgreSQL for
+//! scale-out comes later behind the same trait, so the SQL here stays portable.
+//!
+//! Every record is keyed by org first: tenancy is in the schema, not only in the API.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+use sync_protocol::codec::TelemetryRow;
+use sync_protocol::identity::EdgeIdentity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("no organization {0:?}")]
+    NoSuchOrg(String),
+    #[error("organization {0:?} exists already")]
+    OrgExists(String),
+    #[error("{stream}: batch starts at {first} but the relay holds only up to {acked}: a gap")]
+    Gap {
+        stream: String,
+        first: u64,
+        acked: u64,
+    },
+    #[error("batch range {first}..={last} is empty or holds rows outside it")]
+    BadRange { first: u64, last: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeStatus {
+    Unknown,
+    Active,
+    Revoked,
+}
+
+pub trait RelayStore: Send + Sync + 'static {
+    fn create_org(&self, org: &str) -> Result<(), StoreError>;
+    fn orgs(&self) -> Result<Vec<String>, StoreError>;
+    fn enroll_edge(&self, edge: &EdgeIdentity) -> Result<(), StoreError>;
+    /// Returns whether the edge was active.
+    fn revoke_edge(&self, edge: &EdgeIdentity) -> Result<bool, StoreError>;
+    fn edge_status(&self, edge: &EdgeIdentity) -> Result<EdgeStatus, StoreError>;
+    /// The durable high-water mark of one edge's stream.
+    fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError>;
+    /// Stores rows `first..=last` of the telemetry stream (rows missing from the range were
+    /// never written or are gone at the edge) and returns the new durable high-water mark.
+    /// Idempotent: a range already held changes nothing and returns the same mark.
+    fn apply_telemetry(
+        &self,
+        edge: &EdgeIdentity,
+        first: u64,
+        last: u64,
+        rows: &[TelemetryRow],
+    ) -> Result<u64, StoreError>;
+    /// Records a range the edge says the relay had acknowledged but no longer holds.
+    fn record_gap(
+        &self,
+        edge: &EdgeIdentity,
+        stream: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError>;
+    fn telemetry_count(&self, org: &str) -> Result<u64, StoreError>;
+}
