@@ -430,6 +430,17 @@ impl CloudRelay {
         }
     }
 
+    /// Stops the relay the way an operator does (SIGINT), and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            // SAFETY: kill(2) on a child we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(p.pid() as i32, libc::SIGINT);
+            }
+            let _ = p.child.wait();
+        }
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("data").join("relay.db")
     }
