@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_daemon::frame::{Frame, FrameScanner, Version};
+use edge_daemon::frame::{Frame, FrameScanner};
 use edge_daemon::ingest::Ingest;
 use edge_daemon::link::{Endpoint, Inbound, LinkConfig, Links};
-use edge_daemon::sim::{vineyard_blocks, Copter, CopterConfig};
+use edge_daemon::sim::fleet_frames;
 use edge_daemon::store::{Store, StoreConfig};
-use edge_daemon::survey::{from_local_m, LatLon};
+use edge_daemon::survey::LatLon;
 use edge_daemon::vehicle::FleetSnapshot;
 
 const VEHICLES: usize = 50;
@@ -24,7 +24,11 @@ const FRAMES: usize = 3_000_000;
 
 fn main() {
     pin_to_one_core();
-    let mix = fleet_mix(VEHICLES, 120.0);
+    let origin = LatLon {
+        lat: 38.2919,
+        lon: -122.4580,
+    };
+    let mix = fleet_frames(origin, VEHICLES, 120.0);
     let datagrams: Vec<&Frame> = mix.iter().cycle().take(FRAMES).collect();
     let ids: std::collections::BTreeMap<u32, usize> =
         mix.iter().fold(Default::default(), |mut m, f| {
@@ -120,41 +124,6 @@ fn main() {
 
 fn endpoint(s: &str) -> LinkConfig {
     LinkConfig::from(s.parse::<Endpoint>().expect("endpoint"))
-}
-
-/// Frames 50 copters send in `seconds` of flight, interleaved as one radio network carries them.
-fn fleet_mix(vehicles: usize, seconds: f64) -> Vec<Frame> {
-    let origin = LatLon {
-        lat: 38.2919,
-        lon: -122.4580,
-    };
-    let mut copters: Vec<(Copter, u8)> = vineyard_blocks(origin, vehicles)
-        .into_iter()
-        .enumerate()
-        .map(|(i, field)| {
-            let sysid = i as u8 + 1;
-            let home = from_local_m(field[0], -10.0, -10.0);
-            let cfg = CopterConfig::new(sysid, home, field);
-            (Copter::new(cfg), 0u8)
-        })
-        .collect();
-    let mut frames = Vec::new();
-    let mut out = Vec::new();
-    let dt = 0.02;
-    let mut t = 0.0;
-    let mut unix_us = 1_790_000_000_000_000u64;
-    while t < seconds {
-        for (copter, seq) in &mut copters {
-            copter.step(dt, unix_us, &mut out);
-            for m in out.drain(..) {
-                frames.push(Frame::encode(Version::V2, copter.sysid(), 1, *seq, &m));
-                *seq = seq.wrapping_add(1);
-            }
-        }
-        t += dt;
-        unix_us += 20_000;
-    }
-    frames
 }
 
 /// Pins every thread of this process (the store writer inherits it) to one CPU.

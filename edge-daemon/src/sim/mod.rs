@@ -63,6 +63,37 @@ pub fn vineyard_blocks(origin: LatLon, n: usize) -> Vec<Vec<LatLon>> {
         .collect()
 }
 
+/// The frames `vehicles` auto-flying copters send in `seconds` of simulated flight, interleaved
+/// as one radio network carries them; for benchmarks that need realistic traffic without
+/// sockets or real time.
+pub fn fleet_frames(origin: LatLon, vehicles: usize, seconds: f64) -> Vec<Frame> {
+    let mut copters: Vec<(Copter, u8)> = vineyard_blocks(origin, vehicles)
+        .into_iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let home = from_local_m(field[0], -10.0, -10.0);
+            (
+                Copter::new(CopterConfig::new(i as u8 + 1, home, field)),
+                0u8,
+            )
+        })
+        .collect();
+    let (mut frames, mut out) = (Vec::new(), Vec::new());
+    let dt = STEP.as_secs_f64();
+    let mut unix_us = 1_790_000_000_000_000u64;
+    for _ in 0..(seconds / dt) as u64 {
+        for (copter, seq) in &mut copters {
+            copter.step(dt, unix_us, &mut out);
+            for m in out.drain(..) {
+                frames.push(Frame::encode(Version::V2, copter.sysid(), 1, *seq, &m));
+                *seq = seq.wrapping_add(1);
+            }
+        }
+        unix_us += STEP.as_micros() as u64;
+    }
+    frames
+}
+
 /// Runs the fleet until the task is dropped.
 pub async fn run(config: SimConfig) -> anyhow::Result<()> {
     let links = Links::default();

@@ -1,0 +1,19 @@
+//! `catchup`: rows/s draining a 1,000,000-row telemetry backlog from an edge store into the
+//! relay's store over loopback QUIC (SPEC §8 target ≥ 1,000,000). See `common/mod.rs`.
+
+// Shared with wire_bytes, which reads the .tlog fields this bench does not.
+#[allow(dead_code)]
+mod common;
+
+fn main() {
+    let d = common::drain(false);
+    println!(
+        "{} rows from {} vehicles in {:.2} s, {} batches, {:.2} payload bytes/row",
+        d.rows,
+        common::VEHICLES,
+        d.seconds,
+        d.batches,
+        d.payload_bytes as f64 / d.rows as f64
+    );
+    println!("FIGURE catchup {:.0} rows/s", d.rows as f64 / d.seconds);
+}

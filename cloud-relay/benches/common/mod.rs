@@ -1,0 +1,183 @@
+//! A telemetry backlog drained from a real edge store to a real relay over loopback QUIC,
+//! shared by the `catchup` and `wire_bytes` benchmarks.
+//!
+//! The backlog is made the way a field day makes it: 50 simulated copters fly their surveys,
+//! their frames go through the edge's real ingest path into its SQLite store (raw frames and
+//! samples), and then the edge's sync client drains the samples into the relay's store.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloud_relay::store::{RelayStore, SqliteStore};
+use edge_daemon::frame::FrameScanner;
+use edge_daemon::ingest::Ingest;
+use edge_daemon::link::{Endpoint, Inbound, LinkConfig, Links};
+use edge_daemon::store::tlog::{self, TlogQuery};
+use edge_daemon::store::{Store, StoreConfig};
+use edge_daemon::survey::LatLon;
+use edge_daemon::sync::SyncStatus;
+use edge_daemon::vehicle::FleetSnapshot;
+use sync_protocol::enrollment::Bundle;
+use sync_protocol::identity::EdgeIdentity;
+use sync_protocol::pki::Ca;
+
+pub const VEHICLES: usize = 50;
+/// 50 vehicles × 10 samples/s × 2,000 s = 1,000,000 samples.
+const FLIGHT_SECONDS: f64 = 2_000.0;
+
+pub struct Drain {
+    pub rows: u64,
+    pub seconds: f64,
+    pub payload_bytes: u64,
+    pub batches: u64,
+    pub tlog_bytes: u64,
+    pub tlog_frames: u64,
+    pub tlog_zstd3_bytes: u64,
+    pub tlog_zstd19_bytes: u64,
+}
+
+pub fn drain(with_tlog: bool) -> Drain {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edge_dir = dir.path().join("edge");
+    let relay_dir = dir.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).expect("relay dir");
+
+    let origin = LatLon {
+        lat: 38.2919,
+        lon: -122.4580,
+    };
+    let t = Instant::now();
+    let frames = edge_daemon::sim::fleet_frames(origin, VEHICLES, FLIGHT_SECONDS);
+    eprintln!(
+        "generated {} frames in {:.1} s",
+        frames.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let store = Store::open(&edge_dir, StoreConfig::default()).expect("edge store");
+    let links = Links::default();
+    let radio = links.add(
+        "udpin:bench".into(),
+        LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().expect("endpoint")),
+    );
+    let (snapshots, _rx) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
+    let mut ingest = Ingest::new(
+        links,
+        Duration::from_secs(5),
+        HashMap::new(),
+        store.sender(),
+        snapshots,
+    );
+    let mut scanner = FrameScanner::new();
+    for chunk in frames.chunks(64) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            scanner.push(f.as_bytes());
+            while let Some(frame) = scanner.next_frame() {
+                batch.push(frame);
+            }
+            scanner.end_datagram();
+        }
+        ingest
+            .process(Inbound {
+                link: radio.id,
+                received: Instant::now(),
+                frames: batch,
+            })
+            .expect("ingest");
+    }
+    ingest.flush().expect("flush");
+    store.flush().expect("durable");
+    drop(frames);
+    let rows = store.status_view().committed_seq as u64;
+    eprintln!("edge store holds {rows} samples");
+
+    let (mut tlog_bytes, mut tlog_frames, mut tlog_zstd3_bytes, mut tlog_zstd19_bytes) =
+        (0, 0, 0, 0);
+    if with_tlog {
+        let mut tlog = Vec::new();
+        tlog_frames = tlog::export(
+            &store.reader(),
+            &TlogQuery {
+                vehicle: None,
+                from_us: 0,
+                to_us: i64::MAX,
+            },
+            &mut tlog,
+        )
+        .expect("export");
+        tlog_bytes = tlog.len() as u64;
+        tlog_zstd3_bytes = zstd::bulk::compress(&tlog, 3).expect("zstd").len() as u64;
+        tlog_zstd19_bytes = zstd::bulk::compress(&tlog, 19).expect("zstd").len() as u64;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let relay_store: Arc<dyn RelayStore> =
+            Arc::new(SqliteStore::open(&relay_dir.join("relay.db")).expect("relay store"));
+        relay_store.create_org("bench").expect("org");
+        let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
+        relay_store.enroll_edge(&id).expect("enroll");
+        let (ca, _) = Ca::generate("bench CA").expect("CA");
+        let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
+        let server = sync_protocol::transport::server_config(
+            relay_key.cert_der().expect("der"),
+            relay_key.key_der().expect("der"),
+            ca.cert_der().expect("der"),
+        )
+        .expect("server config");
+        let endpoint = sync_protocol::transport::server_endpoint(
+            server,
+            "127.0.0.1:0".parse().expect("addr"),
+            &[7; 32],
+        )
+        .expect("endpoint");
+        let addr = endpoint.local_addr().expect("addr");
+        tokio::spawn(cloud_relay::server::run(endpoint, relay_store.clone()));
+
+        let edge_key = ca.issue_edge(&id).expect("edge cert");
+        let bundle = Bundle {
+            org: id.org.clone(),
+            edge: id.edge.clone(),
+            relay: addr.to_string(),
+            server_name: "localhost".into(),
+            relay_ca_pem: ca.cert_pem.clone(),
+            cert_pem: edge_key.cert_pem,
+            key_pem: edge_key.key_pem,
+        };
+        let status = Arc::new(SyncStatus::default());
+        let start = Instant::now();
+        tokio::spawn(edge_daemon::sync::run(
+            bundle,
+            store.reader(),
+            store.sender(),
+            store.status(),
+            status.clone(),
+        ));
+        while status.relay_acked.load(Relaxed) < rows {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "drain did not finish"
+            );
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let held = relay_store.telemetry_count("bench").expect("count");
+        assert_eq!(held, rows, "every row at the relay, once");
+        Drain {
+            rows,
+            seconds,
+            payload_bytes: status.bytes_sent.load(Relaxed),
+            batches: status.batches_sent.load(Relaxed),
+            tlog_bytes,
+            tlog_frames,
+            tlog_zstd3_bytes,
+            tlog_zstd19_bytes,
+        }
+    })
+}
