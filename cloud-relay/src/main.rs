@@ -201,14 +201,58 @@ fn serve(config: Config, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         let endpoint = sync_protocol::transport::server_endpoint(quic, config.quic.listen, &reset)
             .with_context(|| format!("QUIC cannot listen on {}", config.quic.listen))?;
         tracing::info!(quic = %endpoint.local_addr()?, data = %config.data_dir.display(), "cloud relay running");
+        notify_systemd(store.clone());
         tokio::select! {
             () = server::run(endpoint.clone(), store) => {}
-            _ = tokio::signal::ctrl_c() => {}
+            () = shutdown_signal() => {}
         }
         endpoint.close(server::CLOSE_DONE.into(), b"relay stopping");
         endpoint.wait_idle().await;
         anyhow::Ok(())
     })
+}
+
+/// READY=1 once listening; WATCHDOG=1 only while the store still answers, so a wedged
+/// database gets the relay restarted. The interval is read as libsystemd reads it.
+fn notify_systemd(store: Arc<dyn RelayStore>) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let usec = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        .filter(|u| *u > 0);
+    let for_us = std::env::var("WATCHDOG_PID").map_or(true, |pid| {
+        pid.parse::<u32>().ok() == Some(std::process::id())
+    });
+    let Some(usec) = usec.filter(|_| for_us) else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_micros(usec / 2)).await;
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.orgs()).await {
+                Ok(Ok(_)) => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+                other => tracing::error!("store not answering ({other:?}); withholding watchdog"),
+            }
+        }
+    });
+}
+
+/// SIGINT or SIGTERM (what systemd sends).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {

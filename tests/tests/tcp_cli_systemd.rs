@@ -143,3 +143,33 @@ fn the_daemon_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
     }
     panic!("expected READY=1 and WATCHDOG=1 twice, got:\n{seen}");
 }
+
+#[test]
+fn the_relay_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
+    let relay = CloudRelay::new();
+    let socket_path = relay.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(T)).unwrap();
+    let _proc = Proc::spawn(
+        "cloud-relay",
+        Command::new(bin("cloud-relay"))
+            .arg("--config")
+            .arg(&relay.config)
+            .arg("serve")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdin(Stdio::null()),
+    );
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    for _ in 0..10 {
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification before the timeout");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2 {
+            return;
+        }
+    }
+    panic!("expected READY=1 and WATCHDOG=1 twice, got:\n{seen}");
+}
