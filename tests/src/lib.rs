@@ -460,7 +460,8 @@ impl CloudRelay {
             "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy, vz,
                 heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
                 custom_mode, armed, mission_seq
-             FROM telemetry WHERE org = ?1 AND edge = ?2 ORDER BY seq",
+             FROM telemetry JOIN edges ON edges.id = telemetry.edge_id
+             WHERE edges.org = ?1 AND edges.edge = ?2 ORDER BY seq",
             &[org, edge],
         )
     }

@@ -171,7 +171,8 @@ fn a_relay_restored_from_an_old_backup_is_told_the_truth_and_made_whole() {
     .unwrap();
     let (from, to): (i64, i64) = db
         .query_row(
-            "SELECT from_seq, to_seq FROM gaps WHERE org = 'vineyard-co' AND edge = 'pi-north'",
+            "SELECT from_seq, to_seq FROM gaps JOIN edges ON edges.id = gaps.edge_id
+             WHERE edges.org = 'vineyard-co' AND edges.edge = 'pi-north'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -15,31 +15,33 @@ CREATE TABLE IF NOT EXISTS orgs (
     org        TEXT PRIMARY KEY,
     created_us INTEGER NOT NULL
 );
+-- Rows everywhere else refer to an edge by `id`: integer keys keep the hot tables compact and
+-- their B-trees free of string comparisons.
 CREATE TABLE IF NOT EXISTS edges (
+    id          INTEGER PRIMARY KEY,
     org         TEXT NOT NULL REFERENCES orgs (org),
     edge        TEXT NOT NULL,
     enrolled_us INTEGER NOT NULL,
     revoked_us  INTEGER,
-    PRIMARY KEY (org, edge)
+    UNIQUE (org, edge)
 );
 CREATE TABLE IF NOT EXISTS stream_cursors (
-    org       TEXT NOT NULL,
-    edge      TEXT NOT NULL,
+    edge_id   INTEGER NOT NULL REFERENCES edges (id),
     stream    TEXT NOT NULL,
     acked_seq INTEGER NOT NULL,
-    PRIMARY KEY (org, edge, stream)
+    PRIMARY KEY (edge_id, stream)
 );
 CREATE TABLE IF NOT EXISTS gaps (
-    org       TEXT NOT NULL,
-    edge      TEXT NOT NULL,
+    edge_id   INTEGER NOT NULL REFERENCES edges (id),
     stream    TEXT NOT NULL,
     from_seq  INTEGER NOT NULL,
     to_seq    INTEGER NOT NULL,
     noted_us  INTEGER NOT NULL
 );
+-- Clustered by (edge, seq), the sync protocol's idempotence key: a batch appends at the end of
+-- its edge's run of rows (measured faster than a rowid table with a separate key index).
 CREATE TABLE IF NOT EXISTS telemetry (
-    org          TEXT NOT NULL,
-    edge         TEXT NOT NULL,
+    edge_id      INTEGER NOT NULL REFERENCES edges (id),
     seq          INTEGER NOT NULL,
     vehicle      INTEGER NOT NULL,
     t_us         INTEGER NOT NULL,
@@ -60,9 +62,9 @@ CREATE TABLE IF NOT EXISTS telemetry (
     custom_mode  INTEGER NOT NULL,
     armed        INTEGER NOT NULL,
     mission_seq  INTEGER NOT NULL,
-    PRIMARY KEY (org, edge, seq)
-);
-CREATE INDEX IF NOT EXISTS telemetry_by_vehicle_time ON telemetry (org, vehicle, t_us);
+    PRIMARY KEY (edge_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS telemetry_by_vehicle_time ON telemetry (edge_id, vehicle, t_us);
 ";
 
 pub struct SqliteStore {
@@ -95,14 +97,22 @@ fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn acked_in(conn: &Connection, edge: &EdgeIdentity, stream: &str) -> rusqlite::Result<u64> {
+fn acked_in(conn: &Connection, edge_id: i64, stream: &str) -> rusqlite::Result<u64> {
     conn.query_row(
-        "SELECT acked_seq FROM stream_cursors WHERE org = ?1 AND edge = ?2 AND stream = ?3",
-        params![edge.org, edge.edge, stream],
+        "SELECT acked_seq FROM stream_cursors WHERE edge_id = ?1 AND stream = ?2",
+        params![edge_id, stream],
         |r| r.get::<_, i64>(0),
     )
     .optional()
     .map(|v| v.unwrap_or(0) as u64)
+}
+
+/// The numeric id of an enrolled edge (0 if it was never enrolled: no rows refer to it).
+fn edge_id(conn: &Connection, edge: &EdgeIdentity) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT id FROM edges WHERE org = ?1 AND edge = ?2")?
+        .query_row(params![edge.org, edge.edge], |r| r.get(0))
+        .optional()
+        .map(|id| id.unwrap_or(0))
 }
 
 impl RelayStore for SqliteStore {
@@ -171,7 +181,9 @@ impl RelayStore for SqliteStore {
     }
 
     fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError> {
-        Ok(acked_in(&self.conn(), edge, stream)?)
+        let conn = self.conn();
+        let id = edge_id(&conn, edge)?;
+        Ok(acked_in(&conn, id, stream)?)
     }
 
     fn apply_telemetry(
@@ -186,7 +198,8 @@ impl RelayStore for SqliteStore {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let acked = acked_in(&tx, edge, "telemetry")?;
+        let id = edge_id(&tx, edge)?;
+        let acked = acked_in(&tx, id, "telemetry")?;
         if last <= acked {
             return Ok(acked); // a resend of what is already durable
         }
@@ -199,17 +212,16 @@ impl RelayStore for SqliteStore {
         }
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO telemetry (org, edge, seq, vehicle, t_us, time_source, lat_e7, lon_e7,
+                "INSERT INTO telemetry (edge_id, seq, vehicle, t_us, time_source, lat_e7, lon_e7,
                     alt_mm, rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca,
                     battery_pct, gps_fix, satellites, custom_mode, armed, mission_seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21, ?22)
+                    ?17, ?18, ?19, ?20, ?21)
                  ON CONFLICT DO NOTHING",
             )?;
             for r in rows.iter().filter(|r| r.seq > acked) {
                 insert.execute(params![
-                    edge.org,
-                    edge.edge,
+                    id,
                     r.seq as i64,
                     r.vehicle,
                     r.t_us,
@@ -234,9 +246,9 @@ impl RelayStore for SqliteStore {
             }
         }
         tx.execute(
-            "INSERT INTO stream_cursors (org, edge, stream, acked_seq) VALUES (?1, ?2, 'telemetry', ?3)
-             ON CONFLICT (org, edge, stream) DO UPDATE SET acked_seq = excluded.acked_seq",
-            params![edge.org, edge.edge, last as i64],
+            "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, 'telemetry', ?2)
+             ON CONFLICT (edge_id, stream) DO UPDATE SET acked_seq = excluded.acked_seq",
+            params![id, last as i64],
         )?;
         tx.commit()?;
         Ok(last)
@@ -249,24 +261,20 @@ impl RelayStore for SqliteStore {
         from: u64,
         to: u64,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO gaps (org, edge, stream, from_seq, to_seq, noted_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                edge.org,
-                edge.edge,
-                stream,
-                from as i64,
-                to as i64,
-                now_us()
-            ],
+        let conn = self.conn();
+        let id = edge_id(&conn, edge)?;
+        conn.execute(
+            "INSERT INTO gaps (edge_id, stream, from_seq, to_seq, noted_us)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, stream, from as i64, to as i64, now_us()],
         )?;
         Ok(())
     }
 
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
-            "SELECT count(*) FROM telemetry WHERE org = ?1",
+            "SELECT count(*) FROM telemetry JOIN edges ON edges.id = telemetry.edge_id
+             WHERE edges.org = ?1",
             [org],
             |r| r.get(0),
         )?;

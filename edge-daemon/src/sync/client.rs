@@ -21,7 +21,7 @@ use super::SyncStatus;
 use crate::store::{Reader, StoreSender, StoreStatus};
 
 /// Rows per batch: large enough to compress well, small enough to retransmit cheaply.
-const BATCH_ROWS: u32 = 4_096;
+const BATCH_ROWS: u32 = 16_384;
 /// Unacknowledged batches in flight.
 const WINDOW: usize = 4;
 /// How often a caught-up client looks for new rows.
