@@ -1,8 +1,10 @@
 //! Harness for the end-to-end tests: start the real binaries and independent peers, wait for
 //! things with bounded polls that fail with a message saying what never happened.
 
+pub mod impair;
+
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -352,14 +354,24 @@ pub struct CloudRelay {
 
 impl CloudRelay {
     pub fn new() -> CloudRelay {
+        Self::with_public_address(None)
+    }
+
+    /// A relay whose enrollment bundles send edges to `public` (an impairment proxy, say)
+    /// rather than to its own port.
+    pub fn with_public_address(public: Option<SocketAddr>) -> CloudRelay {
+        Self::on_port(free_udp_port(), public)
+    }
+
+    pub fn on_port(port: u16, public: Option<SocketAddr>) -> CloudRelay {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_udp_port();
+        let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());
         let config = dir.path().join("relay.toml");
         std::fs::write(
             &config,
             format!(
                 "data_dir = {:?}\n[quic]\nlisten = \"127.0.0.1:{port}\"\n\
-                 public_address = \"127.0.0.1:{port}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n",
+                 public_address = \"{public}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n",
                 dir.path().join("data")
             ),
         )
