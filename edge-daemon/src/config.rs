@@ -20,6 +20,7 @@ pub struct Config {
     pub links: Vec<LinkConfig>,
     pub store: StoreSection,
     pub vehicles: VehiclesSection,
+    pub sync: SyncSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,13 @@ pub struct VehiclesSection {
     pub link_lost_after_s: f64,
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSection {
+    /// Cap on sync payload bytes per second for metered links; 0 means no cap.
+    pub bandwidth_limit_bytes_per_s: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -54,6 +62,7 @@ impl Default for Config {
             links: Vec::new(),
             store: StoreSection::default(),
             vehicles: VehiclesSection::default(),
+            sync: SyncSection::default(),
         }
     }
 }

@@ -80,6 +80,7 @@ impl Daemon {
                     store.sender(),
                     store.status(),
                     status.clone(),
+                    config.sync.bandwidth_limit_bytes_per_s,
                 ));
                 status
             }

@@ -158,6 +158,7 @@ pub fn drain(with_tlog: bool) -> Drain {
             store.sender(),
             store.status(),
             status.clone(),
+            0, // no bandwidth cap
         ));
         while status.relay_acked.load(Relaxed) < rows {
             tokio::time::sleep(Duration::from_millis(5)).await;

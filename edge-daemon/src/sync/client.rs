@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use sync_protocol::codec;
@@ -17,6 +17,7 @@ use sync_protocol::enrollment::Bundle;
 use sync_protocol::proto::{envelope::Body, Batch, Encoding, Envelope, Hello, StreamState};
 use sync_protocol::wire::{read_message, write_message};
 
+use super::pacer::Pacer;
 use super::SyncStatus;
 use crate::store::{Reader, StoreSender, StoreStatus};
 
@@ -28,13 +29,14 @@ const WINDOW: usize = 4;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ZSTD_LEVEL: i32 = 6;
 
-/// Runs sync for as long as the task lives.
+/// Runs sync for as long as the task lives. `bytes_per_s` caps the payload rate (0: no cap).
 pub async fn run(
     bundle: Bundle,
     reader: Reader,
     store: StoreSender,
     committed: Arc<StoreStatus>,
     status: Arc<SyncStatus>,
+    bytes_per_s: u64,
 ) {
     use tracing::Instrument as _;
     let span = tracing::info_span!("sync", org = %bundle.org, edge = %bundle.edge);
@@ -42,7 +44,8 @@ pub async fn run(
         let mut backoff = Duration::from_millis(500);
         loop {
             let started = std::time::Instant::now();
-            let result = session(&bundle, &reader, &store, &committed, &status).await;
+            let mut pacer = (bytes_per_s > 0).then(|| Pacer::new(bytes_per_s, Instant::now()));
+            let result = session(&bundle, &reader, &store, &committed, &status, &mut pacer).await;
             status.connected.store(false, Relaxed);
             if let Err(e) = &result {
                 tracing::warn!("sync session ended: {e:#}");
@@ -72,6 +75,7 @@ async fn session(
     store: &StoreSender,
     committed: &StoreStatus,
     status: &SyncStatus,
+    pacer: &mut Option<Pacer>,
 ) -> anyhow::Result<()> {
     let addr = tokio::net::lookup_host(&bundle.relay)
         .await
@@ -153,7 +157,10 @@ async fn session(
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     loop {
         let behind = committed.committed_seq.load(Relaxed).max(0) as u64 >= next;
-        let wait = if behind { Duration::ZERO } else { IDLE_POLL };
+        let paced = pacer
+            .as_mut()
+            .map_or(Duration::ZERO, |p| p.wait(Instant::now()));
+        let wait = if behind { paced } else { IDLE_POLL.max(paced) };
         tokio::select! {
             message = read_message(&mut control_rx) => {
                 match message? {
@@ -197,6 +204,9 @@ async fn session(
                     })),
                 };
                 write_message(&mut lane, &batch).await?;
+                if let Some(p) = pacer.as_mut() {
+                    p.spend(bytes, Instant::now());
+                }
                 status.batches_sent.fetch_add(1, Relaxed);
                 status.rows_sent.fetch_add(count as u64, Relaxed);
                 status.bytes_sent.fetch_add(bytes as u64, Relaxed);

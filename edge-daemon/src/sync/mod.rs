@@ -2,6 +2,7 @@
 //! The protocol is `sync-protocol/PROTOCOL.md`; this module only decides what to send when.
 
 mod client;
+mod pacer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
