@@ -226,3 +226,43 @@ fn through_a_lossy_slow_flapping_link_sync_completes_exactly_once() {
         "the link really was lossy: {dropped} dropped, {forwarded} forwarded"
     );
 }
+
+#[test]
+fn an_edge_whose_database_was_lost_continues_above_the_relays_mark() {
+    let (relay, edge, udp) = pair();
+    let mut sim = fleet(udp, 5);
+    let held = |relay: &CloudRelay| relay.rows("vineyard-co", "pi-north");
+    wait_for("rows at the relay", T, || {
+        (held(&relay).len() >= 500).then_some(())
+    });
+    let mut edge = edge;
+    edge.proc.kill9();
+    let before = held(&relay);
+    let mark = before.last().unwrap()[0];
+
+    // The SD card is replaced: the database is gone, the enrollment bundle restored.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", edge.db_path().display()));
+    }
+    let EdgeDaemon { data, .. } = edge;
+    let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    wait_for("new rows above the old mark", T, || {
+        (held(&relay).last()?[0] > mark + 200).then_some(())
+    });
+    sim.kill9();
+
+    let outbox = wait_for("the relay to hold the new outbox", T, || {
+        let outbox = edge_rows(&edge.db());
+        let newer: Vec<_> = held(&relay).into_iter().filter(|r| r[0] > mark).collect();
+        (!outbox.is_empty() && newer == outbox).then_some(outbox)
+    });
+    assert!(
+        outbox[0][0] > mark,
+        "the new outbox starts above the relay's mark"
+    );
+    let old: Vec<_> = held(&relay).into_iter().filter(|r| r[0] <= mark).collect();
+    assert!(
+        old == before,
+        "rows from before the loss are untouched at the relay"
+    );
+}

@@ -86,6 +86,11 @@ pub(crate) enum Write {
     },
     /// Commits now and answers when the commit is durable.
     Flush(mpsc::Sender<()>),
+    /// Renumbers the outbox so every row's sequence is above `above` (see `StoreSender::rebase`).
+    Rebase {
+        above: u64,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
 }
 
 /// What the writer has made durable; read by the API and the tests.
@@ -242,6 +247,18 @@ impl StoreSender {
         rx.recv().map_err(|_| StoreError::Closed)
     }
 
+    /// Moves every outbox row, and the sequence itself, above `above`. For a station whose
+    /// database was lost and recreated while the relay kept its mark: without this, new rows
+    /// would reuse sequences the relay already holds and be ignored as duplicates. Blocks
+    /// until the change is durable.
+    pub fn rebase(&self, above: u64) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Rebase { above, reply: tx })?;
+        rx.recv()
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|e| StoreError::Corrupt(format!("rebase failed: {e}")))
+    }
+
     fn send(&self, write: Write) -> Result<(), StoreError> {
         let tx = self.0.as_ref().ok_or(StoreError::Closed)?;
         match tx.try_send(write) {
@@ -328,6 +345,25 @@ mod tests {
             })
             .unwrap();
         assert_eq!(thinned.len(), 3, "30 samples 100 ms apart, one per second");
+    }
+
+    #[test]
+    fn a_rebase_moves_the_outbox_above_a_mark_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let tx = store.sender();
+        tx.send_batch(samples(3, 5, 0)).unwrap();
+        tx.rebase(1_000).unwrap();
+        assert_eq!(store.status_view().committed_seq, 1_005);
+        assert_eq!(store.reader().acked("telemetry").unwrap(), 1_000);
+        let rows = store.reader().outbox(0, 100).unwrap();
+        let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1_001, 1_002, 1_003, 1_004, 1_005]);
+        assert_eq!(rows[0].lat_e7, 382_919_000, "content moves with the row");
+        tx.send_batch(samples(3, 1, 0)).unwrap();
+        tx.rebase(500).unwrap(); // already above: nothing changes
+        store.flush().unwrap();
+        assert_eq!(store.status_view().committed_seq, 1_006);
     }
 
     #[test]

@@ -86,6 +86,10 @@ impl Writer {
                     self.commit();
                     let _ = reply.send(());
                 }
+                Ok(Write::Rebase { above, reply }) => {
+                    self.commit();
+                    let _ = reply.send(self.rebase(above).map_err(|e| e.to_string()));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.commit();
@@ -169,6 +173,41 @@ impl Writer {
             ])?;
             self.next_seq += 1;
         }
+        Ok(())
+    }
+
+    /// Shifts every telemetry row by `above` (so the lowest becomes > `above`) and continues
+    /// the sequence after them; the relay's mark becomes the edge's cursor.
+    fn rebase(&mut self, above: u64) -> rusqlite::Result<()> {
+        let offset = above as i64;
+        if self.next_seq > offset {
+            return Ok(()); // already above the mark
+        }
+        // Negate first so no row collides with another mid-update on the primary key.
+        self.conn.execute_batch("BEGIN")?;
+        let result = (|| {
+            self.conn.execute("UPDATE telemetry SET seq = -seq", [])?;
+            self.conn
+                .execute("UPDATE telemetry SET seq = -seq + ?1", [offset])?;
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('telemetry_seq', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [self.next_seq - 1 + offset],
+            )?;
+            self.conn.execute(
+                "INSERT INTO sync_cursor (stream, acked_seq) VALUES ('telemetry', ?1)
+                 ON CONFLICT (stream) DO UPDATE SET acked_seq = excluded.acked_seq",
+                [offset],
+            )?;
+            self.conn.execute_batch("COMMIT")
+        })();
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return result;
+        }
+        self.next_seq += offset;
+        self.status.committed_seq.store(self.next_seq - 1, Relaxed);
+        tracing::warn!(above, "outbox renumbered above the relay's mark");
         Ok(())
     }
 

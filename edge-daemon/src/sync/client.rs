@@ -144,6 +144,18 @@ async fn session(
             .relay_lost_rows
             .fetch_add(resend_from.saturating_sub(relay_acked + 1), Relaxed);
     }
+    let high_water = committed.committed_seq.load(Relaxed).max(0) as u64;
+    if relay_acked > high_water {
+        // This station's database is newer than the relay's record of it (a replaced SD
+        // card, a re-flash): continue above the relay's mark so no sequence is reused.
+        tracing::warn!(
+            relay_acked,
+            high_water,
+            "the relay is ahead of this outbox; renumbering"
+        );
+        let s = store.clone();
+        blocking(move || s.rebase(relay_acked)).await?;
+    }
     status.relay_acked.store(relay_acked, Relaxed);
     status.connected.store(true, Relaxed);
     tracing::info!(
