@@ -354,15 +354,11 @@ pub struct CloudRelay {
 
 impl CloudRelay {
     pub fn new() -> CloudRelay {
-        Self::with_public_address(None)
+        Self::on_port(free_udp_port(), None)
     }
 
-    /// A relay whose enrollment bundles send edges to `public` (an impairment proxy, say)
-    /// rather than to its own port.
-    pub fn with_public_address(public: Option<SocketAddr>) -> CloudRelay {
-        Self::on_port(free_udp_port(), public)
-    }
-
+    /// A relay on `port` whose enrollment bundles send edges to `public` (an impairment
+    /// proxy, say) rather than to that port.
     pub fn on_port(port: u16, public: Option<SocketAddr>) -> CloudRelay {
         let dir = tempfile::tempdir().expect("temp dir");
         let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());

@@ -21,7 +21,11 @@ fn fleet(udp: u16, vehicles: u8) -> Proc {
 
 /// A relay with org `vineyard-co` and an edge `pi-north` enrolled into it, both running.
 fn pair() -> (CloudRelay, EdgeDaemon, u16) {
-    let mut relay = CloudRelay::new();
+    pair_with(CloudRelay::new())
+}
+
+/// The same with a given (not yet started) relay, e.g. one whose bundles point at a proxy.
+fn pair_with(mut relay: CloudRelay) -> (CloudRelay, EdgeDaemon, u16) {
     relay.admin(&["org", "create", "vineyard-co"]);
     let data = tempfile::tempdir().unwrap();
     relay.enroll("vineyard-co", "pi-north", data.path());
@@ -206,13 +210,7 @@ fn through_a_lossy_slow_flapping_link_sync_completes_exactly_once() {
             flap: Some((Duration::from_secs(3), Duration::from_millis(1_500))),
         },
     );
-    let mut relay = CloudRelay::on_port(relay_port, Some(link.addr));
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
-    relay.start();
-    let udp = free_udp_port();
-    let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let (relay, edge, udp) = pair_with(CloudRelay::on_port(relay_port, Some(link.addr)));
 
     let mut sim = fleet(udp, 5);
     wait_for("rows across the bad link", Duration::from_secs(120), || {

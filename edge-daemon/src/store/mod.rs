@@ -40,6 +40,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store has shut down")]
     Closed,
+    #[error("renumbering the outbox failed: {0}")]
+    Rebase(String),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -256,7 +258,7 @@ impl StoreSender {
         self.send(Write::Rebase { above, reply: tx })?;
         rx.recv()
             .map_err(|_| StoreError::Closed)?
-            .map_err(|e| StoreError::Corrupt(format!("rebase failed: {e}")))
+            .map_err(StoreError::Rebase)
     }
 
     fn send(&self, write: Write) -> Result<(), StoreError> {
