@@ -2,6 +2,7 @@
 //! serves HQ. See ARCHITECTURE.md and sync-protocol/PROTOCOL.md.
 
 pub mod config;
+pub mod live;
 pub mod pki_files;
 pub mod server;
 pub mod store;

@@ -203,7 +203,7 @@ fn serve(config: Config, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         tracing::info!(quic = %endpoint.local_addr()?, data = %config.data_dir.display(), "cloud relay running");
         notify_systemd(store.clone());
         tokio::select! {
-            () = server::run(endpoint.clone(), store) => {}
+            () = server::run(endpoint.clone(), store, Default::default()) => {}
             () = shutdown_signal() => {}
         }
         endpoint.close(server::CLOSE_DONE.into(), b"relay stopping");

@@ -2,22 +2,31 @@
 //!
 //! A session learns who the edge is from its certificate (never from a message), greets it
 //! with the durable high-water mark of each stream, applies every batch idempotently and
-//! acknowledges only after the store has committed it. A revoked edge is refused at connect,
-//! and an open session of an edge revoked meanwhile is closed within a second.
+//! acknowledges only after the store has committed it. Each of the edge's lanes (events,
+//! bulk telemetry) is its own QUIC stream with its own task, so a telemetry batch being
+//! stored never holds up an alert behind it; live datagrams go straight to the in-memory
+//! [`LiveView`]. A revoked edge is refused at connect, and an open session of an edge
+//! revoked meanwhile is closed within a second. A peer that breaks the protocol loses its
+//! own connection, nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::identity::EdgeIdentity;
-use sync_protocol::proto::{envelope::Body, Ack, Acked, Encoding, Envelope, Welcome};
+use sync_protocol::proto::{envelope::Body, Ack, Acked, Encoding, Envelope, EventList, Welcome};
 use sync_protocol::transport::peer_identity;
 use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::live::{LiveView, Sighting, State, Update};
 use crate::store::{EdgeStatus, RelayStore};
+
+/// The streams an edge sends, by protocol name.
+const STREAMS: [&str; 2] = ["telemetry", "events"];
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -27,9 +36,10 @@ pub const CLOSE_FORBIDDEN: u32 = 2;
 /// How often an open session re-checks that its edge is still enrolled.
 const REVOCATION_CHECK: Duration = Duration::from_secs(1);
 
-pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>) {
+pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>, live: Arc<LiveView>) {
     while let Some(incoming) = endpoint.accept().await {
         let store = store.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -48,7 +58,7 @@ pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>) {
             };
             let span = tracing::info_span!("edge", org = %edge.org, edge = %edge.edge);
             async move {
-                match session(&conn, &edge, store).await {
+                match session(&conn, &edge, store, live).await {
                     Ok(()) => tracing::info!("session ended"),
                     Err(e) => {
                         tracing::warn!("session closed: {e:#}");
@@ -75,6 +85,7 @@ async fn session(
     conn: &quinn::Connection,
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
+    live: Arc<LiveView>,
 ) -> anyhow::Result<()> {
     let id = edge.clone();
     if blocking(&store, move |s| s.edge_status(&id)).await? != EdgeStatus::Active {
@@ -89,33 +100,41 @@ async fn session(
         }) => h,
         other => bail!("expected Hello, got {other:?}"),
     };
-    let id = edge.clone();
-    let acked = blocking(&store, move |s| s.acked(&id, "telemetry")).await?;
-    for state in &hello.streams {
-        if state.stream == "telemetry" && state.believed_acked > acked {
+    let mut marks = Vec::new();
+    for stream in STREAMS {
+        let id = edge.clone();
+        let acked = blocking(&store, move |s| s.acked(&id, stream)).await?;
+        let believed = hello
+            .streams
+            .iter()
+            .find(|s| s.stream == stream)
+            .map_or(0, |s| s.believed_acked);
+        if believed > acked {
             // The relay lost data it had acknowledged (restored from an older backup, a new
             // disk). Say so on both sides; the edge resends what it still holds.
             tracing::error!(
+                stream,
                 acked,
-                believed = state.believed_acked,
-                "relay no longer holds telemetry it acknowledged"
+                believed,
+                "relay no longer holds records it acknowledged"
             );
-            let (id, to) = (edge.clone(), state.believed_acked);
+            let id = edge.clone();
             blocking(&store, move |s| {
-                s.record_gap(&id, "telemetry", acked + 1, to)
+                s.record_gap(&id, stream, acked + 1, believed)
             })
             .await?;
         }
+        marks.push(Acked {
+            stream: stream.into(),
+            seq: acked,
+        });
     }
-    tracing::info!(acked, software = %hello.software, "edge connected");
+    tracing::info!(?marks, software = %hello.software, "edge connected");
     let welcome = Envelope {
         body: Some(Body::Welcome(Welcome {
             protocol_version: hello.protocol_version.min(sync_protocol::PROTOCOL_VERSION),
             software: format!("cloud-relay {}", env!("CARGO_PKG_VERSION")),
-            acked: vec![Acked {
-                stream: "telemetry".into(),
-                seq: acked,
-            }],
+            acked: marks,
         })),
     };
     write_message(&mut control_tx, &welcome).await?;
@@ -142,10 +161,10 @@ async fn session(
                 Err(e) => return Err(e.into()),
             };
             let (store, edge, ack_tx) = (store.clone(), edge.clone(), ack_tx.clone());
-            let conn = conn.clone();
+            let (conn, live) = (conn.clone(), live.clone());
             tokio::spawn(
                 async move {
-                    if let Err(e) = lane(recv, &edge, store, ack_tx).await {
+                    if let Err(e) = lane(recv, &edge, store, &live, ack_tx).await {
                         tracing::warn!("lane closed the session: {e:#}");
                         conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
                     }
@@ -165,10 +184,32 @@ async fn session(
             }
         }
     };
+    let datagrams = async {
+        loop {
+            let datagram = match conn.read_datagram().await {
+                Ok(d) => d,
+                Err(quinn::ConnectionError::ApplicationClosed(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            // A datagram is best effort either way: a malformed one is dropped, not fatal.
+            match sync_protocol::proto::Live::decode(datagram) {
+                Ok(l) => live.observe(
+                    Sighting {
+                        org: edge.org.clone(),
+                        edge: edge.edge.clone(),
+                        sysid: l.vehicle,
+                    },
+                    State::from_live(&l),
+                ),
+                Err(e) => tracing::debug!("undecodable live datagram dropped: {e}"),
+            }
+        }
+    };
     tokio::select! {
         r = acks => r,
         r = lanes => r,
         r = revocation => r,
+        r = datagrams => r,
     }
 }
 
@@ -177,6 +218,7 @@ async fn lane(
     mut recv: quinn::RecvStream,
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
+    live: &LiveView,
     acks: mpsc::Sender<Ack>,
 ) -> anyhow::Result<()> {
     while let Some(message) = read_message(&mut recv).await? {
@@ -184,43 +226,104 @@ async fn lane(
             Some(Body::Batch(b)) => b,
             other => bail!("expected Batch on a data lane, got {other:?}"),
         };
-        if batch.stream != "telemetry" || batch.encoding() != Encoding::TelemetryColumnarV1 {
-            bail!(
-                "unsupported stream {:?} / encoding {}",
-                batch.stream,
-                batch.encoding
-            );
-        }
-        let payload = batch.payload;
-        let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
-            .await?
-            .context("telemetry payload")?;
-        if rows.len() != batch.rows as usize {
-            bail!("batch says {} rows, holds {}", batch.rows, rows.len());
-        }
-        let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
-        let id2 = edge.clone();
-        let acked = blocking(&store, move |s| {
-            if s.edge_status(&id2)? != EdgeStatus::Active {
-                return Ok(None);
+        let acked = match (batch.stream.as_str(), batch.encoding()) {
+            ("telemetry", Encoding::TelemetryColumnarV1) => {
+                apply_telemetry(batch, edge, &store, live).await?
             }
-            s.apply_telemetry(&id, first, last, &rows).map(Some)
-        })
-        .await?;
-        let Some(acked) = acked else {
-            bail!("edge revoked");
+            ("events", Encoding::EventsV1) => apply_events(batch, edge, &store, live).await?,
+            (stream, _) => bail!(
+                "unsupported stream {stream:?} / encoding {}",
+                batch.encoding
+            ),
         };
-        tracing::debug!(first, last, acked, "batch stored");
-        if acks
-            .send(Ack {
-                stream: "telemetry".into(),
-                seq: acked,
-            })
-            .await
-            .is_err()
-        {
+        if acks.send(acked).await.is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+async fn apply_events(
+    batch: sync_protocol::proto::Batch,
+    edge: &EdgeIdentity,
+    store: &Arc<dyn RelayStore>,
+    live: &LiveView,
+) -> anyhow::Result<Ack> {
+    let events = EventList::decode(batch.payload.as_slice())
+        .context("events payload")?
+        .events;
+    if events.len() != batch.rows as usize {
+        bail!("batch says {} events, holds {}", batch.rows, events.len());
+    }
+    let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
+    let id2 = edge.clone();
+    let acked = blocking(store, move |s| {
+        if s.edge_status(&id2)? != EdgeStatus::Active {
+            return Ok(None);
+        }
+        s.apply_events(&id, first, last, &events).map(Some)
+    })
+    .await?;
+    let Some(acked) = acked else {
+        bail!("edge revoked");
+    };
+    tracing::debug!(first, last, acked, "events stored");
+    live.notify(Update::Event {
+        org: edge.org.clone(),
+        edge: edge.edge.clone(),
+        seq: acked,
+    });
+    Ok(Ack {
+        stream: "events".into(),
+        seq: acked,
+    })
+}
+
+async fn apply_telemetry(
+    batch: sync_protocol::proto::Batch,
+    edge: &EdgeIdentity,
+    store: &Arc<dyn RelayStore>,
+    live: &LiveView,
+) -> anyhow::Result<Ack> {
+    let payload = batch.payload;
+    let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
+        .await?
+        .context("telemetry payload")?;
+    if rows.len() != batch.rows as usize {
+        bail!("batch says {} rows, holds {}", batch.rows, rows.len());
+    }
+    // Each vehicle's newest row, for the live picture once the batch is stored.
+    let mut newest: Vec<codec::TelemetryRow> = Vec::new();
+    for r in rows.iter().rev() {
+        if !newest.iter().any(|n| n.vehicle == r.vehicle) {
+            newest.push(*r);
+        }
+    }
+    let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
+    let id2 = edge.clone();
+    let acked = blocking(store, move |s| {
+        if s.edge_status(&id2)? != EdgeStatus::Active {
+            return Ok(None);
+        }
+        s.apply_telemetry(&id, first, last, &rows).map(Some)
+    })
+    .await?;
+    let Some(acked) = acked else {
+        bail!("edge revoked");
+    };
+    tracing::debug!(first, last, acked, "batch stored");
+    for r in &newest {
+        live.observe(
+            Sighting {
+                org: edge.org.clone(),
+                edge: edge.edge.clone(),
+                sysid: r.vehicle,
+            },
+            State::from_row(r),
+        );
+    }
+    Ok(Ack {
+        stream: "telemetry".into(),
+        seq: acked,
+    })
 }

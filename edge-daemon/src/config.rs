@@ -45,13 +45,26 @@ pub struct StoreSection {
 pub struct VehiclesSection {
     /// A vehicle is "link lost" after this long without a heartbeat.
     pub link_lost_after_s: f64,
+    /// A low-battery alert is raised at or below this remaining percentage.
+    pub low_battery_pct: i8,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncSection {
-    /// Cap on sync payload bytes per second for metered links; 0 means no cap.
+    /// Cap on telemetry payload bytes per second for metered links; 0 means no cap.
     pub bandwidth_limit_bytes_per_s: u64,
+    /// How often each vehicle's live position goes to the relay as a datagram; 0: never.
+    pub live_interval_ms: u64,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            bandwidth_limit_bytes_per_s: 0,
+            live_interval_ms: 1_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -90,6 +103,7 @@ impl Default for VehiclesSection {
     fn default() -> Self {
         VehiclesSection {
             link_lost_after_s: 5.0,
+            low_battery_pct: crate::vehicle::DEFAULT_LOW_BATTERY_PCT,
         }
     }
 }
@@ -122,6 +136,11 @@ impl Config {
         if self.vehicles.link_lost_after_s.is_nan() || self.vehicles.link_lost_after_s <= 0.0 {
             return Err(ConfigError::Invalid(
                 "vehicles.link_lost_after_s must be positive".into(),
+            ));
+        }
+        if !(0..=100).contains(&self.vehicles.low_battery_pct) {
+            return Err(ConfigError::Invalid(
+                "vehicles.low_battery_pct must be between 0 and 100".into(),
             ));
         }
         Ok(())

@@ -62,7 +62,8 @@ impl Daemon {
             names,
             store.sender(),
             snapshot_tx,
-        );
+        )
+        .with_low_battery_pct(config.vehicles.low_battery_pct);
         let alive = ingest.alive.clone();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
@@ -74,14 +75,16 @@ impl Daemon {
                     relay: bundle.relay.clone(),
                     ..Default::default()
                 });
-                tokio::spawn(crate::sync::run(
+                tokio::spawn(crate::sync::run(crate::sync::Client {
                     bundle,
-                    store.reader(),
-                    store.sender(),
-                    store.status(),
-                    status.clone(),
-                    config.sync.bandwidth_limit_bytes_per_s,
-                ));
+                    reader: store.reader(),
+                    store: store.sender(),
+                    committed: store.status(),
+                    status: status.clone(),
+                    snapshots: snapshots.clone(),
+                    bandwidth_limit_bytes_per_s: config.sync.bandwidth_limit_bytes_per_s,
+                    live_interval: Duration::from_millis(config.sync.live_interval_ms),
+                }));
                 status
             }
             None => Arc::new(crate::sync::SyncStatus::default()),

@@ -65,7 +65,9 @@ impl Ingest {
             }
             self.batch.frames.push((t_us, frame));
         }
-        if self.batch.frames.len() >= FLUSH_FRAMES {
+        // An event (an alert) goes to the writer now: it is committed on arrival, not at the
+        // end of the commit window.
+        if self.batch.frames.len() >= FLUSH_FRAMES || self.fleet.has_events() {
             self.flush()?;
         }
         Ok(())
@@ -73,6 +75,7 @@ impl Ingest {
 
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.batch.vehicles.extend(self.fleet.take_records());
+        self.batch.events.extend(self.fleet.take_events());
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -82,9 +85,16 @@ impl Ingest {
     pub fn tick(&mut self, now: Instant) -> Result<(), StoreError> {
         self.alive.fetch_add(1, Relaxed);
         self.clock.tick(now);
+        self.fleet.check_links(now, &self.clock);
         self.snapshots
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
         self.flush()
+    }
+
+    /// Sets the battery percentage that raises a low-battery alert.
+    pub fn with_low_battery_pct(mut self, pct: i8) -> Ingest {
+        self.fleet.set_low_battery_pct(pct);
+        self
     }
 
     pub fn fleet(&self) -> &Fleet {

@@ -62,7 +62,7 @@ pub fn drain(with_tlog: bool) -> Drain {
         "udpin:bench".into(),
         LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().expect("endpoint")),
     );
-    let (snapshots, _rx) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
+    let (snapshots, snapshots_rx) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
     let mut ingest = Ingest::new(
         links,
         Duration::from_secs(5),
@@ -138,7 +138,11 @@ pub fn drain(with_tlog: bool) -> Drain {
         )
         .expect("endpoint");
         let addr = endpoint.local_addr().expect("addr");
-        tokio::spawn(cloud_relay::server::run(endpoint, relay_store.clone()));
+        tokio::spawn(cloud_relay::server::run(
+            endpoint,
+            relay_store.clone(),
+            Default::default(),
+        ));
 
         let edge_key = ca.issue_edge(&id).expect("edge cert");
         let bundle = Bundle {
@@ -152,14 +156,16 @@ pub fn drain(with_tlog: bool) -> Drain {
         };
         let status = Arc::new(SyncStatus::default());
         let start = Instant::now();
-        tokio::spawn(edge_daemon::sync::run(
+        tokio::spawn(edge_daemon::sync::run(edge_daemon::sync::Client {
             bundle,
-            store.reader(),
-            store.sender(),
-            store.status(),
-            status.clone(),
-            0, // no bandwidth cap
-        ));
+            reader: store.reader(),
+            store: store.sender(),
+            committed: store.status(),
+            status: status.clone(),
+            snapshots: snapshots_rx,
+            bandwidth_limit_bytes_per_s: 0,
+            live_interval: Duration::ZERO,
+        }));
         while status.relay_acked.load(Relaxed) < rows {
             tokio::time::sleep(Duration::from_millis(5)).await;
             assert!(

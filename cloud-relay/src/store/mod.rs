@@ -3,11 +3,14 @@
 //!
 //! Every record is keyed by org first: tenancy is in the schema, not only in the API.
 
+pub mod hq;
 mod sqlite;
 
+pub use hq::HqStore;
 pub use sqlite::SqliteStore;
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
+use sync_protocol::proto::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +28,8 @@ pub enum StoreError {
     },
     #[error("batch range {first}..={last} is empty or holds rows outside it")]
     BadRange { first: u64, last: u64 },
+    #[error("the system random generator failed")]
+    Random,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,4 +67,14 @@ pub trait RelayStore: Send + Sync + 'static {
         to: u64,
     ) -> Result<(), StoreError>;
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError>;
+    /// Stores events `first..=last` (same rules as telemetry) and folds identity events into
+    /// the org's vehicle registry, where a vehicle heard by two edges (same autopilot uid)
+    /// is one vehicle. Returns the new durable high-water mark.
+    fn apply_events(
+        &self,
+        edge: &EdgeIdentity,
+        first: u64,
+        last: u64,
+        events: &[Event],
+    ) -> Result<u64, StoreError>;
 }

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/links", get(links::list))
         .route("/api/v1/export/tlog", get(export::tlog))
         .route("/api/v1/sync", get(sync))
+        .route("/api/v1/alerts", get(alerts))
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }
@@ -62,11 +63,31 @@ async fn health(
 async fn sync(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> Json<crate::sync::SyncView> {
-    let committed = s
-        .store_status
-        .committed_seq
-        .load(std::sync::atomic::Ordering::Relaxed);
-    Json(s.sync.view(committed.max(0) as u64))
+    use std::sync::atomic::Ordering::Relaxed;
+    let telemetry = s.store_status.committed_seq.load(Relaxed).max(0) as u64;
+    let events = s.store_status.committed_event_seq.load(Relaxed).max(0) as u64;
+    Json(s.sync.view((telemetry, events)))
+}
+
+#[derive(serde::Deserialize)]
+struct AlertsQuery {
+    limit: Option<u32>,
+}
+
+/// Alerts this station raised, newest first. (Acknowledging them comes with command and
+/// control; what is here is what sync sends to HQ.)
+async fn alerts(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AlertsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let reader = s.reader.clone();
+    let alerts = tokio::task::spawn_blocking(move || {
+        reader.events(Some(sync_protocol::proto::event::Kind::Alert), limit)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({ "alerts": alerts })))
 }
 
 /// Parses a time given as RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.

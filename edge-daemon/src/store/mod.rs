@@ -22,8 +22,48 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::frame::Frame;
-use crate::vehicle::{Sample, VehicleRecord};
+use crate::vehicle::{Event, Sample, VehicleRecord};
 pub use query::{Reader, TelemetryQuery, TelemetryRow, VehicleRow};
+
+/// The outbox's streams, each with its own never-reused sequence and sync cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Samples, drained in bulk behind everything else.
+    Telemetry,
+    /// Alerts, state changes, vehicle identity: sent first, committed on arrival.
+    Events,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 2] = [Stream::Telemetry, Stream::Events];
+
+    /// The stream's name in the sync protocol and in `sync_cursor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Telemetry => "telemetry",
+            Stream::Events => "events",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Stream::Telemetry => "telemetry",
+            Stream::Events => "events",
+        }
+    }
+
+    /// The `meta` key holding the stream's high-water mark.
+    fn meta_key(self) -> &'static str {
+        match self {
+            Stream::Telemetry => "telemetry_seq",
+            Stream::Events => "events_seq",
+        }
+    }
+}
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "trellis.db";
@@ -71,11 +111,16 @@ pub struct IngestBatch {
     pub frames: Vec<(i64, Frame)>,
     pub samples: Vec<Sample>,
     pub vehicles: Vec<VehicleRecord>,
+    /// Committed as soon as the writer sees them, not at the end of the commit window.
+    pub events: Vec<Event>,
 }
 
 impl IngestBatch {
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.samples.is_empty() && self.vehicles.is_empty()
+        self.frames.is_empty()
+            && self.samples.is_empty()
+            && self.vehicles.is_empty()
+            && self.events.is_empty()
     }
 }
 
@@ -83,13 +128,14 @@ pub(crate) enum Write {
     Ingest(IngestBatch),
     /// Records the relay's durable acknowledgement of a stream up to `seq`.
     Ack {
-        stream: String,
+        stream: Stream,
         seq: i64,
     },
     /// Commits now and answers when the commit is durable.
     Flush(mpsc::Sender<()>),
     /// Renumbers the outbox so every row's sequence is above `above` (see `StoreSender::rebase`).
     Rebase {
+        stream: Stream,
         above: u64,
         reply: mpsc::Sender<Result<(), String>>,
     },
@@ -100,6 +146,10 @@ pub(crate) enum Write {
 pub struct StoreStatus {
     /// Highest telemetry sequence in a committed transaction.
     pub committed_seq: AtomicI64,
+    /// Highest event sequence in a committed transaction.
+    pub committed_event_seq: AtomicI64,
+    /// Woken after every commit that held events, so sync sends them at once.
+    pub events_committed: tokio::sync::Notify,
     pub committed_samples: AtomicU64,
     pub committed_frames: AtomicU64,
     pub commits: AtomicU64,
@@ -236,11 +286,8 @@ impl StoreSender {
         self.send(Write::Ingest(batch))
     }
 
-    pub fn ack(&self, stream: &str, seq: i64) -> Result<(), StoreError> {
-        self.send(Write::Ack {
-            stream: stream.to_string(),
-            seq,
-        })
+    pub fn ack(&self, stream: Stream, seq: i64) -> Result<(), StoreError> {
+        self.send(Write::Ack { stream, seq })
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -253,9 +300,13 @@ impl StoreSender {
     /// database was lost and recreated while the relay kept its mark: without this, new rows
     /// would reuse sequences the relay already holds and be ignored as duplicates. Blocks
     /// until the change is durable.
-    pub fn rebase(&self, above: u64) -> Result<(), StoreError> {
+    pub fn rebase(&self, stream: Stream, above: u64) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel();
-        self.send(Write::Rebase { above, reply: tx })?;
+        self.send(Write::Rebase {
+            stream,
+            above,
+            reply: tx,
+        })?;
         rx.recv()
             .map_err(|_| StoreError::Closed)?
             .map_err(StoreError::Rebase)
@@ -319,10 +370,10 @@ mod tests {
         let status = store.status_view();
         assert_eq!((status.committed_seq, status.committed_samples), (50, 50));
 
-        tx.ack("telemetry", 30).unwrap();
-        tx.ack("telemetry", 10).unwrap(); // a stale ack never moves the cursor back
+        tx.ack(Stream::Telemetry, 30).unwrap();
+        tx.ack(Stream::Telemetry, 10).unwrap(); // a stale ack never moves the cursor back
         store.flush().unwrap();
-        assert_eq!(store.reader().acked("telemetry").unwrap(), 30);
+        assert_eq!(store.reader().acked(Stream::Telemetry).unwrap(), 30);
 
         let rows = store
             .reader()
@@ -355,15 +406,15 @@ mod tests {
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let tx = store.sender();
         tx.send_batch(samples(3, 5, 0)).unwrap();
-        tx.rebase(1_000).unwrap();
+        tx.rebase(Stream::Telemetry, 1_000).unwrap();
         assert_eq!(store.status_view().committed_seq, 1_005);
-        assert_eq!(store.reader().acked("telemetry").unwrap(), 1_000);
+        assert_eq!(store.reader().acked(Stream::Telemetry).unwrap(), 1_000);
         let rows = store.reader().outbox(0, 100).unwrap();
         let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, vec![1_001, 1_002, 1_003, 1_004, 1_005]);
         assert_eq!(rows[0].lat_e7, 382_919_000, "content moves with the row");
         tx.send_batch(samples(3, 1, 0)).unwrap();
-        tx.rebase(500).unwrap(); // already above: nothing changes
+        tx.rebase(Stream::Telemetry, 500).unwrap(); // already above: nothing changes
         store.flush().unwrap();
         assert_eq!(store.status_view().committed_seq, 1_006);
     }

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use super::StoreError;
+use prost::Message as _;
+use sync_protocol::proto::event::{Kind as EventKind, Severity};
+
+use super::{StoreError, Stream};
 use crate::clock::TimeSource;
+use crate::vehicle::Event;
 
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -165,27 +169,85 @@ impl Reader {
     }
 
     /// Oldest and newest outbox sequence still held (0 when empty).
-    pub fn outbox_bounds(&self) -> Result<(u64, u64), StoreError> {
+    /// The oldest and newest sequence `stream` still holds (0, 0 when empty).
+    pub fn outbox_bounds(&self, stream: Stream) -> Result<(u64, u64), StoreError> {
         let conn = self.connect()?;
         Ok(conn.query_row(
-            "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM telemetry",
+            &format!(
+                "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM {}",
+                stream.table()
+            ),
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
     }
 
     /// The relay's last durable acknowledgement of a stream.
-    pub fn acked(&self, stream: &str) -> Result<i64, StoreError> {
+    pub fn acked(&self, stream: Stream) -> Result<i64, StoreError> {
         let conn = self.connect()?;
         Ok(conn
             .query_row(
                 "SELECT acked_seq FROM sync_cursor WHERE stream = ?1",
-                [stream],
+                [stream.name()],
                 |r| r.get(0),
             )
             .optional()?
             .unwrap_or(0))
     }
+
+    /// Up to `limit` events after sequence `after`, as sync sends them.
+    pub fn events_outbox(&self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let conn = self.connect()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let bodies = stmt.query_map(params![after as i64, limit], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut events = Vec::new();
+        for body in bodies {
+            let event = Event::decode(body?.as_slice())
+                .map_err(|e| StoreError::Corrupt(format!("stored event: {e}")))?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// The newest events of `kind`, newest first.
+    pub fn events(&self, kind: Option<EventKind>, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, t_us, vehicle, kind, code, severity, message FROM events
+             WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![kind.map(|k| k as i32), limit], |r| {
+            Ok(EventRow {
+                seq: r.get(0)?,
+                t_us: r.get(1)?,
+                vehicle: r.get(2)?,
+                kind: EventKind::try_from(r.get::<_, i32>(3)?)
+                    .unwrap_or(EventKind::Unspecified)
+                    .as_str_name()
+                    .to_ascii_lowercase(),
+                code: r.get(4)?,
+                severity: Severity::try_from(r.get::<_, i32>(5)?)
+                    .unwrap_or(Severity::Unspecified)
+                    .as_str_name()
+                    .to_ascii_lowercase(),
+                message: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub t_us: i64,
+    pub vehicle: u32,
+    pub kind: String,
+    pub code: String,
+    pub severity: String,
+    pub message: String,
 }
 
 /// One row of the telemetry table, in API units.

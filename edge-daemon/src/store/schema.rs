@@ -1,8 +1,9 @@
 //! The database schema and its migrations (`PRAGMA user_version` counts applied steps).
 //!
-//! Telemetry rows double as the sync outbox: `telemetry.seq` is a monotonic sequence that is
-//! never reused (its high-water mark survives in `meta` even if every row is deleted), and
-//! `sync_cursor` holds the relay's last durable acknowledgement per stream.
+//! Telemetry rows and events double as the sync outbox's two streams: `seq` is a monotonic
+//! sequence per stream that is never reused (its high-water mark survives in `meta` even if
+//! every row is deleted), and `sync_cursor` holds the relay's last durable acknowledgement
+//! per stream.
 
 use rusqlite::Connection;
 
@@ -59,6 +60,20 @@ const MIGRATIONS: &[&str] = &[
         stream    TEXT PRIMARY KEY,
         acked_seq INTEGER NOT NULL
      );",
+    // 2: the events stream (alerts, state changes, vehicle identity). Never deleted by the
+    // quota; `body` is the protobuf Event exactly as sync sends it, the other columns are
+    // for queries.
+    "CREATE TABLE events (
+        seq      INTEGER PRIMARY KEY,
+        t_us     INTEGER NOT NULL,
+        vehicle  INTEGER NOT NULL,
+        kind     INTEGER NOT NULL,
+        code     TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        message  TEXT NOT NULL,
+        body     BLOB NOT NULL
+     );
+     CREATE INDEX events_by_kind_time ON events (kind, t_us);",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 
-use super::{quota, IngestBatch, StoreConfig, StoreError, StoreStatus, Write};
+use prost::Message as _;
+
+use super::{quota, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write};
 use crate::vehicle::{default_name, VehicleRecord};
 
 /// How often retention and the quota are checked.
@@ -21,6 +23,9 @@ pub(super) struct Writer {
     config: StoreConfig,
     status: Arc<StoreStatus>,
     next_seq: i64,
+    next_event_seq: i64,
+    /// The open transaction holds events: commit it now, and wake sync after.
+    pending_events: bool,
     /// Raw frames of the open transaction, per sending system, as tlog records.
     chunks: HashMap<u8, Chunk>,
     /// When the open transaction must commit; `None` when no transaction is open.
@@ -44,23 +49,18 @@ impl Writer {
         config: StoreConfig,
         status: Arc<StoreStatus>,
     ) -> Result<Writer, StoreError> {
-        let max_row: i64 =
-            conn.query_row("SELECT coalesce(max(seq), 0) FROM telemetry", [], |r| {
-                r.get(0)
-            })?;
-        let high_water: i64 = conn.query_row(
-            "SELECT coalesce((SELECT value FROM meta WHERE key = 'telemetry_seq'), 0)",
-            [],
-            |r| r.get(0),
-        )?;
-        let last = max_row.max(high_water);
+        let last = high_water(&conn, Stream::Telemetry)?;
+        let last_event = high_water(&conn, Stream::Events)?;
         status.committed_seq.store(last, Relaxed);
+        status.committed_event_seq.store(last_event, Relaxed);
         status.db_bytes.store(quota::used_bytes(&conn)?, Relaxed);
         Ok(Writer {
             conn,
             config,
             status,
             next_seq: last + 1,
+            next_event_seq: last_event + 1,
+            pending_events: false,
             chunks: HashMap::new(),
             deadline: None,
             pending_samples: 0,
@@ -81,14 +81,18 @@ impl Writer {
             };
             match rx.recv_timeout(wait) {
                 Ok(Write::Ingest(batch)) => self.ingest(batch),
-                Ok(Write::Ack { stream, seq }) => self.ack(&stream, seq),
+                Ok(Write::Ack { stream, seq }) => self.ack(stream, seq),
                 Ok(Write::Flush(reply)) => {
                     self.commit();
                     let _ = reply.send(());
                 }
-                Ok(Write::Rebase { above, reply }) => {
+                Ok(Write::Rebase {
+                    stream,
+                    above,
+                    reply,
+                }) => {
                     self.commit();
-                    let _ = reply.send(self.rebase(above).map_err(|e| e.to_string()));
+                    let _ = reply.send(self.rebase(stream, above).map_err(|e| e.to_string()));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -96,7 +100,7 @@ impl Writer {
                     return;
                 }
             }
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.pending_events || self.deadline.is_some_and(|d| Instant::now() >= d) {
                 self.commit();
             }
             if self.deadline.is_none() && self.last_housekeeping.elapsed() >= HOUSEKEEPING {
@@ -138,6 +142,28 @@ impl Writer {
         for v in &batch.vehicles {
             upsert_vehicle(&self.conn, v)?;
         }
+        if !batch.events.is_empty() {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO events (seq, t_us, vehicle, kind, code, severity, message, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for e in &batch.events {
+                let mut e = e.clone();
+                e.seq = self.next_event_seq as u64;
+                insert.execute(params![
+                    self.next_event_seq,
+                    e.t_us,
+                    e.vehicle,
+                    e.kind,
+                    e.code,
+                    e.severity,
+                    e.message,
+                    e.encode_to_vec(),
+                ])?;
+                self.next_event_seq += 1;
+            }
+            self.pending_events = true;
+        }
         if batch.samples.is_empty() {
             return Ok(());
         }
@@ -176,28 +202,34 @@ impl Writer {
         Ok(())
     }
 
-    /// Shifts every telemetry row by `above` (so the lowest becomes > `above`) and continues
-    /// the sequence after them; the relay's mark becomes the edge's cursor.
-    fn rebase(&mut self, above: u64) -> rusqlite::Result<()> {
+    /// Shifts every row of `stream` by `above` (so the lowest becomes > `above`) and
+    /// continues the sequence after them; the relay's mark becomes the edge's cursor.
+    fn rebase(&mut self, stream: Stream, above: u64) -> rusqlite::Result<()> {
         let offset = above as i64;
-        if self.next_seq > offset {
+        let next = match stream {
+            Stream::Telemetry => self.next_seq,
+            Stream::Events => self.next_event_seq,
+        };
+        if next > offset {
             return Ok(()); // already above the mark
         }
+        let table = stream.table();
         // Negate first so no row collides with another mid-update on the primary key.
         self.conn.execute_batch("BEGIN")?;
         let result = (|| {
-            self.conn.execute("UPDATE telemetry SET seq = -seq", [])?;
             self.conn
-                .execute("UPDATE telemetry SET seq = -seq + ?1", [offset])?;
+                .execute(&format!("UPDATE {table} SET seq = -seq"), [])?;
+            self.conn
+                .execute(&format!("UPDATE {table} SET seq = -seq + ?1"), [offset])?;
+            if stream == Stream::Events {
+                // The stored body carries the sequence too.
+                renumber_event_bodies(&self.conn)?;
+            }
+            set_high_water(&self.conn, stream, next - 1 + offset)?;
             self.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('telemetry_seq', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [self.next_seq - 1 + offset],
-            )?;
-            self.conn.execute(
-                "INSERT INTO sync_cursor (stream, acked_seq) VALUES ('telemetry', ?1)
+                "INSERT INTO sync_cursor (stream, acked_seq) VALUES (?1, ?2)
                  ON CONFLICT (stream) DO UPDATE SET acked_seq = excluded.acked_seq",
-                [offset],
+                params![stream.name(), offset],
             )?;
             self.conn.execute_batch("COMMIT")
         })();
@@ -205,18 +237,32 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             return result;
         }
-        self.next_seq += offset;
-        self.status.committed_seq.store(self.next_seq - 1, Relaxed);
-        tracing::warn!(above, "outbox renumbered above the relay's mark");
+        match stream {
+            Stream::Telemetry => {
+                self.next_seq += offset;
+                self.status.committed_seq.store(self.next_seq - 1, Relaxed);
+            }
+            Stream::Events => {
+                self.next_event_seq += offset;
+                self.status
+                    .committed_event_seq
+                    .store(self.next_event_seq - 1, Relaxed);
+            }
+        }
+        tracing::warn!(
+            stream = stream.name(),
+            above,
+            "outbox renumbered above the relay's mark"
+        );
         Ok(())
     }
 
-    fn ack(&mut self, stream: &str, seq: i64) {
+    fn ack(&mut self, stream: Stream, seq: i64) {
         let result = self.begin().and_then(|()| {
             self.conn.execute(
                 "INSERT INTO sync_cursor (stream, acked_seq) VALUES (?1, ?2)
                  ON CONFLICT (stream) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq)",
-                params![stream, seq],
+                params![stream.name(), seq],
             )
         });
         if let Err(e) = result {
@@ -232,6 +278,11 @@ impl Writer {
             Ok(()) => {
                 let s = &self.status;
                 s.committed_seq.store(self.next_seq - 1, Relaxed);
+                s.committed_event_seq
+                    .store(self.next_event_seq - 1, Relaxed);
+                if std::mem::take(&mut self.pending_events) {
+                    s.events_committed.notify_one();
+                }
                 s.committed_samples.fetch_add(self.pending_samples, Relaxed);
                 s.committed_frames.fetch_add(self.pending_frames, Relaxed);
                 s.commits.fetch_add(1, Relaxed);
@@ -270,11 +321,8 @@ impl Writer {
                 ])?;
             }
         }
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('telemetry_seq', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [self.next_seq - 1],
-        )?;
+        set_high_water(&self.conn, Stream::Telemetry, self.next_seq - 1)?;
+        set_high_water(&self.conn, Stream::Events, self.next_event_seq - 1)?;
         self.conn.execute_batch("COMMIT")?;
         self.chunks.clear();
         Ok(())
@@ -292,6 +340,7 @@ impl Writer {
         }
         // Sequence numbers handed out in the lost transaction are skipped, never reused.
         self.deadline = None;
+        self.pending_events = false;
         self.pending_samples = 0;
         self.pending_frames = 0;
         self.chunks.clear();
@@ -307,6 +356,44 @@ impl Writer {
             self.status.write_errors.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// The newest sequence `stream` ever used: its newest row, or the mark kept in `meta` when
+/// rows were deleted.
+fn high_water(conn: &Connection, stream: Stream) -> rusqlite::Result<i64> {
+    conn.query_row(
+        &format!(
+            "SELECT max(coalesce((SELECT max(seq) FROM {}), 0),
+                        coalesce((SELECT value FROM meta WHERE key = ?1), 0))",
+            stream.table()
+        ),
+        [stream.meta_key()],
+        |r| r.get(0),
+    )
+}
+
+fn set_high_water(conn: &Connection, stream: Stream, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![stream.meta_key(), seq])?;
+    Ok(())
+}
+
+fn renumber_event_bodies(conn: &Connection) -> rusqlite::Result<()> {
+    let bodies: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT seq, body FROM events")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = conn.prepare("UPDATE events SET body = ?2 WHERE seq = ?1")?;
+    for (seq, body) in bodies {
+        let mut event = sync_protocol::proto::Event::decode(body.as_slice())
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        event.seq = seq as u64;
+        update.execute(params![seq, event.encode_to_vec()])?;
+    }
+    Ok(())
 }
 
 fn upsert_vehicle(conn: &Connection, v: &VehicleRecord) -> rusqlite::Result<()> {

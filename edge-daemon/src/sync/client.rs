@@ -1,10 +1,20 @@
 //! The sync client: one QUIC connection to the relay at a time, reconnecting with backoff.
 //!
-//! Per session: Hello with what the outbox holds and what the relay last acknowledged;
-//! Welcome with the relay's durable mark; then batches from right after that mark, at most
-//! [`WINDOW`] unacknowledged at once, each covering a contiguous sequence range (rows the
-//! edge no longer has, or never wrote, are simply absent from the range). The edge's cursor
-//! moves only on the relay's Ack, which comes after the relay's commit.
+//! Per session: Hello with what the outbox holds and what the relay last acknowledged, per
+//! stream; Welcome with the relay's durable marks; then three lanes run side by side until
+//! the connection ends:
+//!
+//! - **events**: alerts, state changes and vehicle identity, on a high-priority stream, sent
+//!   the moment the store commits them (the writer wakes this lane), never paced;
+//! - **live**: each vehicle's latest position as a QUIC datagram, every `live_interval`;
+//!   a lost one is superseded by the next;
+//! - **bulk**: telemetry history from right after the relay's mark, at most [`WINDOW`]
+//!   unacknowledged batches at once, each covering a contiguous sequence range (rows the
+//!   edge no longer has, or never wrote, are simply absent from the range), paced to the
+//!   bandwidth cap when one is set.
+//!
+//! The edge's cursor for a stream moves only on the relay's Ack, which comes after the
+//! relay's commit.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,45 +22,65 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::enrollment::Bundle;
-use sync_protocol::proto::{envelope::Body, Batch, Encoding, Envelope, Hello, StreamState};
+use sync_protocol::proto::{
+    envelope::Body, Batch, Encoding, Envelope, EventList, Hello, Live, StreamState, Welcome,
+};
 use sync_protocol::wire::{read_message, write_message};
+use tokio::sync::watch;
 
 use super::pacer::Pacer;
 use super::SyncStatus;
-use crate::store::{Reader, StoreSender, StoreStatus};
+use crate::store::{Reader, StoreSender, StoreStatus, Stream};
+use crate::vehicle::FleetSnapshot;
 
 /// Rows per batch: large enough to compress well, small enough to retransmit cheaply.
 const BATCH_ROWS: u32 = 16_384;
-/// Unacknowledged batches in flight.
+/// Unacknowledged telemetry batches in flight.
 const WINDOW: usize = 4;
+/// Events per batch, and event batches in flight.
+const EVENT_BATCH: u32 = 1_000;
+const EVENT_WINDOW: usize = 8;
 /// How often a caught-up client looks for new rows.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ZSTD_LEVEL: i32 = 6;
+/// QUIC stream priorities: higher is sent first.
+const EVENTS_PRIORITY: i32 = 10;
+const BULK_PRIORITY: i32 = 0;
 
-/// Runs sync for as long as the task lives. `bytes_per_s` caps the payload rate (0: no cap).
-pub async fn run(
-    bundle: Bundle,
-    reader: Reader,
-    store: StoreSender,
-    committed: Arc<StoreStatus>,
-    status: Arc<SyncStatus>,
-    bytes_per_s: u64,
-) {
+/// Everything the client needs; see `daemon.rs` for how it is built.
+pub struct Client {
+    pub bundle: Bundle,
+    pub reader: Reader,
+    pub store: StoreSender,
+    pub committed: Arc<StoreStatus>,
+    pub status: Arc<SyncStatus>,
+    pub snapshots: watch::Receiver<Arc<FleetSnapshot>>,
+    /// Cap on telemetry payload bytes per second; 0: no cap.
+    pub bandwidth_limit_bytes_per_s: u64,
+    /// How often live positions go out as datagrams; zero: never.
+    pub live_interval: Duration,
+}
+
+/// Runs sync for as long as the task lives.
+pub async fn run(client: Client) {
     use tracing::Instrument as _;
-    let span = tracing::info_span!("sync", org = %bundle.org, edge = %bundle.edge);
+    let span = tracing::info_span!("sync", org = %client.bundle.org, edge = %client.bundle.edge);
     async move {
         let mut backoff = Duration::from_millis(500);
         loop {
-            let started = std::time::Instant::now();
-            let mut pacer = (bytes_per_s > 0).then(|| Pacer::new(bytes_per_s, Instant::now()));
-            let result = session(&bundle, &reader, &store, &committed, &status, &mut pacer).await;
-            status.connected.store(false, Relaxed);
+            let started = Instant::now();
+            let result = session(&client).await;
+            client.status.connected.store(false, Relaxed);
             if let Err(e) = &result {
                 tracing::warn!("sync session ended: {e:#}");
-                *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(format!("{e:#}"));
+                *client
+                    .status
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
             }
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(500);
@@ -69,14 +99,7 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-async fn session(
-    bundle: &Bundle,
-    reader: &Reader,
-    store: &StoreSender,
-    committed: &StoreStatus,
-    status: &SyncStatus,
-    pacer: &mut Option<Pacer>,
-) -> anyhow::Result<()> {
+async fn connect(bundle: &Bundle) -> anyhow::Result<quinn::Connection> {
     let addr = tokio::net::lookup_host(&bundle.relay)
         .await
         .with_context(|| format!("resolving {}", bundle.relay))?
@@ -93,29 +116,92 @@ async fn session(
             .client_config()
             .map_err(|e| anyhow::anyhow!("bundle: {e}"))?,
     );
-    let conn = endpoint
+    endpoint
         .connect(addr, &bundle.server_name)?
         .await
-        .with_context(|| format!("connecting to {addr}"))?;
+        .with_context(|| format!("connecting to {addr}"))
+}
+
+/// What this edge holds of one stream, for Hello.
+async fn stream_state(reader: &Reader, stream: Stream) -> anyhow::Result<StreamState> {
+    let r = reader.clone();
+    let believed = blocking(move || r.acked(stream)).await?.max(0) as u64;
+    let r = reader.clone();
+    let (oldest, newest) = blocking(move || r.outbox_bounds(stream)).await?;
+    Ok(StreamState {
+        stream: stream.name().into(),
+        oldest_held: oldest,
+        newest,
+        believed_acked: believed,
+    })
+}
+
+fn committed_seq(committed: &StoreStatus, stream: Stream) -> u64 {
+    let seq = match stream {
+        Stream::Telemetry => committed.committed_seq.load(Relaxed),
+        Stream::Events => committed.committed_event_seq.load(Relaxed),
+    };
+    seq.max(0) as u64
+}
+
+/// Reconciles one stream's marks after Welcome and returns where to resume: right after the
+/// relay's mark.
+async fn resume_point(
+    client: &Client,
+    state: &StreamState,
+    welcome: &Welcome,
+    stream: Stream,
+) -> anyhow::Result<u64> {
+    let relay_acked = welcome
+        .acked
+        .iter()
+        .find(|a| a.stream == stream.name())
+        .map_or(0, |a| a.seq);
+    let believed = state.believed_acked;
+    if relay_acked < believed {
+        let lost = believed - relay_acked;
+        let resend_from = state.oldest_held.max(relay_acked + 1);
+        tracing::error!(
+            stream = stream.name(),
+            relay_acked,
+            believed,
+            "the relay lost {lost} records it had acknowledged; resending from {resend_from}, \
+             records before that are gone here too"
+        );
+        client
+            .status
+            .relay_lost_rows
+            .fetch_add(resend_from.saturating_sub(relay_acked + 1), Relaxed);
+    }
+    if relay_acked > committed_seq(&client.committed, stream) {
+        // This station's database is newer than the relay's record of it (a replaced SD
+        // card, a re-flash): continue above the relay's mark so no sequence is reused.
+        tracing::warn!(
+            stream = stream.name(),
+            relay_acked,
+            "the relay is ahead of this outbox; renumbering"
+        );
+        let s = client.store.clone();
+        blocking(move || s.rebase(stream, relay_acked)).await?;
+    }
+    Ok(relay_acked)
+}
+
+async fn session(client: &Client) -> anyhow::Result<()> {
+    let conn = connect(&client.bundle).await?;
+    let status = &client.status;
     status.connects.fetch_add(1, Relaxed);
 
     let (mut control_tx, mut control_rx) = conn.open_bi().await?;
-    let r = reader.clone();
-    let believed = blocking(move || r.acked("telemetry")).await?.max(0) as u64;
-    let r = reader.clone();
-    let (oldest, newest) = blocking(move || r.outbox_bounds()).await?;
+    let telemetry = stream_state(&client.reader, Stream::Telemetry).await?;
+    let events = stream_state(&client.reader, Stream::Events).await?;
     write_message(
         &mut control_tx,
         &Envelope {
             body: Some(Body::Hello(Hello {
                 protocol_version: sync_protocol::PROTOCOL_VERSION,
                 software: format!("edge-daemon {}", env!("CARGO_PKG_VERSION")),
-                streams: vec![StreamState {
-                    stream: "telemetry".into(),
-                    oldest_held: oldest,
-                    newest,
-                    believed_acked: believed,
-                }],
+                streams: vec![telemetry.clone(), events.clone()],
             })),
         },
     )
@@ -126,75 +212,150 @@ async fn session(
         }) => w,
         other => bail!("expected Welcome, got {other:?}"),
     };
-    let relay_acked = welcome
-        .acked
-        .iter()
-        .find(|a| a.stream == "telemetry")
-        .map_or(0, |a| a.seq);
-    if relay_acked < believed {
-        let lost = believed - relay_acked;
-        let resend_from = oldest.max(relay_acked + 1);
-        tracing::error!(
-            relay_acked,
-            believed,
-            "the relay lost {lost} rows it had acknowledged; resending from {resend_from}, \
-             rows before that are gone here too"
-        );
-        status
-            .relay_lost_rows
-            .fetch_add(resend_from.saturating_sub(relay_acked + 1), Relaxed);
-    }
-    let high_water = committed.committed_seq.load(Relaxed).max(0) as u64;
-    if relay_acked > high_water {
-        // This station's database is newer than the relay's record of it (a replaced SD
-        // card, a re-flash): continue above the relay's mark so no sequence is reused.
-        tracing::warn!(
-            relay_acked,
-            high_water,
-            "the relay is ahead of this outbox; renumbering"
-        );
-        let s = store.clone();
-        blocking(move || s.rebase(relay_acked)).await?;
-    }
-    status.relay_acked.store(relay_acked, Relaxed);
+    let telemetry_acked = resume_point(client, &telemetry, &welcome, Stream::Telemetry).await?;
+    let events_acked = resume_point(client, &events, &welcome, Stream::Events).await?;
+    status.relay_acked.store(telemetry_acked, Relaxed);
+    status.events_acked.store(events_acked, Relaxed);
     status.connected.store(true, Relaxed);
     tracing::info!(
-        relay_acked,
-        backlog = newest.saturating_sub(relay_acked),
+        telemetry_acked,
+        events_acked,
+        backlog = telemetry.newest.saturating_sub(telemetry_acked),
         "syncing"
     );
 
+    let (telemetry_tx, telemetry_rx) = watch::channel(telemetry_acked);
+    let (events_tx, events_rx) = watch::channel(events_acked);
+    // The control stream's receive side: acknowledgements, recorded and handed to the lanes.
+    let control = async {
+        loop {
+            let ack = match read_message(&mut control_rx).await? {
+                Some(Envelope {
+                    body: Some(Body::Ack(ack)),
+                }) => ack,
+                Some(other) => bail!("unexpected message from the relay: {other:?}"),
+                None => return Ok(()),
+            };
+            let Some(stream) = Stream::from_name(&ack.stream) else {
+                bail!("the relay acknowledged unknown stream {:?}", ack.stream);
+            };
+            client.store.ack(stream, ack.seq as i64)?;
+            match stream {
+                Stream::Telemetry => {
+                    status.relay_acked.store(ack.seq, Relaxed);
+                    telemetry_tx.send_replace(ack.seq);
+                }
+                Stream::Events => {
+                    status.events_acked.store(ack.seq, Relaxed);
+                    events_tx.send_replace(ack.seq);
+                }
+            }
+            status
+                .last_ack_unix_ms
+                .store(crate::clock::system_now_us() / 1000, Relaxed);
+            status.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
+        }
+    };
+    tokio::select! {
+        r = control => r,
+        r = events_lane(client, &conn, events_acked, events_rx) => r,
+        r = bulk_lane(client, &conn, telemetry_acked, telemetry_rx) => r,
+        r = live_lane(client, &conn) => r,
+    }
+}
+
+/// Sends events as soon as they are committed.
+async fn events_lane(
+    client: &Client,
+    conn: &quinn::Connection,
+    acked: u64,
+    mut acks: watch::Receiver<u64>,
+) -> anyhow::Result<()> {
     let mut lane = conn.open_uni().await?;
-    let mut next = relay_acked + 1;
+    lane.set_priority(EVENTS_PRIORITY)?;
+    let mut next = acked + 1;
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     loop {
-        let behind = committed.committed_seq.load(Relaxed).max(0) as u64 >= next;
+        let acked = *acks.borrow_and_update();
+        while in_flight.front().is_some_and(|&last| last <= acked) {
+            in_flight.pop_front();
+        }
+        let mark = committed_seq(&client.committed, Stream::Events);
+        if mark < next || in_flight.len() >= EVENT_WINDOW {
+            tokio::select! {
+                () = client.committed.events_committed.notified() => {}
+                r = acks.changed() => r?,
+                // A commit made while this lane was busy sending is caught here at the latest.
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let r = client.reader.clone();
+        let events = blocking(move || r.events_outbox(next - 1, EVENT_BATCH)).await?;
+        let last = match events.last() {
+            Some(e) if events.len() == EVENT_BATCH as usize => e.seq,
+            Some(e) => e.seq.max(mark),
+            None => mark,
+        };
+        let count = events.len();
+        let payload = EventList { events }.encode_to_vec();
+        let bytes = payload.len();
+        write_message(
+            &mut lane,
+            &Envelope {
+                body: Some(Body::Batch(Batch {
+                    stream: Stream::Events.name().into(),
+                    first_seq: next,
+                    last_seq: last,
+                    rows: count as u32,
+                    encoding: Encoding::EventsV1 as i32,
+                    payload,
+                })),
+            },
+        )
+        .await?;
+        client.status.events_sent.fetch_add(count as u64, Relaxed);
+        client.status.bytes_sent.fetch_add(bytes as u64, Relaxed);
+        in_flight.push_back(last);
+        next = last + 1;
+    }
+}
+
+/// Drains the telemetry backlog behind everything else.
+async fn bulk_lane(
+    client: &Client,
+    conn: &quinn::Connection,
+    acked: u64,
+    mut acks: watch::Receiver<u64>,
+) -> anyhow::Result<()> {
+    let mut lane = conn.open_uni().await?;
+    lane.set_priority(BULK_PRIORITY)?;
+    let status = &client.status;
+    let mut pacer = (client.bandwidth_limit_bytes_per_s > 0)
+        .then(|| Pacer::new(client.bandwidth_limit_bytes_per_s, Instant::now()));
+    let mut next = acked + 1;
+    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    loop {
+        let behind = committed_seq(&client.committed, Stream::Telemetry) >= next;
         let paced = pacer
             .as_mut()
             .map_or(Duration::ZERO, |p| p.wait(Instant::now()));
         let wait = if behind { paced } else { IDLE_POLL.max(paced) };
         tokio::select! {
-            message = read_message(&mut control_rx) => {
-                match message? {
-                    Some(Envelope { body: Some(Body::Ack(ack)) }) if ack.stream == "telemetry" => {
-                        store.ack("telemetry", ack.seq as i64)?;
-                        status.relay_acked.store(ack.seq, Relaxed);
-                        status.last_ack_unix_ms.store(crate::clock::system_now_us() / 1000, Relaxed);
-                        while in_flight.front().is_some_and(|&last| last <= ack.seq) {
-                            in_flight.pop_front();
-                        }
-                    }
-                    Some(other) => bail!("unexpected message from the relay: {other:?}"),
-                    None => return Ok(()),
+            r = acks.changed() => {
+                r?;
+                let acked = *acks.borrow_and_update();
+                while in_flight.front().is_some_and(|&last| last <= acked) {
+                    in_flight.pop_front();
                 }
             }
             () = tokio::time::sleep(wait), if in_flight.len() < WINDOW => {
                 // Everything up to this mark is committed, so the read below sees all of it.
-                let mark = committed.committed_seq.load(Relaxed).max(0) as u64;
+                let mark = committed_seq(&client.committed, Stream::Telemetry);
                 if mark < next {
                     continue;
                 }
-                let r = reader.clone();
+                let r = client.reader.clone();
                 let rows = blocking(move || r.outbox(next - 1, BATCH_ROWS)).await?;
                 let last = match rows.last() {
                     Some(row) if rows.len() == BATCH_ROWS as usize => row.seq,
@@ -207,7 +368,7 @@ async fn session(
                 let bytes = payload.len();
                 let batch = Envelope {
                     body: Some(Body::Batch(Batch {
-                        stream: "telemetry".into(),
+                        stream: Stream::Telemetry.name().into(),
                         first_seq: next,
                         last_seq: last,
                         rows: count as u32,
@@ -227,4 +388,48 @@ async fn session(
             }
         }
     }
+}
+
+/// Sends each vehicle's latest position as a datagram, every `live_interval`.
+async fn live_lane(client: &Client, conn: &quinn::Connection) -> anyhow::Result<()> {
+    if client.live_interval.is_zero() || conn.max_datagram_size().is_none() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(client.live_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let snapshot = client.snapshots.borrow().clone();
+        for v in &snapshot.vehicles {
+            let Some(live) = live_message(v, snapshot.time_us) else {
+                continue;
+            };
+            match conn.send_datagram(live.encode_to_vec().into()) {
+                Ok(()) => {
+                    client.status.live_sent.fetch_add(1, Relaxed);
+                }
+                // Datagrams are best effort: the next tick carries newer state anyway.
+                Err(quinn::SendDatagramError::ConnectionLost(e)) => return Err(e.into()),
+                Err(e) => tracing::debug!("live datagram not sent: {e}"),
+            }
+        }
+    }
+}
+
+fn live_message(v: &crate::vehicle::VehicleView, t_us: i64) -> Option<Live> {
+    let p = v.position.as_ref()?;
+    Some(Live {
+        vehicle: u32::from(v.sysid),
+        t_us,
+        lat_e7: (p.lat * 1e7).round() as i32,
+        lon_e7: (p.lon * 1e7).round() as i32,
+        alt_mm: (p.alt_msl_m * 1e3).round() as i32,
+        heading_cdeg: v
+            .heading_deg
+            .map_or(u32::from(u16::MAX), |h| (h * 100.0).round() as u32),
+        battery_pct: v.battery.remaining_pct.map_or(-1, i32::from),
+        custom_mode: v.custom_mode,
+        armed: v.armed,
+        mode: v.mode.clone(),
+    })
 }

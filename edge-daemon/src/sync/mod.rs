@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use sync_protocol::enrollment::{Bundle, BundleError};
 
-pub use client::run;
+pub use client::{run, Client};
 
 /// Where an enrolled edge keeps its bundle, inside the data directory.
 pub fn bundle_path(data_dir: &Path) -> PathBuf {
@@ -67,6 +67,11 @@ pub struct SyncStatus {
     pub relay: String,
     pub connected: AtomicBool,
     pub relay_acked: AtomicU64,
+    pub events_acked: AtomicU64,
+    pub events_sent: AtomicU64,
+    pub live_sent: AtomicU64,
+    /// The connection's smoothed round-trip time, as of the last acknowledgement.
+    pub rtt_us: AtomicU64,
     pub batches_sent: AtomicU64,
     pub rows_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
@@ -85,6 +90,11 @@ pub struct SyncView {
     pub connected: bool,
     pub relay_acked: u64,
     pub backlog_rows: u64,
+    pub events_acked: u64,
+    pub events_backlog: u64,
+    pub events_sent: u64,
+    pub live_datagrams_sent: u64,
+    pub rtt_ms: Option<f64>,
     pub batches_sent: u64,
     pub rows_sent: u64,
     pub bytes_sent: u64,
@@ -96,9 +106,12 @@ pub struct SyncView {
 }
 
 impl SyncStatus {
-    /// `committed_seq`: the newest outbox row; the backlog is what the relay has not acked.
-    pub fn view(&self, committed_seq: u64) -> SyncView {
+    /// `committed`: the newest outbox record per stream (telemetry, events); the backlog is
+    /// what the relay has not acknowledged.
+    pub fn view(&self, committed: (u64, u64)) -> SyncView {
         let acked = self.relay_acked.load(Relaxed);
+        let events_acked = self.events_acked.load(Relaxed);
+        let rtt_us = self.rtt_us.load(Relaxed);
         let rows = self.rows_sent.load(Relaxed);
         let bytes = self.bytes_sent.load(Relaxed);
         SyncView {
@@ -107,7 +120,12 @@ impl SyncStatus {
             relay: self.relay.clone(),
             connected: self.connected.load(Relaxed),
             relay_acked: acked,
-            backlog_rows: committed_seq.saturating_sub(acked),
+            backlog_rows: committed.0.saturating_sub(acked),
+            events_acked,
+            events_backlog: committed.1.saturating_sub(events_acked),
+            events_sent: self.events_sent.load(Relaxed),
+            live_datagrams_sent: self.live_sent.load(Relaxed),
+            rtt_ms: (rtt_us > 0).then(|| rtt_us as f64 / 1e3),
             batches_sent: self.batches_sent.load(Relaxed),
             rows_sent: rows,
             bytes_sent: bytes,

@@ -6,6 +6,7 @@
 //! a [`Sample`]: the vehicle's whole state at that moment, which the store keeps for history and
 //! sync sends to the relay.
 
+pub mod events;
 pub mod modes;
 pub mod quality;
 mod view;
@@ -19,6 +20,7 @@ use crate::clock::{Clock, TimeSource};
 use crate::dialect::MavMessage;
 use crate::frame::Frame;
 use crate::link::LinkId;
+pub use events::Event;
 use quality::{RadioStatus, SeqTracker};
 pub use view::{FleetSnapshot, VehicleView};
 
@@ -81,6 +83,8 @@ pub struct Vehicle {
     pub last_heartbeat: Instant,
     pub links: Vec<VehicleLink>,
     pub samples: u64,
+    /// Alerts raised and not yet cleared.
+    pub raised: events::Raised,
 }
 
 /// How one vehicle is heard on one link.
@@ -126,6 +130,7 @@ impl Vehicle {
             last_heartbeat: at,
             links: Vec::new(),
             samples: 0,
+            raised: events::Raised::default(),
         }
     }
 
@@ -194,8 +199,13 @@ pub struct Fleet {
     /// ground-station side uses its own system id), by link.
     link_radio: HashMap<LinkId, RadioStatus>,
     link_lost_after: Duration,
+    low_battery_pct: i8,
     records: Vec<VehicleRecord>,
+    events: Vec<Event>,
 }
+
+/// Battery percentage at or below which a low-battery alert is raised, unless configured.
+pub const DEFAULT_LOW_BATTERY_PCT: i8 = 20;
 
 impl Fleet {
     pub fn new(link_lost_after: Duration, names: HashMap<u8, String>) -> Fleet {
@@ -204,8 +214,14 @@ impl Fleet {
             names,
             link_radio: HashMap::new(),
             link_lost_after,
+            low_battery_pct: DEFAULT_LOW_BATTERY_PCT,
             records: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    pub fn set_low_battery_pct(&mut self, pct: i8) {
+        self.low_battery_pct = pct;
     }
 
     pub fn get(&self, sysid: u8) -> Option<&Vehicle> {
@@ -223,6 +239,33 @@ impl Fleet {
     /// Vehicle facts the store should persist since the last call.
     pub fn take_records(&mut self) -> Vec<VehicleRecord> {
         std::mem::take(&mut self.records)
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Events since the last call, in the order they happened.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Raises link-lost alerts for vehicles silent longer than the configured limit. Called
+    /// every tick; restoring is noticed by the next heartbeat.
+    pub fn check_links(&mut self, now: Instant, clock: &Clock) {
+        let limit = self.link_lost_after;
+        for v in self.vehicles.values_mut() {
+            let silent = now.duration_since(v.last_heartbeat);
+            if !v.raised.link_lost && silent > limit {
+                v.raised.link_lost = true;
+                tracing::warn!(vehicle = v.sysid, "link lost");
+                self.events.push(events::link_lost(
+                    v,
+                    silent.as_secs_f64(),
+                    clock.wall_us(now),
+                ));
+            }
+        }
     }
 
     /// Updates state from one frame heard on `link` at `at`; returns a sample for position
@@ -273,6 +316,15 @@ impl Fleet {
                 vehicle.battery_mv = m.voltage_battery;
                 vehicle.battery_ca = m.current_battery;
                 vehicle.battery_pct = m.battery_remaining;
+                let mut raised = vehicle.raised;
+                let alert = events::battery(
+                    vehicle,
+                    &mut raised,
+                    self.low_battery_pct,
+                    clock.wall_us(at),
+                );
+                vehicle.raised = raised;
+                self.events.extend(alert);
             }
             MavMessage::BATTERY_STATUS(m) if m.id == 0 => {
                 if m.current_consumed >= 0 {
@@ -303,6 +355,8 @@ impl Fleet {
             MavMessage::AUTOPILOT_VERSION(m) if m.uid != 0 && vehicle.uid != Some(m.uid) => {
                 vehicle.uid = Some(m.uid);
                 self.records.push(record(vehicle, clock.wall_us(at)));
+                self.events
+                    .push(events::identity(vehicle, clock.wall_us(at)));
             }
             MavMessage::STATUSTEXT(m) => {
                 let text = String::from_utf8_lossy(m.text.as_ref())
@@ -339,14 +393,25 @@ impl Fleet {
         }
         let first = vehicle.autopilot == 0 && vehicle.mav_type == 0;
         let changed = vehicle.autopilot != autopilot || vehicle.mav_type != hb.mavtype as u8;
+        let (was_armed, old_mode) = (vehicle.armed(), vehicle.mode_name());
         vehicle.autopilot = autopilot;
         vehicle.mav_type = hb.mavtype as u8;
         vehicle.base_mode = hb.base_mode.bits();
         vehicle.custom_mode = hb.custom_mode;
         vehicle.system_status = hb.system_status as u8;
         vehicle.last_heartbeat = at;
+        let t_us = clock.wall_us(at);
         if first || changed {
-            self.records.push(record(vehicle, clock.wall_us(at)));
+            self.records.push(record(vehicle, t_us));
+            self.events.push(events::identity(vehicle, t_us));
+        }
+        if !first {
+            events::state_changes(vehicle, was_armed, &old_mode, t_us, &mut self.events);
+        }
+        if vehicle.raised.link_lost {
+            vehicle.raised.link_lost = false;
+            tracing::info!(vehicle = sysid, "link restored");
+            self.events.push(events::link_restored(vehicle, t_us));
         }
     }
 
@@ -406,4 +471,77 @@ fn record(v: &Vehicle, seen_us: i64) -> VehicleRecord {
 /// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
 fn is_state_message(msgid: u32) -> bool {
     matches!(msgid, 1 | 2 | 24 | 30 | 33 | 42 | 74 | 147 | 148 | 253)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Version;
+
+    fn frame(message: &MavMessage) -> Frame {
+        Frame::encode(Version::V2, 3, 1, 0, message)
+    }
+
+    fn heartbeat(armed: bool, custom_mode: u32) -> Frame {
+        let mut base_mode = apm::MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED;
+        if armed {
+            base_mode |= apm::MavModeFlag::MAV_MODE_FLAG_SAFETY_ARMED;
+        }
+        frame(&MavMessage::HEARTBEAT(apm::HEARTBEAT_DATA {
+            custom_mode,
+            mavtype: apm::MavType::MAV_TYPE_QUADROTOR,
+            autopilot: apm::MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
+            base_mode,
+            system_status: apm::MavState::MAV_STATE_ACTIVE,
+            mavlink_version: 3,
+        }))
+    }
+
+    fn battery(pct: i8) -> Frame {
+        frame(&MavMessage::SYS_STATUS(apm::SYS_STATUS_DATA {
+            battery_remaining: pct,
+            voltage_battery: 15_000,
+            ..Default::default()
+        }))
+    }
+
+    fn codes(fleet: &mut Fleet) -> Vec<String> {
+        fleet.take_events().into_iter().map(|e| e.code).collect()
+    }
+
+    #[test]
+    fn alerts_fire_once_per_episode_and_state_changes_are_events() {
+        let mut fleet = Fleet::new(Duration::from_secs(2), HashMap::new());
+        let mut clock = Clock::new();
+        let t0 = Instant::now();
+        fleet.observe(0, &heartbeat(false, 0), t0, &mut clock);
+        assert_eq!(codes(&mut fleet), ["identity"]);
+
+        fleet.observe(0, &heartbeat(true, 3), t0, &mut clock);
+        assert_eq!(codes(&mut fleet), ["armed", "mode"]);
+
+        // Low battery fires once, not on every report below the threshold or around it.
+        for pct in [40, 20, 19, 21, 18, 24] {
+            fleet.observe(0, &battery(pct), t0, &mut clock);
+        }
+        assert_eq!(codes(&mut fleet), ["low_battery"]);
+        // A fresh pack (5 points above the threshold) clears it; the next drop fires again.
+        fleet.observe(0, &battery(95), t0, &mut clock);
+        fleet.observe(0, &battery(15), t0, &mut clock);
+        assert_eq!(codes(&mut fleet), ["low_battery"]);
+
+        // Silence beyond the limit: link lost, once; the next heartbeat restores it.
+        fleet.check_links(t0 + Duration::from_secs(3), &clock);
+        fleet.check_links(t0 + Duration::from_secs(4), &clock);
+        assert_eq!(codes(&mut fleet), ["link_lost"]);
+        fleet.observe(
+            0,
+            &heartbeat(true, 3),
+            t0 + Duration::from_secs(5),
+            &mut clock,
+        );
+        assert_eq!(codes(&mut fleet), ["link_restored"]);
+        let e = fleet.take_events();
+        assert!(e.is_empty());
+    }
 }

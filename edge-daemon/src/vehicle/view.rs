@@ -39,6 +39,8 @@ pub struct VehicleView {
     pub autopilot: &'static str,
     pub vehicle_type: u8,
     pub mode: String,
+    /// The raw `custom_mode` the mode name was decoded from.
+    pub custom_mode: u32,
     pub armed: bool,
     pub system_status: u8,
     pub position: Option<PositionView>,
@@ -166,6 +168,7 @@ fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
         },
         vehicle_type: v.mav_type,
         mode: v.mode_name(),
+        custom_mode: v.custom_mode,
         armed: v.armed(),
         system_status: v.system_status,
         position: v.position.as_ref().map(|p| PositionView {

@@ -1,0 +1,139 @@
+//! The relay's live picture: each vehicle's latest state as its edges report it, in memory,
+//! and a broadcast of every change for HQ's WebSocket streams.
+//!
+//! State arrives two ways: `Live` datagrams (best effort, about once a second per vehicle)
+//! and the newest row of each telemetry batch (reliable, but behind any backlog). Whichever
+//! is newer by the edge's timestamp wins, so a late backlog batch never overwrites a fresher
+//! datagram. Keys are sightings, (org, edge, system id): the registry in the store says
+//! which vehicle a sighting is, and HQ merges sightings of one vehicle by taking the
+//! freshest.
+//!
+//! Nothing here is durable: after a restart the picture refills within one live interval of
+//! each edge reconnecting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use sync_protocol::codec::TelemetryRow;
+use sync_protocol::proto::Live;
+use tokio::sync::broadcast;
+
+/// One vehicle's state as one edge last reported it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct State {
+    /// Edge time of the report, microseconds since the Unix epoch.
+    pub t_us: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub alt_msl_m: f64,
+    pub heading_deg: Option<f64>,
+    pub battery_pct: Option<i32>,
+    pub armed: bool,
+    /// Known from datagrams; a state taken from telemetry has only the raw mode number.
+    pub mode: Option<String>,
+    pub custom_mode: u32,
+}
+
+impl State {
+    pub fn from_live(l: &Live) -> State {
+        State {
+            t_us: l.t_us,
+            lat: f64::from(l.lat_e7) / 1e7,
+            lon: f64::from(l.lon_e7) / 1e7,
+            alt_msl_m: f64::from(l.alt_mm) / 1e3,
+            heading_deg: (l.heading_cdeg < 36_000).then(|| f64::from(l.heading_cdeg) / 100.0),
+            battery_pct: (l.battery_pct >= 0).then_some(l.battery_pct),
+            armed: l.armed,
+            mode: (!l.mode.is_empty()).then(|| l.mode.clone()),
+            custom_mode: l.custom_mode,
+        }
+    }
+
+    pub fn from_row(r: &TelemetryRow) -> State {
+        State {
+            t_us: r.t_us,
+            lat: f64::from(r.lat_e7) / 1e7,
+            lon: f64::from(r.lon_e7) / 1e7,
+            alt_msl_m: f64::from(r.alt_mm) / 1e3,
+            heading_deg: (r.heading_cdeg < 36_000).then(|| f64::from(r.heading_cdeg) / 100.0),
+            battery_pct: (r.battery_pct >= 0).then_some(i32::from(r.battery_pct)),
+            armed: r.armed,
+            mode: None,
+            custom_mode: r.custom_mode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Sighting {
+    pub org: String,
+    pub edge: String,
+    pub sysid: u32,
+}
+
+/// What HQ streams are told.
+#[derive(Debug, Clone)]
+pub enum Update {
+    State(Sighting, State),
+    /// An event stored for this org (alerts, state changes); the store has the details.
+    Event {
+        org: String,
+        edge: String,
+        seq: u64,
+    },
+    /// Sharing agreements changed: streams re-check what they may show.
+    Sharing,
+}
+
+pub struct LiveView {
+    states: RwLock<HashMap<Sighting, State>>,
+    updates: broadcast::Sender<Arc<Update>>,
+}
+
+/// Updates a slow HQ client may fall behind by before it is told it missed some.
+const UPDATE_BACKLOG: usize = 4_096;
+
+impl Default for LiveView {
+    fn default() -> Self {
+        LiveView {
+            states: RwLock::new(HashMap::new()),
+            updates: broadcast::channel(UPDATE_BACKLOG).0,
+        }
+    }
+}
+
+impl LiveView {
+    /// Records `state` if it is newer than what is known for the sighting.
+    pub fn observe(&self, sighting: Sighting, mut state: State) {
+        {
+            let mut states = self.states.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(known) = states.get(&sighting) {
+                if known.t_us >= state.t_us {
+                    return;
+                }
+                if state.mode.is_none() && known.custom_mode == state.custom_mode {
+                    state.mode = known.mode.clone(); // same mode, name known from a datagram
+                }
+            }
+            states.insert(sighting.clone(), state.clone());
+        }
+        let _ = self.updates.send(Arc::new(Update::State(sighting, state)));
+    }
+
+    pub fn state(&self, sighting: &Sighting) -> Option<State> {
+        self.states
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sighting)
+            .cloned()
+    }
+
+    pub fn notify(&self, update: Update) {
+        let _ = self.updates.send(Arc::new(update));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Update>> {
+        self.updates.subscribe()
+    }
+}

@@ -1,0 +1,492 @@
+//! The SQLite side of [`HqStore`]. Every query names the org in its `WHERE` clause (through
+//! `edges.org` or the table's own `org`): tenancy is enforced in SQL, not left to callers.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sync_protocol::codec::TelemetryRow;
+use sync_protocol::proto::event::{Kind, Severity};
+
+use super::{now_us, SqliteStore};
+use crate::store::hq::{
+    EdgeRecord, EventRecord, FleetVehicle, HqStore, Proposal, Role, Share, TokenInfo,
+};
+use crate::store::StoreError;
+
+pub(super) const SCHEMA: &str = "
+-- HQ bearer tokens, stored as SHA-256 of the secret: a copied database grants nothing.
+CREATE TABLE IF NOT EXISTS tokens (
+    hash       TEXT PRIMARY KEY,
+    org        TEXT NOT NULL REFERENCES orgs (org),
+    role       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shares (
+    id         INTEGER PRIMARY KEY,
+    from_org   TEXT NOT NULL REFERENCES orgs (org),
+    to_org     TEXT NOT NULL REFERENCES orgs (org),
+    vehicles   TEXT NOT NULL,
+    area       TEXT,
+    coarsen_m  REAL,
+    created_us INTEGER NOT NULL,
+    revoked_us INTEGER
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    id          INTEGER PRIMARY KEY,
+    org         TEXT NOT NULL REFERENCES orgs (org),
+    vehicle_id  INTEGER REFERENCES vehicles (id),
+    title       TEXT NOT NULL,
+    mission     TEXT NOT NULL,
+    proposed_by TEXT NOT NULL,
+    created_us  INTEGER NOT NULL,
+    status      TEXT NOT NULL
+);
+";
+
+/// Samples of one vehicle from two edges closer in time than this, at the same position,
+/// are the same MAVLink message heard twice.
+const DUPLICATE_WINDOW_US: i64 = 200_000;
+
+fn hash(secret: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn kind_name(kind: i32) -> String {
+    Kind::try_from(kind)
+        .unwrap_or(Kind::Unspecified)
+        .as_str_name()
+        .to_ascii_lowercase()
+}
+
+fn severity_name(severity: i32) -> String {
+    Severity::try_from(severity)
+        .unwrap_or(Severity::Unspecified)
+        .as_str_name()
+        .to_ascii_lowercase()
+}
+
+fn share_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Share> {
+    let vehicles: String = r.get(3)?;
+    Ok(Share {
+        id: r.get(0)?,
+        from_org: r.get(1)?,
+        to_org: r.get(2)?,
+        vehicles: serde_json::from_str(&vehicles).unwrap_or_default(),
+        area: r.get(4)?,
+        coarsen_m: r.get(5)?,
+        created_us: r.get(6)?,
+    })
+}
+
+fn exists(conn: &Connection, org: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM orgs WHERE org = ?1", [org], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+impl HqStore for SqliteStore {
+    fn create_token(&self, org: &str, role: Role, name: &str) -> Result<String, StoreError> {
+        let conn = self.conn();
+        if !exists(&conn, org)? {
+            return Err(StoreError::NoSuchOrg(org.into()));
+        }
+        let mut bytes = [0u8; 24];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| StoreError::Random)?;
+        let secret = format!(
+            "trellis_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        conn.execute(
+            "INSERT INTO tokens (hash, org, role, name, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash(&secret), org, role.as_str(), name, now_us()],
+        )?;
+        Ok(secret)
+    }
+
+    fn token(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
+        let row: Option<(String, String, String)> = self
+            .conn()
+            .prepare_cached("SELECT org, role, name FROM tokens WHERE hash = ?1")?
+            .query_row([hash(secret)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        Ok(row.and_then(|(org, role, name)| {
+            Some(TokenInfo {
+                org,
+                role: Role::parse(&role)?,
+                name,
+            })
+        }))
+    }
+
+    fn org_exists(&self, org: &str) -> Result<bool, StoreError> {
+        Ok(exists(&self.conn(), org)?)
+    }
+
+    fn fleet(&self, org: &str) -> Result<Vec<FleetVehicle>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT v.id, v.name, v.uid, v.autopilot, v.mav_type, e.edge, s.sysid
+             FROM vehicles v
+             JOIN sightings s ON s.vehicle_id = v.id
+             JOIN edges e ON e.id = s.edge_id
+             WHERE v.org = ?1 AND e.org = ?1
+             ORDER BY v.name, v.id, e.edge",
+        )?;
+        let mut fleet: Vec<FleetVehicle> = Vec::new();
+        let rows = stmt.query_map([org], |r| {
+            Ok((
+                FleetVehicle {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    uid: r.get(2)?,
+                    autopilot: r.get(3)?,
+                    mav_type: r.get(4)?,
+                    sightings: Vec::new(),
+                },
+                (r.get::<_, String>(5)?, r.get::<_, u32>(6)?),
+            ))
+        })?;
+        for row in rows {
+            let (vehicle, sighting) = row?;
+            match fleet.last_mut() {
+                Some(last) if last.id == vehicle.id => last.sightings.push(sighting),
+                _ => {
+                    let mut vehicle = vehicle;
+                    vehicle.sightings.push(sighting);
+                    fleet.push(vehicle);
+                }
+            }
+        }
+        Ok(fleet)
+    }
+
+    fn vehicle_telemetry(
+        &self,
+        org: &str,
+        vehicle_id: i64,
+        from_us: i64,
+        to_us: i64,
+        limit: u32,
+    ) -> Result<Vec<TelemetryRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.edge_id, t.seq, t.vehicle, t.t_us, t.time_source, t.lat_e7, t.lon_e7,
+                t.alt_mm, t.rel_alt_mm, t.vx, t.vy, t.vz, t.heading_cdeg, t.battery_mv,
+                t.battery_ca, t.battery_pct, t.gps_fix, t.satellites, t.custom_mode, t.armed,
+                t.mission_seq
+             FROM sightings s
+             JOIN edges e ON e.id = s.edge_id
+             JOIN telemetry t ON t.edge_id = s.edge_id AND t.vehicle = s.sysid
+             WHERE s.vehicle_id = ?1 AND e.org = ?2 AND t.t_us >= ?3 AND t.t_us < ?4
+             ORDER BY t.t_us
+             LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![vehicle_id, org, from_us, to_us, i64::from(limit) * 2],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    TelemetryRow {
+                        seq: r.get::<_, i64>(1)? as u64,
+                        vehicle: r.get(2)?,
+                        t_us: r.get(3)?,
+                        time_source: r.get(4)?,
+                        lat_e7: r.get(5)?,
+                        lon_e7: r.get(6)?,
+                        alt_mm: r.get(7)?,
+                        rel_alt_mm: r.get(8)?,
+                        vx: r.get(9)?,
+                        vy: r.get(10)?,
+                        vz: r.get(11)?,
+                        heading_cdeg: r.get(12)?,
+                        battery_mv: r.get(13)?,
+                        battery_ca: r.get(14)?,
+                        battery_pct: r.get(15)?,
+                        gps_fix: r.get(16)?,
+                        satellites: r.get(17)?,
+                        custom_mode: r.get(18)?,
+                        armed: r.get(19)?,
+                        mission_seq: r.get(20)?,
+                    },
+                ))
+            },
+        )?;
+        let rows: Vec<(i64, TelemetryRow)> = rows.collect::<Result<_, _>>()?;
+        Ok(dedupe(rows, limit as usize))
+    }
+
+    fn events(
+        &self,
+        org: &str,
+        kind: Option<i32>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.edge, ev.seq, ev.t_us, s.vehicle_id, ev.vehicle, ev.kind, ev.code,
+                ev.severity, ev.message, ev.received_us
+             FROM events ev
+             JOIN edges e ON e.id = ev.edge_id
+             LEFT JOIN sightings s ON s.edge_id = ev.edge_id AND s.sysid = ev.vehicle
+             WHERE e.org = ?1 AND (?2 IS NULL OR ev.kind = ?2)
+             ORDER BY ev.t_us DESC, ev.seq DESC
+             LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![org, kind, limit], |r| {
+            Ok(EventRecord {
+                edge: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                t_us: r.get(2)?,
+                vehicle_id: r.get(3)?,
+                sysid: r.get(4)?,
+                kind: kind_name(r.get(5)?),
+                code: r.get(6)?,
+                severity: severity_name(r.get(7)?),
+                message: r.get(8)?,
+                received_us: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn edges(&self, org: &str) -> Result<Vec<EdgeRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.id, e.edge, e.enrolled_us, e.revoked_us IS NOT NULL,
+                coalesce((SELECT acked_seq FROM stream_cursors
+                          WHERE edge_id = e.id AND stream = 'telemetry'), 0),
+                coalesce((SELECT acked_seq FROM stream_cursors
+                          WHERE edge_id = e.id AND stream = 'events'), 0)
+             FROM edges e WHERE e.org = ?1 ORDER BY e.edge",
+        )?;
+        let rows: Vec<(i64, EdgeRecord)> = stmt
+            .query_map([org], |r| {
+                Ok((
+                    r.get(0)?,
+                    EdgeRecord {
+                        edge: r.get(1)?,
+                        enrolled_us: r.get(2)?,
+                        revoked: r.get(3)?,
+                        telemetry_acked: r.get::<_, i64>(4)? as u64,
+                        events_acked: r.get::<_, i64>(5)? as u64,
+                        gaps: Vec::new(),
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut gaps = conn.prepare_cached(
+            "SELECT stream, from_seq, to_seq FROM gaps WHERE edge_id = ?1 ORDER BY noted_us",
+        )?;
+        let mut edges = Vec::with_capacity(rows.len());
+        for (id, mut edge) in rows {
+            edge.gaps = gaps
+                .query_map([id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            edges.push(edge);
+        }
+        Ok(edges)
+    }
+
+    fn grant_share(&self, share: &Share) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        for org in [&share.from_org, &share.to_org] {
+            if !exists(&conn, org)? {
+                return Err(StoreError::NoSuchOrg(org.clone()));
+            }
+        }
+        conn.execute(
+            "INSERT INTO shares (from_org, to_org, vehicles, area, coarsen_m, created_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                share.from_org,
+                share.to_org,
+                serde_json::to_string(&share.vehicles).unwrap_or_else(|_| "[]".into()),
+                share.area,
+                share.coarsen_m,
+                now_us()
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn revoke_share(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE shares SET revoked_us = ?3
+             WHERE from_org = ?1 AND to_org = ?2 AND revoked_us IS NULL",
+            params![from, to, now_us()],
+        )?)
+    }
+
+    fn shares_to(&self, org: &str) -> Result<Vec<Share>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, from_org, to_org, vehicles, area, coarsen_m, created_us FROM shares
+             WHERE to_org = ?1 AND revoked_us IS NULL ORDER BY id",
+        )?;
+        let shares = stmt.query_map([org], share_row)?;
+        Ok(shares.collect::<Result<_, _>>()?)
+    }
+
+    fn add_proposal(&self, org: &str, p: &Proposal) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO proposals (org, vehicle_id, title, mission, proposed_by, created_us,
+                status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'proposed')",
+            params![
+                org,
+                p.vehicle_id,
+                p.title,
+                p.mission.to_string(),
+                p.proposed_by,
+                now_us()
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn proposals(&self, org: &str) -> Result<Vec<Proposal>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, vehicle_id, title, mission, proposed_by, created_us, status
+             FROM proposals WHERE org = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([org], |r| {
+            let mission: String = r.get(3)?;
+            Ok(Proposal {
+                id: r.get(0)?,
+                vehicle_id: r.get(1)?,
+                title: r.get(2)?,
+                mission: serde_json::from_str(&mission).unwrap_or(serde_json::Value::Null),
+                proposed_by: r.get(4)?,
+                created_us: r.get(5)?,
+                status: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Keeps one of each sample heard by several edges: rows in time order, and a row from a
+/// different edge than one already kept, within [`DUPLICATE_WINDOW_US`] and at the same
+/// position, is that sample again.
+fn dedupe(rows: Vec<(i64, TelemetryRow)>, limit: usize) -> Vec<TelemetryRow> {
+    let mut kept: Vec<(i64, TelemetryRow)> = Vec::with_capacity(rows.len().min(limit));
+    for (edge, row) in rows {
+        let duplicate = kept
+            .iter()
+            .rev()
+            .take_while(|(_, k)| row.t_us - k.t_us < DUPLICATE_WINDOW_US)
+            .any(|(e, k)| {
+                *e != edge
+                    && k.lat_e7 == row.lat_e7
+                    && k.lon_e7 == row.lon_e7
+                    && k.alt_mm == row.alt_mm
+            });
+        if !duplicate {
+            kept.push((edge, row));
+            if kept.len() == limit {
+                break;
+            }
+        }
+    }
+    kept.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t_us: i64, lat_e7: i32) -> TelemetryRow {
+        TelemetryRow {
+            t_us,
+            lat_e7,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_sample_heard_by_two_edges_is_kept_once() {
+        let rows = vec![
+            (1, row(1_000_000, 10)),
+            (2, row(1_030_000, 10)), // edge 2 heard the same message 30 ms later
+            (1, row(1_100_000, 11)),
+            (2, row(1_120_000, 11)),
+            (2, row(1_200_000, 12)), // only edge 2 heard this one
+            (1, row(1_500_000, 12)), // same position, but outside the window: a hover
+        ];
+        let kept: Vec<i64> = dedupe(rows, 100).iter().map(|r| r.t_us).collect();
+        assert_eq!(kept, vec![1_000_000, 1_100_000, 1_200_000, 1_500_000]);
+    }
+
+    use crate::store::RelayStore;
+    use sync_protocol::identity::EdgeIdentity;
+    use sync_protocol::proto::{Event, VehicleIdentity};
+
+    fn identity(seq: u64, sysid: u32, name: &str, uid: &str) -> Event {
+        Event {
+            seq,
+            vehicle: sysid,
+            kind: Kind::Identity as i32,
+            code: "identity".into(),
+            identity: Some(VehicleIdentity {
+                name: name.into(),
+                uid: uid.into(),
+                autopilot: 3,
+                mav_type: 2,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_vehicle_heard_by_two_edges_is_one_vehicle_once_its_uid_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+        store.create_org("vineyard-co").unwrap();
+        store.create_org("other-co").unwrap();
+        let north = EdgeIdentity::new("vineyard-co", "pi-north").unwrap();
+        let south = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+        let other = EdgeIdentity::new("other-co", "pi").unwrap();
+        for e in [&north, &south, &other] {
+            store.enroll_edge(e).unwrap();
+        }
+        // North hears it before the autopilot reports its uid; south knows the uid already.
+        store
+            .apply_events(&north, 1, 1, &[identity(1, 3, "V-03", "")])
+            .unwrap();
+        store
+            .apply_events(&south, 1, 1, &[identity(1, 9, "V-09", "00aa")])
+            .unwrap();
+        assert_eq!(store.fleet("vineyard-co").unwrap().len(), 2);
+        store
+            .apply_events(&north, 2, 2, &[identity(2, 3, "V-03", "00aa")])
+            .unwrap();
+        let fleet = store.fleet("vineyard-co").unwrap();
+        assert_eq!(fleet.len(), 1, "{fleet:?}");
+        assert_eq!(
+            fleet[0].sightings,
+            vec![("pi-north".to_string(), 3), ("pi-south".to_string(), 9)]
+        );
+        // The same uid in another org is that org's own vehicle.
+        store
+            .apply_events(&other, 1, 1, &[identity(1, 3, "X-1", "00aa")])
+            .unwrap();
+        assert_eq!(store.fleet("vineyard-co").unwrap().len(), 1);
+        assert_eq!(store.fleet("other-co").unwrap()[0].name, "X-1");
+    }
+
+    #[test]
+    fn a_hovering_vehicle_seen_by_one_edge_keeps_every_sample() {
+        let rows = (0..5).map(|i| (1, row(i * 100_000, 10))).collect();
+        assert_eq!(dedupe(rows, 100).len(), 5);
+    }
+}
