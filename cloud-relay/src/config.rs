@@ -12,6 +12,31 @@ pub struct Config {
     /// Database, CA and relay certificate live here.
     pub data_dir: PathBuf,
     pub quic: QuicConfig,
+    pub hq: HqConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HqConfig {
+    /// Where HQ's browsers and tools connect (HTTPS).
+    pub listen: SocketAddr,
+    /// Serve HTTPS. Off only behind a TLS-terminating proxy, or on loopback (the demo).
+    pub tls: bool,
+    /// PEM certificate chain and key for HTTPS; empty: the relay's own certificate, issued
+    /// by its CA for `quic.server_names` (clients then trust `ca.pem` from the data dir).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Default for HqConfig {
+    fn default() -> Self {
+        HqConfig {
+            listen: ([0, 0, 0, 0], 8443).into(),
+            tls: true,
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +55,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("relay-data"),
             quic: QuicConfig::default(),
+            hq: HqConfig::default(),
         }
     }
 }

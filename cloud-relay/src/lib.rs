@@ -2,6 +2,8 @@
 //! serves HQ. See ARCHITECTURE.md and sync-protocol/PROTOCOL.md.
 
 pub mod config;
+pub mod geo;
+pub mod hq;
 pub mod live;
 pub mod pki_files;
 pub mod server;

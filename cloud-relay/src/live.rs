@@ -12,6 +12,7 @@
 //! each edge reconnecting.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
@@ -82,13 +83,20 @@ pub enum Update {
         edge: String,
         seq: u64,
     },
-    /// Sharing agreements changed: streams re-check what they may show.
-    Sharing,
 }
 
 pub struct LiveView {
     states: RwLock<HashMap<Sighting, State>>,
     updates: broadcast::Sender<Arc<Update>>,
+    sessions: RwLock<HashMap<(String, String), Session>>,
+    pub metrics: Metrics,
+}
+
+/// An edge's open connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub since_us: i64,
+    pub last_batch_us: Option<i64>,
 }
 
 /// Updates a slow HQ client may fall behind by before it is told it missed some.
@@ -99,6 +107,8 @@ impl Default for LiveView {
         LiveView {
             states: RwLock::new(HashMap::new()),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
+            sessions: RwLock::new(HashMap::new()),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -135,5 +145,101 @@ impl LiveView {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Update>> {
         self.updates.subscribe()
+    }
+
+    pub fn session_opened(&self, org: &str, edge: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (org.into(), edge.into()),
+                Session {
+                    since_us: now_us(),
+                    last_batch_us: None,
+                },
+            );
+    }
+
+    pub fn session_closed(&self, org: &str, edge: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(org.to_string(), edge.to_string()));
+    }
+
+    pub fn batch_stored(&self, org: &str, edge: &str) {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = sessions.get_mut(&(org.to_string(), edge.to_string())) {
+            s.last_batch_us = Some(now_us());
+        }
+    }
+
+    pub fn session(&self, org: &str, edge: &str) -> Option<Session> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(org.to_string(), edge.to_string()))
+            .copied()
+    }
+
+    pub fn sessions_open(&self) -> usize {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Counters for `/metrics` (Prometheus text format).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub telemetry_batches: AtomicU64,
+    pub telemetry_rows: AtomicU64,
+    pub event_batches: AtomicU64,
+    pub events: AtomicU64,
+    pub datagrams: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
+    /// Connections closed for breaking the protocol.
+    pub protocol_errors: AtomicU64,
+    /// Connections refused: no identity, unknown or revoked edge.
+    pub refused: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self, sessions: usize) -> String {
+        let c = |a: &AtomicU64| a.load(Relaxed);
+        format!(
+            "# TYPE trellis_relay_sessions gauge\n\
+             trellis_relay_sessions {}\n\
+             # TYPE trellis_relay_batches_total counter\n\
+             trellis_relay_batches_total{{stream=\"telemetry\"}} {}\n\
+             trellis_relay_batches_total{{stream=\"events\"}} {}\n\
+             # TYPE trellis_relay_records_total counter\n\
+             trellis_relay_records_total{{stream=\"telemetry\"}} {}\n\
+             trellis_relay_records_total{{stream=\"events\"}} {}\n\
+             # TYPE trellis_relay_datagrams_total counter\n\
+             trellis_relay_datagrams_total {}\n\
+             # TYPE trellis_relay_datagrams_dropped_total counter\n\
+             trellis_relay_datagrams_dropped_total {}\n\
+             # TYPE trellis_relay_protocol_errors_total counter\n\
+             trellis_relay_protocol_errors_total {}\n\
+             # TYPE trellis_relay_refused_total counter\n\
+             trellis_relay_refused_total {}\n",
+            sessions,
+            c(&self.telemetry_batches),
+            c(&self.event_batches),
+            c(&self.telemetry_rows),
+            c(&self.events),
+            c(&self.datagrams),
+            c(&self.datagrams_dropped),
+            c(&self.protocol_errors),
+            c(&self.refused),
+        )
     }
 }

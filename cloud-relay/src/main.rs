@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use cloud_relay::config::Config;
-use cloud_relay::store::{RelayStore, SqliteStore};
+use cloud_relay::store::hq::{Role, Share};
+use cloud_relay::store::{HqStore, RelayStore, SqliteStore};
 use cloud_relay::{pki_files, server};
 use sync_protocol::enrollment::Bundle;
 use sync_protocol::identity::{validate_name, EdgeIdentity};
@@ -45,6 +46,9 @@ enum Command {
         /// QUIC listen address (overrides the config file).
         #[arg(long)]
         quic_listen: Option<SocketAddr>,
+        /// HQ API listen address (overrides the config file).
+        #[arg(long)]
+        hq_listen: Option<SocketAddr>,
     },
     /// Organizations.
     #[command(subcommand)]
@@ -52,6 +56,58 @@ enum Command {
     /// Ground stations.
     #[command(subcommand)]
     Edge(EdgeCommand),
+    /// HQ API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Sharing agreements between organizations (the common operating picture).
+    #[command(subcommand)]
+    Share(ShareCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bearer token for one organization and role; prints the secret once.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// Who or what holds it, for the audit trail.
+        #[arg(long, default_value = "hq")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShareCommand {
+    /// Let org TO see org FROM's vehicles in its COP.
+    Grant {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Only these vehicles (names or autopilot uids, comma-separated); default all.
+        #[arg(long, value_delimiter = ',')]
+        vehicles: Vec<String>,
+        /// Only while inside this area: a GeoJSON file (Polygon, MultiPolygon, Feature).
+        #[arg(long)]
+        area: Option<PathBuf>,
+        /// Snap shared positions to a grid of this many metres.
+        #[arg(long)]
+        coarsen: Option<f64>,
+    },
+    /// End every agreement from FROM to TO, at once (open HQ streams included).
+    Revoke {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Agreements that let ORG see others' vehicles.
+    List {
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,11 +173,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = SqliteStore::open(&config.data_dir.join(DB_FILE))?;
     match cli.command {
-        Command::Serve { quic_listen } => {
+        Command::Serve {
+            quic_listen,
+            hq_listen,
+        } => {
             if let Some(addr) = quic_listen {
                 config.quic.listen = addr;
             }
+            if let Some(addr) = hq_listen {
+                config.hq.listen = addr;
+            }
             serve(config, Arc::new(store))
+        }
+        Command::Token(TokenCommand::Create { org, role, name }) => {
+            let role = Role::parse(&role).context("role")?;
+            let secret = store.create_token(&org, role, &name)?;
+            println!("{secret}");
+            Ok(())
+        }
+        Command::Share(ShareCommand::Grant {
+            from,
+            to,
+            vehicles,
+            area,
+            coarsen,
+        }) => {
+            if from == to {
+                anyhow::bail!("an organization already sees its own vehicles");
+            }
+            let area = match area {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    cloud_relay::geo::Area::parse(&text)
+                        .with_context(|| path.display().to_string())?;
+                    Some(text)
+                }
+                None => None,
+            };
+            if coarsen.is_some_and(|m| !(1.0..=100_000.0).contains(&m)) {
+                anyhow::bail!("--coarsen must be between 1 and 100000 metres");
+            }
+            let id = store.grant_share(&Share {
+                id: 0,
+                from_org: from.clone(),
+                to_org: to.clone(),
+                vehicles,
+                area,
+                coarsen_m: coarsen,
+                created_us: 0,
+            })?;
+            println!("sharing agreement {id}: {to} now sees {from}'s vehicles as granted");
+            Ok(())
+        }
+        Command::Share(ShareCommand::Revoke { from, to }) => {
+            let n = store.revoke_share(&from, &to)?;
+            println!("revoked {n} agreement(s) from {from} to {to}");
+            Ok(())
+        }
+        Command::Share(ShareCommand::List { to }) => {
+            for s in store.shares_to(&to)? {
+                println!("{}", serde_json::to_string(&s)?);
+            }
+            Ok(())
         }
         Command::Org(OrgCommand::Create { name }) => {
             validate_name(&name)?;
@@ -185,7 +299,7 @@ fn server_name(config: &Config) -> String {
     }
 }
 
-fn serve(config: Config, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
+fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
     let ca = pki_files::ca(&config.data_dir)?;
     let relay = pki_files::relay_cert(&config.data_dir, &ca, &config.quic.server_names)?;
     let quic = sync_protocol::transport::server_config(
@@ -201,15 +315,55 @@ fn serve(config: Config, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         let endpoint = sync_protocol::transport::server_endpoint(quic, config.quic.listen, &reset)
             .with_context(|| format!("QUIC cannot listen on {}", config.quic.listen))?;
         tracing::info!(quic = %endpoint.local_addr()?, data = %config.data_dir.display(), "cloud relay running");
+        let live = Arc::new(cloud_relay::live::LiveView::default());
+        let tls = if config.hq.tls {
+            Some(hq_tls(&config, &relay)?)
+        } else {
+            None
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let hq_state = cloud_relay::hq::HqState {
+            store: store.clone(),
+            live: live.clone(),
+        };
+        let hq_listen = config.hq.listen;
+        let hq = tokio::spawn(cloud_relay::hq::serve(hq_listen, tls, hq_state, async {
+            let _ = stop_rx.await;
+        }));
+        tracing::info!(hq = %hq_listen, tls = config.hq.tls, "HQ API listening");
         notify_systemd(store.clone());
         tokio::select! {
-            () = server::run(endpoint.clone(), store, Default::default()) => {}
+            () = server::run(endpoint.clone(), store, live) => {}
             () = shutdown_signal() => {}
+            r = hq => {
+                r?.with_context(|| format!("HQ API on {hq_listen}"))?;
+            }
         }
+        let _ = stop_tx.send(());
         endpoint.close(server::CLOSE_DONE.into(), b"relay stopping");
         endpoint.wait_idle().await;
         anyhow::Ok(())
     })
+}
+
+/// The HTTPS identity: the configured files, else the relay's own CA-issued certificate.
+fn hq_tls(
+    config: &Config,
+    relay: &sync_protocol::pki::CertifiedKey,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (chain, key) = if config.hq.cert_file.as_os_str().is_empty() {
+        (vec![relay.cert_der()?], relay.key_der()?)
+    } else {
+        let chain = CertificateDer::pem_file_iter(&config.hq.cert_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {}", config.hq.cert_file.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&config.hq.key_file)
+            .with_context(|| format!("reading {}", config.hq.key_file.display()))?;
+        (chain, key)
+    };
+    Ok(cloud_relay::hq::https_config(chain, key)?)
 }
 
 /// READY=1 once listening; WATCHDOG=1 only while the store still answers, so a wedged

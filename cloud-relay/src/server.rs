@@ -9,6 +9,7 @@
 //! revoked meanwhile is closed within a second. A peer that breaks the protocol loses its
 //! own connection, nothing else.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,16 +53,20 @@ pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>, live: Ar
                 Ok(id) => id,
                 Err(e) => {
                     tracing::warn!(peer = %conn.remote_address(), "refused: {e}");
+                    live.metrics.refused.fetch_add(1, Relaxed);
                     conn.close(CLOSE_FORBIDDEN.into(), b"no edge identity");
                     return;
                 }
             };
             let span = tracing::info_span!("edge", org = %edge.org, edge = %edge.edge);
             async move {
-                match session(&conn, &edge, store, live).await {
+                let result = session(&conn, &edge, store, &live).await;
+                live.session_closed(&edge.org, &edge.edge);
+                match result {
                     Ok(()) => tracing::info!("session ended"),
                     Err(e) => {
                         tracing::warn!("session closed: {e:#}");
+                        live.metrics.protocol_errors.fetch_add(1, Relaxed);
                         conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
                     }
                 }
@@ -85,11 +90,12 @@ async fn session(
     conn: &quinn::Connection,
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
-    live: Arc<LiveView>,
+    live: &Arc<LiveView>,
 ) -> anyhow::Result<()> {
     let id = edge.clone();
     if blocking(&store, move |s| s.edge_status(&id)).await? != EdgeStatus::Active {
         tracing::warn!("refused: not enrolled, or revoked");
+        live.metrics.refused.fetch_add(1, Relaxed);
         conn.close(CLOSE_FORBIDDEN.into(), b"edge not enrolled or revoked");
         return Ok(());
     }
@@ -138,6 +144,7 @@ async fn session(
         })),
     };
     write_message(&mut control_tx, &welcome).await?;
+    live.session_opened(&edge.org, &edge.edge);
 
     // Lanes send acknowledgements here; one task owns the control stream's send side.
     let (ack_tx, mut ack_rx) = mpsc::channel::<Ack>(64);
@@ -166,6 +173,7 @@ async fn session(
                 async move {
                     if let Err(e) = lane(recv, &edge, store, &live, ack_tx).await {
                         tracing::warn!("lane closed the session: {e:#}");
+                        live.metrics.protocol_errors.fetch_add(1, Relaxed);
                         conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
                     }
                 }
@@ -193,15 +201,21 @@ async fn session(
             };
             // A datagram is best effort either way: a malformed one is dropped, not fatal.
             match sync_protocol::proto::Live::decode(datagram) {
-                Ok(l) => live.observe(
-                    Sighting {
-                        org: edge.org.clone(),
-                        edge: edge.edge.clone(),
-                        sysid: l.vehicle,
-                    },
-                    State::from_live(&l),
-                ),
-                Err(e) => tracing::debug!("undecodable live datagram dropped: {e}"),
+                Ok(l) => {
+                    live.metrics.datagrams.fetch_add(1, Relaxed);
+                    live.observe(
+                        Sighting {
+                            org: edge.org.clone(),
+                            edge: edge.edge.clone(),
+                            sysid: l.vehicle,
+                        },
+                        State::from_live(&l),
+                    )
+                }
+                Err(e) => {
+                    live.metrics.datagrams_dropped.fetch_add(1, Relaxed);
+                    tracing::debug!("undecodable live datagram dropped: {e}");
+                }
             }
         }
     };
@@ -268,6 +282,11 @@ async fn apply_events(
         bail!("edge revoked");
     };
     tracing::debug!(first, last, acked, "events stored");
+    live.metrics.event_batches.fetch_add(1, Relaxed);
+    live.metrics
+        .events
+        .fetch_add(u64::from(batch.rows), Relaxed);
+    live.batch_stored(&edge.org, &edge.edge);
     live.notify(Update::Event {
         org: edge.org.clone(),
         edge: edge.edge.clone(),
@@ -312,6 +331,11 @@ async fn apply_telemetry(
         bail!("edge revoked");
     };
     tracing::debug!(first, last, acked, "batch stored");
+    live.metrics.telemetry_batches.fetch_add(1, Relaxed);
+    live.metrics
+        .telemetry_rows
+        .fetch_add(u64::from(batch.rows), Relaxed);
+    live.batch_stored(&edge.org, &edge.edge);
     for r in &newest {
         live.observe(
             Sighting {

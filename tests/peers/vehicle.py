@@ -1,10 +1,12 @@
 """A pymavlink vehicle: heartbeats and positions, acks COMMAND_LONG, reports what it heard.
 
 Prints one JSON object per line on stdout: {"event": "ready"}, {"event": "command", ...}.
+Reads commands on stdin, one per line: "battery PCT" changes the reported charge.
 """
 import argparse
 import json
 import os
+import select
 import sys
 import time
 
@@ -28,9 +30,28 @@ def main():
     p.add_argument("--heartbeats", type=int, default=0, help="with --positions: exact heartbeats")
     p.add_argument("--baud", type=int, default=57600)
     p.add_argument("--mavlink1", action="store_true", help="speak MAVLink 1 (older radios, APM)")
+    p.add_argument("--also", help="a second connection that gets every message too (a second radio)")
+    p.add_argument("--uid", type=lambda s: int(s, 16), default=0, help="AUTOPILOT_VERSION uid, hex")
+    p.add_argument("--battery", type=int, default=-1, help="SYS_STATUS battery_remaining (-1: none)")
+    p.add_argument("--speed", type=float, default=0.0, help="metres per second northward")
     a = p.parse_args()
 
     m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1, baud=a.baud)
+    links = [m]
+    if a.also:
+        links.append(mavutil.mavlink_connection(a.also, source_system=a.sysid, source_component=1))
+
+    class Both:
+        """Sends each message on every link with one sequence number, as one radio heard twice."""
+        def __getattr__(self, name):
+            def send(*args):
+                buf = getattr(m.mav, name.replace("_send", "_encode"))(*args).pack(m.mav)
+                for link in links:
+                    link.write(buf)
+                m.mav.seq = (m.mav.seq + 1) % 256
+            return send
+    mav = Both()
+    battery = a.battery
     assert (m.WIRE_PROTOCOL_VERSION == "1.0") == a.mavlink1, m.WIRE_PROTOCOL_VERSION
     print(json.dumps({"event": "ready"}), flush=True)
     sent = {"HEARTBEAT": 0, "GLOBAL_POSITION_INT": 0, "ATTITUDE": 0}
@@ -39,16 +60,30 @@ def main():
     i = 0
     while a.positions == 0 or sent["GLOBAL_POSITION_INT"] < a.positions or sent["HEARTBEAT"] < a.heartbeats:
         if (a.heartbeats and sent["HEARTBEAT"] < a.heartbeats) or (not a.heartbeats and i % max(1, int(a.rate)) == 0):
-            m.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_QUADROTOR, mavutil.mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA,
-                                 mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 5, mavutil.mavlink.MAV_STATE_ACTIVE)
+            mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_QUADROTOR, mavutil.mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                               mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 5, mavutil.mavlink.MAV_STATE_ACTIVE)
             sent["HEARTBEAT"] += 1
+            if a.uid:
+                mav.autopilot_version_send(0, 0, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8, 0, 0, a.uid)
+            if battery >= 0:
+                mav.sys_status_send(0, 0, 0, 500, 15000, 1000, battery, 0, 0, 0, 0, 0, 0)
         if a.positions == 0 or sent["GLOBAL_POSITION_INT"] < a.positions:
             ms = int((time.time() - t0) * 1000)
-            m.mav.global_position_int_send(ms, int(a.lat * 1e7), int(a.lon * 1e7), int(a.alt * 1000), 30000, 100, -50, 0, 9000)
-            m.mav.attitude_send(ms, 0.01, -0.02, 1.57, 0, 0, 0)
+            lat = a.lat + a.speed * ms / 1000.0 / 111320.0
+            mav.global_position_int_send(ms, int(lat * 1e7), int(a.lon * 1e7), int(a.alt * 1000), 30000, 100, -50, 0, 9000)
+            mav.attitude_send(ms, 0.01, -0.02, 1.57, 0, 0, 0)
             sent["GLOBAL_POSITION_INT"] += 1
             sent["ATTITUDE"] += 1
         i += 1
+        while select.select([sys.stdin], [], [], 0)[0]:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            words = line.split()
+            if words[:1] == ["battery"]:
+                battery = int(words[1])
+                mav.sys_status_send(0, 0, 0, 500, 15000, 1000, battery, 0, 0, 0, 0, 0, 0)
+                print(json.dumps({"event": "battery", "pct": battery}), flush=True)
         deadline = time.time() + period
         while True:
             left = deadline - time.time()
@@ -58,7 +93,7 @@ def main():
             if msg is not None and msg.get_srcSystem() != a.sysid:
                 print(json.dumps({"event": "command", "command": msg.command, "target_system": msg.target_system,
                                   "from": msg.get_srcSystem()}), flush=True)
-                m.mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED)
+                mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED)
     print(json.dumps({"event": "done", "sent": sent}), flush=True)
 
 

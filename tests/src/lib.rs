@@ -350,6 +350,8 @@ pub struct CloudRelay {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub port: u16,
+    /// The HQ API's HTTPS port.
+    pub hq_port: u16,
 }
 
 impl CloudRelay {
@@ -363,11 +365,13 @@ impl CloudRelay {
         let dir = tempfile::tempdir().expect("temp dir");
         let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());
         let config = dir.path().join("relay.toml");
+        let hq_port = free_tcp_port();
         std::fs::write(
             &config,
             format!(
                 "data_dir = {:?}\n[quic]\nlisten = \"127.0.0.1:{port}\"\n\
-                 public_address = \"{public}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n",
+                 public_address = \"{public}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n\
+                 [hq]\nlisten = \"127.0.0.1:{hq_port}\"\n",
                 dir.path().join("data")
             ),
         )
@@ -377,7 +381,92 @@ impl CloudRelay {
             dir,
             config,
             port,
+            hq_port,
         }
+    }
+
+    pub fn hq_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.hq_port)
+    }
+
+    /// The relay's CA certificate: HQ clients trust the HTTPS API through it.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.path().join("data").join("ca.pem")
+    }
+
+    /// Creates an HQ token for `org` with `role`.
+    pub fn token(&self, org: &str, role: &str) -> String {
+        self.admin(&["token", "create", "--org", org, "--role", role])
+            .trim()
+            .to_string()
+    }
+
+    /// An HTTPS client trusting the relay's CA (none until the relay has created it).
+    fn try_hq_agent(&self) -> Option<ureq::Agent> {
+        let pem = std::fs::read(self.ca_pem()).ok()?;
+        let ca = ureq::tls::Certificate::from_pem(&pem).ok()?;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                ca,
+            ])))
+            .build();
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent()
+            .into()
+    }
+
+    fn hq_agent(&self) -> ureq::Agent {
+        self.try_hq_agent()
+            .expect("the relay's CA certificate (is the relay started?)")
+    }
+
+    /// `GET` on the HQ API over HTTPS with `token` (none if empty): status and JSON body
+    /// (`Null` when the body is not JSON).
+    pub fn hq_get(&self, token: &str, path: &str) -> (u16, Value) {
+        let mut req = self.hq_agent().get(format!("{}{path}", self.hq_url()));
+        if !token.is_empty() {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
+        match req.call() {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_json().unwrap_or(Value::Null),
+            ),
+            Err(e) => panic!("GET {path} on the HQ API: {e}"),
+        }
+    }
+
+    /// `POST` JSON on the HQ API.
+    pub fn hq_post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        match self
+            .hq_agent()
+            .post(format!("{}{path}", self.hq_url()))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+        {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_json().unwrap_or(Value::Null),
+            ),
+            Err(e) => panic!("POST {path} on the HQ API: {e}"),
+        }
+    }
+
+    /// Waits until the HQ API answers its health check.
+    pub fn wait_hq(&self) {
+        wait_for("the HQ API to answer", Duration::from_secs(30), || {
+            let agent = self.try_hq_agent()?;
+            let mut r = agent
+                .get(format!("{}/api/v1/health", self.hq_url()))
+                .call()
+                .ok()?;
+            (r.status().as_u16() == 200).then_some(())?;
+            r.body_mut().read_json::<Value>().ok()
+        });
     }
 
     /// Runs an admin command (`org create …`, `edge enroll …`) and returns its stdout.

@@ -1,0 +1,140 @@
+//! The HQ API: REST and a WebSocket over HTTPS, for people at headquarters and their tools.
+//!
+//! Every request but health, metrics, the OpenAPI document and the page itself carries a
+//! bearer token (header, or `access_token` in the query for browsers' WebSockets). A token
+//! belongs to one org and has one role. Paths under `/api/v1/orgs/{org}` answer 404 for any
+//! org but the token's own, exactly as for an org that does not exist, so a token cannot
+//! even learn which other orgs exist; a role too weak for an action gets 403. Other orgs'
+//! vehicles reach a caller only through the COP, and only as a sharing agreement allows.
+
+mod auth;
+mod cop;
+mod error;
+mod fleet;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+
+pub use auth::Caller;
+pub use error::ApiError;
+
+use crate::live::LiveView;
+use crate::store::HqStore;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct HqState {
+    pub store: Arc<dyn HqStore>,
+    pub live: Arc<LiveView>,
+}
+
+pub fn router(state: HqState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/orgs/{org}/vehicles", get(fleet::vehicles))
+        .route("/api/v1/orgs/{org}/vehicles/{id}", get(fleet::vehicle))
+        .route(
+            "/api/v1/orgs/{org}/vehicles/{id}/telemetry",
+            get(fleet::telemetry),
+        )
+        .route("/api/v1/orgs/{org}/alerts", get(fleet::alerts))
+        .route("/api/v1/orgs/{org}/events", get(fleet::events))
+        .route("/api/v1/orgs/{org}/edges", get(fleet::edges))
+        .route(
+            "/api/v1/orgs/{org}/missions/proposals",
+            get(fleet::proposals).post(fleet::propose),
+        )
+        .route("/api/v1/orgs/{org}/stream", get(stream::upgrade))
+        .route("/api/v1/cop", get(cop::cop))
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .with_state(state)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+async fn metrics(axum::extract::State(s): axum::extract::State<HqState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.live.metrics.render(s.live.sessions_open()),
+    )
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn HqStore>,
+    f: impl FnOnce(&dyn HqStore) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+}
+
+/// HTTPS settings for the HQ listener: the given certificate chain, no client certificates
+/// (HQ authenticates with tokens), HTTP/1.1 (WebSockets upgrade over it).
+pub fn https_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the HQ API on `listen` until `shutdown` resolves; HTTPS when `tls` is given.
+pub async fn serve(
+    listen: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: HqState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+    });
+    let app = router(state).into_make_service();
+    match tls {
+        Some(config) => {
+            axum_server::bind_rustls(
+                listen,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .handle(handle)
+            .serve(app)
+            .await
+        }
+        None => axum_server::bind(listen).handle(handle).serve(app).await,
+    }
+}
