@@ -83,9 +83,8 @@ fn a_new_alert_overtakes_a_million_row_backlog() {
     let acked_after = relay_acked().expect("the relay's mark");
     let sync = edge.get("/api/v1/sync");
     let rtt_ms = sync["rtt_ms"].as_f64().unwrap_or(0.0);
-    let latency_ms = (alert["received_us"].as_i64().unwrap() - alert["t_us"].as_i64().unwrap())
-        as f64
-        / 1e3;
+    let latency_ms =
+        (alert["received_us"].as_i64().unwrap() - alert["t_us"].as_i64().unwrap()) as f64 / 1e3;
     eprintln!(
         "alert stored at the relay {latency_ms:.1} ms after the edge raised it (rtt {rtt_ms:.2} ms); \
          the relay then held {acked_after} of {BACKLOG} backlog rows"
@@ -102,12 +101,19 @@ fn a_new_alert_overtakes_a_million_row_backlog() {
     // And the backlog still completes, exactly once.
     let started = Instant::now();
     v.kill9();
-    wait_for("the relay to acknowledge the whole outbox", Duration::from_secs(300), || {
-        let newest = edge.try_get("/api/v1/health")?["store"]["committed_seq"].as_u64()?;
-        let pending = edge.try_get("/api/v1/sync")?["backlog_rows"].as_u64()?;
-        (pending == 0 && relay_acked()? >= newest).then_some(())
-    });
-    eprintln!("backlog finished {:.1} s later", started.elapsed().as_secs_f64());
+    wait_for(
+        "the relay to acknowledge the whole outbox",
+        Duration::from_secs(300),
+        || {
+            let newest = edge.try_get("/api/v1/health")?["store"]["committed_seq"].as_u64()?;
+            let pending = edge.try_get("/api/v1/sync")?["backlog_rows"].as_u64()?;
+            (pending == 0 && relay_acked()? >= newest).then_some(())
+        },
+    );
+    eprintln!(
+        "backlog finished {:.1} s later",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         relay.rows("vineyard-co", "pi-north") == edge_rows(&edge.db()),
         "the relay's rows differ from the edge's outbox"
