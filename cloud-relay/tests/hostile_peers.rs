@@ -13,7 +13,6 @@ use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::pki::Ca;
 use sync_protocol::proto::{envelope::Body, Batch, Encoding, Envelope, Hello, StreamState};
 use sync_protocol::wire::{read_message, write_message};
-use tokio::io::AsyncWriteExt as _;
 
 struct Relay {
     addr: SocketAddr,
