@@ -83,6 +83,10 @@ pub enum Update {
         edge: String,
         seq: u64,
     },
+    /// The org's editable records changed: sessions send the new revisions downstream.
+    Records {
+        org: String,
+    },
 }
 
 pub struct LiveView {

@@ -322,10 +322,8 @@ fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
             None
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let hq_state = cloud_relay::hq::HqState {
-            store: store.clone(),
-            live: live.clone(),
-        };
+        let node = format!("relay/{}", config.quic.public_address);
+        let hq_state = cloud_relay::hq::HqState::new(store.clone(), live.clone(), &node);
         let hq_listen = config.hq.listen;
         let hq = tokio::spawn(cloud_relay::hq::serve(hq_listen, tls, hq_state, async {
             let _ = stop_rx.await;

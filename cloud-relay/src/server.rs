@@ -17,7 +17,10 @@ use anyhow::{bail, Context as _};
 use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::identity::EdgeIdentity;
-use sync_protocol::proto::{envelope::Body, Ack, Acked, Encoding, Envelope, EventList, Welcome};
+use sync_protocol::proto::{
+    envelope::Body, Ack, Acked, ChangeAck, Encoding, Envelope, EventList, Welcome,
+};
+use sync_protocol::records::FieldChange;
 use sync_protocol::transport::peer_identity;
 use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::mpsc;
@@ -27,7 +30,11 @@ use crate::live::{LiveView, Sighting, State, Update};
 use crate::store::{EdgeStatus, RelayStore};
 
 /// The streams an edge sends, by protocol name.
-const STREAMS: [&str; 2] = ["telemetry", "events"];
+const STREAMS: [&str; 3] = ["telemetry", "events", "changes"];
+/// Record changes per downsync read.
+const DOWNSYNC_BATCH: u32 = 500;
+/// A connected edge's downsync looks for new revisions at least this often.
+const DOWNSYNC_POLL: Duration = Duration::from_secs(5);
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -147,18 +154,27 @@ async fn session(
     live.session_opened(&edge.org, &edge.edge);
 
     // Lanes send acknowledgements here; one task owns the control stream's send side.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<Ack>(64);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<Body>(64);
     let acks = async move {
         while let Some(ack) = ack_rx.recv().await {
-            write_message(
-                &mut control_tx,
-                &Envelope {
-                    body: Some(Body::Ack(ack)),
-                },
-            )
-            .await?;
+            write_message(&mut control_tx, &Envelope { body: Some(ack) }).await?;
         }
         anyhow::Ok(())
+    };
+    // The edge acknowledges downsync on the control stream once it has merged a change.
+    let control = async {
+        loop {
+            match read_message(&mut control_rx).await? {
+                Some(Envelope {
+                    body: Some(Body::ChangeAck(ack)),
+                }) => {
+                    let id = edge.clone();
+                    blocking(&store, move |s| s.advance_cursor(&id, "downsync", ack.seq)).await?;
+                }
+                Some(other) => bail!("unexpected message on the control stream: {other:?}"),
+                None => return anyhow::Ok(()),
+            }
+        }
     };
     let lanes = async {
         loop {
@@ -221,9 +237,57 @@ async fn session(
     };
     tokio::select! {
         r = acks => r,
+        r = control => r,
         r = lanes => r,
         r = revocation => r,
         r = datagrams => r,
+        r = downsync(conn, edge, &store, live) => r,
+    }
+}
+
+/// Sends the org's record changes the edge has not acknowledged, then each new one as it is
+/// made (HQ's edits, other stations'), on a stream the relay opens.
+async fn downsync(
+    conn: &quinn::Connection,
+    edge: &EdgeIdentity,
+    store: &Arc<dyn RelayStore>,
+    live: &LiveView,
+) -> anyhow::Result<()> {
+    let mut updates = live.subscribe();
+    let mut stream = conn.open_uni().await?;
+    stream.set_priority(1)?;
+    let id = edge.clone();
+    let mut sent = blocking(store, move |s| s.acked(&id, "downsync")).await?;
+    loop {
+        let (org, after) = (edge.org.clone(), sent);
+        let changes =
+            blocking(store, move |s| s.changes_since(&org, after, DOWNSYNC_BATCH)).await?;
+        for (rev, change) in &changes {
+            write_message(
+                &mut stream,
+                &Envelope {
+                    body: Some(Body::Change(change.to_proto(*rev))),
+                },
+            )
+            .await?;
+            sent = *rev;
+        }
+        if changes.len() == DOWNSYNC_BATCH as usize {
+            continue;
+        }
+        let wait = tokio::time::sleep(DOWNSYNC_POLL);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                update = updates.recv() => match update {
+                    Ok(u) if matches!(u.as_ref(), Update::Records { org } if *org == edge.org) => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
     }
 }
 
@@ -233,12 +297,19 @@ async fn lane(
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
     live: &LiveView,
-    acks: mpsc::Sender<Ack>,
+    acks: mpsc::Sender<Body>,
 ) -> anyhow::Result<()> {
     while let Some(message) = read_message(&mut recv).await? {
         let batch = match message.body {
             Some(Body::Batch(b)) => b,
-            other => bail!("expected Batch on a data lane, got {other:?}"),
+            Some(Body::Change(c)) => {
+                let ack = apply_change(&c, edge, &store, live).await?;
+                if acks.send(Body::ChangeAck(ack)).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            other => bail!("expected Batch or Change on a data lane, got {other:?}"),
         };
         let acked = match (batch.stream.as_str(), batch.encoding()) {
             ("telemetry", Encoding::TelemetryColumnarV1) => {
@@ -250,11 +321,34 @@ async fn lane(
                 batch.encoding
             ),
         };
-        if acks.send(acked).await.is_err() {
+        if acks.send(Body::Ack(acked)).await.is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// An edit made at the edge: merged into the org's records, then acknowledged.
+async fn apply_change(
+    change: &sync_protocol::proto::Change,
+    edge: &EdgeIdentity,
+    store: &Arc<dyn RelayStore>,
+    live: &LiveView,
+) -> anyhow::Result<ChangeAck> {
+    let (seq, change) = FieldChange::from_proto(change).context("record change")?;
+    let (id, org) = (edge.clone(), edge.org.clone());
+    let won = blocking(store, move |s| {
+        let won = s.apply_changes(&org, &[change])?;
+        s.advance_cursor(&id, "changes", seq)?;
+        Ok(won)
+    })
+    .await?;
+    if won > 0 {
+        live.notify(Update::Records {
+            org: edge.org.clone(),
+        });
+    }
+    Ok(ChangeAck { seq })
 }
 
 async fn apply_events(

@@ -95,6 +95,7 @@ impl Daemon {
             snapshots: snapshots.clone(),
             links: links.clone(),
             reader: store.reader(),
+            store: store.sender(),
             store_status: store.status(),
             store_path: store.path().to_path_buf(),
             quota_bytes: config.store_config().quota_bytes,

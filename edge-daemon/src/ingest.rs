@@ -86,6 +86,9 @@ impl Ingest {
         self.alive.fetch_add(1, Relaxed);
         self.clock.tick(now);
         self.fleet.check_links(now, &self.clock);
+        for (sysid, name) in self.store.status().take_renames() {
+            self.fleet.rename(sysid, name);
+        }
         self.snapshots
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
         self.flush()

@@ -7,6 +7,7 @@ pub mod enrollment;
 pub mod hlc;
 pub mod identity;
 pub mod pki;
+pub mod records;
 pub mod transport;
 pub mod wire;
 

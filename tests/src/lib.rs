@@ -250,6 +250,24 @@ impl EdgeDaemon {
             .unwrap_or_else(|| panic!("GET {path} failed"))
     }
 
+    /// Sends JSON with `method` (PUT, PATCH, POST): status code and JSON body.
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}{path}", self.api);
+        let result = match method {
+            "PUT" => agent.put(&url).send_json(body),
+            "PATCH" => agent.patch(&url).send_json(body),
+            "POST" => agent.post(&url).send_json(body),
+            other => panic!("unsupported method {other}"),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
     /// Status code and JSON body, for requests expected to fail.
     pub fn get_status(&self, path: &str) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -442,17 +460,35 @@ impl CloudRelay {
 
     /// `POST` JSON on the HQ API.
     pub fn hq_post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
-        match self
-            .hq_agent()
-            .post(format!("{}{path}", self.hq_url()))
-            .header("Authorization", format!("Bearer {token}"))
-            .send_json(body)
-        {
+        self.hq_send("POST", token, path, body)
+    }
+
+    /// JSON with `method` (POST, PUT, PATCH) on the HQ API.
+    pub fn hq_send(&self, method: &str, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.hq_url());
+        let agent = self.hq_agent();
+        let auth = format!("Bearer {token}");
+        let result = match method {
+            "POST" => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            "PUT" => agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            "PATCH" => agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            other => panic!("unsupported method {other}"),
+        };
+        match result {
             Ok(mut r) => (
                 r.status().as_u16(),
                 r.body_mut().read_json().unwrap_or(Value::Null),
             ),
-            Err(e) => panic!("POST {path} on the HQ API: {e}"),
+            Err(e) => panic!("{method} {path} on the HQ API: {e}"),
         }
     }
 

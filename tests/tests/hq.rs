@@ -165,8 +165,10 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
     let (status, body) = relay.hq_post(&operator, path, &proposal);
     assert_eq!(status, 201, "{body}");
     let (_, list) = relay.hq_get(&viewer, path);
-    assert_eq!(list["proposals"][0]["title"], "Block 7 resurvey");
-    assert_eq!(list["proposals"][0]["status"], "proposed");
+    let p = &list["proposals"][0]["fields"];
+    assert_eq!(p["title"], "Block 7 resurvey");
+    assert_eq!(p["status"], "proposed");
+    assert_eq!(p["vehicle"]["uid"], "00aa00aa00aa00aa", "{p}");
 }
 
 fn stream(relay: &CloudRelay, org: &str, token: &str) -> Proc {
@@ -285,4 +287,100 @@ fn a_sharing_agreement_shows_what_it_grants_and_revoking_it_stops_at_once() {
         revoked_at.elapsed()
     );
     assert!(shared_entities(&relay.hq_get(&fire, "/api/v1/cop").1).is_empty());
+}
+
+/// Fields and geofences as both sides list them, without keys' order mattering.
+fn records(v: &Value, table: &str) -> Value {
+    v[table].clone()
+}
+
+#[test]
+fn offline_edits_at_the_edge_and_at_hq_converge_field_by_field() {
+    let mut relay = CloudRelay::new();
+    relay.admin(&["org", "create", "vineyard-co"]);
+    let data = tempfile::tempdir().unwrap();
+    relay.enroll("vineyard-co", "pi-north", data.path());
+    relay.start();
+    relay.wait_hq();
+    let operator = relay.token("vineyard-co", "operator");
+    let put = |relay: &CloudRelay, path: &str, body: Value| {
+        let (status, reply) = relay.hq_send("PUT", &operator, path, &body);
+        assert_eq!(status, 200, "PUT {path}: {reply}");
+    };
+
+    // 1. HQ, while the station has never connected.
+    put(
+        &relay,
+        "/api/v1/orgs/vineyard-co/fields/block-7",
+        json!({ "name": "Block 7 (HQ)", "variety": "Pinot noir" }),
+    );
+    let (status, _) = relay.hq_post(
+        &operator,
+        "/api/v1/orgs/vineyard-co/missions/proposals",
+        &json!({ "title": "Resurvey block 7", "mission": { "field": "block-7" } }),
+    );
+    assert_eq!(status, 201);
+
+    // 2. The station, while the relay is down: a later edit of the same field, and another.
+    relay.stop();
+    let edge = EdgeDaemon::start_in(data, &[], &[]);
+    for (path, body) in [
+        (
+            "/api/v1/fields/block-7",
+            json!({ "name": "Block 7 north", "rows": 40 }),
+        ),
+        ("/api/v1/geofences/north", json!({ "ceiling_m": 90 })),
+    ] {
+        let (status, reply) = edge.send("PUT", path, &body);
+        assert_eq!(status, 200, "PUT {path}: {reply}");
+    }
+    let mut edge = edge;
+    edge.proc.kill9();
+    let EdgeDaemon { data, .. } = edge;
+
+    // 3. HQ again, while the station is off: later than the station's geofence edit.
+    relay.start();
+    relay.wait_hq();
+    put(
+        &relay,
+        "/api/v1/orgs/vineyard-co/geofences/north",
+        json!({ "ceiling_m": 120 }),
+    );
+    put(
+        &relay,
+        "/api/v1/orgs/vineyard-co/fields/block-7",
+        json!({ "variety": "Chardonnay" }),
+    );
+
+    // 4. They meet: every field takes its latest write, on both sides.
+    let edge = EdgeDaemon::start_in(data, &[], &[]);
+    let expected_fields = json!([{ "key": "block-7", "fields": {
+        "name": "Block 7 north", "rows": 40, "variety": "Chardonnay" } }]);
+    let expected_fences = json!([{ "key": "north", "fields": { "ceiling_m": 120 } }]);
+    wait_for("edge and HQ to converge", T, || {
+        let at_edge = (
+            records(&edge.get("/api/v1/fields"), "fields"),
+            records(&edge.get("/api/v1/geofences"), "geofences"),
+        );
+        let at_hq = (
+            records(
+                &relay.hq_get(&operator, "/api/v1/orgs/vineyard-co/fields").1,
+                "fields",
+            ),
+            records(
+                &relay
+                    .hq_get(&operator, "/api/v1/orgs/vineyard-co/geofences")
+                    .1,
+                "geofences",
+            ),
+        );
+        (at_edge == at_hq && at_edge.0 == expected_fields && at_edge.1 == expected_fences)
+            .then_some(())
+    });
+    let proposals = edge.get("/api/v1/missions/proposals");
+    assert_eq!(
+        proposals["proposals"][0]["fields"]["title"], "Resurvey block 7",
+        "HQ's proposal reached the station: {proposals}"
+    );
+    assert_eq!(proposals["proposals"][0]["fields"]["status"], "proposed");
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{blocking, ApiError, Caller, HqState};
 use crate::live::{LiveView, Sighting, State as LiveState};
-use crate::store::hq::{FleetVehicle, Proposal, Role};
+use crate::store::hq::FleetVehicle;
 
 /// One vehicle of the org as HQ sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +94,7 @@ pub async fn vehicles(
     Ok(Json(json!({ "org": org, "vehicles": vehicles })))
 }
 
-async fn find(s: &HqState, org: &str, id: &str) -> Result<FleetVehicle, ApiError> {
+pub async fn find(s: &HqState, org: &str, id: &str) -> Result<FleetVehicle, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no vehicle {id:?}")))?;
@@ -276,57 +276,4 @@ pub async fn edges(
         })
         .collect();
     Ok(Json(json!({ "edges": edges })))
-}
-
-pub async fn proposals(
-    State(s): State<HqState>,
-    caller: Caller,
-    Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let org = caller.org(&org)?;
-    let proposals = blocking(&s.store, move |st| st.proposals(&org)).await?;
-    Ok(Json(json!({ "proposals": proposals })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProposalBody {
-    title: String,
-    vehicle_id: Option<i64>,
-    mission: Value,
-}
-
-/// A mission HQ proposes; it reaches the edge, where a pilot on site must approve it.
-pub async fn propose(
-    State(s): State<HqState>,
-    caller: Caller,
-    Path(org): Path<String>,
-    body: Result<Json<ProposalBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
-    let org = caller.org(&org)?;
-    caller.require(Role::Operator)?;
-    let Json(body) = body?;
-    if body.title.trim().is_empty() || body.title.len() > 200 {
-        return Err(ApiError::bad_request("title must be 1 to 200 characters"));
-    }
-    if !body.mission.is_object() {
-        return Err(ApiError::bad_request("mission must be a JSON object"));
-    }
-    if let Some(id) = body.vehicle_id {
-        find(&s, &org, &id.to_string()).await?;
-    }
-    let proposal = Proposal {
-        id: 0,
-        vehicle_id: body.vehicle_id,
-        title: body.title,
-        mission: body.mission,
-        proposed_by: caller.0.name.clone(),
-        created_us: 0,
-        status: "proposed".into(),
-    };
-    let id = blocking(&s.store, move |st| st.add_proposal(&org, &proposal)).await?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(json!({ "id": id, "status": "proposed" })),
-    ))
 }

@@ -11,6 +11,7 @@ mod auth;
 mod cop;
 mod error;
 mod fleet;
+mod records;
 mod stream;
 
 use std::sync::Arc;
@@ -24,14 +25,35 @@ pub use auth::Caller;
 pub use error::ApiError;
 
 use crate::live::LiveView;
-use crate::store::HqStore;
+use crate::store::{HqStore, RelayStore};
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct HqState {
     pub store: Arc<dyn HqStore>,
+    /// The sync path's store, where editable records live.
+    pub sync: Arc<dyn RelayStore>,
     pub live: Arc<LiveView>,
+    /// Stamps HQ's edits (see `sync_protocol::records`).
+    pub hlc: Arc<std::sync::Mutex<sync_protocol::hlc::Hlc>>,
 }
+
+impl HqState {
+    pub fn new<S: HqStore + RelayStore>(store: Arc<S>, live: Arc<LiveView>, node: &str) -> HqState {
+        HqState {
+            store: store.clone(),
+            sync: store,
+            live,
+            hlc: Arc::new(std::sync::Mutex::new(sync_protocol::hlc::Hlc::new(
+                sync_protocol::records::node_id(node),
+                MAX_CLOCK_DRIFT_US,
+            ))),
+        }
+    }
+}
+
+/// How far ahead of this relay's clock an edge's timestamps may run.
+pub const MAX_CLOCK_DRIFT_US: u64 = 5 * 60 * 1_000_000;
 
 pub fn router(state: HqState) -> Router {
     Router::new()
@@ -40,7 +62,10 @@ pub fn router(state: HqState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/api/v1/orgs/{org}/vehicles", get(fleet::vehicles))
-        .route("/api/v1/orgs/{org}/vehicles/{id}", get(fleet::vehicle))
+        .route(
+            "/api/v1/orgs/{org}/vehicles/{id}",
+            get(fleet::vehicle).patch(records::rename),
+        )
         .route(
             "/api/v1/orgs/{org}/vehicles/{id}/telemetry",
             get(fleet::telemetry),
@@ -50,7 +75,12 @@ pub fn router(state: HqState) -> Router {
         .route("/api/v1/orgs/{org}/edges", get(fleet::edges))
         .route(
             "/api/v1/orgs/{org}/missions/proposals",
-            get(fleet::proposals).post(fleet::propose),
+            get(records::proposals).post(records::propose),
+        )
+        .route("/api/v1/orgs/{org}/{table}", get(records::get_table))
+        .route(
+            "/api/v1/orgs/{org}/{table}/{key}",
+            axum::routing::put(records::put_record),
         )
         .route("/api/v1/orgs/{org}/stream", get(stream::upgrade))
         .route("/api/v1/cop", get(cop::cop))

@@ -8,6 +8,7 @@
 //! - `{"type": "gone", "owner": ..., "id": ...}`: a shared vehicle left the picture (its
 //!   agreement was revoked, or it left the agreed area);
 //! - `{"type": "event", "event": {...}}`: an alert or state change of the org's vehicles;
+//! - `{"type": "records"}`: fields, geofences, proposals or names changed;
 //! - `{"type": "lagged"}` followed by a fresh snapshot, when the client read too slowly.
 //!
 //! Agreements are re-read every second, so a revoke reaches open streams within one.
@@ -216,6 +217,11 @@ async fn on_update(
             Ok(())
         }
         Update::Event { .. } => Ok(()),
+        // Fields, geofences, proposals or names changed: clients re-read what they show.
+        Update::Records { org } if *org == view.org => {
+            send(socket, json!({ "type": "records" })).await
+        }
+        Update::Records { .. } => Ok(()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! What HQ reads and manages, behind a trait like the sync path's [`super::RelayStore`]:
-//! tokens, the merged fleet, history, alerts, edges, sharing agreements, mission proposals.
+//! tokens, the merged fleet, history, alerts, edges, sharing agreements. (Editable records,
+//! mission proposals among them, are the sync path's: see `RelayStore::apply_changes`.)
 //!
 //! Every method takes the caller's org and answers only from it; crossing orgs happens in one
 //! place, [`HqStore::shares_to`], which the COP reads.
@@ -102,18 +103,6 @@ pub struct Share {
     pub created_us: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Proposal {
-    pub id: i64,
-    pub vehicle_id: Option<i64>,
-    pub title: String,
-    /// The mission, as the proposer sent it (waypoints or a field to survey), JSON.
-    pub mission: serde_json::Value,
-    pub proposed_by: String,
-    pub created_us: i64,
-    pub status: String,
-}
-
 pub trait HqStore: Send + Sync + 'static {
     /// Creates a token and returns its secret, which is stored only as a hash.
     fn create_token(&self, org: &str, role: Role, name: &str) -> Result<String, StoreError>;
@@ -144,6 +133,4 @@ pub trait HqStore: Send + Sync + 'static {
     fn revoke_share(&self, from: &str, to: &str) -> Result<usize, StoreError>;
     /// Active agreements that let `org` see others' vehicles.
     fn shares_to(&self, org: &str) -> Result<Vec<Share>, StoreError>;
-    fn add_proposal(&self, org: &str, proposal: &Proposal) -> Result<i64, StoreError>;
-    fn proposals(&self, org: &str) -> Result<Vec<Proposal>, StoreError>;
 }

@@ -11,6 +11,7 @@ pub use sqlite::SqliteStore;
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
+use sync_protocol::records::FieldChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,4 +78,29 @@ pub trait RelayStore: Send + Sync + 'static {
         last: u64,
         events: &[Event],
     ) -> Result<u64, StoreError>;
+    /// Applies edits to the org's editable records under the merge rule of
+    /// `sync_protocol::records` (per field, the larger HLC wins), durably; returns how many
+    /// changed something. Each one that did gets the org's next revision.
+    fn apply_changes(&self, org: &str, changes: &[FieldChange]) -> Result<usize, StoreError>;
+    /// The org's record fields changed after revision `after`, oldest first, with their
+    /// revision: what an edge that has seen up to `after` still needs.
+    fn changes_since(
+        &self,
+        org: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, FieldChange)>, StoreError>;
+    /// The org's records of one table: key → field → JSON value.
+    fn records(&self, org: &str, table: &str) -> Result<Vec<Record>, StoreError>;
+    /// Moves an edge's cursor of `stream` forward (never back): for streams the edge
+    /// acknowledges ("downsync") or the relay acknowledges without storing rows ("changes").
+    fn advance_cursor(&self, edge: &EdgeIdentity, stream: &str, seq: u64)
+        -> Result<(), StoreError>;
+}
+
+/// One editable record, every field with its current value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Record {
+    pub key: String,
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }

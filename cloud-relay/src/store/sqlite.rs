@@ -8,10 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
+use sync_protocol::records::FieldChange;
 
 use super::{EdgeStatus, RelayStore, StoreError};
 
 mod hq;
+mod records;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orgs (
@@ -116,6 +118,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(hq::SCHEMA)?;
+        conn.execute_batch(records::SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -345,6 +348,38 @@ impl RelayStore for SqliteStore {
         )?;
         tx.commit()?;
         Ok(last)
+    }
+
+    fn apply_changes(&self, org: &str, changes: &[FieldChange]) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let won = records::apply(&tx, org, changes)?;
+        tx.commit()?;
+        Ok(won)
+    }
+
+    fn changes_since(
+        &self,
+        org: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, FieldChange)>, StoreError> {
+        Ok(records::since(&self.conn(), org, after, limit)?)
+    }
+
+    fn records(&self, org: &str, table: &str) -> Result<Vec<super::Record>, StoreError> {
+        records::table(&self.conn(), org, table)
+    }
+
+    fn advance_cursor(
+        &self,
+        edge: &EdgeIdentity,
+        stream: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let id = edge_id(&conn, edge)?;
+        Ok(records::advance(&conn, id, stream, seq)?)
     }
 
     fn record_gap(

@@ -3,6 +3,7 @@
 mod error;
 mod export;
 mod links;
+mod records;
 mod vehicles;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub snapshots: watch::Receiver<Arc<FleetSnapshot>>,
     pub links: Links,
     pub reader: Reader,
+    /// For edits made through the API.
+    pub store: store::StoreSender,
     pub store_status: Arc<StoreStatus>,
     pub store_path: std::path::PathBuf,
     pub quota_bytes: u64,
@@ -36,7 +39,16 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/vehicles", get(vehicles::list))
-        .route("/api/v1/vehicles/{id}", get(vehicles::one))
+        .route(
+            "/api/v1/vehicles/{id}",
+            get(vehicles::one).patch(records::rename),
+        )
+        .route("/api/v1/missions/proposals", get(records::proposals))
+        .route("/api/v1/{table}", get(records::get_table))
+        .route(
+            "/api/v1/{table}/{key}",
+            axum::routing::put(records::put_record),
+        )
         .route("/api/v1/vehicles/{id}/telemetry", get(vehicles::telemetry))
         .route("/api/v1/links", get(links::list))
         .route("/api/v1/export/tlog", get(export::tlog))

@@ -24,7 +24,7 @@ pub async fn one(
 }
 
 /// A vehicle by system id (`8`) or fleet name (`V-08`).
-fn find(s: &AppState, id: &str) -> Result<Arc<VehicleView>, ApiError> {
+pub fn find(s: &AppState, id: &str) -> Result<Arc<VehicleView>, ApiError> {
     let snapshot = s.snapshots.borrow().clone();
     let found = match id.parse::<u8>() {
         Ok(sysid) => snapshot.vehicles.iter().find(|v| v.sysid == sysid),

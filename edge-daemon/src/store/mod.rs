@@ -8,6 +8,7 @@
 
 mod query;
 mod quota;
+mod records;
 mod schema;
 pub mod tlog;
 mod writer;
@@ -23,7 +24,8 @@ use serde::Serialize;
 
 use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
-pub use query::{Reader, TelemetryQuery, TelemetryRow, VehicleRow};
+pub use query::{Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
+use sync_protocol::records::FieldChange;
 
 /// The outbox's streams, each with its own never-reused sequence and sync cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,16 +34,24 @@ pub enum Stream {
     Telemetry,
     /// Alerts, state changes, vehicle identity: sent first, committed on arrival.
     Events,
+    /// Edits made at this station to editable records (fields, geofences, names,
+    /// proposals); their `seq` orders every change the station applied, its own or not.
+    Changes,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 2] = [Stream::Telemetry, Stream::Events];
+    pub const ALL: [Stream; 3] = [Stream::Telemetry, Stream::Events, Stream::Changes];
+
+    fn index(self) -> usize {
+        self as usize
+    }
 
     /// The stream's name in the sync protocol and in `sync_cursor`.
     pub fn name(self) -> &'static str {
         match self {
             Stream::Telemetry => "telemetry",
             Stream::Events => "events",
+            Stream::Changes => "changes",
         }
     }
 
@@ -53,6 +63,7 @@ impl Stream {
         match self {
             Stream::Telemetry => "telemetry",
             Stream::Events => "events",
+            Stream::Changes => "records",
         }
     }
 
@@ -61,6 +72,7 @@ impl Stream {
         match self {
             Stream::Telemetry => "telemetry_seq",
             Stream::Events => "events_seq",
+            Stream::Changes => "changes_seq",
         }
     }
 }
@@ -82,6 +94,8 @@ pub enum StoreError {
     Closed,
     #[error("renumbering the outbox failed: {0}")]
     Rebase(String),
+    #[error("editing records failed: {0}")]
+    Records(String),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -133,6 +147,18 @@ pub(crate) enum Write {
     },
     /// Commits now and answers when the commit is durable.
     Flush(mpsc::Sender<()>),
+    /// An edit made at this station: stamped with the station's HLC, merged, committed.
+    Edit {
+        table: String,
+        key: String,
+        fields: Vec<(String, String)>,
+        reply: mpsc::Sender<Result<usize, String>>,
+    },
+    /// Changes from the relay, merged under the same rule and committed before the reply.
+    Merge {
+        changes: Vec<FieldChange>,
+        reply: mpsc::Sender<Result<usize, String>>,
+    },
     /// Renumbers the outbox so every row's sequence is above `above` (see `StoreSender::rebase`).
     Rebase {
         stream: Stream,
@@ -148,8 +174,10 @@ pub struct StoreStatus {
     pub committed_seq: AtomicI64,
     /// Highest event sequence in a committed transaction.
     pub committed_event_seq: AtomicI64,
-    /// Woken after every commit that held events, so sync sends them at once.
-    pub events_committed: tokio::sync::Notify,
+    /// Highest record change sequence in a committed transaction.
+    pub committed_change_seq: AtomicI64,
+    /// Woken after every commit that held events or edits, so sync sends them at once.
+    pub urgent_committed: tokio::sync::Notify,
     pub committed_samples: AtomicU64,
     pub committed_frames: AtomicU64,
     pub commits: AtomicU64,
@@ -162,6 +190,28 @@ pub struct StoreStatus {
     pub quota_deleted_frames: AtomicU64,
     /// Wall-clock ms of the writer loop's last turn (it turns at least every 10 s).
     pub writer_heartbeat_ms: AtomicI64,
+    /// Vehicles renamed in the registry (system id, name), for the ingest loop to pick up.
+    renames: std::sync::Mutex<Vec<(u8, String)>>,
+}
+
+impl StoreStatus {
+    /// Registry renames since the last call.
+    pub fn take_renames(&self) -> Vec<(u8, String)> {
+        std::mem::take(&mut *self.renames.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The newest committed sequence of `stream`.
+    pub fn committed(&self, stream: Stream) -> u64 {
+        self.committed_slot(stream).load(Relaxed).max(0) as u64
+    }
+
+    fn committed_slot(&self, stream: Stream) -> &AtomicI64 {
+        match stream {
+            Stream::Telemetry => &self.committed_seq,
+            Stream::Events => &self.committed_event_seq,
+            Stream::Changes => &self.committed_change_seq,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -232,7 +282,10 @@ impl Store {
 
     /// A cloneable sender for the ingest loop.
     pub fn sender(&self) -> StoreSender {
-        StoreSender(self.tx.clone())
+        StoreSender {
+            tx: self.tx.clone(),
+            status: self.status.clone(),
+        }
     }
 
     /// Commits everything sent so far and waits until it is durable.
@@ -278,12 +331,49 @@ pub fn status_view(status: &StoreStatus, path: &Path, quota_bytes: u64) -> Store
 
 /// Sends writes to the writer thread. Never drops: when the writer is behind, the caller waits.
 #[derive(Clone)]
-pub struct StoreSender(Option<SyncSender<Write>>);
+pub struct StoreSender {
+    tx: Option<SyncSender<Write>>,
+    status: Arc<StoreStatus>,
+}
 
 impl StoreSender {
+    /// What the writer has made durable.
+    pub fn status(&self) -> &StoreStatus {
+        &self.status
+    }
+
     /// Sends a batch from async code: waits (off the async scheduler) if the writer is behind.
     pub fn send_batch(&self, batch: IngestBatch) -> Result<(), StoreError> {
         self.send(Write::Ingest(batch))
+    }
+
+    /// Sets `fields` (name, JSON value) of record `table/key` as an edit made here; durable
+    /// on return. Returns how many fields changed.
+    pub fn edit(
+        &self,
+        table: &str,
+        key: &str,
+        fields: Vec<(String, String)>,
+    ) -> Result<usize, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Edit {
+            table: table.into(),
+            key: key.into(),
+            fields,
+            reply: tx,
+        })?;
+        rx.recv()
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Records)
+    }
+
+    /// Merges changes that came from the relay; durable on return.
+    pub fn merge(&self, changes: Vec<FieldChange>) -> Result<usize, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Merge { changes, reply: tx })?;
+        rx.recv()
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Records)
     }
 
     pub fn ack(&self, stream: Stream, seq: i64) -> Result<(), StoreError> {
@@ -313,7 +403,7 @@ impl StoreSender {
     }
 
     fn send(&self, write: Write) -> Result<(), StoreError> {
-        let tx = self.0.as_ref().ok_or(StoreError::Closed)?;
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         match tx.try_send(write) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(write)) => {

@@ -14,6 +14,7 @@ use sync_protocol::proto::event::{Kind as EventKind, Severity};
 use super::{StoreError, Stream};
 use crate::clock::TimeSource;
 use crate::vehicle::Event;
+use sync_protocol::records::FieldChange;
 
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -210,6 +211,33 @@ impl Reader {
         Ok(events)
     }
 
+    /// Every record of `table` (fields, geofences, vehicles, proposals), as the API shows it.
+    pub fn records(&self, table: &str) -> Result<Vec<Record>, StoreError> {
+        let conn = self.connect()?;
+        Ok(super::records::table(&conn, table)?
+            .into_iter()
+            .map(|(key, fields)| Record { key, fields })
+            .collect())
+    }
+
+    /// This station's own record edits after change sequence `after`, for sync to send.
+    pub fn own_changes(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, FieldChange)>, StoreError> {
+        let conn = self.connect()?;
+        let node: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'node_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match node {
+            Some(node) => Ok(super::records::own_since(&conn, node as u64, after, limit)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The newest events of `kind`, newest first.
     pub fn events(&self, kind: Option<EventKind>, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.connect()?;
@@ -236,6 +264,13 @@ impl Reader {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// One editable record with its current fields.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Record {
+    pub key: String,
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An event as the API shows it.

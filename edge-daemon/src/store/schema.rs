@@ -74,6 +74,21 @@ const MIGRATIONS: &[&str] = &[
         body     BLOB NOT NULL
      );
      CREATE INDEX events_by_kind_time ON events (kind, t_us);",
+    // 3: editable records (fields, geofences, registry names, mission proposals), one row
+    // per field, merged by HLC (see sync_protocol::records). `seq` is the order this
+    // station applied changes in: the "changes" stream, of which it sends its own edits.
+    "CREATE TABLE records (
+        tbl     TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        field   TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        wall_us INTEGER NOT NULL,
+        logical INTEGER NOT NULL,
+        node    INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (tbl, key, field)
+     );
+     CREATE INDEX records_by_seq ON records (seq);",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -10,7 +10,9 @@ use rusqlite::{params, Connection};
 
 use prost::Message as _;
 
-use super::{quota, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write};
+use sync_protocol::records::FieldChange;
+
+use super::{quota, records, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write};
 use crate::vehicle::{default_name, VehicleRecord};
 
 /// How often retention and the quota are checked.
@@ -22,10 +24,12 @@ pub(super) struct Writer {
     conn: Connection,
     config: StoreConfig,
     status: Arc<StoreStatus>,
-    next_seq: i64,
-    next_event_seq: i64,
-    /// The open transaction holds events: commit it now, and wake sync after.
-    pending_events: bool,
+    /// The next sequence of each stream, by `Stream::index`.
+    next: [i64; 3],
+    /// The open transaction holds events or edits: commit it now, and wake sync after.
+    pending_urgent: bool,
+    /// Stamps edits made at this station.
+    hlc: sync_protocol::hlc::Hlc,
     /// Raw frames of the open transaction, per sending system, as tlog records.
     chunks: HashMap<u8, Chunk>,
     /// When the open transaction must commit; `None` when no transaction is open.
@@ -49,18 +53,21 @@ impl Writer {
         config: StoreConfig,
         status: Arc<StoreStatus>,
     ) -> Result<Writer, StoreError> {
-        let last = high_water(&conn, Stream::Telemetry)?;
-        let last_event = high_water(&conn, Stream::Events)?;
-        status.committed_seq.store(last, Relaxed);
-        status.committed_event_seq.store(last_event, Relaxed);
+        let mut next = [0; 3];
+        for stream in Stream::ALL {
+            let last = high_water(&conn, stream)?;
+            status.committed_slot(stream).store(last, Relaxed);
+            next[stream.index()] = last + 1;
+        }
         status.db_bytes.store(quota::used_bytes(&conn)?, Relaxed);
+        let hlc = records::clock(&conn)?;
         Ok(Writer {
             conn,
             config,
             status,
-            next_seq: last + 1,
-            next_event_seq: last_event + 1,
-            pending_events: false,
+            next,
+            pending_urgent: false,
+            hlc,
             chunks: HashMap::new(),
             deadline: None,
             pending_samples: 0,
@@ -86,6 +93,26 @@ impl Writer {
                     self.commit();
                     let _ = reply.send(());
                 }
+                Ok(Write::Edit {
+                    table,
+                    key,
+                    fields,
+                    reply,
+                }) => {
+                    let result = self.edit(&table, &key, fields);
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                Ok(Write::Merge { changes, reply }) => {
+                    for c in &changes {
+                        // A peer far ahead does not drag this clock along; its change still
+                        // merges by the same rule, so both sides converge.
+                        if let Err(e) = self.hlc.observe(c.hlc, now_us()) {
+                            tracing::warn!("record change from the relay: {e}");
+                        }
+                    }
+                    let result = self.merge(&changes);
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
                 Ok(Write::Rebase {
                     stream,
                     above,
@@ -100,7 +127,7 @@ impl Writer {
                     return;
                 }
             }
-            if self.pending_events || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.pending_urgent || self.deadline.is_some_and(|d| Instant::now() >= d) {
                 self.commit();
             }
             if self.deadline.is_none() && self.last_housekeeping.elapsed() >= HOUSEKEEPING {
@@ -148,10 +175,11 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for e in &batch.events {
+                let seq = self.next[Stream::Events.index()];
                 let mut e = e.clone();
-                e.seq = self.next_event_seq as u64;
+                e.seq = seq as u64;
                 insert.execute(params![
-                    self.next_event_seq,
+                    seq,
                     e.t_us,
                     e.vehicle,
                     e.kind,
@@ -160,9 +188,9 @@ impl Writer {
                     e.message,
                     e.encode_to_vec(),
                 ])?;
-                self.next_event_seq += 1;
+                self.next[Stream::Events.index()] += 1;
             }
-            self.pending_events = true;
+            self.pending_urgent = true;
         }
         if batch.samples.is_empty() {
             return Ok(());
@@ -174,9 +202,10 @@ impl Writer {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                 ?17, ?18, ?19, ?20)",
         )?;
+        let mut seq = self.next[Stream::Telemetry.index()];
         for s in &batch.samples {
             insert.execute(params![
-                self.next_seq,
+                seq,
                 s.vehicle,
                 s.t_us,
                 s.time_source,
@@ -197,19 +226,71 @@ impl Writer {
                 s.armed,
                 s.mission_seq,
             ])?;
-            self.next_seq += 1;
+            seq += 1;
+            self.next[Stream::Telemetry.index()] = seq;
         }
         Ok(())
+    }
+
+    fn edit(
+        &mut self,
+        table: &str,
+        key: &str,
+        fields: Vec<(String, String)>,
+    ) -> Result<usize, String> {
+        let mut changes = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
+            let hlc = self.hlc.now(now_us()).map_err(|e| e.to_string())?;
+            changes.push(FieldChange {
+                table: table.into(),
+                key: key.into(),
+                field,
+                value,
+                hlc,
+            });
+        }
+        self.merge(&changes)
+    }
+
+    /// Merges `changes` and commits at once: edits are durable before they are answered.
+    fn merge(&mut self, changes: &[FieldChange]) -> Result<usize, String> {
+        let mut renames = Vec::new();
+        let mut won = 0;
+        let result = self.begin().and_then(|()| {
+            for c in changes {
+                let seq = self.next[Stream::Changes.index()];
+                if records::apply(&self.conn, c, seq, &mut renames)? {
+                    self.next[Stream::Changes.index()] += 1;
+                    won += 1;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            self.fail(e, 0);
+            return Err("the store could not write the change".into());
+        }
+        self.pending_urgent = true;
+        let errors = self.status.write_errors.load(Relaxed);
+        self.commit();
+        if self.status.write_errors.load(Relaxed) != errors {
+            return Err("the store could not commit the change".into());
+        }
+        if !renames.is_empty() {
+            self.status
+                .renames
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(renames);
+        }
+        Ok(won)
     }
 
     /// Shifts every row of `stream` by `above` (so the lowest becomes > `above`) and
     /// continues the sequence after them; the relay's mark becomes the edge's cursor.
     fn rebase(&mut self, stream: Stream, above: u64) -> rusqlite::Result<()> {
         let offset = above as i64;
-        let next = match stream {
-            Stream::Telemetry => self.next_seq,
-            Stream::Events => self.next_event_seq,
-        };
+        let next = self.next[stream.index()];
         if next > offset {
             return Ok(()); // already above the mark
         }
@@ -237,18 +318,10 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             return result;
         }
-        match stream {
-            Stream::Telemetry => {
-                self.next_seq += offset;
-                self.status.committed_seq.store(self.next_seq - 1, Relaxed);
-            }
-            Stream::Events => {
-                self.next_event_seq += offset;
-                self.status
-                    .committed_event_seq
-                    .store(self.next_event_seq - 1, Relaxed);
-            }
-        }
+        self.next[stream.index()] += offset;
+        self.status
+            .committed_slot(stream)
+            .store(self.next[stream.index()] - 1, Relaxed);
         tracing::warn!(
             stream = stream.name(),
             above,
@@ -277,11 +350,12 @@ impl Writer {
         match self.try_commit() {
             Ok(()) => {
                 let s = &self.status;
-                s.committed_seq.store(self.next_seq - 1, Relaxed);
-                s.committed_event_seq
-                    .store(self.next_event_seq - 1, Relaxed);
-                if std::mem::take(&mut self.pending_events) {
-                    s.events_committed.notify_one();
+                for stream in Stream::ALL {
+                    s.committed_slot(stream)
+                        .store(self.next[stream.index()] - 1, Relaxed);
+                }
+                if std::mem::take(&mut self.pending_urgent) {
+                    s.urgent_committed.notify_one();
                 }
                 s.committed_samples.fetch_add(self.pending_samples, Relaxed);
                 s.committed_frames.fetch_add(self.pending_frames, Relaxed);
@@ -321,8 +395,9 @@ impl Writer {
                 ])?;
             }
         }
-        set_high_water(&self.conn, Stream::Telemetry, self.next_seq - 1)?;
-        set_high_water(&self.conn, Stream::Events, self.next_event_seq - 1)?;
+        for stream in Stream::ALL {
+            set_high_water(&self.conn, stream, self.next[stream.index()] - 1)?;
+        }
         self.conn.execute_batch("COMMIT")?;
         self.chunks.clear();
         Ok(())
@@ -340,7 +415,7 @@ impl Writer {
         }
         // Sequence numbers handed out in the lost transaction are skipped, never reused.
         self.deadline = None;
-        self.pending_events = false;
+        self.pending_urgent = false;
         self.pending_samples = 0;
         self.pending_frames = 0;
         self.chunks.clear();
@@ -356,6 +431,10 @@ impl Writer {
             self.status.write_errors.fetch_add(1, Relaxed);
         }
     }
+}
+
+fn now_us() -> u64 {
+    crate::clock::system_now_us().max(0) as u64
 }
 
 /// The newest sequence `stream` ever used: its newest row, or the mark kept in `meta` when

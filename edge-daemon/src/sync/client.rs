@@ -4,8 +4,11 @@
 //! stream; Welcome with the relay's durable marks; then three lanes run side by side until
 //! the connection ends:
 //!
-//! - **events**: alerts, state changes and vehicle identity, on a high-priority stream, sent
-//!   the moment the store commits them (the writer wakes this lane), never paced;
+//! - **events**: alerts, state changes and vehicle identity, and this station's own edits
+//!   to editable records, on a high-priority stream, sent the moment the store commits them
+//!   (the writer wakes this lane), never paced;
+//! - **downsync**: a stream the relay opens, carrying the org's record changes (HQ's edits,
+//!   other stations'); each is merged and committed here before it is acknowledged;
 //! - **live**: each vehicle's latest position as a QUIC datagram, every `live_interval`;
 //!   a lost one is superseded by the next;
 //! - **bulk**: telemetry history from right after the relay's mark, at most [`WINDOW`]
@@ -26,8 +29,10 @@ use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::enrollment::Bundle;
 use sync_protocol::proto::{
-    envelope::Body, Batch, Encoding, Envelope, EventList, Hello, Live, StreamState, Welcome,
+    envelope::Body, Batch, ChangeAck, Encoding, Envelope, EventList, Hello, Live, StreamState,
+    Welcome,
 };
+use sync_protocol::records::FieldChange;
 use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::watch;
 
@@ -137,11 +142,7 @@ async fn stream_state(reader: &Reader, stream: Stream) -> anyhow::Result<StreamS
 }
 
 fn committed_seq(committed: &StoreStatus, stream: Stream) -> u64 {
-    let seq = match stream {
-        Stream::Telemetry => committed.committed_seq.load(Relaxed),
-        Stream::Events => committed.committed_event_seq.load(Relaxed),
-    };
-    seq.max(0) as u64
+    committed.committed(stream)
 }
 
 /// Reconciles one stream's marks after Welcome and returns where to resume: right after the
@@ -195,13 +196,14 @@ async fn session(client: &Client) -> anyhow::Result<()> {
     let (mut control_tx, mut control_rx) = conn.open_bi().await?;
     let telemetry = stream_state(&client.reader, Stream::Telemetry).await?;
     let events = stream_state(&client.reader, Stream::Events).await?;
+    let changes = stream_state(&client.reader, Stream::Changes).await?;
     write_message(
         &mut control_tx,
         &Envelope {
             body: Some(Body::Hello(Hello {
                 protocol_version: sync_protocol::PROTOCOL_VERSION,
                 software: format!("edge-daemon {}", env!("CARGO_PKG_VERSION")),
-                streams: vec![telemetry.clone(), events.clone()],
+                streams: vec![telemetry.clone(), events.clone(), changes.clone()],
             })),
         },
     )
@@ -214,6 +216,7 @@ async fn session(client: &Client) -> anyhow::Result<()> {
     };
     let telemetry_acked = resume_point(client, &telemetry, &welcome, Stream::Telemetry).await?;
     let events_acked = resume_point(client, &events, &welcome, Stream::Events).await?;
+    let changes_acked = resume_point(client, &changes, &welcome, Stream::Changes).await?;
     status.relay_acked.store(telemetry_acked, Relaxed);
     status.events_acked.store(events_acked, Relaxed);
     status.connected.store(true, Relaxed);
@@ -233,6 +236,13 @@ async fn session(client: &Client) -> anyhow::Result<()> {
                 Some(Envelope {
                     body: Some(Body::Ack(ack)),
                 }) => ack,
+                Some(Envelope {
+                    body: Some(Body::ChangeAck(ack)),
+                }) => {
+                    // The relay has merged and committed our edits up to here.
+                    client.store.ack(Stream::Changes, ack.seq as i64)?;
+                    continue;
+                }
                 Some(other) => bail!("unexpected message from the relay: {other:?}"),
                 None => return Ok(()),
             };
@@ -249,6 +259,7 @@ async fn session(client: &Client) -> anyhow::Result<()> {
                     status.events_acked.store(ack.seq, Relaxed);
                     events_tx.send_replace(ack.seq);
                 }
+                Stream::Changes => bail!("the relay acknowledged changes with a batch Ack"),
             }
             status
                 .last_ack_unix_ms
@@ -258,32 +269,86 @@ async fn session(client: &Client) -> anyhow::Result<()> {
     };
     tokio::select! {
         r = control => r,
-        r = events_lane(client, &conn, events_acked, events_rx) => r,
+        r = downsync(client, &conn, control_tx) => r,
+        r = events_lane(client, &conn, events_acked, changes_acked, events_rx) => r,
         r = bulk_lane(client, &conn, telemetry_acked, telemetry_rx) => r,
         r = live_lane(client, &conn) => r,
     }
 }
 
-/// Sends events as soon as they are committed.
+/// Merges the relay's record changes as they come, acknowledging each once it is durable.
+async fn downsync(
+    client: &Client,
+    conn: &quinn::Connection,
+    mut control_tx: quinn::SendStream,
+) -> anyhow::Result<()> {
+    let mut stream = conn.accept_uni().await?;
+    while let Some(message) = read_message(&mut stream).await? {
+        let change = match message.body {
+            Some(Body::Change(c)) => c,
+            other => bail!("expected Change on the downsync stream, got {other:?}"),
+        };
+        let (seq, change) =
+            FieldChange::from_proto(&change).context("record change from the relay")?;
+        let store = client.store.clone();
+        blocking(move || store.merge(vec![change])).await?;
+        write_message(
+            &mut control_tx,
+            &Envelope {
+                body: Some(Body::ChangeAck(ChangeAck { seq })),
+            },
+        )
+        .await?;
+        client.status.changes_received.fetch_add(1, Relaxed);
+    }
+    std::future::pending().await
+}
+
+/// Sends events, then this station's own record edits, as soon as they are committed.
 async fn events_lane(
     client: &Client,
     conn: &quinn::Connection,
     acked: u64,
+    changes_acked: u64,
     mut acks: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let mut lane = conn.open_uni().await?;
     lane.set_priority(EVENTS_PRIORITY)?;
     let mut next = acked + 1;
+    let mut next_change = changes_acked + 1;
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     loop {
         let acked = *acks.borrow_and_update();
         while in_flight.front().is_some_and(|&last| last <= acked) {
             in_flight.pop_front();
         }
+        let changes_mark = committed_seq(&client.committed, Stream::Changes);
+        if changes_mark >= next_change {
+            let r = client.reader.clone();
+            let from = next_change - 1;
+            let own = blocking(move || r.own_changes(from, EVENT_BATCH)).await?;
+            let full = own.len() == EVENT_BATCH as usize;
+            for (seq, change) in &own {
+                write_message(
+                    &mut lane,
+                    &Envelope {
+                        body: Some(Body::Change(change.to_proto(*seq))),
+                    },
+                )
+                .await?;
+                client.status.changes_sent.fetch_add(1, Relaxed);
+            }
+            next_change = match own.last() {
+                Some((seq, _)) if full => seq + 1,
+                // Everything up to the mark that was not ours came from elsewhere.
+                _ => changes_mark + 1,
+            };
+            continue;
+        }
         let mark = committed_seq(&client.committed, Stream::Events);
         if mark < next || in_flight.len() >= EVENT_WINDOW {
             tokio::select! {
-                () = client.committed.events_committed.notified() => {}
+                () = client.committed.urgent_committed.notified() => {}
                 r = acks.changed() => r?,
                 // A commit made while this lane was busy sending is caught here at the latest.
                 () = tokio::time::sleep(IDLE_POLL) => {}

@@ -70,6 +70,9 @@ pub struct SyncStatus {
     pub events_acked: AtomicU64,
     pub events_sent: AtomicU64,
     pub live_sent: AtomicU64,
+    /// Record edits made here and sent; record changes from the relay merged here.
+    pub changes_sent: AtomicU64,
+    pub changes_received: AtomicU64,
     /// The connection's smoothed round-trip time, as of the last acknowledgement.
     pub rtt_us: AtomicU64,
     pub batches_sent: AtomicU64,
@@ -94,6 +97,8 @@ pub struct SyncView {
     pub events_backlog: u64,
     pub events_sent: u64,
     pub live_datagrams_sent: u64,
+    pub changes_sent: u64,
+    pub changes_received: u64,
     pub rtt_ms: Option<f64>,
     pub batches_sent: u64,
     pub rows_sent: u64,
@@ -125,6 +130,8 @@ impl SyncStatus {
             events_backlog: committed.1.saturating_sub(events_acked),
             events_sent: self.events_sent.load(Relaxed),
             live_datagrams_sent: self.live_sent.load(Relaxed),
+            changes_sent: self.changes_sent.load(Relaxed),
+            changes_received: self.changes_received.load(Relaxed),
             rtt_ms: (rtt_us > 0).then(|| rtt_us as f64 / 1e3),
             batches_sent: self.batches_sent.load(Relaxed),
             rows_sent: rows,

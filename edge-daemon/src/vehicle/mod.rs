@@ -241,6 +241,15 @@ impl Fleet {
         std::mem::take(&mut self.records)
     }
 
+    /// A registry rename (from HQ or this station's API) for a vehicle heard here.
+    pub fn rename(&mut self, sysid: u8, name: String) {
+        if let Some(v) = self.vehicles.get_mut(&sysid) {
+            tracing::info!(vehicle = sysid, from = %v.name, to = %name, "renamed");
+            v.name = name.clone();
+        }
+        self.names.insert(sysid, name);
+    }
+
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }

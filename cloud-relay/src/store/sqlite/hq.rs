@@ -6,9 +6,7 @@ use sync_protocol::codec::TelemetryRow;
 use sync_protocol::proto::event::{Kind, Severity};
 
 use super::{now_us, SqliteStore};
-use crate::store::hq::{
-    EdgeRecord, EventRecord, FleetVehicle, HqStore, Proposal, Role, Share, TokenInfo,
-};
+use crate::store::hq::{EdgeRecord, EventRecord, FleetVehicle, HqStore, Role, Share, TokenInfo};
 use crate::store::StoreError;
 
 pub(super) const SCHEMA: &str = "
@@ -29,16 +27,6 @@ CREATE TABLE IF NOT EXISTS shares (
     coarsen_m  REAL,
     created_us INTEGER NOT NULL,
     revoked_us INTEGER
-);
-CREATE TABLE IF NOT EXISTS proposals (
-    id          INTEGER PRIMARY KEY,
-    org         TEXT NOT NULL REFERENCES orgs (org),
-    vehicle_id  INTEGER REFERENCES vehicles (id),
-    title       TEXT NOT NULL,
-    mission     TEXT NOT NULL,
-    proposed_by TEXT NOT NULL,
-    created_us  INTEGER NOT NULL,
-    status      TEXT NOT NULL
 );
 ";
 
@@ -333,45 +321,6 @@ impl HqStore for SqliteStore {
         )?;
         let shares = stmt.query_map([org], share_row)?;
         Ok(shares.collect::<Result<_, _>>()?)
-    }
-
-    fn add_proposal(&self, org: &str, p: &Proposal) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO proposals (org, vehicle_id, title, mission, proposed_by, created_us,
-                status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'proposed')",
-            params![
-                org,
-                p.vehicle_id,
-                p.title,
-                p.mission.to_string(),
-                p.proposed_by,
-                now_us()
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
-    }
-
-    fn proposals(&self, org: &str) -> Result<Vec<Proposal>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, vehicle_id, title, mission, proposed_by, created_us, status
-             FROM proposals WHERE org = ?1 ORDER BY id DESC",
-        )?;
-        let rows = stmt.query_map([org], |r| {
-            let mission: String = r.get(3)?;
-            Ok(Proposal {
-                id: r.get(0)?,
-                vehicle_id: r.get(1)?,
-                title: r.get(2)?,
-                mission: serde_json::from_str(&mission).unwrap_or(serde_json::Value::Null),
-                proposed_by: r.get(4)?,
-                created_us: r.get(5)?,
-                status: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
