@@ -6,5 +6,6 @@ pub mod geo;
 pub mod hq;
 pub mod live;
 pub mod pki_files;
+pub mod relay;
 pub mod server;
 pub mod store;

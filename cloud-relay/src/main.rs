@@ -11,14 +11,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use cloud_relay::config::Config;
+use cloud_relay::relay::{self, Relay, DB_FILE};
 use cloud_relay::store::hq::{Role, Share};
 use cloud_relay::store::{HqStore, RelayStore, SqliteStore};
-use cloud_relay::{pki_files, server};
-use sync_protocol::enrollment::Bundle;
 use sync_protocol::identity::{validate_name, EdgeIdentity};
-
-/// The relay database inside the data directory.
-const DB_FILE: &str = "relay.db";
 
 #[derive(Parser)]
 #[command(name = "cloud-relay", version, about = "Trellis cloud relay")]
@@ -250,21 +246,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edge(EdgeCommand::Enroll { org, edge, output }) => {
-            let id = EdgeIdentity::new(&org, &edge)?;
-            store.enroll_edge(&id)?;
-            let ca = pki_files::ca(&config.data_dir)?;
-            let key = ca.issue_edge(&id)?;
-            let bundle = Bundle {
-                org,
-                edge,
-                relay: config.quic.public_address.clone(),
-                server_name: server_name(&config),
-                relay_ca_pem: ca.cert_pem.clone(),
-                cert_pem: key.cert_pem,
-                key_pem: key.key_pem,
-            };
+            let bundle = relay::enroll(&config, &store, &org, &edge)?;
             write_private(&output, &bundle.to_toml())?;
-            println!("enrolled {id}; bundle written to {}", output.display());
+            println!(
+                "enrolled {org}/{edge}; bundle written to {}",
+                output.display()
+            );
             Ok(())
         }
         Command::Edge(EdgeCommand::Revoke { org, edge }) => {
@@ -279,89 +266,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The certificate name edges check: the host of the public address when the certificate
-/// covers it, else the first configured name.
-fn server_name(config: &Config) -> String {
-    let host = config
-        .quic
-        .public_address
-        .rsplit_once(':')
-        .map_or(config.quic.public_address.as_str(), |(h, _)| h);
-    if config.quic.server_names.iter().any(|n| n == host) {
-        host.to_string()
-    } else {
-        config
-            .quic
-            .server_names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "localhost".into())
-    }
-}
-
 fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
-    let ca = pki_files::ca(&config.data_dir)?;
-    let relay = pki_files::relay_cert(&config.data_dir, &ca, &config.quic.server_names)?;
-    let quic = sync_protocol::transport::server_config(
-        relay.cert_der()?,
-        relay.key_der()?,
-        ca.cert_der()?,
-    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let reset = pki_files::reset_secret(&config.data_dir)?;
-        let endpoint = sync_protocol::transport::server_endpoint(quic, config.quic.listen, &reset)
-            .with_context(|| format!("QUIC cannot listen on {}", config.quic.listen))?;
-        tracing::info!(quic = %endpoint.local_addr()?, data = %config.data_dir.display(), "cloud relay running");
-        let live = Arc::new(cloud_relay::live::LiveView::default());
-        let tls = if config.hq.tls {
-            Some(hq_tls(&config, &relay)?)
-        } else {
-            None
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let node = format!("relay/{}", config.quic.public_address);
-        let hq_state = cloud_relay::hq::HqState::new(store.clone(), live.clone(), &node);
-        let hq_listen = config.hq.listen;
-        let hq = tokio::spawn(cloud_relay::hq::serve(hq_listen, tls, hq_state, async {
-            let _ = stop_rx.await;
-        }));
-        tracing::info!(hq = %hq_listen, tls = config.hq.tls, "HQ API listening");
-        notify_systemd(store.clone());
-        tokio::select! {
-            () = server::run(endpoint.clone(), store, live) => {}
-            () = shutdown_signal() => {}
-            r = hq => {
-                r?.with_context(|| format!("HQ API on {hq_listen}"))?;
-            }
-        }
-        let _ = stop_tx.send(());
-        endpoint.close(server::CLOSE_DONE.into(), b"relay stopping");
-        endpoint.wait_idle().await;
-        anyhow::Ok(())
+        let relay = Relay::start(&config, store.clone()).await?;
+        notify_systemd(store);
+        relay.run_until(shutdown_signal()).await
     })
-}
-
-/// The HTTPS identity: the configured files, else the relay's own CA-issued certificate.
-fn hq_tls(
-    config: &Config,
-    relay: &sync_protocol::pki::CertifiedKey,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (chain, key) = if config.hq.cert_file.as_os_str().is_empty() {
-        (vec![relay.cert_der()?], relay.key_der()?)
-    } else {
-        let chain = CertificateDer::pem_file_iter(&config.hq.cert_file)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("reading {}", config.hq.cert_file.display()))?;
-        let key = PrivateKeyDer::from_pem_file(&config.hq.key_file)
-            .with_context(|| format!("reading {}", config.hq.key_file.display()))?;
-        (chain, key)
-    };
-    Ok(cloud_relay::hq::https_config(chain, key)?)
 }
 
 /// READY=1 once listening; WATCHDOG=1 only while the store still answers, so a wedged

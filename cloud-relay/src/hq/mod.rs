@@ -141,9 +141,9 @@ pub fn https_config(
     Ok(Arc::new(config))
 }
 
-/// Serves the HQ API on `listen` until `shutdown` resolves; HTTPS when `tls` is given.
+/// Serves the HQ API on `listener` until `shutdown` resolves; HTTPS when `tls` is given.
 pub async fn serve(
-    listen: std::net::SocketAddr,
+    listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: HqState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -157,14 +157,19 @@ pub async fn serve(
     let app = router(state).into_make_service();
     match tls {
         Some(config) => {
-            axum_server::bind_rustls(
-                listen,
+            axum_server::from_tcp_rustls(
+                listener,
                 axum_server::tls_rustls::RustlsConfig::from_config(config),
             )
             .handle(handle)
             .serve(app)
             .await
         }
-        None => axum_server::bind(listen).handle(handle).serve(app).await,
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app)
+                .await
+        }
     }
 }

@@ -52,9 +52,59 @@ pub struct DemoArgs {
     /// Address of the local API and web UI.
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     api_listen: SocketAddr,
-    /// Where the demo keeps its database.
+    /// Where the demo keeps its database (the relay's lives in its `relay/` folder).
     #[arg(long, default_value = "trellis-demo")]
     data_dir: PathBuf,
+    /// Address of the local cloud relay's HQ API and map (plain HTTP: loopback only).
+    #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_listen)]
+    hq_listen: SocketAddr,
+}
+
+/// Org and station names the demo enrolls.
+const DEMO_ORG: &str = "demo";
+const DEMO_EDGE: &str = "demo-station";
+
+/// A cloud relay on loopback with the demo org, this station enrolled into it (its bundle
+/// installed in `data_dir`), and a viewer token for the HQ page.
+async fn demo_relay(
+    data_dir: &std::path::Path,
+    hq_listen: SocketAddr,
+) -> anyhow::Result<(cloud_relay::relay::Relay, String)> {
+    use cloud_relay::store::{HqStore as _, RelayStore as _, StoreError};
+    let mut config = cloud_relay::config::Config {
+        data_dir: data_dir.join("relay"),
+        ..Default::default()
+    };
+    config.quic.listen = ([127, 0, 0, 1], 0).into();
+    config.quic.server_names = vec!["localhost".into(), "127.0.0.1".into()];
+    config.hq.listen = hq_listen;
+    config.hq.tls = false;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = std::sync::Arc::new(cloud_relay::store::SqliteStore::open(
+        &config.data_dir.join(cloud_relay::relay::DB_FILE),
+    )?);
+    match store.create_org(DEMO_ORG) {
+        Ok(()) | Err(StoreError::OrgExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let relay = cloud_relay::relay::Relay::start(&config, store.clone()).await?;
+    config.quic.public_address = relay.quic_addr.to_string();
+    let bundle = cloud_relay::relay::enroll(&config, store.as_ref(), DEMO_ORG, DEMO_EDGE)?;
+    let file = config.data_dir.join(format!("{DEMO_EDGE}.bundle.toml"));
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)?
+            .write_all(bundle.to_toml().as_bytes())?;
+    }
+    edge_daemon::sync::enroll(&file, data_dir)?;
+    let token = store.create_token(DEMO_ORG, cloud_relay::store::hq::Role::Viewer, "demo")?;
+    Ok((relay, token))
 }
 
 /// The daemon, a simulated fleet surveying vineyard blocks, and a GCS port for
@@ -74,6 +124,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     runtime()?.block_on(async {
+        let (relay, token) = demo_relay(&config.data_dir, args.hq_listen).await?;
         let daemon = Daemon::start(&config).await?;
         let sim = edge_daemon::sim::SimConfig {
             vehicles: args.vehicles,
@@ -90,6 +141,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  local API:      {url}/api/v1/vehicles");
         println!("  health:         {url}/api/v1/health");
         println!("  QGroundControl: listen on UDP 14550 (its default) to fly with them");
+        println!(
+            "  HQ (relay):     http://{}/#token={token}",
+            relay.hq_addr
+        );
+        println!(
+            "  HQ API:         curl -H 'Authorization: Bearer {token}' http://{}/api/v1/orgs/{DEMO_ORG}/vehicles",
+            relay.hq_addr
+        );
         println!("  data:           {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
         tokio::select! {
@@ -97,6 +156,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             r = fleet => { tracing::error!("simulator stopped: {r:?}"); }
         }
         daemon.stop().await;
+        relay.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }

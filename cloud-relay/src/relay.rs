@@ -1,0 +1,166 @@
+//! A running relay: the QUIC listener for edges and the HQ API, started together on the
+//! caller's tokio runtime. `cloud-relay serve` runs one; `edge-daemon demo` runs one on
+//! loopback beside the edge so a newcomer sees the whole path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sync_protocol::enrollment::Bundle;
+use sync_protocol::identity::EdgeIdentity;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::live::LiveView;
+use crate::store::{RelayStore, SqliteStore};
+use crate::{hq, pki_files, server};
+
+/// The relay database inside the data directory.
+pub const DB_FILE: &str = "relay.db";
+
+pub struct Relay {
+    pub quic_addr: SocketAddr,
+    pub hq_addr: SocketAddr,
+    pub store: Arc<SqliteStore>,
+    endpoint: quinn::Endpoint,
+    stop: tokio::sync::oneshot::Sender<()>,
+    hq: JoinHandle<std::io::Result<()>>,
+    quic: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Binds both listeners (so a busy port fails here, with its address) and starts
+    /// serving.
+    pub async fn start(config: &Config, store: Arc<SqliteStore>) -> anyhow::Result<Relay> {
+        let ca = pki_files::ca(&config.data_dir)?;
+        let cert = pki_files::relay_cert(&config.data_dir, &ca, &config.quic.server_names)?;
+        let quic = sync_protocol::transport::server_config(
+            cert.cert_der()?,
+            cert.key_der()?,
+            ca.cert_der()?,
+        )?;
+        let reset = pki_files::reset_secret(&config.data_dir)?;
+        let endpoint = sync_protocol::transport::server_endpoint(quic, config.quic.listen, &reset)
+            .with_context(|| format!("QUIC cannot listen on {}", config.quic.listen))?;
+        let quic_addr = endpoint.local_addr()?;
+
+        let tls = if config.hq.tls {
+            Some(hq_tls(config, &cert)?)
+        } else {
+            None
+        };
+        let listener = std::net::TcpListener::bind(config.hq.listen)
+            .with_context(|| format!("HQ API cannot listen on {}", config.hq.listen))?;
+        listener.set_nonblocking(true)?;
+        let hq_addr = listener.local_addr()?;
+        let live = Arc::new(LiveView::default());
+        let node = format!("relay/{}", config.quic.public_address);
+        let state = hq::HqState::new(store.clone(), live.clone(), &node);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let hq = tokio::spawn(hq::serve(listener, tls, state, async {
+            let _ = stop_rx.await;
+        }));
+        let quic = tokio::spawn(server::run(endpoint.clone(), store.clone(), live));
+        tracing::info!(quic = %quic_addr, hq = %hq_addr, tls = config.hq.tls,
+            data = %config.data_dir.display(), "cloud relay running");
+        Ok(Relay {
+            quic_addr,
+            hq_addr,
+            store,
+            endpoint,
+            stop,
+            hq,
+            quic,
+        })
+    }
+
+    /// Runs until `shutdown` resolves or a listener fails, then stops.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let result = tokio::select! {
+            () = shutdown => Ok(()),
+            r = &mut self.hq => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("HQ API")),
+                Err(e) => Err(e.into()),
+            },
+            r = &mut self.quic => r.map_err(Into::into),
+        };
+        self.stop().await;
+        result
+    }
+
+    /// Closes edge connections (they reconnect to a restarted relay) and the HQ API.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.endpoint
+            .close(server::CLOSE_DONE.into(), b"relay stopping");
+        self.endpoint.wait_idle().await;
+        self.quic.abort();
+    }
+}
+
+/// The HTTPS identity: the configured files, else the relay's own CA-issued certificate.
+fn hq_tls(
+    config: &Config,
+    relay: &sync_protocol::pki::CertifiedKey,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (chain, key) = if config.hq.cert_file.as_os_str().is_empty() {
+        (vec![relay.cert_der()?], relay.key_der()?)
+    } else {
+        let chain = CertificateDer::pem_file_iter(&config.hq.cert_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {}", config.hq.cert_file.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&config.hq.key_file)
+            .with_context(|| format!("reading {}", config.hq.key_file.display()))?;
+        (chain, key)
+    };
+    Ok(hq::https_config(chain, key)?)
+}
+
+/// Enrolls `org/edge`: records it, issues its certificate, and returns its bundle (which
+/// holds the edge's private key: write it 0600).
+pub fn enroll(
+    config: &Config,
+    store: &dyn RelayStore,
+    org: &str,
+    edge: &str,
+) -> anyhow::Result<Bundle> {
+    let id = EdgeIdentity::new(org, edge)?;
+    store.enroll_edge(&id)?;
+    let ca = pki_files::ca(&config.data_dir)?;
+    let key = ca.issue_edge(&id)?;
+    Ok(Bundle {
+        org: org.into(),
+        edge: edge.into(),
+        relay: config.quic.public_address.clone(),
+        server_name: server_name(config),
+        relay_ca_pem: ca.cert_pem.clone(),
+        cert_pem: key.cert_pem,
+        key_pem: key.key_pem,
+    })
+}
+
+/// The certificate name edges check: the host of the public address when the certificate
+/// covers it, else the first configured name.
+fn server_name(config: &Config) -> String {
+    let host = config
+        .quic
+        .public_address
+        .rsplit_once(':')
+        .map_or(config.quic.public_address.as_str(), |(h, _)| h);
+    if config.quic.server_names.iter().any(|n| n == host) {
+        host.to_string()
+    } else {
+        config
+            .quic
+            .server_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "localhost".into())
+    }
+}
