@@ -173,3 +173,26 @@ pub async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every path the router serves is in the OpenAPI document, and nothing else is.
+    #[test]
+    fn the_openapi_document_covers_the_router() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let documented: std::collections::BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let source = include_str!("mod.rs");
+        let routed: std::collections::BTreeSet<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .filter(|p| p.starts_with("/api") || *p == "/metrics")
+            .collect();
+        assert_eq!(documented, routed);
+    }
+}
