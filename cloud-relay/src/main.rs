@@ -58,6 +58,12 @@ enum Command {
     /// Sharing agreements between organizations (the common operating picture).
     #[command(subcommand)]
     Share(ShareCommand),
+    /// What the relay holds: per organization, its stations (sync marks, lost ranges) and
+    /// vehicles. Reads the store, so it works whether or not the relay is running.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +248,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Org(OrgCommand::List) => {
             for org in store.orgs()? {
                 println!("{org}");
+            }
+            Ok(())
+        }
+        Command::Status { json } => {
+            let mut orgs = Vec::new();
+            for org in store.orgs()? {
+                let edges = store.edges(&org)?;
+                let vehicles = store.fleet(&org)?;
+                orgs.push(serde_json::json!({
+                    "org": org, "edges": edges, "vehicles": vehicles.len(),
+                    "telemetry_rows": store.telemetry_count(&org)?,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::json!({ "orgs": orgs }));
+                return Ok(());
+            }
+            for o in &orgs {
+                println!(
+                    "{}: {} vehicles, {} telemetry rows",
+                    o["org"].as_str().unwrap_or_default(),
+                    o["vehicles"],
+                    o["telemetry_rows"]
+                );
+                for e in o["edges"].as_array().into_iter().flatten() {
+                    let gaps = e["gaps"].as_array().map_or(0, Vec::len);
+                    println!(
+                        "  {:<20} {:<8} telemetry acked {:>10}  events acked {:>6}{}",
+                        e["edge"].as_str().unwrap_or_default(),
+                        if e["revoked"] == true {
+                            "revoked"
+                        } else {
+                            "enrolled"
+                        },
+                        e["telemetry_acked"].as_u64().unwrap_or(0),
+                        e["events_acked"].as_u64().unwrap_or(0),
+                        if gaps > 0 {
+                            format!("  {gaps} range(s) lost and recorded")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
             }
             Ok(())
         }

@@ -106,6 +106,17 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
         && e["telemetry_acked"].as_u64() >= Some(150)
         && e["gaps"].as_array().is_some_and(|g| g.is_empty())));
 
+    // The admin's view from the command line agrees.
+    let status: Value = serde_json::from_str(&relay.admin(&["status", "--json"])).unwrap();
+    let vineyard = status["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == "vineyard-co")
+        .expect("vineyard-co in status");
+    assert_eq!(vineyard["vehicles"], 1);
+    assert_eq!(vineyard["edges"].as_array().unwrap().len(), 2);
+
     // The orchard's token sees nothing of the vineyard: 404 exactly as for an org that does
     // not exist, never data.
     let (_, missing) = relay.hq_get(&stranger, "/api/v1/orgs/no-such-org/vehicles");
