@@ -6,6 +6,8 @@
 //! samples), and then the edge's sync client drains the samples into the relay's store.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,36 @@ pub struct Drain {
     pub tlog_frames: u64,
     pub tlog_zstd3_bytes: u64,
     pub tlog_zstd19_bytes: u64,
+}
+
+/// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
+pub struct Relay {
+    pub store: Arc<dyn RelayStore>,
+    pub ca: Ca,
+    pub addr: SocketAddr,
+}
+
+/// Starts the real relay server (SQLite store at `db`, QUIC with mutual TLS on loopback) on
+/// the current tokio runtime.
+pub fn relay(db: &Path) -> Relay {
+    let store: Arc<dyn RelayStore> = Arc::new(SqliteStore::open(db).expect("relay store"));
+    let (ca, _) = Ca::generate("bench CA").expect("CA");
+    let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
+    let server = sync_protocol::transport::server_config(
+        relay_key.cert_der().expect("der"),
+        relay_key.key_der().expect("der"),
+        ca.cert_der().expect("der"),
+    )
+    .expect("server config");
+    let endpoint = sync_protocol::transport::server_endpoint(
+        server,
+        "127.0.0.1:0".parse().expect("addr"),
+        &[7; 32],
+    )
+    .expect("endpoint");
+    let addr = endpoint.local_addr().expect("addr");
+    tokio::spawn(cloud_relay::server::run(endpoint, store.clone()));
+    Relay { store, ca, addr }
 }
 
 pub fn drain(with_tlog: bool) -> Drain {
@@ -118,27 +150,15 @@ pub fn drain(with_tlog: bool) -> Drain {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let relay_store: Arc<dyn RelayStore> =
-            Arc::new(SqliteStore::open(&relay_dir.join("relay.db")).expect("relay store"));
+        let Relay {
+            store: relay_store,
+            ca,
+            addr,
+            ..
+        } = relay(&relay_dir.join("relay.db"));
         relay_store.create_org("bench").expect("org");
         let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
         relay_store.enroll_edge(&id).expect("enroll");
-        let (ca, _) = Ca::generate("bench CA").expect("CA");
-        let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
-        let server = sync_protocol::transport::server_config(
-            relay_key.cert_der().expect("der"),
-            relay_key.key_der().expect("der"),
-            ca.cert_der().expect("der"),
-        )
-        .expect("server config");
-        let endpoint = sync_protocol::transport::server_endpoint(
-            server,
-            "127.0.0.1:0".parse().expect("addr"),
-            &[7; 32],
-        )
-        .expect("endpoint");
-        let addr = endpoint.local_addr().expect("addr");
-        tokio::spawn(cloud_relay::server::run(endpoint, relay_store.clone()));
 
         let edge_key = ca.issue_edge(&id).expect("edge cert");
         let bundle = Bundle {
