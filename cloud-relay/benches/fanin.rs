@@ -328,10 +328,20 @@ fn main() {
             let conn = conn.expect("connected");
             running.spawn(edge(conn, plan.clone(), phase));
         }
+        let groups = |s: &cloud_relay::store::WriterStats| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (s.groups.load(Relaxed), s.batches.load(Relaxed))
+        };
         tokio::time::sleep_until(window.0.into()).await;
         let cpu_before = cpu_by_side();
+        let groups_before = groups(relay.sqlite.writer_stats());
         tokio::time::sleep_until(window.1.into()).await;
         let cpu_after = cpu_by_side();
+        let groups_after = groups(relay.sqlite.writer_stats());
+        let commits = (
+            groups_after.0 - groups_before.0,
+            groups_after.1 - groups_before.1,
+        );
         let mut reports = Vec::with_capacity(edges);
         let deadline = window.1 + Duration::from_secs(120);
         while let Some(r) = tokio::time::timeout_at(deadline.into(), running.join_next())
@@ -351,9 +361,9 @@ fn main() {
                 (side, used / secs as f64)
             })
             .collect();
-        (reports, cpu)
+        (reports, cpu, commits)
     });
-    let (reports, cpu) = reports;
+    let (reports, cpu, (commits, committed_batches)) = reports;
 
     let sent: u64 = reports.iter().map(|r| r.rows_sent).sum();
     let held: u64 = (0..ORGS.min(edges))
@@ -400,6 +410,11 @@ fn main() {
         "stored {:.0} rows/s in the window; relay holds {held} rows = rows sent; latest send {:.1} ms behind schedule",
         in_window as f64 / secs as f64,
         ms(lag)
+    );
+    println!(
+        "{:.0} commits/s in the window, {:.1} batches per commit",
+        commits as f64 / secs as f64,
+        committed_batches as f64 / commits.max(1) as f64
     );
     println!(
         "CPU in the window (cores): {}",

@@ -17,7 +17,7 @@ use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::store::{EdgeStatus, RelayStore};
+use crate::store::{EdgeStatus, Pending, RelayStore, StoreError, TelemetryBatch};
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -172,55 +172,71 @@ async fn session(
     }
 }
 
-/// One unidirectional stream of batches.
+/// Batches of one lane queued for the store's writer behind the one whose commit the lane
+/// is awaiting: the next batch is read and decoded while the previous one is written, and a
+/// lane never has more than `LANE_QUEUED + 1` batches in the writer's queue.
+const LANE_QUEUED: usize = 1;
+
+/// One unidirectional stream of batches. Reading and decoding run ahead of the commits (see
+/// [`LANE_QUEUED`]); Acks go out in order, each after its batch's group commit.
 async fn lane(
     mut recv: quinn::RecvStream,
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
     acks: mpsc::Sender<Ack>,
 ) -> anyhow::Result<()> {
-    while let Some(message) = read_message(&mut recv).await? {
-        let batch = match message.body {
-            Some(Body::Batch(b)) => b,
-            other => bail!("expected Batch on a data lane, got {other:?}"),
-        };
-        if batch.stream != "telemetry" || batch.encoding() != Encoding::TelemetryColumnarV1 {
-            bail!(
-                "unsupported stream {:?} / encoding {}",
-                batch.stream,
-                batch.encoding
-            );
-        }
-        let payload = batch.payload;
-        let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
-            .await?
-            .context("telemetry payload")?;
-        if rows.len() != batch.rows as usize {
-            bail!("batch says {} rows, holds {}", batch.rows, rows.len());
-        }
-        let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
-        let id2 = edge.clone();
-        let acked = blocking(&store, move |s| {
-            if s.edge_status(&id2)? != EdgeStatus::Active {
-                return Ok(None);
+    let (queued_tx, mut queued) = mpsc::channel::<(u64, u64, Pending)>(LANE_QUEUED);
+    let read = async move {
+        while let Some(message) = read_message(&mut recv).await? {
+            let Ok(slot) = queued_tx.reserve().await else {
+                break; // the session is ending
+            };
+            let batch = match message.body {
+                Some(Body::Batch(b)) => b,
+                other => bail!("expected Batch on a data lane, got {other:?}"),
+            };
+            if batch.stream != "telemetry" || batch.encoding() != Encoding::TelemetryColumnarV1 {
+                bail!(
+                    "unsupported stream {:?} / encoding {}",
+                    batch.stream,
+                    batch.encoding
+                );
             }
-            s.apply_telemetry(&id, first, last, &rows).map(Some)
-        })
-        .await?;
-        let Some(acked) = acked else {
-            bail!("edge revoked");
-        };
-        tracing::debug!(first, last, acked, "batch stored");
-        if acks
-            .send(Ack {
+            let payload = batch.payload;
+            let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
+                .await?
+                .context("telemetry payload")?;
+            if rows.len() != batch.rows as usize {
+                bail!("batch says {} rows, holds {}", batch.rows, rows.len());
+            }
+            let (first, last) = (batch.first_seq, batch.last_seq);
+            let pending = store.submit_telemetry(TelemetryBatch {
+                edge: edge.clone(),
+                first,
+                last,
+                rows,
+            });
+            slot.send((first, last, pending));
+        }
+        anyhow::Ok(())
+    };
+    let ack = async move {
+        while let Some((first, last, pending)) = queued.recv().await {
+            let acked = match pending.durable().await {
+                Err(StoreError::NotActive(_)) => bail!("edge revoked"),
+                other => other?,
+            };
+            tracing::debug!(first, last, acked, "batch stored");
+            let ack = Ack {
                 stream: "telemetry".into(),
                 seq: acked,
-            })
-            .await
-            .is_err()
-        {
-            return Ok(());
+            };
+            if acks.send(ack).await.is_err() {
+                break;
+            }
         }
-    }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(read, ack)?;
     Ok(())
 }

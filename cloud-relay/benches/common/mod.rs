@@ -43,6 +43,8 @@ pub struct Drain {
 /// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
 pub struct Relay {
     pub store: Arc<dyn RelayStore>,
+    /// The same store, for what only SQLite has (its writer's counters).
+    pub sqlite: Arc<SqliteStore>,
     pub ca: Ca,
     pub addr: SocketAddr,
 }
@@ -50,7 +52,8 @@ pub struct Relay {
 /// Starts the real relay server (SQLite store at `db`, QUIC with mutual TLS on loopback) on
 /// the current tokio runtime.
 pub fn relay(db: &Path) -> Relay {
-    let store: Arc<dyn RelayStore> = Arc::new(SqliteStore::open(db).expect("relay store"));
+    let sqlite = Arc::new(SqliteStore::open(db).expect("relay store"));
+    let store: Arc<dyn RelayStore> = sqlite.clone();
     let (ca, _) = Ca::generate("bench CA").expect("CA");
     let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
     let server = sync_protocol::transport::server_config(
@@ -67,7 +70,12 @@ pub fn relay(db: &Path) -> Relay {
     .expect("endpoint");
     let addr = endpoint.local_addr().expect("addr");
     tokio::spawn(cloud_relay::server::run(endpoint, store.clone()));
-    Relay { store, ca, addr }
+    Relay {
+        store,
+        sqlite,
+        ca,
+        addr,
+    }
 }
 
 pub fn drain(with_tlog: bool) -> Drain {

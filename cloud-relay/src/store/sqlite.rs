@@ -1,13 +1,16 @@
-//! The embedded SQLite store: one connection, WAL, `synchronous=FULL` so an acknowledgement is
-//! never sent for data a power cut could take back.
+//! The embedded SQLite store, WAL with `synchronous=FULL` so an acknowledgement is never sent
+//! for data a power cut could take back. Two connections: telemetry is written only by the
+//! group-commit writer's own (`writer.rs`); everything else (reads, which WAL lets run beside
+//! the writer, and the rare admin writes) shares the other.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 
+use super::writer::{ApplyGroup, GroupFailure, GroupWriter, Pending, TelemetryBatch, WriterStats};
 use super::{EdgeStatus, RelayStore, StoreError};
 
 const SCHEMA: &str = "
@@ -69,19 +72,35 @@ CREATE INDEX IF NOT EXISTS telemetry_by_vehicle_time ON telemetry (edge_id, vehi
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    writer: GroupWriter,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = connect(path)?;
         conn.execute_batch(SCHEMA)?;
+        let writer = GroupWriter::start(TelemetryWriter {
+            conn: connect(path)?,
+        })
+        .map_err(|e| StoreError::WriterStart(e.to_string()))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            writer,
         })
+    }
+
+    /// What the group-commit writer has done so far.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -98,13 +117,10 @@ fn now_us() -> i64 {
 }
 
 fn acked_in(conn: &Connection, edge_id: i64, stream: &str) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT acked_seq FROM stream_cursors WHERE edge_id = ?1 AND stream = ?2",
-        params![edge_id, stream],
-        |r| r.get::<_, i64>(0),
-    )
-    .optional()
-    .map(|v| v.unwrap_or(0) as u64)
+    conn.prepare_cached("SELECT acked_seq FROM stream_cursors WHERE edge_id = ?1 AND stream = ?2")?
+        .query_row(params![edge_id, stream], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|v| v.unwrap_or(0) as u64)
 }
 
 /// The numeric id of an enrolled edge (0 if it was never enrolled: no rows refer to it).
@@ -193,65 +209,17 @@ impl RelayStore for SqliteStore {
         last: u64,
         rows: &[TelemetryRow],
     ) -> Result<u64, StoreError> {
-        if first > last || rows.iter().any(|r| r.seq < first || r.seq > last) {
-            return Err(StoreError::BadRange { first, last });
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let id = edge_id(&tx, edge)?;
-        let acked = acked_in(&tx, id, "telemetry")?;
-        if last <= acked {
-            return Ok(acked); // a resend of what is already durable
-        }
-        if first > acked + 1 {
-            return Err(StoreError::Gap {
-                stream: "telemetry".into(),
-                first,
-                acked,
-            });
-        }
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO telemetry (edge_id, seq, vehicle, t_us, time_source, lat_e7, lon_e7,
-                    alt_mm, rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca,
-                    battery_pct, gps_fix, satellites, custom_mode, armed, mission_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21)
-                 ON CONFLICT DO NOTHING",
-            )?;
-            for r in rows.iter().filter(|r| r.seq > acked) {
-                insert.execute(params![
-                    id,
-                    r.seq as i64,
-                    r.vehicle,
-                    r.t_us,
-                    r.time_source,
-                    r.lat_e7,
-                    r.lon_e7,
-                    r.alt_mm,
-                    r.rel_alt_mm,
-                    r.vx,
-                    r.vy,
-                    r.vz,
-                    r.heading_cdeg,
-                    r.battery_mv,
-                    r.battery_ca,
-                    r.battery_pct,
-                    r.gps_fix,
-                    r.satellites,
-                    r.custom_mode,
-                    r.armed,
-                    r.mission_seq,
-                ])?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, 'telemetry', ?2)
-             ON CONFLICT (edge_id, stream) DO UPDATE SET acked_seq = excluded.acked_seq",
-            params![id, last as i64],
-        )?;
-        tx.commit()?;
-        Ok(last)
+        self.submit_telemetry(TelemetryBatch {
+            edge: edge.clone(),
+            first,
+            last,
+            rows: rows.to_vec(),
+        })
+        .wait()
+    }
+
+    fn submit_telemetry(&self, batch: TelemetryBatch) -> Pending {
+        self.writer.submit(batch)
     }
 
     fn record_gap(
@@ -280,6 +248,114 @@ impl RelayStore for SqliteStore {
         )?;
         Ok(n as u64)
     }
+}
+
+/// The group-commit writer's connection: the only one that writes telemetry.
+struct TelemetryWriter {
+    conn: Connection,
+}
+
+impl ApplyGroup for TelemetryWriter {
+    fn apply_group(
+        &mut self,
+        batches: &[TelemetryBatch],
+    ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure> {
+        let whole = |e: rusqlite::Error| GroupFailure {
+            culprit: None,
+            error: e.into(),
+        };
+        // IMMEDIATE: take the write lock before reading marks, so another process's write
+        // (an admin revoking an edge) makes this wait its turn instead of failing the group.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(whole)?;
+        let mut verdicts = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            let verdict = apply_batch(&tx, batch).map_err(|e| GroupFailure {
+                culprit: Some(i),
+                error: e.into(),
+            })?;
+            verdicts.push(verdict);
+        }
+        tx.commit().map_err(whole)?;
+        Ok(verdicts)
+    }
+}
+
+/// One batch inside the group's transaction. The outer error is the database failing; the
+/// inner one a refusal, decided before anything is written.
+fn apply_batch(
+    tx: &Connection,
+    batch: &TelemetryBatch,
+) -> rusqlite::Result<Result<u64, StoreError>> {
+    let TelemetryBatch {
+        edge,
+        first,
+        last,
+        rows,
+    } = batch;
+    let (first, last) = (*first, *last);
+    if first > last || rows.iter().any(|r| r.seq < first || r.seq > last) {
+        return Ok(Err(StoreError::BadRange { first, last }));
+    }
+    let enrolled: Option<(i64, Option<i64>)> = tx
+        .prepare_cached("SELECT id, revoked_us FROM edges WHERE org = ?1 AND edge = ?2")?
+        .query_row(params![edge.org, edge.edge], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((id, None)) = enrolled else {
+        return Ok(Err(StoreError::NotActive(edge.to_string())));
+    };
+    let acked = acked_in(tx, id, "telemetry")?;
+    if last <= acked {
+        return Ok(Ok(acked)); // a resend of what is already durable
+    }
+    if first > acked + 1 {
+        return Ok(Err(StoreError::Gap {
+            stream: "telemetry".into(),
+            first,
+            acked,
+        }));
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO telemetry (edge_id, seq, vehicle, t_us, time_source, lat_e7, lon_e7,
+            alt_mm, rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca,
+            battery_pct, gps_fix, satellites, custom_mode, armed, mission_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for r in rows.iter().filter(|r| r.seq > acked) {
+        insert.execute(params![
+            id,
+            r.seq as i64,
+            r.vehicle,
+            r.t_us,
+            r.time_source,
+            r.lat_e7,
+            r.lon_e7,
+            r.alt_mm,
+            r.rel_alt_mm,
+            r.vx,
+            r.vy,
+            r.vz,
+            r.heading_cdeg,
+            r.battery_mv,
+            r.battery_ca,
+            r.battery_pct,
+            r.gps_fix,
+            r.satellites,
+            r.custom_mode,
+            r.armed,
+            r.mission_seq,
+        ])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, 'telemetry', ?2)
+         ON CONFLICT (edge_id, stream) DO UPDATE SET acked_seq = excluded.acked_seq",
+    )?
+    .execute(params![id, last as i64])?;
+    Ok(Ok(last))
 }
 
 #[cfg(test)]
@@ -339,6 +415,84 @@ mod tests {
             store.apply_telemetry(&edge, 21, 22, &rows(21..=25)),
             Err(StoreError::BadRange { .. })
         ));
+    }
+
+    fn batch(edge: &EdgeIdentity, range: std::ops::RangeInclusive<u64>) -> TelemetryBatch {
+        TelemetryBatch {
+            edge: edge.clone(),
+            first: *range.start(),
+            last: *range.end(),
+            rows: rows(range),
+        }
+    }
+
+    #[test]
+    fn one_group_judges_each_batch_on_its_own() {
+        let (dir, store, edge) = setup();
+        let other = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+        store.enroll_edge(&other).unwrap();
+        let revoked = EdgeIdentity::new("vineyard-co", "pi-lost").unwrap();
+        store.enroll_edge(&revoked).unwrap();
+        store.revoke_edge(&revoked).unwrap();
+        let mut writer = TelemetryWriter {
+            conn: connect(&dir.path().join("relay.db")).unwrap(),
+        };
+        let verdicts = writer
+            .apply_group(&[
+                batch(&edge, 1..=10),
+                batch(&other, 5..=6), // a gap: refused, writes nothing
+                batch(&edge, 11..=20),
+                batch(&edge, 1..=10), // a resend inside the same group
+                batch(&other, 1..=4),
+                batch(&revoked, 1..=3),
+            ])
+            .unwrap_or_else(|f| panic!("group failed: {}", f.error));
+        assert!(matches!(verdicts[0], Ok(10)));
+        assert!(matches!(verdicts[1], Err(StoreError::Gap { acked: 0, .. })));
+        assert!(matches!(verdicts[2], Ok(20)));
+        assert!(matches!(verdicts[3], Ok(20)));
+        assert!(matches!(verdicts[4], Ok(4)));
+        assert!(matches!(verdicts[5], Err(StoreError::NotActive(_))));
+        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 24);
+        assert_eq!(store.acked(&edge, "telemetry").unwrap(), 20);
+        assert_eq!(store.acked(&other, "telemetry").unwrap(), 4);
+        assert_eq!(store.acked(&revoked, "telemetry").unwrap(), 0);
+    }
+
+    #[test]
+    fn batches_submitted_together_are_stored_in_order_per_edge() {
+        let (_dir, store, edge) = setup();
+        let other = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+        store.enroll_edge(&other).unwrap();
+        let pending: Vec<_> = (0..50u64)
+            .flat_map(|k| {
+                let range = k * 100 + 1..=(k + 1) * 100;
+                [
+                    store.submit_telemetry(batch(&edge, range.clone())),
+                    store.submit_telemetry(batch(&other, range)),
+                ]
+            })
+            .collect();
+        let marks: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+        let expected: Vec<u64> = (1..=50u64).flat_map(|k| [k * 100, k * 100]).collect();
+        assert_eq!(marks, expected);
+        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 10_000);
+        let stats = store.writer_stats();
+        assert_eq!(
+            stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+            100
+        );
+    }
+
+    #[test]
+    fn a_revoked_edge_stores_nothing() {
+        let (_dir, store, edge) = setup();
+        store.revoke_edge(&edge).unwrap();
+        assert!(matches!(
+            store.apply_telemetry(&edge, 1, 10, &rows(1..=10)),
+            Err(StoreError::NotActive(_))
+        ));
+        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 0);
     }
 
     #[test]
