@@ -30,7 +30,7 @@
 #[allow(dead_code)]
 mod common;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -176,35 +176,15 @@ async fn edge(conn: quinn::Connection, plan: Arc<Plan>, phase: Duration) -> Edge
     report.into_inner().expect("lock")
 }
 
-/// CPU seconds used so far by this process's threads, by thread-name prefix: the relay's
-/// runtime and writer ("relay…"), the simulated edges ("edge…"), and the rest.
-fn cpu_by_side() -> HashMap<&'static str, f64> {
-    let mut out = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // comm is in parentheses and may hold spaces; the fields after it are fixed.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks: f64 =
-            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
-        let side = if comm.starts_with("relay") {
-            "relay"
-        } else if comm.starts_with("edge") {
-            "edges"
-        } else {
-            "other"
-        };
-        *out.entry(side).or_default() += ticks / 100.0; // USER_HZ
+/// The relay's runtime and writer ("relay…"), the simulated edges ("edge…"), and the rest.
+fn side(thread: &str) -> &'static str {
+    if thread.starts_with("relay") {
+        "relay"
+    } else if thread.starts_with("edge") {
+        "edges"
+    } else {
+        "other"
     }
-    out
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -333,10 +313,10 @@ fn main() {
             (s.groups.load(Relaxed), s.batches.load(Relaxed))
         };
         tokio::time::sleep_until(window.0.into()).await;
-        let cpu_before = cpu_by_side();
+        let cpu_before = common::cpu_seconds(side);
         let groups_before = groups(relay.sqlite.writer_stats());
         tokio::time::sleep_until(window.1.into()).await;
-        let cpu_after = cpu_by_side();
+        let cpu_after = common::cpu_seconds(side);
         let groups_after = groups(relay.sqlite.writer_stats());
         let commits = (
             groups_after.0 - groups_before.0,

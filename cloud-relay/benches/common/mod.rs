@@ -38,6 +38,9 @@ pub struct Drain {
     pub tlog_frames: u64,
     pub tlog_zstd3_bytes: u64,
     pub tlog_zstd19_bytes: u64,
+    /// CPU seconds during the drain: the relay's writer thread, and all other threads.
+    pub writer_cpu: f64,
+    pub rest_cpu: f64,
 }
 
 /// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
@@ -75,6 +78,40 @@ pub fn relay(db: &Path) -> Relay {
         sqlite,
         ca,
         addr,
+    }
+}
+
+/// CPU seconds this process's threads have used so far, summed by `class(thread name)`.
+pub fn cpu_seconds(class: impl Fn(&str) -> &'static str) -> HashMap<&'static str, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may hold spaces; the fields after it are fixed.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = fields[11..13]
+            .iter()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0))
+            .sum();
+        *out.entry(class(&stat[open + 1..close])).or_default() += ticks / 100.0;
+        // USER_HZ
+    }
+    out
+}
+
+/// The relay's writer thread, and everything else.
+fn writer_or_not(thread: &str) -> &'static str {
+    if thread == "relay-writer" {
+        "writer"
+    } else {
+        "rest"
     }
 }
 
@@ -179,6 +216,7 @@ pub fn drain(with_tlog: bool) -> Drain {
             key_pem: edge_key.key_pem,
         };
         let status = Arc::new(SyncStatus::default());
+        let cpu_before = cpu_seconds(writer_or_not);
         let start = Instant::now();
         tokio::spawn(edge_daemon::sync::run(
             bundle,
@@ -196,6 +234,9 @@ pub fn drain(with_tlog: bool) -> Drain {
             );
         }
         let seconds = start.elapsed().as_secs_f64();
+        let cpu_after = cpu_seconds(writer_or_not);
+        let used =
+            |class| cpu_after.get(class).unwrap_or(&0.0) - cpu_before.get(class).unwrap_or(&0.0);
         let held = relay_store.telemetry_count("bench").expect("count");
         assert_eq!(held, rows, "every row at the relay, once");
         Drain {
@@ -207,6 +248,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             tlog_frames,
             tlog_zstd3_bytes,
             tlog_zstd19_bytes,
+            writer_cpu: used("writer"),
+            rest_cpu: used("rest"),
         }
     })
 }

@@ -88,10 +88,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = connect(path)?;
         conn.execute_batch(SCHEMA)?;
-        let writer = GroupWriter::start(TelemetryWriter {
-            conn: connect(path)?,
-        })
-        .map_err(|e| StoreError::WriterStart(e.to_string()))?;
+        let writer = GroupWriter::start(TelemetryWriter::open(path)?)
+            .map_err(|e| StoreError::WriterStart(e.to_string()))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             writer,
@@ -255,6 +253,17 @@ struct TelemetryWriter {
     conn: Connection,
 }
 
+impl TelemetryWriter {
+    fn open(path: &Path) -> Result<TelemetryWriter, StoreError> {
+        let conn = connect(path)?;
+        // The writer takes each batch's edge id from `edges` inside its own transaction, so
+        // the foreign key holds by construction; checking it again per row costs a lookup in
+        // `edges` for every row and makes SQLite journal each multi-row statement.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        Ok(TelemetryWriter { conn })
+    }
+}
+
 impl ApplyGroup for TelemetryWriter {
     fn apply_group(
         &mut self,
@@ -317,38 +326,11 @@ fn apply_batch(
             acked,
         }));
     }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO telemetry (edge_id, seq, vehicle, t_us, time_source, lat_e7, lon_e7,
-            alt_mm, rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca,
-            battery_pct, gps_fix, satellites, custom_mode, armed, mission_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21)
-         ON CONFLICT DO NOTHING",
-    )?;
-    for r in rows.iter().filter(|r| r.seq > acked) {
-        insert.execute(params![
-            id,
-            r.seq as i64,
-            r.vehicle,
-            r.t_us,
-            r.time_source,
-            r.lat_e7,
-            r.lon_e7,
-            r.alt_mm,
-            r.rel_alt_mm,
-            r.vx,
-            r.vy,
-            r.vz,
-            r.heading_cdeg,
-            r.battery_mv,
-            r.battery_ca,
-            r.battery_pct,
-            r.gps_fix,
-            r.satellites,
-            r.custom_mode,
-            r.armed,
-            r.mission_seq,
-        ])?;
+    if rows.iter().all(|r| r.seq > acked) {
+        insert_rows(tx, id, rows)?;
+    } else {
+        let fresh: Vec<TelemetryRow> = rows.iter().filter(|r| r.seq > acked).copied().collect();
+        insert_rows(tx, id, &fresh)?;
     }
     tx.prepare_cached(
         "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, 'telemetry', ?2)
@@ -356,6 +338,86 @@ fn apply_batch(
     )?
     .execute(params![id, last as i64])?;
     Ok(Ok(last))
+}
+
+/// Rows per INSERT statement. A statement per row spends about as much on starting and
+/// finishing statements and on binding through `params!` as on the rows themselves; with many
+/// rows per statement SQLite also keeps its B-tree cursors open between rows (catch-up: the
+/// writer's CPU per row fell from about 2.9 to 1.9 µs, with the two changes noted in
+/// `insert_sql` and `TelemetryWriter::open`).
+const ROWS_PER_INSERT: usize = 64;
+/// The columns of `telemetry`, in the order [`bind_row`] binds them.
+const TELEMETRY_COLUMNS: usize = 21;
+
+/// `OR IGNORE` (SQLite's spelling) where the rest of this file says `ON CONFLICT DO NOTHING`:
+/// that one ignores only key conflicts and lets a NULL abort the statement, so SQLite keeps a
+/// statement journal for every multi-row INSERT in case it must undo part of one, which cost
+/// more than the multi-row statements saved. Every value here is bound and never NULL, so
+/// what is ignored is the same as before: rows already held.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; TELEMETRY_COLUMNS].join(", "));
+    format!(
+        "INSERT OR IGNORE INTO telemetry (edge_id, seq, vehicle, t_us, time_source, lat_e7,
+            lon_e7, alt_mm, rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca,
+            battery_pct, gps_fix, satellites, custom_mode, armed, mission_seq)
+         VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+fn insert_rows(tx: &Connection, edge_id: i64, rows: &[TelemetryRow]) -> rusqlite::Result<()> {
+    static SQL: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (many, one) = SQL.get_or_init(|| (insert_sql(ROWS_PER_INSERT), insert_sql(1)));
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    let mut insert = tx.prepare_cached(many)?;
+    for chunk in &mut chunks {
+        for (i, row) in chunk.iter().enumerate() {
+            bind_row(&mut insert, i * TELEMETRY_COLUMNS, edge_id, row)?;
+        }
+        insert.raw_execute()?;
+    }
+    let mut insert = tx.prepare_cached(one)?;
+    for row in chunks.remainder() {
+        bind_row(&mut insert, 0, edge_id, row)?;
+        insert.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// Binds one row's values after parameter `offset` (0-based).
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    offset: usize,
+    edge_id: i64,
+    r: &TelemetryRow,
+) -> rusqlite::Result<()> {
+    let values: [i64; TELEMETRY_COLUMNS] = [
+        edge_id,
+        r.seq as i64,
+        i64::from(r.vehicle),
+        r.t_us,
+        i64::from(r.time_source),
+        i64::from(r.lat_e7),
+        i64::from(r.lon_e7),
+        i64::from(r.alt_mm),
+        i64::from(r.rel_alt_mm),
+        i64::from(r.vx),
+        i64::from(r.vy),
+        i64::from(r.vz),
+        i64::from(r.heading_cdeg),
+        i64::from(r.battery_mv),
+        i64::from(r.battery_ca),
+        i64::from(r.battery_pct),
+        i64::from(r.gps_fix),
+        i64::from(r.satellites),
+        i64::from(r.custom_mode),
+        i64::from(r.armed),
+        i64::from(r.mission_seq),
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(offset + i + 1, v)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -434,9 +496,7 @@ mod tests {
         let revoked = EdgeIdentity::new("vineyard-co", "pi-lost").unwrap();
         store.enroll_edge(&revoked).unwrap();
         store.revoke_edge(&revoked).unwrap();
-        let mut writer = TelemetryWriter {
-            conn: connect(&dir.path().join("relay.db")).unwrap(),
-        };
+        let mut writer = TelemetryWriter::open(&dir.path().join("relay.db")).unwrap();
         let verdicts = writer
             .apply_group(&[
                 batch(&edge, 1..=10),
@@ -482,6 +542,82 @@ mod tests {
             stats.batches.load(std::sync::atomic::Ordering::Relaxed),
             100
         );
+    }
+
+    #[test]
+    fn every_column_lands_where_it_belongs() {
+        let (_dir, store, edge) = setup();
+        // Distinct values in every column, over more rows than one INSERT statement takes.
+        let sent: Vec<TelemetryRow> = (1..=150u64)
+            .map(|seq| {
+                let n = seq as i64;
+                TelemetryRow {
+                    seq,
+                    vehicle: 1_000 + seq as u32,
+                    t_us: 2_000 + n,
+                    time_source: 3,
+                    lat_e7: 4_000 + n as i32,
+                    lon_e7: 5_000 + n as i32,
+                    alt_mm: 6_000 + n as i32,
+                    rel_alt_mm: 7_000 + n as i32,
+                    vx: 8,
+                    vy: 9,
+                    vz: 10,
+                    heading_cdeg: 11,
+                    battery_mv: 12,
+                    battery_ca: 13,
+                    battery_pct: 14,
+                    gps_fix: 15,
+                    satellites: 16,
+                    custom_mode: 17,
+                    armed: true,
+                    mission_seq: 19,
+                }
+            })
+            .collect();
+        assert_eq!(
+            store.apply_telemetry(&edge, 1, 100, &sent[..100]).unwrap(),
+            100
+        );
+        // Overlapping the rows already held: only 101..=150 are new.
+        assert_eq!(store.apply_telemetry(&edge, 1, 150, &sent).unwrap(), 150);
+        let conn = store.conn();
+        let held: Vec<TelemetryRow> = conn
+            .prepare(
+                "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm,
+                    vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix,
+                    satellites, custom_mode, armed, mission_seq
+                 FROM telemetry ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok(TelemetryRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    vehicle: r.get(1)?,
+                    t_us: r.get(2)?,
+                    time_source: r.get(3)?,
+                    lat_e7: r.get(4)?,
+                    lon_e7: r.get(5)?,
+                    alt_mm: r.get(6)?,
+                    rel_alt_mm: r.get(7)?,
+                    vx: r.get(8)?,
+                    vy: r.get(9)?,
+                    vz: r.get(10)?,
+                    heading_cdeg: r.get(11)?,
+                    battery_mv: r.get(12)?,
+                    battery_ca: r.get(13)?,
+                    battery_pct: r.get(14)?,
+                    gps_fix: r.get(15)?,
+                    satellites: r.get(16)?,
+                    custom_mode: r.get(17)?,
+                    armed: r.get(18)?,
+                    mission_seq: r.get(19)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(held, sent);
     }
 
     #[test]
