@@ -125,7 +125,8 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
             prev_delta = delta;
         }
     }
-    let compressed = compress(&columns, level).map_err(|e| CodecError::Decompress(e.to_string()))?;
+    let compressed =
+        compress(&columns, level).map_err(|e| CodecError::Decompress(e.to_string()))?;
 
     let mut out = Vec::with_capacity(compressed.len() + 16);
     out.push(VERSION);
@@ -137,10 +138,13 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
 }
 
 thread_local! {
-    /// One zstd context per thread, kept between batches: a fresh context at level 6 is
-    /// megabytes of tables, and setting them up and faulting them in cost as much as
-    /// compressing a 16,384-row batch (catch-up profile).
+    /// One zstd context per thread and direction, kept between batches: a fresh level-6
+    /// compression context is megabytes of tables, and setting them up and faulting them in
+    /// cost as much as compressing a 16,384-row batch (catch-up profile); a relay holding a
+    /// thousand edges spent a tenth of its session CPU creating decompression contexts.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
@@ -152,6 +156,17 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
             slot => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
         };
         compressor.compress(data)
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match &mut *cell {
+            Some(d) => d,
+            slot => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
     })
 }
 
@@ -172,8 +187,8 @@ pub fn decode(payload: &[u8]) -> Result<Vec<TelemetryRow>, CodecError> {
         return Err(CodecError::TooLarge(rows));
     }
     // Each value is at most a 10-byte varint: that bounds the decompressed size.
-    let columns = zstd::bulk::decompress(rest, rows * N * 10)
-        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    let columns =
+        decompress(rest, rows * N * 10).map_err(|e| CodecError::Decompress(e.to_string()))?;
 
     let mut table = vec![[0i64; N]; rows];
     let mut input = columns.as_slice();
