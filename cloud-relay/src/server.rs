@@ -177,6 +177,9 @@ async fn session(
 /// lane never has more than `LANE_QUEUED + 1` batches in the writer's queue.
 const LANE_QUEUED: usize = 1;
 
+/// Batches of at most this many rows are decoded on the session's own task.
+const DECODE_INLINE_ROWS: u32 = 1_024;
+
 /// One unidirectional stream of batches. Reading and decoding run ahead of the commits (see
 /// [`LANE_QUEUED`]); Acks go out in order, each after its batch's group commit.
 async fn lane(
@@ -203,9 +206,15 @@ async fn lane(
                 );
             }
             let payload = batch.payload;
-            let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
-                .await?
-                .context("telemetry payload")?;
+            // A live batch decodes in microseconds, less than handing it to another thread
+            // costs; a catch-up batch takes milliseconds, too long for an async worker. (A
+            // batch understating its rows costs one such stall, then closes its session.)
+            let rows = if batch.rows <= DECODE_INLINE_ROWS {
+                codec::decode(&payload)
+            } else {
+                tokio::task::spawn_blocking(move || codec::decode(&payload)).await?
+            }
+            .context("telemetry payload")?;
             if rows.len() != batch.rows as usize {
                 bail!("batch says {} rows, holds {}", batch.rows, rows.len());
             }

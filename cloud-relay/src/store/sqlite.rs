@@ -179,13 +179,11 @@ impl RelayStore for SqliteStore {
     }
 
     fn edge_status(&self, edge: &EdgeIdentity) -> Result<EdgeStatus, StoreError> {
+        // Every open session asks once a second: keep the statement prepared.
         let revoked: Option<Option<i64>> = self
             .conn()
-            .query_row(
-                "SELECT revoked_us FROM edges WHERE org = ?1 AND edge = ?2",
-                params![edge.org, edge.edge],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT revoked_us FROM edges WHERE org = ?1 AND edge = ?2")?
+            .query_row(params![edge.org, edge.edge], |r| r.get(0))
             .optional()?;
         Ok(match revoked {
             None => EdgeStatus::Unknown,
