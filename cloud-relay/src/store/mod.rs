@@ -1,5 +1,8 @@
 //! Relay storage behind one trait: SQLite embedded by default (`sqlite.rs`); PostgreSQL for
-//! scale-out comes later behind the same trait, so the SQL here stays portable.
+//! scale-out comes later behind the same trait, so the SQL here stays portable (the one
+//! SQLite-only statement, the writer's bulk insert, says why). Telemetry is written through
+//! the group-commit writer (`writer.rs`), which any backend can drive with its own
+//! transaction ([`ApplyGroup`]).
 //!
 //! Every record is keyed by org first: tenancy is in the schema, not only in the API.
 
