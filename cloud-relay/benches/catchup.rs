@@ -15,5 +15,12 @@ fn main() {
         d.batches,
         d.payload_bytes as f64 / d.rows as f64
     );
+    println!(
+        "CPU during the drain: relay writer thread {:.2} s ({:.2} µs/row), all other threads {:.2} s ({:.2} µs/row)",
+        d.writer_cpu,
+        d.writer_cpu * 1e6 / d.rows as f64,
+        d.rest_cpu,
+        d.rest_cpu * 1e6 / d.rows as f64
+    );
     println!("FIGURE catchup {:.0} rows/s", d.rows as f64 / d.seconds);
 }

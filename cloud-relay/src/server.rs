@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::live::{LiveView, Sighting, State, Update};
-use crate::store::{EdgeStatus, RelayStore};
+use crate::store::{EdgeStatus, Pending, RelayStore, StoreError, TelemetryBatch};
 
 /// The streams an edge sends, by protocol name.
 const STREAMS: [&str; 3] = ["telemetry", "events", "changes"];
@@ -291,7 +291,16 @@ async fn downsync(
     }
 }
 
-/// One unidirectional stream of batches.
+/// Batches of one lane queued for the store's writer behind the one whose commit the lane
+/// is awaiting: the next batch is read and decoded while the previous one is written, and a
+/// lane never has more than `LANE_QUEUED + 1` batches in the writer's queue.
+const LANE_QUEUED: usize = 1;
+
+/// Batches of at most this many rows are decoded on the session's own task.
+const DECODE_INLINE_ROWS: u32 = 1_024;
+
+/// One unidirectional stream of batches. Reading and decoding run ahead of the commits (see
+/// [`LANE_QUEUED`]); Acks go out in order, each after its batch's group commit.
 async fn lane(
     mut recv: quinn::RecvStream,
     edge: &EdgeIdentity,
@@ -299,33 +308,138 @@ async fn lane(
     live: &LiveView,
     acks: mpsc::Sender<Body>,
 ) -> anyhow::Result<()> {
-    while let Some(message) = read_message(&mut recv).await? {
-        let batch = match message.body {
-            Some(Body::Batch(b)) => b,
-            Some(Body::Change(c)) => {
-                let ack = apply_change(&c, edge, &store, live).await?;
-                if acks.send(Body::ChangeAck(ack)).await.is_err() {
-                    return Ok(());
+    let (queued_tx, mut queued) = mpsc::channel::<Queued>(LANE_QUEUED);
+    let read = async move {
+        while let Some(message) = read_message(&mut recv).await? {
+            let Ok(slot) = queued_tx.reserve().await else {
+                break; // the session is ending
+            };
+            let batch = match message.body {
+                Some(Body::Batch(b)) => b,
+                Some(Body::Change(c)) => {
+                    let ack = apply_change(&c, edge, &store, live).await?;
+                    slot.send(Queued::Done(Body::ChangeAck(ack)));
+                    continue;
                 }
-                continue;
+                other => bail!("expected Batch or Change on a data lane, got {other:?}"),
+            };
+            match (batch.stream.as_str(), batch.encoding()) {
+                ("telemetry", Encoding::TelemetryColumnarV1) => {}
+                ("events", Encoding::EventsV1) => {
+                    let ack = apply_events(batch, edge, &store, live).await?;
+                    slot.send(Queued::Done(Body::Ack(ack)));
+                    continue;
+                }
+                (stream, _) => bail!(
+                    "unsupported stream {stream:?} / encoding {}",
+                    batch.encoding
+                ),
             }
-            other => bail!("expected Batch or Change on a data lane, got {other:?}"),
-        };
-        let acked = match (batch.stream.as_str(), batch.encoding()) {
-            ("telemetry", Encoding::TelemetryColumnarV1) => {
-                apply_telemetry(batch, edge, &store, live).await?
+            let payload = batch.payload;
+            // A live batch decodes in microseconds, less than handing it to another thread
+            // costs; a catch-up batch takes milliseconds, too long for an async worker. (A
+            // batch understating its rows costs one such stall, then closes its session.)
+            let rows = if batch.rows <= DECODE_INLINE_ROWS {
+                codec::decode(&payload)
+            } else {
+                tokio::task::spawn_blocking(move || codec::decode(&payload)).await?
             }
-            ("events", Encoding::EventsV1) => apply_events(batch, edge, &store, live).await?,
-            (stream, _) => bail!(
-                "unsupported stream {stream:?} / encoding {}",
-                batch.encoding
-            ),
-        };
-        if acks.send(Body::Ack(acked)).await.is_err() {
-            return Ok(());
+            .context("telemetry payload")?;
+            if rows.len() != batch.rows as usize {
+                bail!("batch says {} rows, holds {}", batch.rows, rows.len());
+            }
+            // Each vehicle's newest row, for the live picture once the batch is stored.
+            let mut newest: Vec<codec::TelemetryRow> = Vec::new();
+            for r in rows.iter().rev() {
+                if !newest.iter().any(|n| n.vehicle == r.vehicle) {
+                    newest.push(*r);
+                }
+            }
+            let (first, last) = (batch.first_seq, batch.last_seq);
+            let pending = store.submit_telemetry(TelemetryBatch {
+                edge: edge.clone(),
+                first,
+                last,
+                rows,
+            });
+            slot.send(Queued::Telemetry {
+                first,
+                last,
+                rows: batch.rows,
+                newest,
+                pending,
+            });
         }
-    }
+        anyhow::Ok(())
+    };
+    let ack = async move {
+        while let Some(item) = queued.recv().await {
+            let body = match item {
+                Queued::Done(body) => body,
+                Queued::Telemetry {
+                    first,
+                    last,
+                    rows,
+                    newest,
+                    pending,
+                } => {
+                    let acked = match pending.durable().await {
+                        Err(StoreError::NotActive(_)) => bail!("edge revoked"),
+                        other => other?,
+                    };
+                    tracing::debug!(first, last, acked, "batch stored");
+                    telemetry_stored(edge, live, rows, &newest);
+                    Body::Ack(Ack {
+                        stream: "telemetry".into(),
+                        seq: acked,
+                    })
+                }
+            };
+            if acks.send(body).await.is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(read, ack)?;
     Ok(())
+}
+
+/// What a lane has read, in order: a telemetry batch awaiting its group commit, or the
+/// acknowledgement of something already stored (events, a record change).
+enum Queued {
+    Telemetry {
+        first: u64,
+        last: u64,
+        rows: u32,
+        newest: Vec<codec::TelemetryRow>,
+        pending: Pending,
+    },
+    Done(Body),
+}
+
+/// Metrics and the live picture, once a telemetry batch is durable.
+fn telemetry_stored(
+    edge: &EdgeIdentity,
+    live: &LiveView,
+    rows: u32,
+    newest: &[codec::TelemetryRow],
+) {
+    live.metrics.telemetry_batches.fetch_add(1, Relaxed);
+    live.metrics
+        .telemetry_rows
+        .fetch_add(u64::from(rows), Relaxed);
+    live.batch_stored(&edge.org, &edge.edge);
+    for r in newest {
+        live.observe(
+            Sighting {
+                org: edge.org.clone(),
+                edge: edge.edge.clone(),
+                sysid: r.vehicle,
+            },
+            State::from_row(r),
+        );
+    }
 }
 
 /// An edit made at the edge: merged into the org's records, then acknowledged.
@@ -388,60 +502,6 @@ async fn apply_events(
     });
     Ok(Ack {
         stream: "events".into(),
-        seq: acked,
-    })
-}
-
-async fn apply_telemetry(
-    batch: sync_protocol::proto::Batch,
-    edge: &EdgeIdentity,
-    store: &Arc<dyn RelayStore>,
-    live: &LiveView,
-) -> anyhow::Result<Ack> {
-    let payload = batch.payload;
-    let rows = tokio::task::spawn_blocking(move || codec::decode(&payload))
-        .await?
-        .context("telemetry payload")?;
-    if rows.len() != batch.rows as usize {
-        bail!("batch says {} rows, holds {}", batch.rows, rows.len());
-    }
-    // Each vehicle's newest row, for the live picture once the batch is stored.
-    let mut newest: Vec<codec::TelemetryRow> = Vec::new();
-    for r in rows.iter().rev() {
-        if !newest.iter().any(|n| n.vehicle == r.vehicle) {
-            newest.push(*r);
-        }
-    }
-    let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
-    let id2 = edge.clone();
-    let acked = blocking(store, move |s| {
-        if s.edge_status(&id2)? != EdgeStatus::Active {
-            return Ok(None);
-        }
-        s.apply_telemetry(&id, first, last, &rows).map(Some)
-    })
-    .await?;
-    let Some(acked) = acked else {
-        bail!("edge revoked");
-    };
-    tracing::debug!(first, last, acked, "batch stored");
-    live.metrics.telemetry_batches.fetch_add(1, Relaxed);
-    live.metrics
-        .telemetry_rows
-        .fetch_add(u64::from(batch.rows), Relaxed);
-    live.batch_stored(&edge.org, &edge.edge);
-    for r in &newest {
-        live.observe(
-            Sighting {
-                org: edge.org.clone(),
-                edge: edge.edge.clone(),
-                sysid: r.vehicle,
-            },
-            State::from_row(r),
-        );
-    }
-    Ok(Ack {
-        stream: "telemetry".into(),
         seq: acked,
     })
 }

@@ -12,6 +12,8 @@
 //! payload = version:u8 | rows:varint | zstd(columns) | crc32(everything before):u32le
 //! ```
 
+use std::cell::RefCell;
+
 /// Format version, the payload's first byte.
 pub const VERSION: u8 = 1;
 /// Rows one batch may hold: bounds the memory a hostile payload can make a decoder allocate.
@@ -124,7 +126,7 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
         }
     }
     let compressed =
-        zstd::bulk::compress(&columns, level).map_err(|e| CodecError::Decompress(e.to_string()))?;
+        compress(&columns, level).map_err(|e| CodecError::Decompress(e.to_string()))?;
 
     let mut out = Vec::with_capacity(compressed.len() + 16);
     out.push(VERSION);
@@ -133,6 +135,39 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(out)
+}
+
+thread_local! {
+    /// One zstd context per thread and direction, kept between batches: a fresh level-6
+    /// compression context is megabytes of tables, and setting them up and faulting them in
+    /// cost as much as compressing a 16,384-row batch (catch-up profile); a relay holding a
+    /// thousand edges spent a tenth of its session CPU creating decompression contexts.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match &mut *cell {
+            Some((l, c)) if *l == level => c,
+            slot => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(data)
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match &mut *cell {
+            Some(d) => d,
+            slot => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
+    })
 }
 
 /// Decodes a payload back into rows in sequence order. Any damage is an error.
@@ -152,8 +187,8 @@ pub fn decode(payload: &[u8]) -> Result<Vec<TelemetryRow>, CodecError> {
         return Err(CodecError::TooLarge(rows));
     }
     // Each value is at most a 10-byte varint: that bounds the decompressed size.
-    let columns = zstd::bulk::decompress(rest, rows * N * 10)
-        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    let columns =
+        decompress(rest, rows * N * 10).map_err(|e| CodecError::Decompress(e.to_string()))?;
 
     let mut table = vec![[0i64; N]; rows];
     let mut input = columns.as_slice();

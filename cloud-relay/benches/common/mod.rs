@@ -6,6 +6,8 @@
 //! samples), and then the edge's sync client drains the samples into the relay's store.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,85 @@ pub struct Drain {
     pub tlog_frames: u64,
     pub tlog_zstd3_bytes: u64,
     pub tlog_zstd19_bytes: u64,
+    /// CPU seconds during the drain: the relay's writer thread, and all other threads.
+    pub writer_cpu: f64,
+    pub rest_cpu: f64,
+}
+
+/// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
+pub struct Relay {
+    pub store: Arc<dyn RelayStore>,
+    /// The same store, for what only SQLite has (its writer's counters).
+    pub sqlite: Arc<SqliteStore>,
+    pub ca: Ca,
+    pub addr: SocketAddr,
+}
+
+/// Starts the real relay server (SQLite store at `db`, QUIC with mutual TLS on loopback) on
+/// the current tokio runtime.
+pub fn relay(db: &Path) -> Relay {
+    let sqlite = Arc::new(SqliteStore::open(db).expect("relay store"));
+    let store: Arc<dyn RelayStore> = sqlite.clone();
+    let (ca, _) = Ca::generate("bench CA").expect("CA");
+    let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
+    let server = sync_protocol::transport::server_config(
+        relay_key.cert_der().expect("der"),
+        relay_key.key_der().expect("der"),
+        ca.cert_der().expect("der"),
+    )
+    .expect("server config");
+    let endpoint = sync_protocol::transport::server_endpoint(
+        server,
+        "127.0.0.1:0".parse().expect("addr"),
+        &[7; 32],
+    )
+    .expect("endpoint");
+    let addr = endpoint.local_addr().expect("addr");
+    tokio::spawn(cloud_relay::server::run(
+        endpoint,
+        store.clone(),
+        Default::default(),
+    ));
+    Relay {
+        store,
+        sqlite,
+        ca,
+        addr,
+    }
+}
+
+/// CPU seconds this process's threads have used so far, summed by `class(thread name)`.
+pub fn cpu_seconds(class: impl Fn(&str) -> &'static str) -> HashMap<&'static str, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may hold spaces; the fields after it are fixed.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = fields[11..13]
+            .iter()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0))
+            .sum();
+        *out.entry(class(&stat[open + 1..close])).or_default() += ticks / 100.0;
+        // USER_HZ
+    }
+    out
+}
+
+/// The relay's writer thread, and everything else.
+fn writer_or_not(thread: &str) -> &'static str {
+    if thread == "relay-writer" {
+        "writer"
+    } else {
+        "rest"
+    }
 }
 
 pub fn drain(with_tlog: bool) -> Drain {
@@ -118,31 +199,15 @@ pub fn drain(with_tlog: bool) -> Drain {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let relay_store: Arc<dyn RelayStore> =
-            Arc::new(SqliteStore::open(&relay_dir.join("relay.db")).expect("relay store"));
+        let Relay {
+            store: relay_store,
+            ca,
+            addr,
+            ..
+        } = relay(&relay_dir.join("relay.db"));
         relay_store.create_org("bench").expect("org");
         let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
         relay_store.enroll_edge(&id).expect("enroll");
-        let (ca, _) = Ca::generate("bench CA").expect("CA");
-        let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
-        let server = sync_protocol::transport::server_config(
-            relay_key.cert_der().expect("der"),
-            relay_key.key_der().expect("der"),
-            ca.cert_der().expect("der"),
-        )
-        .expect("server config");
-        let endpoint = sync_protocol::transport::server_endpoint(
-            server,
-            "127.0.0.1:0".parse().expect("addr"),
-            &[7; 32],
-        )
-        .expect("endpoint");
-        let addr = endpoint.local_addr().expect("addr");
-        tokio::spawn(cloud_relay::server::run(
-            endpoint,
-            relay_store.clone(),
-            Default::default(),
-        ));
 
         let edge_key = ca.issue_edge(&id).expect("edge cert");
         let bundle = Bundle {
@@ -155,6 +220,7 @@ pub fn drain(with_tlog: bool) -> Drain {
             key_pem: edge_key.key_pem,
         };
         let status = Arc::new(SyncStatus::default());
+        let cpu_before = cpu_seconds(writer_or_not);
         let start = Instant::now();
         tokio::spawn(edge_daemon::sync::run(edge_daemon::sync::Client {
             bundle,
@@ -174,6 +240,9 @@ pub fn drain(with_tlog: bool) -> Drain {
             );
         }
         let seconds = start.elapsed().as_secs_f64();
+        let cpu_after = cpu_seconds(writer_or_not);
+        let used =
+            |class| cpu_after.get(class).unwrap_or(&0.0) - cpu_before.get(class).unwrap_or(&0.0);
         let held = relay_store.telemetry_count("bench").expect("count");
         assert_eq!(held, rows, "every row at the relay, once");
         Drain {
@@ -185,6 +254,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             tlog_frames,
             tlog_zstd3_bytes,
             tlog_zstd19_bytes,
+            writer_cpu: used("writer"),
+            rest_cpu: used("rest"),
         }
     })
 }

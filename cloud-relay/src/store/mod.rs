@@ -1,10 +1,14 @@
 //! Relay storage behind one trait: SQLite embedded by default (`sqlite.rs`); PostgreSQL for
-//! scale-out comes later behind the same trait, so the SQL here stays portable.
+//! scale-out comes later behind the same trait, so the SQL here stays portable (the one
+//! SQLite-only statement, the writer's bulk insert, says why). Telemetry is written through
+//! the group-commit writer (`writer.rs`), which any backend can drive with its own
+//! transaction ([`ApplyGroup`]).
 //!
 //! Every record is keyed by org first: tenancy is in the schema, not only in the API.
 
 pub mod hq;
 mod sqlite;
+mod writer;
 
 pub use hq::HqStore;
 pub use sqlite::SqliteStore;
@@ -12,6 +16,9 @@ use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
 use sync_protocol::records::FieldChange;
+pub use writer::{
+    ApplyGroup, GroupFailure, GroupWriter, Pending, TelemetryBatch, WriterStats, GROUP_ROWS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +38,15 @@ pub enum StoreError {
     BadRange { first: u64, last: u64 },
     #[error("the system random generator failed")]
     Random,
+    #[error("edge {0} is not enrolled, or was revoked")]
+    NotActive(String),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    #[error("cannot start the store's writer: {0}")]
+    WriterStart(String),
+    /// The transaction of the group holding this batch failed as a whole.
+    #[error("{0}")]
+    Group(std::sync::Arc<StoreError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +67,9 @@ pub trait RelayStore: Send + Sync + 'static {
     fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError>;
     /// Stores rows `first..=last` of the telemetry stream (rows missing from the range were
     /// never written or are gone at the edge) and returns the new durable high-water mark.
-    /// Idempotent: a range already held changes nothing and returns the same mark.
+    /// Idempotent: a range already held changes nothing and returns the same mark. Refuses
+    /// an edge that is not active. Blocks until durable: not for async code, which uses
+    /// [`RelayStore::submit_telemetry`].
     fn apply_telemetry(
         &self,
         edge: &EdgeIdentity,
@@ -59,6 +77,10 @@ pub trait RelayStore: Send + Sync + 'static {
         last: u64,
         rows: &[TelemetryRow],
     ) -> Result<u64, StoreError>;
+    /// Queues a batch for the store's writer, which commits the batches of many edges in one
+    /// durable transaction (group commit, see `writer.rs`); same rules as
+    /// [`RelayStore::apply_telemetry`]. Never blocks: the [`Pending`] resolves after the commit.
+    fn submit_telemetry(&self, batch: TelemetryBatch) -> Pending;
     /// Records a range the edge says the relay had acknowledged but no longer holds.
     fn record_gap(
         &self,

@@ -510,6 +510,90 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_reads_back_every_field_at_its_extremes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let low = Sample {
+            vehicle: 0,
+            t_us: i64::MIN,
+            time_source: 0,
+            lat_e7: i32::MIN,
+            lon_e7: i32::MIN,
+            alt_mm: i32::MIN,
+            rel_alt_mm: i32::MIN,
+            vx: i16::MIN,
+            vy: i16::MIN,
+            vz: i16::MIN,
+            heading_cdeg: 0,
+            battery_mv: 0,
+            battery_ca: i16::MIN,
+            battery_pct: i8::MIN,
+            gps_fix: 0,
+            satellites: 0,
+            custom_mode: 0,
+            armed: false,
+            mission_seq: 0,
+            seq: 0,
+        };
+        let high = Sample {
+            vehicle: u32::MAX,
+            t_us: i64::MAX,
+            time_source: u8::MAX,
+            lat_e7: i32::MAX,
+            lon_e7: i32::MAX,
+            alt_mm: i32::MAX,
+            rel_alt_mm: i32::MAX,
+            vx: i16::MAX,
+            vy: i16::MAX,
+            vz: i16::MAX,
+            heading_cdeg: u16::MAX,
+            battery_mv: u16::MAX,
+            battery_ca: i16::MAX,
+            battery_pct: i8::MAX,
+            gps_fix: u8::MAX,
+            satellites: u8::MAX,
+            custom_mode: u32::MAX,
+            armed: true,
+            mission_seq: u16::MAX,
+            seq: 0,
+        };
+        let mixed = Sample {
+            vx: -1,
+            vy: 1,
+            vz: -2,
+            battery_ca: -1,
+            battery_pct: -1,
+            lat_e7: -1,
+            lon_e7: 1,
+            alt_mm: 5,
+            rel_alt_mm: -5,
+            custom_mode: 1 << 31,
+            satellites: 1 << 7,
+            ..high
+        };
+        let sent = [low, high, mixed];
+        store
+            .sender()
+            .send_batch(IngestBatch {
+                samples: sent.to_vec(),
+                ..IngestBatch::default()
+            })
+            .unwrap();
+        store.flush().unwrap();
+        let read = store.reader().outbox(0, 10).unwrap();
+        for (i, (read, sent)) in read.iter().zip(&sent).enumerate() {
+            assert_eq!(
+                *read,
+                Sample {
+                    seq: i as u64 + 1,
+                    ..*sent
+                }
+            );
+        }
+        assert_eq!(read.len(), 3);
+    }
+
+    #[test]
     fn the_sequence_is_never_reused_after_a_reopen_even_if_rows_are_gone() {
         let dir = tempfile::tempdir().unwrap();
         {

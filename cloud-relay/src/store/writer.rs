@@ -1,0 +1,292 @@
+//! The group-commit writer: every telemetry batch the relay stores passes through one thread
+//! that commits the batches of many edges together.
+//!
+//! **Why.** An acknowledgement promises that the rows survive a power cut, so every commit ends
+//! in an fsync. An fsync costs about the same whether the transaction holds 50 rows or 50,000:
+//! on a server disk that honours it, one to several milliseconds. Committing each batch in its
+//! own transaction therefore caps the relay at a few hundred batches a second however fast its
+//! CPU is, and a thousand edges sending a batch a second each end up queued behind one
+//! another's fsyncs. One writer also ends the contention of many sessions for one database
+//! connection, and SQLite allows only one writer at a time anyway.
+//!
+//! **How.** Sessions hand their batches to a queue ([`GroupWriter::submit`]) and await the
+//! [`Pending`] it returns. The writer takes the first batch waiting plus everything queued
+//! behind it (up to [`GROUP_ROWS`] rows), applies them all in one transaction, commits once,
+//! and only then answers each batch with its edge's new durable mark. It never waits on
+//! purpose to gather more: while one group is being written and synced, the next one
+//! accumulates in the queue, so groups grow with the load. The commits per second stay what
+//! the disk can do while the batches per second keep growing, and an idle relay still
+//! commits a lone batch at once.
+//!
+//! **What stays as it was.**
+//! - An Ack follows the durable commit of the group that holds its batch.
+//! - Each batch is judged on its own inside the group's transaction, by the same rules:
+//!   idempotent by (edge, seq), a gap is refused, the mark moves only over contiguous ranges.
+//!   A refused batch has written nothing and its group commits without it.
+//! - Per-edge order: one queue and one thread apply batches in the order they were submitted,
+//!   and a session submits its batches in the order they arrive.
+//! - When the database fails while writing one batch, that batch gets the error and the rest
+//!   of its group is applied again without it, so one batch the database refuses cannot fail
+//!   the other edges. When the transaction fails as a whole (it cannot begin or commit: disk
+//!   full, I/O error), nothing of it is durable and every batch in it gets the error; nothing
+//!   was acknowledged, so the edges resend.
+//!
+//! The writer knows nothing of SQL: a backend supplies the one transaction ([`ApplyGroup`]).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use sync_protocol::codec::TelemetryRow;
+use sync_protocol::identity::EdgeIdentity;
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// Rows one group may gather before it is committed: bounds how long one transaction keeps
+/// the batches behind it waiting (four catch-up batches of 16,384 rows).
+pub const GROUP_ROWS: usize = 65_536;
+
+/// Rows `first..=last` of one edge's telemetry stream (rows missing from the range were never
+/// written or are gone at the edge).
+#[derive(Debug, Clone)]
+pub struct TelemetryBatch {
+    pub edge: EdgeIdentity,
+    pub first: u64,
+    pub last: u64,
+    pub rows: Vec<TelemetryRow>,
+}
+
+/// Why a group's transaction did not commit.
+pub struct GroupFailure {
+    /// The batch being written when the database failed, if the failure was one batch's.
+    pub culprit: Option<usize>,
+    pub error: StoreError,
+}
+
+/// A backend's part: one transaction for a whole group.
+pub trait ApplyGroup: Send + 'static {
+    /// Applies `batches` in order in one transaction and commits it durably. On success,
+    /// each batch's verdict: its edge's new durable mark, or why it was refused (a refused
+    /// batch must have written nothing). On failure nothing may have been committed.
+    fn apply_group(
+        &mut self,
+        batches: &[TelemetryBatch],
+    ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure>;
+}
+
+/// A batch's durable mark, once the commit of its group is done.
+pub struct Pending(oneshot::Receiver<Result<u64, StoreError>>);
+
+impl Pending {
+    /// Waits for the commit: the edge's new durable mark, or why the batch was not stored.
+    pub async fn durable(self) -> Result<u64, StoreError> {
+        self.0.await.unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// The same from a thread that may block (never from async code).
+    pub fn wait(self) -> Result<u64, StoreError> {
+        self.0
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+}
+
+/// Counters since the writer started.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+}
+
+struct Job {
+    batch: TelemetryBatch,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// The queue in front of the writer thread, and the thread.
+pub struct GroupWriter {
+    queue: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<WriterStats>,
+}
+
+impl GroupWriter {
+    pub fn start(backend: impl ApplyGroup) -> std::io::Result<GroupWriter> {
+        let (queue, jobs) = mpsc::channel();
+        let stats = Arc::new(WriterStats::default());
+        let counters = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("relay-writer".into())
+            .spawn(move || run(backend, &jobs, &counters))?;
+        Ok(GroupWriter {
+            queue: Some(queue),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Queues a batch; never blocks. The queue is unbounded: each session keeps at most a
+    /// couple of batches queued (see `server::lane`), so the sessions bound it.
+    pub fn submit(&self, batch: TelemetryBatch) -> Pending {
+        let (reply, pending) = oneshot::channel();
+        if let Some(queue) = &self.queue {
+            // A send fails only when the thread is gone; `pending` then says so.
+            let _ = queue.send(Job { batch, reply });
+        }
+        Pending(pending)
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+impl Drop for GroupWriter {
+    /// Lets the thread finish what is queued, so the database closes cleanly.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(mut backend: impl ApplyGroup, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
+    while let Ok(first) = jobs.recv() {
+        let mut rows = first.batch.rows.len();
+        let mut group = vec![first];
+        while rows < GROUP_ROWS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    rows += job.batch.rows.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (mut batches, mut replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|j| (j.batch, j.reply)).unzip();
+        let span = tracing::debug_span!("group_commit", batches = batches.len(), rows);
+        let _entered = span.enter();
+        loop {
+            match backend.apply_group(&batches) {
+                Ok(verdicts) => {
+                    stats.groups.fetch_add(1, Relaxed);
+                    stats.batches.fetch_add(batches.len() as u64, Relaxed);
+                    stats.rows.fetch_add(rows as u64, Relaxed);
+                    for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                        let _ = reply.send(verdict);
+                    }
+                    break;
+                }
+                Err(GroupFailure {
+                    culprit: Some(i),
+                    error,
+                }) if i < batches.len() => {
+                    tracing::warn!(edge = %batches[i].edge, "batch not stored: {error}");
+                    rows -= batches[i].rows.len();
+                    batches.remove(i);
+                    let _ = replies.remove(i).send(Err(error));
+                    if batches.is_empty() {
+                        break;
+                    }
+                }
+                Err(GroupFailure { error, .. }) => {
+                    tracing::error!("group of {} batches not stored: {error}", batches.len());
+                    let error = Arc::new(error);
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Group(error.clone())));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails the group while writing any batch of edge "bad"; otherwise each batch's mark is
+    /// its `last`. Records the groups it was given.
+    struct Backend {
+        groups: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+    }
+
+    impl ApplyGroup for Backend {
+        fn apply_group(
+            &mut self,
+            batches: &[TelemetryBatch],
+        ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure> {
+            self.groups
+                .lock()
+                .unwrap()
+                .push(batches.iter().map(|b| b.last).collect());
+            if let Some(i) = batches.iter().position(|b| b.edge.edge == "bad") {
+                return Err(GroupFailure {
+                    culprit: Some(i),
+                    error: StoreError::BadRange { first: 0, last: 0 },
+                });
+            }
+            Ok(batches.iter().map(|b| Ok(b.last)).collect())
+        }
+    }
+
+    fn batch(edge: &str, last: u64) -> TelemetryBatch {
+        TelemetryBatch {
+            edge: EdgeIdentity::new("org", edge).unwrap(),
+            first: last,
+            last,
+            rows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_the_database_refuses_does_not_fail_its_group() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = GroupWriter::start(Backend {
+            groups: groups.clone(),
+        })
+        .unwrap();
+        // Whether these land in one group or several depends on the thread's timing; the
+        // verdicts must not.
+        let pending: Vec<_> = [("a", 1), ("bad", 2), ("b", 3)]
+            .into_iter()
+            .map(|(edge, last)| writer.submit(batch(edge, last)))
+            .collect();
+        let verdicts: Vec<_> = pending.into_iter().map(Pending::wait).collect();
+        assert!(matches!(verdicts[0], Ok(1)));
+        assert!(matches!(verdicts[1], Err(StoreError::BadRange { .. })));
+        assert!(matches!(verdicts[2], Ok(3)));
+        drop(writer);
+        let groups = groups.lock().unwrap();
+        let committed: Vec<u64> = groups
+            .iter()
+            .filter(|g| !g.contains(&2))
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(
+            committed,
+            [1, 3],
+            "each good batch committed once: {groups:?}"
+        );
+    }
+
+    #[test]
+    fn dropping_the_writer_finishes_what_is_queued() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = GroupWriter::start(Backend {
+            groups: groups.clone(),
+        })
+        .unwrap();
+        let pending: Vec<_> = (1..=100).map(|i| writer.submit(batch("a", i))).collect();
+        drop(writer);
+        for (i, p) in pending.into_iter().enumerate() {
+            assert_eq!(p.wait().unwrap(), i as u64 + 1);
+        }
+    }
+}
