@@ -158,7 +158,7 @@ impl LiveView {
             .insert(
                 (org.into(), edge.into()),
                 Session {
-                    since_us: now_us(),
+                    since_us: crate::now_us(),
                     last_batch_us: None,
                 },
             );
@@ -174,7 +174,7 @@ impl LiveView {
     pub fn batch_stored(&self, org: &str, edge: &str) {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = sessions.get_mut(&(org.to_string(), edge.to_string())) {
-            s.last_batch_us = Some(now_us());
+            s.last_batch_us = Some(crate::now_us());
         }
     }
 
@@ -192,12 +192,6 @@ impl LiveView {
             .unwrap_or_else(|p| p.into_inner())
             .len()
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Counters for `/metrics` (Prometheus text format).

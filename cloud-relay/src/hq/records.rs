@@ -41,7 +41,7 @@ async fn edit(
             .hlc
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .now(now_us())
+            .now(crate::now_us().max(0) as u64)
             .map_err(ApiError::internal)?;
         changes.push(FieldChange {
             table: table.into(),
@@ -59,12 +59,6 @@ async fn edit(
         org: org.to_string(),
     });
     Ok(won)
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 async fn list(s: &HqState, org: String, table: &'static str) -> Result<Json<Value>, ApiError> {
@@ -190,7 +184,7 @@ pub async fn propose(
     fields.insert("mission".into(), body.mission);
     fields.insert("status".into(), Value::String("proposed".into()));
     fields.insert("proposed_by".into(), Value::String(caller.0.name.clone()));
-    fields.insert("proposed_us".into(), json!(now_us()));
+    fields.insert("proposed_us".into(), json!(crate::now_us()));
     edit(&s, &org, "proposals", &key, fields).await?;
     Ok((
         axum::http::StatusCode::CREATED,

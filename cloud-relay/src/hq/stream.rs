@@ -90,7 +90,7 @@ async fn run(mut socket: WebSocket, s: HqState, org: String) -> Result<(), Strea
         fleet,
         shared,
         shown: HashSet::new(),
-        events_seen_us: now_us(),
+        events_seen_us: crate::now_us(),
     };
     snapshot(&mut socket, &s, &mut view).await?;
     let mut refresh = tokio::time::interval(SHARES_REFRESH);
@@ -231,10 +231,4 @@ fn find<'a>(fleet: &'a [FleetVehicle], sighting: &Sighting) -> Option<&'a FleetV
             .iter()
             .any(|(edge, sysid)| *edge == sighting.edge && *sysid == sighting.sysid)
     })
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

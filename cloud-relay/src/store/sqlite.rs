@@ -152,12 +152,6 @@ impl SqliteStore {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 fn acked_in(conn: &Connection, edge_id: i64, stream: &str) -> rusqlite::Result<u64> {
     conn.prepare_cached("SELECT acked_seq FROM stream_cursors WHERE edge_id = ?1 AND stream = ?2")?
         .query_row(params![edge_id, stream], |r| r.get::<_, i64>(0))
@@ -177,7 +171,7 @@ impl RelayStore for SqliteStore {
     fn create_org(&self, org: &str) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "INSERT INTO orgs (org, created_us) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![org, now_us()],
+            params![org, crate::now_us()],
         )?;
         if n == 0 {
             return Err(StoreError::OrgExists(org.to_string()));
@@ -209,7 +203,7 @@ impl RelayStore for SqliteStore {
             "INSERT INTO edges (org, edge, enrolled_us, revoked_us) VALUES (?1, ?2, ?3, NULL)
              ON CONFLICT (org, edge) DO UPDATE SET enrolled_us = excluded.enrolled_us,
                 revoked_us = NULL",
-            params![edge.org, edge.edge, now_us()],
+            params![edge.org, edge.edge, crate::now_us()],
         )?;
         Ok(())
     }
@@ -217,7 +211,7 @@ impl RelayStore for SqliteStore {
     fn revoke_edge(&self, edge: &EdgeIdentity) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE edges SET revoked_us = ?3 WHERE org = ?1 AND edge = ?2 AND revoked_us IS NULL",
-            params![edge.org, edge.edge, now_us()],
+            params![edge.org, edge.edge, crate::now_us()],
         )?;
         Ok(n > 0)
     }
@@ -290,7 +284,7 @@ impl RelayStore for SqliteStore {
                 acked,
             });
         }
-        let received = now_us();
+        let received = crate::now_us();
         for e in events.iter().filter(|e| e.seq > acked) {
             tx.prepare_cached(
                 "INSERT INTO events (edge_id, seq, t_us, vehicle, kind, code, severity, message,
@@ -372,7 +366,7 @@ impl RelayStore for SqliteStore {
         conn.execute(
             "INSERT INTO gaps (edge_id, stream, from_seq, to_seq, noted_us)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, stream, from as i64, to as i64, now_us()],
+            params![id, stream, from as i64, to as i64, crate::now_us()],
         )?;
         Ok(())
     }

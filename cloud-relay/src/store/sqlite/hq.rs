@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::proto::event::{Kind, Severity};
 
-use super::{now_us, SqliteStore};
+use super::SqliteStore;
+use crate::now_us;
 use crate::store::hq::{EdgeRecord, EventRecord, FleetVehicle, HqStore, Role, Share, TokenInfo};
 use crate::store::StoreError;
 
