@@ -44,6 +44,36 @@ pub enum RecordError {
     NotJson(String),
     #[error("change without a timestamp")]
     NoTimestamp,
+    #[error("no fields to set")]
+    NoFields,
+}
+
+/// Checks an edit made through an API (a record key and fields with JSON values) against
+/// the limits a peer enforces on the wire, and returns each field with its value as JSON
+/// text, ready to be stamped and merged.
+pub fn edit_fields(
+    key: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(String, String)>, RecordError> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return Err(RecordError::Name);
+    }
+    if fields.is_empty() {
+        return Err(RecordError::NoFields);
+    }
+    fields
+        .into_iter()
+        .map(|(field, value)| {
+            let value = value.to_string();
+            if field.is_empty() || field.len() > MAX_KEY {
+                Err(RecordError::Name)
+            } else if value.len() > MAX_VALUE {
+                Err(RecordError::TooLarge)
+            } else {
+                Ok((field, value))
+            }
+        })
+        .collect()
 }
 
 impl FieldChange {
@@ -226,6 +256,28 @@ mod tests {
             prop_assert_eq!(&replicas[0], &replicas[1]);
             prop_assert_eq!(&replicas[1], &replicas[2]);
         }
+    }
+
+    #[test]
+    fn an_edit_is_checked_against_the_wire_limits() {
+        let fields = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        assert_eq!(
+            edit_fields("block-7", fields(serde_json::json!({ "rows": 40 }))),
+            Ok(vec![("rows".to_string(), "40".to_string())])
+        );
+        assert_eq!(
+            edit_fields("", fields(serde_json::json!({ "a": 1 }))),
+            Err(RecordError::Name)
+        );
+        assert_eq!(
+            edit_fields("k", fields(serde_json::json!({}))),
+            Err(RecordError::NoFields)
+        );
+        let huge = "x".repeat(MAX_VALUE);
+        assert_eq!(
+            edit_fields("k", fields(serde_json::json!({ "a": huge }))),
+            Err(RecordError::TooLarge)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sync_protocol::records::{FieldChange, MAX_KEY, MAX_VALUE};
+use sync_protocol::records::{edit_fields, FieldChange};
 
 use super::{ApiError, Caller, HqState};
 use crate::live::Update;
@@ -21,22 +21,9 @@ async fn edit(
     key: &str,
     fields: Map<String, Value>,
 ) -> Result<usize, ApiError> {
-    if key.is_empty() || key.len() > MAX_KEY {
-        return Err(ApiError::bad_request(format!(
-            "a key is 1 to {MAX_KEY} bytes"
-        )));
-    }
-    if fields.is_empty() {
-        return Err(ApiError::bad_request("no fields to set"));
-    }
+    let fields = edit_fields(key, fields).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut changes = Vec::with_capacity(fields.len());
     for (field, value) in fields {
-        let value = value.to_string();
-        if field.is_empty() || field.len() > MAX_KEY || value.len() > MAX_VALUE {
-            return Err(ApiError::bad_request(format!(
-                "field {field:?}: names are 1 to {MAX_KEY} bytes, values at most {MAX_VALUE}"
-            )));
-        }
         let hlc = s
             .hlc
             .lock()
