@@ -271,9 +271,7 @@ impl Writer {
             return Err("the store could not write the change".into());
         }
         self.pending_urgent = true;
-        let errors = self.status.write_errors.load(Relaxed);
-        self.commit();
-        if self.status.write_errors.load(Relaxed) != errors {
+        if !self.commit() {
             return Err("the store could not commit the change".into());
         }
         if !renames.is_empty() {
@@ -343,9 +341,10 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self) {
+    /// Commits the open transaction, if any; false if it failed (and was rolled back).
+    fn commit(&mut self) -> bool {
         if self.deadline.is_none() {
-            return;
+            return true;
         }
         match self.try_commit() {
             Ok(()) => {
@@ -369,8 +368,12 @@ impl Writer {
                 if quota::disk_space(&self.conn).is_some_and(|(free, reserve)| free < 2 * reserve) {
                     self.housekeeping();
                 }
+                true
             }
-            Err(e) => self.fail(e, 0),
+            Err(e) => {
+                self.fail(e, 0);
+                false
+            }
         }
     }
 
