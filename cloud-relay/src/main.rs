@@ -319,11 +319,15 @@ fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
+        let signals = StopSignals::install()?;
         let relay = Relay::start(&config, store.clone()).await?;
         notify_systemd(store);
-        relay.run_until(shutdown_signal()).await
-    })
+        relay.run_until(signals.stopping()).await
+    });
+    // A blocking store call for a client that went away gets a moment, not an unbounded wait.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 /// READY=1 once listening; WATCHDOG=1 only while the store still answers, so a wedged
@@ -354,18 +358,50 @@ fn notify_systemd(store: Arc<dyn RelayStore>) {
     });
 }
 
-/// SIGINT or SIGTERM (what systemd sends).
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// How long a stop may take before the process exits anyway (a hung stop is a bug, but
+/// systemd would otherwise wait for its stop timeout and a SIGKILL).
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SIGINT and SIGTERM, caught from the moment this is made (before READY, so no early
+/// signal kills the process by default action).
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    /// Waits for the first signal; then tells systemd the relay is stopping and arms the
+    /// second signal (exit at once) and the stop deadline. Neither loses anything: edges
+    /// resume from the relay's durable marks.
+    async fn stopping(mut self) {
+        self.recv().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        tracing::info!("stopping (signal again to exit at once)");
+        tokio::spawn(async move {
+            self.recv().await;
+            eprintln!("second signal: exiting at once");
+            std::process::exit(130);
+        });
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_DEADLINE);
+            eprintln!("error: still stopping after {STOP_DEADLINE:?}; exiting");
+            std::process::exit(1);
+        });
     }
 }
 

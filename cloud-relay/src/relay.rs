@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sync_protocol::enrollment::Bundle;
@@ -97,7 +98,8 @@ impl Relay {
         let _ = self.stop.send(());
         self.endpoint
             .close(server::CLOSE_DONE.into(), b"relay stopping");
-        self.endpoint.wait_idle().await;
+        // The close frames go out at once; an edge on a dead link is not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.quic.abort();
     }
 }

@@ -71,6 +71,9 @@ pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>, live: Ar
                 live.session_closed(&edge.org, &edge.edge);
                 match result {
                     Ok(()) => tracing::info!("session ended"),
+                    Err(e) if conn.close_reason().is_some() => {
+                        tracing::info!("session ended: {e:#}");
+                    }
                     Err(e) => {
                         tracing::warn!("session closed: {e:#}");
                         live.metrics.protocol_errors.fetch_add(1, Relaxed);
@@ -187,10 +190,19 @@ async fn session(
             let (conn, live) = (conn.clone(), live.clone());
             tokio::spawn(
                 async move {
-                    if let Err(e) = lane(recv, &edge, store, &live, ack_tx).await {
-                        tracing::warn!("lane closed the session: {e:#}");
-                        live.metrics.protocol_errors.fetch_add(1, Relaxed);
-                        conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
+                    let result = lane(recv, &edge, store, &live, ack_tx).await;
+                    // A connection that already ended (the station stopped, the link died)
+                    // fails its lanes too; only a live connection's failure is the peer's fault.
+                    match result {
+                        Ok(()) => {}
+                        Err(e) if conn.close_reason().is_some() => {
+                            tracing::debug!("lane ended with its connection: {e:#}");
+                        }
+                        Err(e) => {
+                            tracing::warn!("lane closed the session: {e:#}");
+                            live.metrics.protocol_errors.fetch_add(1, Relaxed);
+                            conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
+                        }
                     }
                 }
                 .in_current_span(),

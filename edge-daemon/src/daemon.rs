@@ -30,8 +30,12 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     api: JoinHandle<()>,
+    sync: Option<JoinHandle<()>>,
     alive: Arc<AtomicU64>,
 }
+
+/// How long the API may take to finish requests in flight once the daemon stops.
+const API_GRACE: Duration = Duration::from_secs(1);
 
 impl Daemon {
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
@@ -68,6 +72,7 @@ impl Daemon {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
 
+        let mut sync = None;
         let sync_status = match crate::sync::installed(&config.data_dir)? {
             Some(bundle) => {
                 let status = Arc::new(crate::sync::SyncStatus {
@@ -75,7 +80,7 @@ impl Daemon {
                     relay: bundle.relay.clone(),
                     ..Default::default()
                 });
-                tokio::spawn(crate::sync::run(crate::sync::Client {
+                let client = crate::sync::Client {
                     bundle,
                     reader: store.reader(),
                     store: store.sender(),
@@ -84,7 +89,8 @@ impl Daemon {
                     snapshots: snapshots.clone(),
                     bandwidth_limit_bytes_per_s: config.sync.bandwidth_limit_bytes_per_s,
                     live_interval: Duration::from_millis(config.sync.live_interval_ms),
-                }));
+                };
+                sync = Some(tokio::spawn(crate::sync::run(client, shutdown_rx.clone())));
                 status
             }
             None => Arc::new(crate::sync::SyncStatus::default()),
@@ -120,6 +126,7 @@ impl Daemon {
             shutdown,
             ingest,
             api,
+            sync,
             alive,
         })
     }
@@ -128,11 +135,20 @@ impl Daemon {
         self.store.status()
     }
 
-    /// Stops ingest, commits what it held, and closes the store.
+    /// Stops ingest, the API and sync, commits what the store holds, and closes it. Each
+    /// part stops on the shutdown signal and none waits on a peer for long, so this returns
+    /// within a couple of seconds whatever the links, the relay or API clients are doing.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.ingest.await;
-        let _ = self.api.await;
+        if let Some(sync) = self.sync {
+            let _ = sync.await;
+        }
+        let mut api = self.api;
+        if tokio::time::timeout(API_GRACE, &mut api).await.is_err() {
+            tracing::warn!("API requests still open after {API_GRACE:?}; closing them");
+            api.abort();
+        }
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("edge daemon stopped");
@@ -177,24 +193,49 @@ fn watchdog_usec() -> Option<u64> {
     (usec > 0 && for_us).then_some(usec)
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// How long a stop may take before the process exits anyway: a stop that hangs is a bug,
+/// but under systemd it would otherwise wait for the stop timeout and a SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// SIGINT (Ctrl-C) and SIGTERM (what systemd sends), caught from the moment this is made:
+/// install it before telling systemd READY, so that no early signal meets the default
+/// action of killing the process mid-write.
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for the first signal; then tells systemd the daemon is stopping and arms the
+    /// second signal (exit at once, flushing nothing) and the stop deadline.
+    pub async fn stopping(mut self) {
+        self.recv().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        tracing::info!("stopping (signal again to exit at once)");
+        tokio::spawn(async move {
+            self.recv().await;
+            eprintln!("second signal: exiting at once");
+            std::process::exit(130);
+        });
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_DEADLINE);
+            eprintln!("error: still stopping after {STOP_DEADLINE:?}; exiting");
+            std::process::exit(1);
+        });
+    }
 }

@@ -133,6 +133,23 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a child we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(self.pid() as i32, signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit: its status and how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        let status = wait_for(&format!("{} to exit", self.name), timeout, || {
+            self.child.try_wait().ok().flatten()
+        });
+        (status, start.elapsed())
+    }
+
     /// Writes a line to the process's stdin (piped).
     pub fn send_line(&mut self, line: &str) {
         use std::io::Write;
@@ -490,6 +507,16 @@ impl CloudRelay {
             ),
             Err(e) => panic!("{method} {path} on the HQ API: {e}"),
         }
+    }
+
+    /// The relay's Prometheus text from `/metrics` (no token needed).
+    pub fn metrics(&self) -> String {
+        let mut r = self
+            .hq_agent()
+            .get(format!("{}/metrics", self.hq_url()))
+            .call()
+            .unwrap_or_else(|e| panic!("GET /metrics on the HQ API: {e}"));
+        r.body_mut().read_to_string().expect("metrics text")
     }
 
     /// Waits until the HQ API answers its health check.

@@ -222,16 +222,20 @@ pub fn drain(with_tlog: bool) -> Drain {
         let status = Arc::new(SyncStatus::default());
         let cpu_before = cpu_seconds(writer_or_not);
         let start = Instant::now();
-        tokio::spawn(edge_daemon::sync::run(edge_daemon::sync::Client {
-            bundle,
-            reader: store.reader(),
-            store: store.sender(),
-            committed: store.status(),
-            status: status.clone(),
-            snapshots: snapshots_rx,
-            bandwidth_limit_bytes_per_s: 0,
-            live_interval: Duration::ZERO,
-        }));
+        let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
+        let sync = tokio::spawn(edge_daemon::sync::run(
+            edge_daemon::sync::Client {
+                bundle,
+                reader: store.reader(),
+                store: store.sender(),
+                committed: store.status(),
+                status: status.clone(),
+                snapshots: snapshots_rx,
+                bandwidth_limit_bytes_per_s: 0,
+                live_interval: Duration::ZERO,
+            },
+            stop_rx,
+        ));
         while status.relay_acked.load(Relaxed) < rows {
             tokio::time::sleep(Duration::from_millis(5)).await;
             assert!(
@@ -243,6 +247,8 @@ pub fn drain(with_tlog: bool) -> Drain {
         let cpu_after = cpu_seconds(writer_or_not);
         let used =
             |class| cpu_after.get(class).unwrap_or(&0.0) - cpu_before.get(class).unwrap_or(&0.0);
+        let _ = stop_sync.send(true);
+        let _ = sync.await;
         let held = relay_store.telemetry_count("bench").expect("count");
         assert_eq!(held, rows, "every row at the relay, once");
         Drain {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use edge_daemon::config::Config;
-use edge_daemon::daemon::{shutdown_signal, Daemon};
+use edge_daemon::daemon::{Daemon, StopSignals};
 use edge_daemon::link::{Endpoint, LinkConfig};
 
 use super::{parse_endpoint, parse_listen, ConfigArgs};
@@ -35,10 +35,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if config.links.is_empty() {
         tracing::warn!("no links configured: add --link ENDPOINT or [[links]] in the config");
     }
-    runtime()?.block_on(async {
+    block_on(async {
+        let signals = StopSignals::install()?;
         let daemon = Daemon::start(&config).await?;
         daemon.notify_systemd();
-        shutdown_signal().await;
+        signals.stopping().await;
         daemon.stop().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -123,7 +124,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         ..Config::default()
     };
-    runtime()?.block_on(async {
+    block_on(async {
+        let signals = StopSignals::install()?;
         let (relay, token) = demo_relay(&config.data_dir, args.hq_listen).await?;
         let daemon = Daemon::start(&config).await?;
         let sim = edge_daemon::sim::SimConfig {
@@ -132,7 +134,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "127.0.0.1:{vehicle_port}"
             )))
         };
-        let fleet = tokio::spawn(edge_daemon::sim::run(sim));
+        let mut fleet = tokio::spawn(edge_daemon::sim::run(sim));
         let url = format!("http://{}", daemon.api_addr);
         println!(
             "Trellis demo: {} simulated copters surveying vineyard blocks",
@@ -141,10 +143,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  local API:      {url}/api/v1/vehicles");
         println!("  health:         {url}/api/v1/health");
         println!("  QGroundControl: listen on UDP 14550 (its default) to fly with them");
-        println!(
-            "  HQ (relay):     http://{}/#token={token}",
-            relay.hq_addr
-        );
+        println!("  HQ (relay):     http://{}/#token={token}", relay.hq_addr);
         println!(
             "  HQ API:         curl -H 'Authorization: Bearer {token}' http://{}/api/v1/orgs/{DEMO_ORG}/vehicles",
             relay.hq_addr
@@ -152,9 +151,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  data:           {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
         tokio::select! {
-            _ = shutdown_signal() => {}
-            r = fleet => { tracing::error!("simulator stopped: {r:?}"); }
+            () = signals.stopping() => {}
+            r = &mut fleet => { tracing::error!("simulator stopped: {r:?}"); }
         }
+        fleet.abort();
         daemon.stop().await;
         relay.stop().await;
         Ok(ExitCode::SUCCESS)
@@ -167,8 +167,15 @@ fn free_udp_port() -> anyhow::Result<u16> {
         .port())
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Runs `main` on a multi-threaded runtime. Blocking tasks still running when it returns
+/// (a query for a client that went away) get a moment to finish, not an unbounded wait.
+pub fn block_on<T>(
+    main: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?;
+    let result = runtime.block_on(main);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

@@ -40,10 +40,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         auto_fly: !args.idle,
         ..SimConfig::new(args.link)
     };
-    super::serve::runtime()?.block_on(async {
+    super::serve::block_on(async {
+        let signals = edge_daemon::daemon::StopSignals::install()?;
         tokio::select! {
             r = edge_daemon::sim::run(config) => r?,
-            _ = edge_daemon::daemon::shutdown_signal() => {}
+            () = signals.stopping() => {}
         }
         Ok(ExitCode::SUCCESS)
     })

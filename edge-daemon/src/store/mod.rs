@@ -165,6 +165,8 @@ pub(crate) enum Write {
         above: u64,
         reply: mpsc::Sender<Result<(), String>>,
     },
+    /// Commits what is pending and ends the writer (see `Store::close`).
+    Close,
 }
 
 /// What the writer has made durable; read by the API and the tests.
@@ -293,13 +295,17 @@ impl Store {
         self.sender().flush()
     }
 
-    /// Commits what is pending and stops the writer.
+    /// Commits what is pending and stops the writer, even while other tasks still hold
+    /// senders: writes sent after this fail with [`StoreError::Closed`].
     pub fn close(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        self.tx.take();
+        if let Some(tx) = self.tx.take() {
+            // Queued behind what was sent before, so that is committed too.
+            let _ = tx.send(Write::Close);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -591,6 +597,32 @@ mod tests {
             );
         }
         assert_eq!(read.len(), 3);
+    }
+
+    #[test]
+    fn close_commits_and_stops_the_writer_while_senders_are_still_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let held = store.sender();
+        held.send_batch(samples(1, 7, 0)).unwrap();
+        let (closed_tx, closed) = mpsc::channel();
+        std::thread::spawn(move || {
+            store.close();
+            let _ = closed_tx.send(());
+        });
+        closed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("close() hung while a sender was held");
+        assert!(matches!(
+            held.send_batch(samples(1, 1, 0)),
+            Err(StoreError::Closed)
+        ));
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(
+            store.status_view().committed_seq,
+            7,
+            "the batch sent before close"
+        );
     }
 
     #[test]

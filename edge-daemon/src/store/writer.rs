@@ -122,7 +122,9 @@ impl Writer {
                     let _ = reply.send(self.rebase(stream, above).map_err(|e| e.to_string()));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
+                // Senders outlive the store in tasks that are still stopping (sync, the API):
+                // `Close` ends the writer whoever still holds one; their sends then fail.
+                Ok(Write::Close) | Err(RecvTimeoutError::Disconnected) => {
                     self.commit();
                     return;
                 }

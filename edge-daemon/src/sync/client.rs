@@ -69,16 +69,35 @@ pub struct Client {
     pub live_interval: Duration,
 }
 
-/// Runs sync for as long as the task lives.
-pub async fn run(client: Client) {
+/// QUIC close code for a station that is shutting down (the relay's `CLOSE_DONE`).
+const CLOSE_STOPPING: u32 = 0;
+/// How long a stopping session may take to close its connection.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs sync until `shutdown` turns true; then closes the connection, telling the relay
+/// why, and returns. Nothing is lost by stopping at any point: the edge's cursors only move
+/// on the relay's acks, and the next session resumes from its marks.
+pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     use tracing::Instrument as _;
     let span = tracing::info_span!("sync", org = %client.bundle.org, edge = %client.bundle.edge);
     async move {
         let mut backoff = Duration::from_millis(500);
         loop {
             let started = Instant::now();
-            let result = session(&client).await;
+            let mut stopping = shutdown.clone();
+            let result = tokio::select! {
+                r = session(&client, &mut shutdown) => r,
+                // A session closes itself on shutdown; one stuck connecting to an unreachable
+                // relay, or waiting for its Welcome, gets a short grace and is dropped.
+                () = async {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                } => Ok(()),
+            };
             client.status.connected.store(false, Relaxed);
+            if *shutdown.borrow() {
+                return;
+            }
             if let Err(e) = &result {
                 tracing::warn!("sync session ended: {e:#}");
                 *client
@@ -90,7 +109,10 @@ pub async fn run(client: Client) {
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(500);
             }
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
@@ -104,7 +126,7 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-async fn connect(bundle: &Bundle) -> anyhow::Result<quinn::Connection> {
+async fn connect(bundle: &Bundle) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
     let addr = tokio::net::lookup_host(&bundle.relay)
         .await
         .with_context(|| format!("resolving {}", bundle.relay))?
@@ -121,10 +143,11 @@ async fn connect(bundle: &Bundle) -> anyhow::Result<quinn::Connection> {
             .client_config()
             .map_err(|e| anyhow::anyhow!("bundle: {e}"))?,
     );
-    endpoint
+    let conn = endpoint
         .connect(addr, &bundle.server_name)?
         .await
-        .with_context(|| format!("connecting to {addr}"))
+        .with_context(|| format!("connecting to {addr}"))?;
+    Ok((endpoint, conn))
 }
 
 /// What this edge holds of one stream, for Hello.
@@ -188,8 +211,8 @@ async fn resume_point(
     Ok(relay_acked)
 }
 
-async fn session(client: &Client) -> anyhow::Result<()> {
-    let conn = connect(&client.bundle).await?;
+async fn session(client: &Client, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (endpoint, conn) = connect(&client.bundle).await?;
     let status = &client.status;
     status.connects.fetch_add(1, Relaxed);
 
@@ -267,13 +290,20 @@ async fn session(client: &Client) -> anyhow::Result<()> {
             status.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = control => r,
         r = downsync(client, &conn, control_tx) => r,
         r = events_lane(client, &conn, events_acked, changes_acked, events_rx) => r,
         r = bulk_lane(client, &conn, telemetry_acked, telemetry_rx) => r,
         r = live_lane(client, &conn) => r,
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
+    };
+    if *shutdown.borrow() {
+        conn.close(CLOSE_STOPPING.into(), b"station stopping");
+        // The close frame goes out with the endpoint's next send; don't wait on a dead link.
+        let _ = tokio::time::timeout(STOP_GRACE / 2, endpoint.wait_idle()).await;
     }
+    result
 }
 
 /// Merges the relay's record changes as they come, acknowledging each once it is durable.
