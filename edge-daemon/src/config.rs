@@ -32,7 +32,7 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// Telemetry committed at least this often; at most this much is lost on power loss.
+    /// Telemetry committed at least this often (what a power cut loses: ARCHITECTURE.md).
     pub commit_window_ms: u64,
     /// Database size above which the oldest telemetry is deleted.
     pub quota_mb: u64,

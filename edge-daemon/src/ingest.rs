@@ -2,8 +2,8 @@
 //!
 //! It runs as a single task, so routing table, fleet state and the open store batch need no
 //! locks. It publishes a [`FleetSnapshot`] ten times a second for the API; the store batch goes
-//! to the writer thread whenever it fills or a tick passes, so a frame reaches the database
-//! within the commit window plus 100 ms.
+//! to the writer thread whenever it fills or a tick passes, which is the 100 ms in
+//! ARCHITECTURE.md's bound on what a power cut loses.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

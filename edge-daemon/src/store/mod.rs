@@ -2,9 +2,10 @@
 //! warning.
 //!
 //! One writer thread owns the only writing connection and batches everything into one
-//! transaction per commit window (default 1 s): telemetry may lose at most that window on power
-//! loss, and the database never corrupts (WAL, `synchronous=FULL`). Readers (the API, export)
-//! open their own read-only connections and never block the writer.
+//! transaction per commit window (default 1 s), and the database never corrupts (WAL,
+//! `synchronous=FULL`); what a power cut may lose is stated once, in ARCHITECTURE.md ("What a
+//! power cut loses"). Readers (the API, export) open their own read-only connections and never
+//! block the writer.
 
 mod query;
 mod quota;
