@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use sync_protocol::codec::TelemetryRow;
+use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::proto::Live;
 use tokio::sync::broadcast;
 
@@ -43,7 +43,7 @@ impl State {
             lat: f64::from(l.lat_e7) / 1e7,
             lon: f64::from(l.lon_e7) / 1e7,
             alt_msl_m: f64::from(l.alt_mm) / 1e3,
-            heading_deg: (l.heading_cdeg < 36_000).then(|| f64::from(l.heading_cdeg) / 100.0),
+            heading_deg: u16::try_from(l.heading_cdeg).ok().and_then(codec::heading_deg),
             battery_pct: (l.battery_pct >= 0).then_some(l.battery_pct),
             armed: l.armed,
             mode: (!l.mode.is_empty()).then(|| l.mode.clone()),
@@ -57,7 +57,7 @@ impl State {
             lat: f64::from(r.lat_e7) / 1e7,
             lon: f64::from(r.lon_e7) / 1e7,
             alt_msl_m: f64::from(r.alt_mm) / 1e3,
-            heading_deg: (r.heading_cdeg < 36_000).then(|| f64::from(r.heading_cdeg) / 100.0),
+            heading_deg: codec::heading_deg(r.heading_cdeg),
             battery_pct: (r.battery_pct >= 0).then_some(i32::from(r.battery_pct)),
             armed: r.armed,
             mode: None,

@@ -44,6 +44,13 @@ pub struct TelemetryRow {
     pub mission_seq: u16,
 }
 
+/// A heading in centidegrees as MAVLink sends it (`GLOBAL_POSITION_INT.hdg`: 0..35999,
+/// `u16::MAX` when unknown), in degrees; `None` for unknown or out of range. The one reading
+/// of this field for every view at the edge and the relay.
+pub fn heading_deg(cdeg: u16) -> Option<f64> {
+    (cdeg < 36_000).then(|| f64::from(cdeg) / 100.0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
     /// Difference from the previous value.
@@ -325,6 +332,14 @@ fn get_varint(input: &mut &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_heading_is_known_only_inside_a_circle() {
+        assert_eq!(heading_deg(0), Some(0.0));
+        assert_eq!(heading_deg(35_999), Some(359.99));
+        assert_eq!(heading_deg(36_000), None, "out of range is not a heading");
+        assert_eq!(heading_deg(u16::MAX), None, "MAVLink's unknown");
+    }
 
     fn row() -> impl Strategy<Value = TelemetryRow> {
         (

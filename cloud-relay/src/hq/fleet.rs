@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{blocking, ApiError, Caller, HqState};
 use crate::live::{LiveView, Sighting, State as LiveState};
 use crate::store::hq::FleetVehicle;
+use sync_protocol::codec;
 
 /// One vehicle of the org as HQ sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -190,7 +191,7 @@ pub async fn telemetry(
             lon: f64::from(r.lon_e7) / 1e7,
             alt_msl_m: f64::from(r.alt_mm) / 1e3,
             alt_rel_m: f64::from(r.rel_alt_mm) / 1e3,
-            heading_deg: (r.heading_cdeg < 36_000).then(|| f64::from(r.heading_cdeg) / 100.0),
+            heading_deg: codec::heading_deg(r.heading_cdeg),
             battery_pct: (r.battery_pct >= 0).then_some(r.battery_pct),
             battery_v: f64::from(r.battery_mv) / 1e3,
             gps_fix: r.gps_fix,

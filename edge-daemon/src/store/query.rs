@@ -14,6 +14,7 @@ use sync_protocol::proto::event::{Kind as EventKind, Severity};
 use super::{StoreError, Stream};
 use crate::clock::TimeSource;
 use crate::vehicle::Event;
+use sync_protocol::codec;
 use sync_protocol::records::FieldChange;
 
 #[derive(Debug, Clone)]
@@ -321,7 +322,7 @@ fn telemetry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TelemetryRow> {
         vn_mps: centi(7)?,
         ve_mps: centi(8)?,
         vd_mps: centi(9)?,
-        heading_deg: (heading != i64::from(u16::MAX)).then(|| heading as f64 / 100.0),
+        heading_deg: u16::try_from(heading).ok().and_then(codec::heading_deg),
         battery_v: milli(11)?,
         battery_a: (current >= 0).then(|| current as f64 / 100.0),
         battery_pct: (pct >= 0).then_some(pct),

@@ -177,7 +177,7 @@ fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             alt_msl_m: f64::from(p.alt_mm) / 1e3,
             alt_rel_m: f64::from(p.rel_alt_mm) / 1e3,
         }),
-        heading_deg: (v.heading_cdeg != u16::MAX).then(|| f64::from(v.heading_cdeg) / 100.0),
+        heading_deg: sync_protocol::codec::heading_deg(v.heading_cdeg),
         groundspeed_mps: round(f64::from(v.groundspeed), 2),
         airspeed_mps: round(f64::from(v.airspeed), 2),
         climb_mps: round(f64::from(v.climb), 2),
