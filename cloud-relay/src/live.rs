@@ -43,7 +43,9 @@ impl State {
             lat: f64::from(l.lat_e7) / 1e7,
             lon: f64::from(l.lon_e7) / 1e7,
             alt_msl_m: f64::from(l.alt_mm) / 1e3,
-            heading_deg: u16::try_from(l.heading_cdeg).ok().and_then(codec::heading_deg),
+            heading_deg: u16::try_from(l.heading_cdeg)
+                .ok()
+                .and_then(codec::heading_deg),
             battery_pct: (l.battery_pct >= 0).then_some(l.battery_pct),
             armed: l.armed,
             mode: (!l.mode.is_empty()).then(|| l.mode.clone()),

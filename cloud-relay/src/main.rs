@@ -320,7 +320,7 @@ fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let signals = StopSignals::install()?;
+        let signals = trellis_web::lifecycle::StopSignals::install()?;
         let relay = Relay::start(&config, store.clone()).await?;
         notify_systemd(store);
         relay.run_until(signals.stopping()).await
@@ -334,19 +334,12 @@ fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
 /// database gets the relay restarted. The interval is read as libsystemd reads it.
 fn notify_systemd(store: Arc<dyn RelayStore>) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let usec = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|u| u.parse::<u64>().ok())
-        .filter(|u| *u > 0);
-    let for_us = std::env::var("WATCHDOG_PID").map_or(true, |pid| {
-        pid.parse::<u32>().ok() == Some(std::process::id())
-    });
-    let Some(usec) = usec.filter(|_| for_us) else {
+    let Some(interval) = trellis_web::lifecycle::watchdog_interval() else {
         return;
     };
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(std::time::Duration::from_micros(usec / 2)).await;
+            tokio::time::sleep(interval / 2).await;
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.orgs()).await {
                 Ok(Ok(_)) => {
@@ -356,53 +349,6 @@ fn notify_systemd(store: Arc<dyn RelayStore>) {
             }
         }
     });
-}
-
-/// How long a stop may take before the process exits anyway (a hung stop is a bug, but
-/// systemd would otherwise wait for its stop timeout and a SIGKILL).
-const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// SIGINT and SIGTERM, caught from the moment this is made (before READY, so no early
-/// signal kills the process by default action).
-struct StopSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(StopSignals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-
-    /// Waits for the first signal; then tells systemd the relay is stopping and arms the
-    /// second signal (exit at once) and the stop deadline. Neither loses anything: edges
-    /// resume from the relay's durable marks.
-    async fn stopping(mut self) {
-        self.recv().await;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        tracing::info!("stopping (signal again to exit at once)");
-        tokio::spawn(async move {
-            self.recv().await;
-            eprintln!("second signal: exiting at once");
-            std::process::exit(130);
-        });
-        std::thread::spawn(|| {
-            std::thread::sleep(STOP_DEADLINE);
-            eprintln!("error: still stopping after {STOP_DEADLINE:?}; exiting");
-            std::process::exit(1);
-        });
-    }
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::ingest::{self, Ingest};
 use crate::link::{self, Links};
 use crate::store::{Store, StoreStatus};
+use crate::tokens::TokenBook;
 use crate::vehicle::FleetSnapshot;
 use crate::{clock, dialect};
 
@@ -69,6 +70,7 @@ impl Daemon {
         )
         .with_low_battery_pct(config.vehicles.low_battery_pct);
         let alive = ingest.alive.clone();
+        let live = ingest.live();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
 
@@ -96,6 +98,13 @@ impl Daemon {
             None => Arc::new(crate::sync::SyncStatus::default()),
         };
 
+        let tokens = TokenBook::watch(&config.data_dir)?;
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no API tokens yet: every route but health and metrics answers 401 until one \
+                 is made (edge-daemon token create --name NAME --role viewer|pilot|admin)"
+            );
+        }
         let state = AppState {
             sync: sync_status,
             snapshots: snapshots.clone(),
@@ -106,13 +115,17 @@ impl Daemon {
             store_path: store.path().to_path_buf(),
             quota_bytes: config.store_config().quota_bytes,
             started: Instant::now(),
+            live,
+            tokens: tokens.clone(),
+            stream: Arc::default(),
         };
+        let app = api::router(state, api::auth::Auth::new(tokens))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut api_shutdown = shutdown_rx;
         let api = tokio::spawn(async move {
-            let server =
-                axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-                    let _ = api_shutdown.changed().await;
-                });
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = api_shutdown.changed().await;
+            });
             if let Err(e) = server.await {
                 tracing::error!("API server failed: {e}");
             }
@@ -158,10 +171,10 @@ impl Daemon {
     /// store writer are both making progress: a wedged daemon gets restarted.
     pub fn notify_systemd(&self) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let Some(usec) = watchdog_usec() else {
+        let Some(interval) = trellis_web::lifecycle::watchdog_interval() else {
             return;
         };
-        let period = Duration::from_micros(usec / 2);
+        let period = interval / 2;
         let alive = self.alive.clone();
         let store = self.store.status();
         tokio::spawn(async move {
@@ -177,65 +190,6 @@ impl Daemon {
                 }
                 last = now;
             }
-        });
-    }
-}
-
-/// The systemd watchdog interval, read as libsystemd's `sd_watchdog_enabled` reads it:
-/// `WATCHDOG_USEC`, meant for this process unless `WATCHDOG_PID` names another. (The
-/// sd-notify crate also insists on `WATCHDOG_PID` being present, which libsystemd does not.)
-fn watchdog_usec() -> Option<u64> {
-    let usec = std::env::var("WATCHDOG_USEC").ok()?.parse::<u64>().ok()?;
-    let for_us = match std::env::var("WATCHDOG_PID") {
-        Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
-        Err(_) => true,
-    };
-    (usec > 0 && for_us).then_some(usec)
-}
-
-/// How long a stop may take before the process exits anyway: a stop that hangs is a bug,
-/// but under systemd it would otherwise wait for the stop timeout and a SIGKILL.
-const STOP_DEADLINE: Duration = Duration::from_secs(10);
-
-/// SIGINT (Ctrl-C) and SIGTERM (what systemd sends), caught from the moment this is made:
-/// install it before telling systemd READY, so that no early signal meets the default
-/// action of killing the process mid-write.
-pub struct StopSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    pub fn install() -> std::io::Result<StopSignals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(StopSignals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-
-    /// Waits for the first signal; then tells systemd the daemon is stopping and arms the
-    /// second signal (exit at once, flushing nothing) and the stop deadline.
-    pub async fn stopping(mut self) {
-        self.recv().await;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        tracing::info!("stopping (signal again to exit at once)");
-        tokio::spawn(async move {
-            self.recv().await;
-            eprintln!("second signal: exiting at once");
-            std::process::exit(130);
-        });
-        std::thread::spawn(|| {
-            std::thread::sleep(STOP_DEADLINE);
-            eprintln!("error: still stopping after {STOP_DEADLINE:?}; exiting");
-            std::process::exit(1);
         });
     }
 }

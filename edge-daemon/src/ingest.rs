@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::link::{Inbound, Links};
+use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
 use crate::store::{IngestBatch, StoreError, StoreSender};
 use crate::vehicle::{Fleet, FleetSnapshot};
@@ -29,6 +30,7 @@ pub struct Ingest {
     batch: IngestBatch,
     store: StoreSender,
     snapshots: watch::Sender<Arc<FleetSnapshot>>,
+    live: LivePublisher,
     /// Advances every tick; the systemd watchdog checks it moves.
     pub alive: Arc<AtomicU64>,
 }
@@ -48,6 +50,7 @@ impl Ingest {
             batch: IngestBatch::default(),
             store,
             snapshots,
+            live: LivePublisher::default(),
             alive: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -65,6 +68,8 @@ impl Ingest {
             }
             self.batch.frames.push((t_us, frame));
         }
+        let changed = self.fleet.take_changed();
+        self.live.publish(&self.fleet, changed, inbound.received);
         // An event (an alert) goes to the writer now: it is committed on arrival, not at the
         // end of the commit window.
         if self.batch.frames.len() >= FLUSH_FRAMES || self.fleet.has_events() {
@@ -91,6 +96,7 @@ impl Ingest {
         }
         self.snapshots
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
+        self.live.refresh(&self.fleet, self.fleet.ids(), now);
         self.flush()
     }
 
@@ -98,6 +104,11 @@ impl Ingest {
     pub fn with_low_battery_pct(mut self, pct: i8) -> Ingest {
         self.fleet.set_low_battery_pct(pct);
         self
+    }
+
+    /// The live state stream clients read (see `live.rs`).
+    pub fn live(&self) -> watch::Receiver<LiveState> {
+        self.live.subscribe()
     }
 
     pub fn fleet(&self) -> &Fleet {

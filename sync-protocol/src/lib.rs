@@ -14,6 +14,23 @@ pub mod wire;
 /// Generated from `proto/trellis_sync.proto`.
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/trellis.sync.v1.rs"));
+
+    /// An event kind as the APIs name it (`alert`, `state`, `identity`); an unknown number
+    /// is `unspecified`.
+    pub fn event_kind_name(kind: i32) -> String {
+        event::Kind::try_from(kind)
+            .unwrap_or(event::Kind::Unspecified)
+            .as_str_name()
+            .to_ascii_lowercase()
+    }
+
+    /// A severity as the APIs name it (`info`, `warning`, `critical`, …).
+    pub fn severity_name(severity: i32) -> String {
+        event::Severity::try_from(severity)
+            .unwrap_or(event::Severity::Unspecified)
+            .as_str_name()
+            .to_ascii_lowercase()
+    }
 }
 
 /// The protocol version this crate speaks.

@@ -166,6 +166,39 @@ impl Drop for Proc {
     }
 }
 
+/// `edge-daemon sim`: `vehicles` simulated copters sending `rate` Hz of position to a
+/// daemon's `udpin` on `udp`, quietly.
+pub fn sim_fleet(udp: u16, vehicles: u8, rate: u32) -> Proc {
+    Proc::spawn(
+        "edge-daemon sim",
+        Command::new(bin("edge-daemon"))
+            .args(["sim", "--vehicles", &vehicles.to_string()])
+            .args(["--rate", &rate.to_string()])
+            .args(["--link", &format!("udpout:127.0.0.1:{udp}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// A daemon listening on `udpin`, hearing `vehicles` simulated copters at `rate` Hz.
+pub fn station_with_fleet(vehicles: u8, rate: u32) -> (EdgeDaemon, Proc) {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let fleet = sim_fleet(udp, vehicles, rate);
+    wait_for(
+        &format!("{vehicles} simulated copters"),
+        Duration::from_secs(30),
+        || {
+            let heard = daemon.try_get("/api/v1/vehicles")?["vehicles"]
+                .as_array()?
+                .len();
+            (heard == usize::from(vehicles)).then_some(())
+        },
+    );
+    (daemon, fleet)
+}
+
 /// A Python peer from tests/peers, run with pymavlink in MAVLink 2 mode.
 pub fn python(script: &str) -> Command {
     let mut cmd = Command::new("python3");
@@ -208,11 +241,41 @@ pub fn gcs(connect: &str, expect: &[u8], command_target: Option<u8>) -> Value {
     python_json("gcs.py", &args)
 }
 
-/// A running edge daemon with its own data directory and API port.
+/// A running edge daemon with its own data directory and API port, and an admin token
+/// for its API.
 pub struct EdgeDaemon {
     pub proc: Proc,
     pub api: String,
     pub data: tempfile::TempDir,
+    pub token: String,
+}
+
+/// Makes a token for the station whose data directory is `data`, as an admin does
+/// (`edge-daemon token create`): returns its secret.
+pub fn station_token(data: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(bin("edge-daemon"))
+        .args(["token", "create", "--name", name, "--role", role, "--json"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edge-daemon token create");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("token create --json");
+    v["secret"].as_str().expect("a secret").to_string()
+}
+
+/// An HTTP agent that returns error statuses as responses.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 impl EdgeDaemon {
@@ -226,6 +289,10 @@ impl EdgeDaemon {
     }
 
     pub fn start_in(data: tempfile::TempDir, links: &[String], extra: &[&str]) -> EdgeDaemon {
+        // A daemon restarted on the same data directory gets a token of its own.
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = station_token(data.path(), &format!("tests-{n}"), "admin");
         let port = free_tcp_port();
         let mut cmd = Command::new(bin("edge-daemon"));
         cmd.arg("serve")
@@ -244,6 +311,7 @@ impl EdgeDaemon {
             proc,
             api: format!("http://127.0.0.1:{port}"),
             data,
+            token,
         };
         wait_for(
             "the daemon's API to answer",
@@ -253,13 +321,17 @@ impl EdgeDaemon {
         daemon
     }
 
+    /// `GET` with the admin token; `None` unless it answers 200 with JSON.
     pub fn try_get(&self, path: &str) -> Option<Value> {
-        ureq::get(&format!("{}{path}", self.api))
+        let mut r = agent()
+            .get(&format!("{}{path}", self.api))
+            .header("Authorization", format!("Bearer {}", self.token))
             .call()
-            .ok()?
-            .body_mut()
-            .read_json()
-            .ok()
+            .ok()?;
+        if r.status().as_u16() != 200 {
+            return None;
+        }
+        r.body_mut().read_json().ok()
     }
 
     pub fn get(&self, path: &str) -> Value {
@@ -267,17 +339,29 @@ impl EdgeDaemon {
             .unwrap_or_else(|| panic!("GET {path} failed"))
     }
 
-    /// Sends JSON with `method` (PUT, PATCH, POST): status code and JSON body.
+    /// Sends JSON with `method` (PUT, PATCH, POST) with the admin token: status code and
+    /// JSON body.
     pub fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        self.send_as(&self.token, method, path, body)
+    }
+
+    /// Sends JSON with `method` and `token` (none if empty): status code and JSON body.
+    pub fn send_as(&self, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let agent = agent();
         let url = format!("{}{path}", self.api);
+        let auth = format!("Bearer {token}");
+        let with_auth = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+            if token.is_empty() {
+                r
+            } else {
+                r.header("Authorization", &auth)
+            }
+        };
         let result = match method {
-            "PUT" => agent.put(&url).send_json(body),
-            "PATCH" => agent.patch(&url).send_json(body),
-            "POST" => agent.post(&url).send_json(body),
+            "PUT" => with_auth(agent.put(&url)).send_json(body),
+            "PATCH" => with_auth(agent.patch(&url)).send_json(body),
+            "POST" => with_auth(agent.post(&url)).send_json(body),
+            "DELETE" => with_auth(agent.delete(&url).force_send_body()).send_json(body),
             other => panic!("unsupported method {other}"),
         };
         let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
@@ -285,16 +369,18 @@ impl EdgeDaemon {
         (status, resp.body_mut().read_json().unwrap_or(Value::Null))
     }
 
-    /// Status code and JSON body, for requests expected to fail.
+    /// Status code and JSON body with the admin token, for requests expected to fail.
     pub fn get_status(&self, path: &str) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .get(&format!("{}{path}", self.api))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        self.get_as(&self.token, path)
+    }
+
+    /// `GET` with `token` (none if empty): status code and JSON body (`Null` if not JSON).
+    pub fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let mut req = agent().get(&format!("{}{path}", self.api));
+        if !token.is_empty() {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_json().unwrap_or(Value::Null);
         (status, body)

@@ -168,11 +168,9 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
     let path = "/api/v1/orgs/vineyard-co/missions/proposals";
     assert_eq!(relay.hq_post(&viewer, path, &proposal).0, 403);
     assert_eq!(relay.hq_post(&stranger, path, &proposal).0, 404);
+    // JSON of the wrong shape: 422, as at the station (the shared HTTP layer).
     let (status, body) = relay.hq_post(&operator, path, &json!({ "title": 3 }));
-    assert_eq!(
-        (status, &body["error"]["code"]),
-        (400, &json!("bad_request"))
-    );
+    assert_eq!((status, &body["error"]["code"]), (422, &json!("invalid")));
     let (status, body) = relay.hq_post(&operator, path, &proposal);
     assert_eq!(status, 201, "{body}");
     let (_, list) = relay.hq_get(&viewer, path);
@@ -187,7 +185,7 @@ fn stream(relay: &CloudRelay, org: &str, token: &str) -> Proc {
     let ca = relay.ca_pem();
     let mut p = Proc::spawn(
         "HQ stream client",
-        python("hq_stream.py")
+        python("stream_client.py")
             .args(["--url", &url, "--token", token])
             .arg("--ca")
             .arg(&ca)

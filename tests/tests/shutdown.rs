@@ -16,7 +16,7 @@ const T: Duration = Duration::from_secs(60);
 /// What a stop may take (systemd's stop timeout is far longer; users notice more than this).
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// Exit code of a process ended by a second signal.
+/// Exit code of a process ended by a second signal (`trellis_web::lifecycle`).
 const EXIT_SECOND_SIGNAL: i32 = 130;
 
 /// A notify socket like systemd's, and its path for `NOTIFY_SOCKET`.
@@ -69,26 +69,14 @@ fn edge_serve(
     Proc::spawn("edge-daemon serve", &mut cmd)
 }
 
-fn get(api: u16, path: &str) -> Option<serde_json::Value> {
+fn get(api: u16, token: &str, path: &str) -> Option<serde_json::Value> {
     ureq::get(&format!("http://127.0.0.1:{api}{path}"))
+        .header("Authorization", format!("Bearer {token}"))
         .call()
         .ok()?
         .body_mut()
         .read_json()
         .ok()
-}
-
-fn sim(udp: u16, vehicles: u8, rate: u32) -> Proc {
-    Proc::spawn(
-        "edge-daemon sim",
-        Command::new(bin("edge-daemon"))
-            .args(["sim", "--vehicles", &vehicles.to_string()])
-            .args(["--rate", &rate.to_string()])
-            .args(["--link", &format!("udpout:127.0.0.1:{udp}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
 }
 
 /// A request that never finishes arriving, and a connection that never sends one: the kind
@@ -131,18 +119,19 @@ fn serve_with_sync_draining_clients_stuck_and_links_down_stops_promptly_and_flus
             data.path().join("ttyUSB-absent").display()
         ),
     ];
+    let token = station_token(data.path(), "tests", "viewer");
     let mut edge = edge_serve(data.path(), api, &links, &notify_path, Some(&config));
-    let _fleet = sim(udp, 5, 50);
+    let _fleet = sim_fleet(udp, 5, 50);
     expect_notification(&notify, "READY=1");
     wait_for("sync connected with a backlog draining", T, || {
-        let sync = get(api, "/api/v1/sync")?;
+        let sync = get(api, &token, "/api/v1/sync")?;
         (sync["connected"] == true
             && sync["relay_acked"].as_u64()? > 0
             && sync["backlog_rows"].as_u64()? > 500)
             .then_some(())
     });
     let _clients = stuck_clients(api);
-    let committed = get(api, "/api/v1/health").expect("health")["store"]["committed_seq"]
+    let committed = get(api, &token, "/api/v1/health").expect("health")["store"]["committed_seq"]
         .as_i64()
         .expect("committed_seq");
 
@@ -189,7 +178,7 @@ fn serve_connecting_to_a_relay_that_never_answers_stops_promptly() {
     let api = free_tcp_port();
     let mut edge = edge_serve(data.path(), api, &[], &notify_path, None);
     expect_notification(&notify, "READY=1");
-    wait_for("the API to answer", T, || get(api, "/api/v1/sync"));
+    wait_for("the API to answer", T, || get(api, "", "/api/v1/health"));
     assert_prompt_clean_exit(&mut edge, libc::SIGINT);
 }
 
@@ -218,6 +207,7 @@ fn a_second_signal_exits_at_once() {
 fn the_demo_stops_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
     let api = free_tcp_port();
+    let token = station_token(data.path(), "tests", "viewer");
     let mut demo = Proc::spawn(
         "edge-daemon demo",
         Command::new(bin("edge-daemon"))
@@ -231,7 +221,7 @@ fn the_demo_stops_on_ctrl_c() {
             .stderr(Stdio::null()),
     );
     wait_for("the demo's station to sync", T, || {
-        let sync = get(api, "/api/v1/sync")?;
+        let sync = get(api, &token, "/api/v1/sync")?;
         (sync["connected"] == true && sync["relay_acked"].as_u64()? > 0).then_some(())
     });
     let _clients = stuck_clients(api);
@@ -243,7 +233,7 @@ fn the_simulator_stops_on_sigterm() {
     let udp = free_udp_port();
     let listener = UdpSocket::bind(("127.0.0.1", udp)).unwrap();
     listener.set_read_timeout(Some(T)).unwrap();
-    let mut fleet = sim(udp, 3, 10);
+    let mut fleet = sim_fleet(udp, 3, 10);
     let mut buf = [0u8; 512];
     listener.recv(&mut buf).expect("the simulator sends");
     assert_prompt_clean_exit(&mut fleet, libc::SIGTERM);
@@ -269,7 +259,7 @@ fn the_relay_stops_promptly_with_edges_streaming_and_clients_stuck() {
     expect_notification(&notify, "READY=1");
     let udp = free_udp_port();
     let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
-    let _fleet = sim(udp, 5, 50);
+    let _fleet = sim_fleet(udp, 5, 50);
     wait_for("the edge streaming to the relay", T, || {
         let sync = edge.try_get("/api/v1/sync")?;
         (sync["connected"] == true && sync["relay_acked"].as_u64()? > 100).then_some(())

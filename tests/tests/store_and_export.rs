@@ -51,21 +51,38 @@ fn an_exported_tlog_reads_back_in_pymavlink_with_every_frame() {
 #[test]
 fn malformed_requests_get_json_errors() {
     let daemon = EdgeDaemon::start(&[]);
-    for (path, status) in [
-        ("/api/v1/vehicles/99", 404),
-        ("/api/v1/vehicles/V-99", 404),
-        ("/api/v1/nothing", 404),
-        ("/api/v1/vehicles/1/telemetry?from=yesterday", 400),
-        ("/api/v1/vehicles/1/telemetry?every=fast", 400),
-        ("/api/v1/vehicles/1/telemetry?limit=0", 400),
-        ("/api/v1/vehicles/1/telemetry?bogus=1", 400),
-        ("/api/v1/vehicles/1/telemetry?from=2000&to=1000", 400),
-        ("/api/v1/export/tlog?vehicle=300", 400),
+    // 400: the request cannot be read; 422: a field's value is wrong, and it is named.
+    for (path, status, field) in [
+        ("/api/v1/vehicles/99", 404, None),
+        ("/api/v1/vehicles/V-99", 404, None),
+        ("/api/v1/nothing", 404, None),
+        (
+            "/api/v1/vehicles/1/telemetry?from=yesterday",
+            422,
+            Some("from"),
+        ),
+        (
+            "/api/v1/vehicles/1/telemetry?every=fast",
+            422,
+            Some("every"),
+        ),
+        ("/api/v1/vehicles/1/telemetry?limit=0", 422, Some("limit")),
+        ("/api/v1/vehicles/1/telemetry?bogus=1", 400, None),
+        (
+            "/api/v1/vehicles/1/telemetry?from=2000&to=1000",
+            422,
+            Some("from"),
+        ),
+        ("/api/v1/export/tlog?vehicle=300", 400, None),
+        ("/api/v1/alerts?limit=100000", 422, Some("limit")),
     ] {
         let (code, body) = daemon.get_status(path);
         assert_eq!(code, status, "{path}: {body}");
         assert!(body["error"]["code"].is_string(), "{path}: {body}");
         assert!(body["error"]["message"].is_string(), "{path}: {body}");
+        if let Some(field) = field {
+            assert_eq!(body["error"]["field"], field, "{path}: {body}");
+        }
     }
     // An empty history is an empty list, not an error.
     let (code, body) = daemon.get_status("/api/v1/vehicles/1/telemetry");

@@ -70,6 +70,7 @@ fn the_cli_prints_json_and_its_exit_codes_mean_something() {
 
     let out = Command::new(bin("edge-daemon"))
         .args(["vehicles", "--json", "--api", &daemon.api])
+        .env("TRELLIS_TOKEN", &daemon.token)
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -78,12 +79,21 @@ fn the_cli_prints_json_and_its_exit_codes_mean_something() {
 
     let out = Command::new(bin("edge-daemon"))
         .args(["status", "--json", "--api", &daemon.api])
+        .args(["--token", &daemon.token])
         .output()
         .unwrap();
     assert!(out.status.success());
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["health"]["status"], "ok");
     assert_eq!(status["links"][0]["connected"], true);
+
+    let refused = Command::new(bin("edge-daemon"))
+        .args(["vehicles", "--api", &daemon.api])
+        .env_remove("TRELLIS_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(4), "no token: refused");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("token create"));
 
     let unreachable = Command::new(bin("edge-daemon"))
         .args([

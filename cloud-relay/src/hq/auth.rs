@@ -1,7 +1,11 @@
 //! Who is calling: the bearer token's org and role, checked on every request.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use trellis_web::auth::{bearer, MAX_SECRET_LEN};
 
 use super::{blocking, ApiError, HqState};
 use crate::store::hq::{Role, TokenInfo};
@@ -34,35 +38,32 @@ impl Caller {
     }
 }
 
-/// The token from `Authorization: Bearer …`, else from `?access_token=…` (browsers cannot
-/// set headers on a WebSocket).
-fn secret(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        return h
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-            .map(|s| s.trim().to_string());
-    }
-    parts.uri.query()?.split('&').find_map(|kv| {
-        kv.strip_prefix("access_token=")
-            .map(|t| t.trim().to_string())
-    })
-}
-
 impl FromRequestParts<HqState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &HqState) -> Result<Self, ApiError> {
-        let secret = secret(parts).ok_or_else(|| {
+        let secret = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized("a bearer token is required (cloud-relay token create)")
         })?;
-        if secret.is_empty() || secret.len() > 256 {
-            return Err(ApiError::unauthorized("unknown token"));
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let now = Instant::now();
+        if let Err(wait) = state.failures.check(ip, now) {
+            return Err(ApiError::too_many_requests(
+                format!("too many wrong tokens from {ip}; try again in {wait} s"),
+                wait,
+            ));
         }
-        let token = blocking(&state.store, move |s| s.token(&secret)).await?;
-        token
-            .map(Caller)
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))
+        let token = if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
+            None
+        } else {
+            blocking(&state.store, move |s| s.token(&secret)).await?
+        };
+        token.map(Caller).ok_or_else(|| {
+            state.failures.failed(ip, now);
+            ApiError::unauthorized("unknown token")
+        })
     }
 }

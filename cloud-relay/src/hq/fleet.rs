@@ -1,9 +1,11 @@
 //! The org's own picture: vehicles (merged across edges), history, alerts, edges, proposals.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use trellis_web::time::parse_time_us;
+use trellis_web::Query;
 
 use super::{blocking, ApiError, Caller, HqState};
 use crate::live::{LiveView, Sighting, State as LiveState};
@@ -118,6 +120,7 @@ pub async fn vehicle(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryQuery {
     from: Option<String>,
     to: Option<String>,
@@ -141,42 +144,28 @@ struct SampleJson {
     mission_seq: u16,
 }
 
-/// Parses a time given as RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.
-fn parse_time_us(s: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms.saturating_mul(1000));
-    }
-    humantime::parse_rfc3339_weak(s)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_micros() as i64)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{s:?} is not a time: use RFC 3339 (2026-11-22T10:00:00Z) or Unix milliseconds"
-            ))
-        })
-}
-
 pub async fn telemetry(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    query: Result<Query<TelemetryQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<TelemetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let org = caller.org(&org)?;
-    let Query(q) = query?;
     let from_us = q
         .from
         .as_deref()
-        .map(parse_time_us)
+        .map(|t| parse_time_us("from", t))
         .transpose()?
         .unwrap_or(0);
     let to_us =
         q.to.as_deref()
-            .map(parse_time_us)
+            .map(|t| parse_time_us("to", t))
             .transpose()?
             .unwrap_or(i64::MAX);
-    let limit = q.limit.unwrap_or(10_000).min(100_000);
+    if from_us >= to_us {
+        return Err(ApiError::invalid("from", "must be before `to`"));
+    }
+    let limit = trellis_web::page::limit(q.limit, 10_000, 100_000)?;
     let v = find(&s, &org, &id).await?;
     let (o, vid) = (org.clone(), v.id);
     let rows = blocking(&s.store, move |st| {
@@ -207,6 +196,7 @@ pub async fn telemetry(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     kind: Option<String>,
     limit: Option<u32>,
@@ -218,7 +208,10 @@ fn kind_code(kind: &str) -> Result<i32, ApiError> {
         .filter(|k| *k != Kind::Unspecified)
         .map(|k| k as i32)
         .ok_or_else(|| {
-            ApiError::bad_request(format!("kind {kind:?}: expected alert, state or identity"))
+            ApiError::invalid(
+                "kind",
+                format!("{kind:?}: expected alert, state or identity"),
+            )
         })
 }
 
@@ -228,7 +221,7 @@ async fn events_of(
     kind: Option<i32>,
     limit: Option<u32>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = limit.unwrap_or(100).min(10_000);
+    let limit = trellis_web::page::limit(limit, 100, 10_000)?;
     let events = blocking(&s.store, move |st| st.events(&org, kind, limit)).await?;
     Ok(Json(json!({ "events": events })))
 }
@@ -237,10 +230,9 @@ pub async fn alerts(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let org = caller.org(&org)?;
-    let Query(q) = query?;
     let Json(mut body) = events_of(&s, org, Some(1), q.limit).await?;
     Ok(Json(json!({ "alerts": body["events"].take() })))
 }
@@ -249,10 +241,9 @@ pub async fn events(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let org = caller.org(&org)?;
-    let Query(q) = query?;
     let kind = q.kind.as_deref().map(kind_code).transpose()?;
     events_of(&s, org, kind, q.limit).await
 }

@@ -9,7 +9,6 @@
 
 mod auth;
 mod cop;
-mod error;
 mod fleet;
 mod records;
 mod stream;
@@ -22,7 +21,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use auth::Caller;
-pub use error::ApiError;
+pub use trellis_web::ApiError;
 
 use crate::live::LiveView;
 use crate::store::{HqStore, RelayStore};
@@ -36,6 +35,8 @@ pub struct HqState {
     pub live: Arc<LiveView>,
     /// Stamps HQ's edits (see `sync_protocol::records`).
     pub hlc: Arc<std::sync::Mutex<sync_protocol::hlc::Hlc>>,
+    /// Wrong tokens per client address (429 past a burst).
+    pub failures: Arc<trellis_web::auth::FailedSignIns>,
 }
 
 impl HqState {
@@ -48,9 +49,17 @@ impl HqState {
                 sync_protocol::records::node_id(node),
                 MAX_CLOCK_DRIFT_US,
             ))),
+            failures: Arc::new(trellis_web::auth::FailedSignIns::new(
+                GUESS_BURST,
+                GUESS_REFILL,
+            )),
         }
     }
 }
+
+/// Wrong tokens an address may try at once, and how often it gets another try.
+const GUESS_BURST: u32 = 10;
+const GUESS_REFILL: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// How far ahead of this relay's clock an edge's timestamps may run.
 pub const MAX_CLOCK_DRIFT_US: u64 = 5 * 60 * 1_000_000;
@@ -113,6 +122,13 @@ async fn metrics(axum::extract::State(s): axum::extract::State<HqState>) -> impl
     )
 }
 
+/// Errors of the store reach clients as internal errors, their text only in the log.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
 /// Runs a store call off the async threads.
 async fn blocking<T: Send + 'static>(
     store: &Arc<dyn HqStore>,
@@ -154,7 +170,7 @@ pub async fn serve(
         shutdown.await;
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
     });
-    let app = router(state).into_make_service();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(config) => {
             axum_server::from_tcp_rustls(

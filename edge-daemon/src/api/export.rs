@@ -1,11 +1,14 @@
 //! `GET /api/v1/export/tlog?vehicle=&from=&to=`: a .tlog file of the stored frames.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::{parse_time_us, ApiError, AppState};
+use trellis_web::time::parse_time_us;
+use trellis_web::Query;
+
+use super::{ApiError, AppState};
 use crate::store::tlog::{self, TlogQuery};
 
 #[derive(Debug, Deserialize)]
@@ -18,21 +21,20 @@ pub struct Params {
 
 pub async fn tlog(
     State(s): State<AppState>,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    Query(p): Query<Params>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(p) = params?;
     let q = TlogQuery {
         vehicle: p.vehicle,
         from_us: p
             .from
             .as_deref()
-            .map(parse_time_us)
+            .map(|t| parse_time_us("from", t))
             .transpose()?
             .unwrap_or(0),
         to_us: p
             .to
             .as_deref()
-            .map(parse_time_us)
+            .map(|t| parse_time_us("to", t))
             .transpose()?
             .unwrap_or(i64::MAX),
     };

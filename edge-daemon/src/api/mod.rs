@@ -1,9 +1,13 @@
-//! The local HTTP API (axum). JSON under `/api/v1`; every error is JSON too.
+//! The local HTTP API (axum). JSON under `/api/v1`; every error is JSON too, in the shape
+//! both daemons share (`trellis_web::ApiError`). Every route but health and metrics needs a
+//! token (`auth.rs`).
 
-mod error;
+pub mod auth;
 mod export;
 mod links;
+mod metrics;
 mod records;
+pub mod stream;
 mod vehicles;
 
 use std::sync::Arc;
@@ -14,7 +18,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
-pub use error::ApiError;
+pub use trellis_web::ApiError;
+
+use crate::store::StoreError;
 
 use crate::link::Links;
 use crate::store::{self, Reader, StoreStatus};
@@ -33,11 +39,25 @@ pub struct AppState {
     pub store_path: std::path::PathBuf,
     pub quota_bytes: u64,
     pub started: Instant,
+    /// Vehicle state for stream clients, published by the ingest loop.
+    pub live: watch::Receiver<crate::live::LiveState>,
+    /// The token book: streams close when their token is revoked.
+    pub tokens: Arc<crate::tokens::TokenBook>,
+    pub stream: Arc<stream::StreamStats>,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Errors of the store reach clients as internal errors, their text only in the log.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+pub fn router(state: AppState, auth: auth::Auth) -> Router {
+    let public = Router::new()
         .route("/api/v1/health", get(health))
+        .route("/metrics", get(metrics::metrics));
+    let protected = Router::new()
         .route("/api/v1/vehicles", get(vehicles::list))
         .route(
             "/api/v1/vehicles/{id}",
@@ -54,6 +74,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/export/tlog", get(export::tlog))
         .route("/api/v1/sync", get(sync))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/stream", get(stream::upgrade))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_token,
+        ));
+    public
+        .merge(protected)
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }
@@ -82,6 +109,7 @@ async fn sync(
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AlertsQuery {
     limit: Option<u32>,
 }
@@ -90,9 +118,9 @@ struct AlertsQuery {
 /// control; what is here is what sync sends to HQ.)
 async fn alerts(
     axum::extract::State(s): axum::extract::State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<AlertsQuery>,
+    trellis_web::Query(q): trellis_web::Query<AlertsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(10_000);
+    let limit = trellis_web::page::limit(q.limit, 100, 10_000)?;
     let reader = s.reader.clone();
     let alerts = tokio::task::spawn_blocking(move || {
         reader.events(Some(sync_protocol::proto::event::Kind::Alert), limit)
@@ -100,20 +128,4 @@ async fn alerts(
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(json!({ "alerts": alerts })))
-}
-
-/// Parses a time given as RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.
-pub fn parse_time_us(s: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms.saturating_mul(1000));
-    }
-    humantime::parse_rfc3339_weak(s)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_micros() as i64)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{s:?} is not a time: use RFC 3339 (2026-11-22T10:00:00Z) or Unix milliseconds"
-            ))
-        })
 }

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sync_protocol::records::edit_fields;
+use trellis_web::Json as JsonBody;
 
 use super::{ApiError, AppState};
 
@@ -46,7 +47,7 @@ async fn edit(
     key: &str,
     fields: Map<String, Value>,
 ) -> Result<usize, ApiError> {
-    let encoded = edit_fields(key, fields).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let encoded = edit_fields(key, fields).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let (store, key) = (s.store.clone(), key.to_string());
     Ok(
         tokio::task::spawn_blocking(move || store.edit(table, &key, encoded))
@@ -60,10 +61,9 @@ async fn edit(
 pub async fn put_record(
     State(s): State<AppState>,
     Path((name, key)): Path<(String, String)>,
-    body: Result<Json<Map<String, Value>>, axum::extract::rejection::JsonRejection>,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let table = table(&name)?;
-    let Json(fields) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let changed = edit(&s, table, &key, fields).await?;
     Ok(Json(json!({ "key": key, "fields_changed": changed })))
 }
@@ -79,16 +79,15 @@ pub struct Rename {
 pub async fn rename(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<Rename>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<Rename>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::bad_request("a name is 1 to 64 characters"));
+        return Err(ApiError::invalid("name", "a name is 1 to 64 characters"));
     }
     let v = super::vehicles::find(&s, &id)?;
     let Some(uid) = v.uid.clone() else {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::conflict(
             "this vehicle has not reported an autopilot uid (AUTOPILOT_VERSION) yet",
         ));
     };

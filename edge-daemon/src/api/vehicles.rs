@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use trellis_web::time::{parse_interval_us, TimeRange};
+use trellis_web::Query;
 
-use super::{parse_time_us, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::store::TelemetryQuery;
 use crate::vehicle::VehicleView;
 
@@ -51,43 +53,25 @@ const MAX_LIMIT: u32 = 100_000;
 pub async fn telemetry(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Result<Query<TelemetryParams>, axum::extract::rejection::QueryRejection>,
+    Query(p): Query<TelemetryParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params?;
     let sysid = match id.parse::<u8>() {
         Ok(n) => n,
         Err(_) => find(&s, &id)?.sysid,
     };
-    let to_us = match &p.to {
-        Some(t) => parse_time_us(t)?,
-        None => s
-            .snapshots
-            .borrow()
-            .time_us
-            .max(crate::clock::system_now_us()),
-    };
-    let from_us = match &p.from {
-        Some(t) => parse_time_us(t)?,
-        None => to_us - 3_600_000_000,
-    };
-    if from_us >= to_us {
-        return Err(ApiError::bad_request("`from` must be before `to`"));
-    }
-    let every_us = match &p.every {
-        Some(e) => {
-            let d = humantime::parse_duration(e).map_err(|err| {
-                ApiError::bad_request(format!("every={e:?}: {err} (e.g. 5s, 500ms, 1m)"))
-            })?;
-            Some((d.as_micros() as i64).max(1))
-        }
-        None => None,
-    };
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let now_us = s
+        .snapshots
+        .borrow()
+        .time_us
+        .max(crate::clock::system_now_us());
+    let TimeRange { from_us, to_us } =
+        TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us, 3_600_000_000)?;
+    let every_us = p
+        .every
+        .as_deref()
+        .map(|e| parse_interval_us("every", e))
+        .transpose()?;
+    let limit = trellis_web::page::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let query = TelemetryQuery {
         vehicle: sysid,
         from_us,

@@ -9,6 +9,9 @@ pub struct ClientArgs {
     /// The daemon's API.
     #[arg(long, env = "TRELLIS_API", default_value = "http://127.0.0.1:8080")]
     pub api: String,
+    /// An API token (`edge-daemon token create`); a viewer's is enough.
+    #[arg(long, env = "TRELLIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -16,12 +19,25 @@ pub struct ClientArgs {
 
 pub fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
     let url = format!("{}{path}", args.api.trim_end_matches('/'));
-    let result = ureq::get(&url)
+    let mut request = ureq::get(&url);
+    if let Some(token) = &args.token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let result = request
         .call()
         .and_then(|mut r| r.body_mut().read_json::<Value>());
-    result.map_err(|e| {
-        eprintln!("error: cannot reach the daemon at {url}: {e}");
-        ExitCode::from(super::EXIT_UNREACHABLE)
+    result.map_err(|e| match e {
+        ureq::Error::StatusCode(status @ (401 | 403 | 429)) => {
+            eprintln!(
+                "error: the daemon at {url} refused ({status}): pass a token with --token or \
+                 TRELLIS_TOKEN (edge-daemon token create --name NAME --role viewer)"
+            );
+            ExitCode::from(super::EXIT_REFUSED)
+        }
+        e => {
+            eprintln!("error: cannot reach the daemon at {url}: {e}");
+            ExitCode::from(super::EXIT_UNREACHABLE)
+        }
     })
 }
 

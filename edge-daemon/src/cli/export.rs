@@ -41,16 +41,18 @@ pub fn run(cmd: ExportCommand) -> anyhow::Result<ExitCode> {
     if !db.exists() {
         anyhow::bail!("no database at {}", db.display());
     }
-    let time = |s: &Option<String>, default: i64| -> anyhow::Result<i64> {
+    let time = |flag: &str, s: &Option<String>, default: i64| -> anyhow::Result<i64> {
         match s {
-            Some(s) => edge_daemon::api::parse_time_us(s).map_err(|e| anyhow::anyhow!(e.message)),
+            Some(s) => {
+                trellis_web::time::parse_time_us(flag, s).map_err(|e| anyhow::anyhow!(e.message))
+            }
             None => Ok(default),
         }
     };
     let q = TlogQuery {
         vehicle: args.vehicle,
-        from_us: time(&args.from, 0)?,
-        to_us: time(&args.to, i64::MAX)?,
+        from_us: time("--from", &args.from, 0)?,
+        to_us: time("--to", &args.to, i64::MAX)?,
     };
     let file = std::fs::File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;

@@ -1,12 +1,14 @@
 //! The command line: parse, call the library, print. Output is for people unless `--json`.
 //!
-//! Exit codes: 0 success, 1 failure, 2 usage error (clap), 3 the daemon could not be reached.
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap), 3 the daemon could not be reached,
+//! 4 the daemon refused (no token, an unknown one, or a role too weak).
 
 mod client;
 mod export;
 mod serve;
 mod sim;
 mod sync;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ enum Command {
     /// Sync with the cloud relay.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
+    /// Who may use the API and web UI: tokens with roles.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Export stored data.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -47,6 +52,8 @@ enum Command {
 
 /// Exit code when the daemon's API cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code when the daemon refuses the request's token.
+pub const EXIT_REFUSED: u8 = 4;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -62,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Vehicles(args) => client::vehicles(args),
         Command::Export(cmd) => export::run(cmd),
         Command::Sync(cmd) => sync::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use edge_daemon::config::Config;
-use edge_daemon::daemon::{Daemon, StopSignals};
+use edge_daemon::daemon::Daemon;
 use edge_daemon::link::{Endpoint, LinkConfig};
+use trellis_web::lifecycle::StopSignals;
 
 use super::{parse_endpoint, parse_listen, ConfigArgs};
 
@@ -127,6 +128,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let signals = StopSignals::install()?;
         let (relay, token) = demo_relay(&config.data_dir, args.hq_listen).await?;
+        let station_token = demo_token(&config.data_dir)?;
         let daemon = Daemon::start(&config).await?;
         let sim = edge_daemon::sim::SimConfig {
             vehicles: args.vehicles,
@@ -140,7 +142,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "Trellis demo: {} simulated copters surveying vineyard blocks",
             args.vehicles
         );
-        println!("  local API:      {url}/api/v1/vehicles");
+        println!(
+            "  local API:      curl -H 'Authorization: Bearer {station_token}' {url}/api/v1/vehicles"
+        );
         println!("  health:         {url}/api/v1/health");
         println!("  QGroundControl: listen on UDP 14550 (its default) to fly with them");
         println!("  HQ (relay):     http://{}/#token={token}", relay.hq_addr);
@@ -159,6 +163,18 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         relay.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A pilot token for the demo's station, made afresh each run (the one a previous run made
+/// is revoked: its secret was only ever shown then).
+fn demo_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use edge_daemon::tokens::{Role, TokenError, Tokens};
+    let tokens = Tokens::open(data_dir)?;
+    match tokens.revoke("demo") {
+        Ok(_) | Err(TokenError::NoSuchToken(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(tokens.create("demo", Role::Pilot)?.1)
 }
 
 fn free_udp_port() -> anyhow::Result<u16> {

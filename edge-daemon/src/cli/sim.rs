@@ -41,7 +41,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         ..SimConfig::new(args.link)
     };
     super::serve::block_on(async {
-        let signals = edge_daemon::daemon::StopSignals::install()?;
+        let signals = trellis_web::lifecycle::StopSignals::install()?;
         tokio::select! {
             r = edge_daemon::sim::run(config) => r?,
             () = signals.stopping() => {}

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
-pub use query::{Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
+pub use query::{EventRow, Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
 use sync_protocol::records::FieldChange;
 
 /// The outbox's streams, each with its own never-reused sequence and sync cursor.
@@ -181,9 +181,13 @@ pub struct StoreStatus {
     pub committed_change_seq: AtomicI64,
     /// Woken after every commit that held events or edits, so sync sends them at once.
     pub urgent_committed: tokio::sync::Notify,
+    /// Events and record changes, each sent once its commit is durable (the live stream).
+    pub live: crate::live::CommittedFeed,
     pub committed_samples: AtomicU64,
     pub committed_frames: AtomicU64,
     pub commits: AtomicU64,
+    /// Time spent committing (chunk compression, inserts, fsync), summed over `commits`.
+    pub commit_us_total: AtomicU64,
     pub last_commit_unix_ms: AtomicI64,
     pub db_bytes: AtomicU64,
     pub write_errors: AtomicU64,

@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use prost::Message as _;
-use sync_protocol::proto::event::{Kind as EventKind, Severity};
+use sync_protocol::proto::event::Kind as EventKind;
+use sync_protocol::proto::{event_kind_name, severity_name};
 
 use super::{StoreError, Stream};
 use crate::clock::TimeSource;
@@ -268,15 +269,9 @@ impl Reader {
                 seq: r.get(0)?,
                 t_us: r.get(1)?,
                 vehicle: r.get(2)?,
-                kind: EventKind::try_from(r.get::<_, i32>(3)?)
-                    .unwrap_or(EventKind::Unspecified)
-                    .as_str_name()
-                    .to_ascii_lowercase(),
+                kind: event_kind_name(r.get(3)?),
                 code: r.get(4)?,
-                severity: Severity::try_from(r.get::<_, i32>(5)?)
-                    .unwrap_or(Severity::Unspecified)
-                    .as_str_name()
-                    .to_ascii_lowercase(),
+                severity: severity_name(r.get(5)?),
                 message: r.get(6)?,
             })
         })?;
@@ -301,6 +296,21 @@ pub struct EventRow {
     pub code: String,
     pub severity: String,
     pub message: String,
+}
+
+impl EventRow {
+    /// The row of an event with its sequence; kinds and severities by name.
+    pub fn new(seq: i64, e: &Event) -> EventRow {
+        EventRow {
+            seq,
+            t_us: e.t_us,
+            vehicle: e.vehicle,
+            kind: event_kind_name(e.kind),
+            code: e.code.clone(),
+            severity: severity_name(e.severity),
+            message: e.message.clone(),
+        }
+    }
 }
 
 /// One row of the telemetry table, in API units.

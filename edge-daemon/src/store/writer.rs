@@ -12,7 +12,10 @@ use prost::Message as _;
 
 use sync_protocol::records::FieldChange;
 
-use super::{quota, records, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write};
+use super::{
+    quota, records, EventRow, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write,
+};
+use crate::live::Committed;
 use crate::vehicle::{default_name, VehicleRecord};
 
 /// How often retention and the quota are checked.
@@ -28,6 +31,9 @@ pub(super) struct Writer {
     next: [i64; 3],
     /// The open transaction holds events or edits: commit it now, and wake sync after.
     pending_urgent: bool,
+    /// Events and record changes of the open transaction, told to stream clients once it
+    /// commits (and never if it fails).
+    pending_live: Vec<Committed>,
     /// Stamps edits made at this station.
     hlc: sync_protocol::hlc::Hlc,
     /// Raw frames of the open transaction, per sending system, as tlog records.
@@ -67,6 +73,7 @@ impl Writer {
             status,
             next,
             pending_urgent: false,
+            pending_live: Vec::new(),
             hlc,
             chunks: HashMap::new(),
             deadline: None,
@@ -190,6 +197,8 @@ impl Writer {
                     e.message,
                     e.encode_to_vec(),
                 ])?;
+                self.pending_live
+                    .push(Committed::Event(EventRow::new(seq, &e)));
                 self.next[Stream::Events.index()] += 1;
             }
             self.pending_urgent = true;
@@ -264,6 +273,12 @@ impl Writer {
                 if records::apply(&self.conn, c, seq, &mut renames)? {
                     self.next[Stream::Changes.index()] += 1;
                     won += 1;
+                    self.pending_live.push(Committed::Record {
+                        table: c.table.clone(),
+                        key: c.key.clone(),
+                        field: c.field.clone(),
+                        value: c.value.clone(),
+                    });
                 }
             }
             Ok(())
@@ -348,15 +363,21 @@ impl Writer {
         if self.deadline.is_none() {
             return true;
         }
+        let started = Instant::now();
         match self.try_commit() {
             Ok(()) => {
                 let s = &self.status;
+                s.commit_us_total
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                 for stream in Stream::ALL {
                     s.committed_slot(stream)
                         .store(self.next[stream.index()] - 1, Relaxed);
                 }
                 if std::mem::take(&mut self.pending_urgent) {
                     s.urgent_committed.notify_one();
+                }
+                for c in self.pending_live.drain(..) {
+                    s.live.send(c);
                 }
                 s.committed_samples.fetch_add(self.pending_samples, Relaxed);
                 s.committed_frames.fetch_add(self.pending_frames, Relaxed);
@@ -421,6 +442,7 @@ impl Writer {
         // Sequence numbers handed out in the lost transaction are skipped, never reused.
         self.deadline = None;
         self.pending_urgent = false;
+        self.pending_live.clear();
         self.pending_samples = 0;
         self.pending_frames = 0;
         self.chunks.clear();

@@ -11,7 +11,7 @@ pub mod modes;
 pub mod quality;
 mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use mavlink::dialects::ardupilotmega as apm;
@@ -202,6 +202,8 @@ pub struct Fleet {
     low_battery_pct: i8,
     records: Vec<VehicleRecord>,
     events: Vec<Event>,
+    /// Vehicles whose state changed since [`Fleet::take_changed`] was last called.
+    changed: BTreeSet<u8>,
 }
 
 /// Battery percentage at or below which a low-battery alert is raised, unless configured.
@@ -217,7 +219,18 @@ impl Fleet {
             low_battery_pct: DEFAULT_LOW_BATTERY_PCT,
             records: Vec::new(),
             events: Vec::new(),
+            changed: BTreeSet::new(),
         }
+    }
+
+    /// Vehicles whose state (position, battery, mode, …) changed since the last call.
+    pub fn take_changed(&mut self) -> BTreeSet<u8> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// One vehicle's view, as the API shows it.
+    pub fn view_of(&self, sysid: u8, now: Instant) -> Option<VehicleView> {
+        self.vehicles.get(&sysid).map(|v| view::view(self, v, now))
     }
 
     pub fn set_low_battery_pct(&mut self, pct: i8) {
@@ -301,9 +314,13 @@ impl Fleet {
         let vl = vehicle.link_mut(link, at);
         vl.last_heard = at;
         vl.seq.observe(frame.sequence());
+        if msgid == 0 {
+            self.changed.insert(sysid);
+        }
         if !is_state_message(msgid) {
             return None;
         }
+        self.changed.insert(sysid);
         let message = frame.decode()?;
         let mut sample = None;
         match message {
@@ -456,6 +473,11 @@ impl Fleet {
 
     fn radio_for(&self, vl: &VehicleLink) -> Option<RadioStatus> {
         vl.radio.or_else(|| self.link_radio.get(&vl.link).copied())
+    }
+
+    /// The system ids of every vehicle known.
+    pub fn ids(&self) -> impl Iterator<Item = u8> + '_ {
+        self.vehicles.keys().copied()
     }
 
     fn iter(&self) -> impl Iterator<Item = &Vehicle> {

@@ -135,7 +135,7 @@ fn round(x: f64, places: i32) -> f64 {
     (x * k).round() / k
 }
 
-fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
+pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
     let links: Vec<VehicleLinkView> = v
         .links
         .iter()

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::codec::TelemetryRow;
-use sync_protocol::proto::event::{Kind, Severity};
+use sync_protocol::proto::{event_kind_name, severity_name};
 
 use super::SqliteStore;
 use crate::now_us;
@@ -35,24 +35,7 @@ CREATE TABLE IF NOT EXISTS shares (
 /// are the same MAVLink message heard twice.
 const DUPLICATE_WINDOW_US: i64 = 200_000;
 
-fn hash(secret: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn kind_name(kind: i32) -> String {
-    Kind::try_from(kind)
-        .unwrap_or(Kind::Unspecified)
-        .as_str_name()
-        .to_ascii_lowercase()
-}
-
-fn severity_name(severity: i32) -> String {
-    Severity::try_from(severity)
-        .unwrap_or(Severity::Unspecified)
-        .as_str_name()
-        .to_ascii_lowercase()
-}
+use trellis_web::auth::hash;
 
 fn share_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Share> {
     let vehicles: String = r.get(3)?;
@@ -80,13 +63,7 @@ impl HqStore for SqliteStore {
         if !exists(&conn, org)? {
             return Err(StoreError::NoSuchOrg(org.into()));
         }
-        let mut bytes = [0u8; 24];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| StoreError::Random)?;
-        let secret = format!(
-            "trellis_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let secret = trellis_web::auth::new_secret("trellis_").map_err(|_| StoreError::Random)?;
         conn.execute(
             "INSERT INTO tokens (hash, org, role, name, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![hash(&secret), org, role.as_str(), name, now_us()],
@@ -230,7 +207,7 @@ impl HqStore for SqliteStore {
                 t_us: r.get(2)?,
                 vehicle_id: r.get(3)?,
                 sysid: r.get(4)?,
-                kind: kind_name(r.get(5)?),
+                kind: event_kind_name(r.get(5)?),
                 code: r.get(6)?,
                 severity: severity_name(r.get(7)?),
                 message: r.get(8)?,
@@ -354,6 +331,7 @@ fn dedupe(rows: Vec<(i64, TelemetryRow)>, limit: usize) -> Vec<TelemetryRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_protocol::proto::event::Kind;
 
     fn row(t_us: i64, lat_e7: i32) -> TelemetryRow {
         TelemetryRow {

@@ -1,0 +1,297 @@
+//! The station's API behind tokens and roles, over real HTTP against a running daemon with
+//! simulated vehicles: no token → 401, a viewer never edits (403), a revoked token stops
+//! working within a second, guessing is rate-limited (429), and bad requests say which field
+//! was wrong.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Every protected read.
+const READS: [&str; 10] = [
+    "/api/v1/vehicles",
+    "/api/v1/vehicles/1",
+    "/api/v1/vehicles/1/telemetry",
+    "/api/v1/links",
+    "/api/v1/sync",
+    "/api/v1/alerts",
+    "/api/v1/fields",
+    "/api/v1/geofences",
+    "/api/v1/missions/proposals",
+    "/api/v1/export/tlog?vehicle=1",
+];
+
+/// Every edit, with a body it would accept.
+fn edits() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "PUT",
+            "/api/v1/fields/block-1",
+            json!({ "name": "Block 1" }),
+        ),
+        ("PUT", "/api/v1/geofences/north", json!({ "ceiling_m": 90 })),
+        ("PATCH", "/api/v1/vehicles/1", json!({ "name": "V-9" })),
+    ]
+}
+
+/// A daemon hearing two simulated copters.
+fn station() -> (EdgeDaemon, Proc) {
+    station_with_fleet(2, 5)
+}
+
+#[test]
+fn without_a_token_only_health_answers() {
+    let (daemon, _fleet) = station();
+    let (code, body) = daemon.get_as("", "/api/v1/health");
+    assert_eq!((code, &body["status"]), (200, &json!("ok")));
+    for path in READS {
+        let (code, body) = daemon.get_as("", path);
+        assert_eq!(code, 401, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{path}: {body}");
+    }
+    for (method, path, body) in edits() {
+        let (code, answer) = daemon.send_as("", method, path, &body);
+        assert_eq!(code, 401, "{method} {path}: {answer}");
+    }
+    // Headers a browser or curl might send instead of a good token.
+    for bad in ["", "trellis_st_0000", &"x".repeat(5000)] {
+        let r = agent()
+            .get(format!("{}/api/v1/vehicles", daemon.api))
+            .header("Authorization", format!("Bearer {bad}"))
+            .call()
+            .expect("an answer");
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = agent()
+        .get(format!("{}/api/v1/vehicles", daemon.api))
+        .call()
+        .expect("an answer");
+    assert_eq!(
+        r.headers().get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+}
+
+#[test]
+fn a_viewer_reads_everything_and_changes_nothing_a_pilot_edits() {
+    let (daemon, _fleet) = station();
+    let viewer = station_token(daemon.data.path(), "crew phone", "viewer");
+    let pilot = station_token(daemon.data.path(), "ana", "pilot");
+    wait_for("the new tokens to be read", T, || {
+        (daemon.get_as(&pilot, "/api/v1/vehicles").0 == 200).then_some(())
+    });
+    for path in READS {
+        let (code, body) = daemon.get_as(&viewer, path);
+        assert_eq!(code, 200, "viewer GET {path}: {body}");
+    }
+    for (method, path, body) in edits() {
+        let (code, answer) = daemon.send_as(&viewer, method, path, &body);
+        assert_eq!(code, 403, "viewer {method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "forbidden");
+    }
+    // Nothing a viewer sent was applied.
+    let fields = daemon.get("/api/v1/fields");
+    assert_eq!(
+        fields["fields"].as_array().map(Vec::len),
+        Some(0),
+        "{fields}"
+    );
+
+    let (code, answer) = daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/fields/block-1",
+        &json!({ "name": "Block 1" }),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let fields = daemon.get("/api/v1/fields");
+    assert_eq!(fields["fields"][0]["key"], "block-1", "{fields}");
+}
+
+#[test]
+fn tokens_made_or_revoked_while_the_daemon_runs_take_effect_within_a_second() {
+    let (daemon, _fleet) = station();
+    let made = Instant::now();
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    wait_for("a new token to work", T, || {
+        (daemon.get_as(&viewer, "/api/v1/vehicles").0 == 200).then_some(())
+    });
+    let took = made.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "a new token took {took:?}"
+    );
+
+    let revoke = Command::new(bin("edge-daemon"))
+        .args(["token", "revoke", "crew", "--data-dir"])
+        .arg(daemon.data.path())
+        .output()
+        .expect("token revoke");
+    assert!(revoke.status.success());
+    let revoked = Instant::now();
+    wait_for("a revoked token to stop working", T, || {
+        (daemon.get_as(&viewer, "/api/v1/vehicles").0 == 401).then_some(())
+    });
+    let took = revoked.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "revocation took {took:?}"
+    );
+
+    let list = Command::new(bin("edge-daemon"))
+        .args(["token", "list", "--json", "--data-dir"])
+        .arg(daemon.data.path())
+        .output()
+        .expect("token list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(!text.contains(&viewer), "token list shows a secret");
+    let listed: Value = serde_json::from_str(&text).expect("token list --json");
+    let crew = listed["tokens"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "crew"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(crew["revoked_unix_ms"].is_number(), "{listed}");
+}
+
+#[test]
+fn guessing_tokens_is_rate_limited_per_address() {
+    let (daemon, _fleet) = station();
+    let mut refused = 0;
+    let limited = loop {
+        let (code, body) = daemon.get_as("trellis_st_guess", "/api/v1/vehicles");
+        match code {
+            401 => refused += 1,
+            429 => break body,
+            other => panic!("a guess got {other}: {body}"),
+        }
+        assert!(
+            refused <= 10,
+            "still answering 401 after {refused} wrong tokens"
+        );
+    };
+    assert_eq!(refused, 10, "the burst of wrong tokens allowed");
+    assert_eq!(limited["error"]["code"], "too_many_requests");
+    let r = agent()
+        .get(format!("{}/api/v1/vehicles", daemon.api))
+        .header("Authorization", format!("Bearer {}", daemon.token))
+        .call()
+        .expect("an answer");
+    assert_eq!(
+        r.status().as_u16(),
+        429,
+        "a guessing address waits, good token or not"
+    );
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=6).contains(&wait), "Retry-After {wait}");
+    // Health stays open to monitoring.
+    assert_eq!(daemon.get_as("", "/api/v1/health").0, 200);
+}
+
+#[test]
+fn bad_bodies_are_refused_with_the_reason_and_change_nothing() {
+    let (daemon, _fleet) = station();
+    let url = format!("{}/api/v1/vehicles/1", daemon.api);
+    let auth = format!("Bearer {}", daemon.token);
+    let send = |content_type: &str, body: Vec<u8>| -> (u16, Value) {
+        let mut r = agent()
+            .patch(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", content_type)
+            .send(&body[..])
+            .expect("an answer");
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    };
+    let cases: [(&str, Vec<u8>, u16, &str); 5] = [
+        (
+            "application/json",
+            b"{\"name\": ".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "application/json",
+            b"{\"name\": 5}".to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            "application/json",
+            b"{\"nom\": \"V-9\"}".to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            "text/plain",
+            b"name=V-9".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "application/json",
+            format!("{{\"name\": \"{}\"}}", "x".repeat(3 << 20)).into_bytes(),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (content_type, body, status, code) in cases {
+        let preview = String::from_utf8_lossy(&body[..body.len().min(24)]).into_owned();
+        let (got, answer) = send(content_type, body);
+        assert_eq!(got, status, "{content_type} {preview}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{preview}: {answer}");
+    }
+    let (code, answer) = send("application/json", b"{\"name\": \"  \"}".to_vec());
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "name", "{answer}");
+    let v = daemon.get("/api/v1/vehicles/1");
+    assert_eq!(v["name"], "V-01", "nothing was renamed: {v}");
+}
+
+#[test]
+fn token_create_prints_a_signed_in_address_and_a_qr_code() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("edge-daemon"))
+        .args([
+            "token", "create", "--name", "crew", "--role", "viewer", "--qr",
+        ])
+        .args(["--url", "http://192.0.2.10:8080"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("token create");
+    assert!(out.status.success());
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(secret.starts_with("trellis_st_"), "{secret}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("http://192.0.2.10:8080/#token={secret}")),
+        "{err}"
+    );
+    assert!(
+        err.contains('█') || err.contains('▀'),
+        "no QR code in:\n{err}"
+    );
+    let bad_role = Command::new(bin("edge-daemon"))
+        .args([
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "root",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .expect("token create");
+    assert_eq!(bad_role.status.code(), Some(2), "usage error");
+}

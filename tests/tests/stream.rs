@@ -1,0 +1,209 @@
+//! The station's live stream (`/api/v1/stream`) with an independent WebSocket client (the
+//! `websockets` library): a vehicle's state at the stream's rate, alerts once committed,
+//! revocation closing an open stream, and clients that never read slowing nobody (measured).
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {
+    let url = format!(
+        "{}/api/v1/stream{query}",
+        daemon.api.replacen("http://", "ws://", 1)
+    );
+    let mut p = Proc::spawn(
+        "stream client",
+        python("stream_client.py")
+            .args(["--url", &url, "--token", token])
+            .stdout(Stdio::piped()),
+    );
+    p.wait_line(T, |l| l.contains("\"open\""));
+    p
+}
+
+fn vehicle(udp: u16, sysid: u8, rate: u32) -> Proc {
+    let mut v = Proc::spawn(
+        "pymavlink vehicle",
+        python("vehicle.py")
+            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
+            .args([
+                "--sysid",
+                &sysid.to_string(),
+                "--lat",
+                "38.29",
+                "--lon",
+                "-122.45",
+            ])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--battery",
+                "80",
+                "--speed",
+                "2",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    v.wait_event("ready", T);
+    v
+}
+
+fn json_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_subscribed_client_gets_its_vehicle_at_the_streams_rate_and_alerts_once_committed() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut seven = vehicle(udp, 7, 20);
+    let _eight = vehicle(udp, 8, 20);
+    wait_for("both vehicles", T, || {
+        (daemon.vehicle(7).is_some() && daemon.vehicle(8).is_some()).then_some(())
+    });
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    let mut client = stream_client(&daemon, &viewer, "?vehicles=7");
+    let hello = json_line(&client.wait_line(T, |l| l.contains("\"hello\"")));
+    assert_eq!(hello["token"]["role"], "viewer", "{hello}");
+
+    // 20 position messages a second come in; the stream gives at most 10 per vehicle.
+    let is_state = |l: &str| json_line(l)["type"] == "state";
+    client.wait_line(T, is_state);
+    let start = Instant::now();
+    let mut positions = Vec::new();
+    for _ in 0..30 {
+        let state = json_line(&client.wait_line(T, is_state));
+        assert_eq!(
+            state["vehicle"]["sysid"], 7,
+            "only the vehicle asked for: {state}"
+        );
+        positions.push(
+            state["vehicle"]["position"]["lat"]
+                .as_f64()
+                .unwrap_or_default(),
+        );
+    }
+    let rate = 30.0 / start.elapsed().as_secs_f64();
+    assert!((6.0..=11.0).contains(&rate), "{rate:.1} state messages/s");
+    assert!(
+        positions.windows(2).filter(|w| w[1] > w[0]).count() >= 25,
+        "the vehicle flies north; its positions should advance: {positions:?}"
+    );
+
+    seven.send_line("battery 10");
+    let alert = json_line(&client.wait_line(T, |l| json_line(l)["type"] == "alert"));
+    assert_eq!(alert["event"]["code"], "low_battery", "{alert}");
+    assert_eq!(alert["event"]["vehicle"], 7, "{alert}");
+    // The stream told it after the commit: the alert is already in the store, same id.
+    let stored = daemon.get("/api/v1/alerts");
+    assert_eq!(
+        stored["alerts"][0]["seq"], alert["event"]["seq"],
+        "{stored}"
+    );
+}
+
+#[test]
+fn revoking_a_token_closes_its_open_stream_within_a_second() {
+    let daemon = EdgeDaemon::start(&[]);
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    let mut client = stream_client(&daemon, &viewer, "");
+    client.wait_line(T, |l| l.contains("\"station\""));
+    let revoke = Command::new(bin("edge-daemon"))
+        .args(["token", "revoke", "crew", "--data-dir"])
+        .arg(daemon.data.path())
+        .output()
+        .expect("token revoke");
+    assert!(revoke.status.success());
+    let revoked = Instant::now();
+    let closed = json_line(&client.wait_line(T, |l| l.contains("\"closed\"")));
+    let took = revoked.elapsed();
+    assert_eq!(closed["code"], 4001, "{closed}");
+    assert_eq!(closed["reason"], "token revoked", "{closed}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "closed {took:?} after revocation"
+    );
+    // And it cannot come back.
+    assert_eq!(daemon.get_as(&viewer, "/api/v1/vehicles").0, 401);
+}
+
+/// A WebSocket client that completes the handshake and then never reads a byte.
+fn stalled_client(daemon: &EdgeDaemon, token: &str) -> TcpStream {
+    let addr = daemon.api.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET /api/v1/stream?access_token={token} HTTP/1.1\r\nHost: {addr}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("send the upgrade");
+    s.set_read_timeout(Some(T)).expect("timeout");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("the upgrade answer");
+    assert_eq!(&head, b"HTTP/1.1 101", "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// Samples ingested (positions decoded, across the fleet) and state messages one client
+/// received, per second over `window`.
+fn rates(daemon: &EdgeDaemon, client: &mut Proc, window: Duration) -> (f64, f64) {
+    let samples = |d: &EdgeDaemon| {
+        d.get("/api/v1/vehicles")["vehicles"]
+            .as_array()
+            .map(|vs| vs.iter().filter_map(|v| v["samples"].as_u64()).sum::<u64>())
+    };
+    let before = samples(daemon).expect("samples");
+    let start = Instant::now();
+    let mut states = 0u32;
+    while start.elapsed() < window {
+        client.wait_line(T, |l| json_line(l)["type"] == "state");
+        states += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = samples(daemon).expect("samples");
+    ((after - before) as f64 / secs, f64::from(states) / secs)
+}
+
+#[test]
+fn clients_that_never_read_slow_neither_ingest_nor_other_clients() {
+    let (daemon, _fleet) = station_with_fleet(30, 10);
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    let mut reader = stream_client(&daemon, &viewer, "?kinds=state");
+    let window = Duration::from_secs(5);
+    let (ingest_alone, stream_alone) = rates(&daemon, &mut reader, window);
+
+    let _stalled: Vec<TcpStream> = (0..10).map(|_| stalled_client(&daemon, &viewer)).collect();
+    // The stalled clients' buffers fill while this window runs.
+    let (ingest_stalled, stream_stalled) = rates(&daemon, &mut reader, window);
+    println!(
+        "samples/s {ingest_alone:.0} alone, {ingest_stalled:.0} with 10 stalled clients; \
+         state messages/s to a reading client {stream_alone:.0} / {stream_stalled:.0}"
+    );
+    assert!(
+        ingest_stalled >= 0.9 * ingest_alone,
+        "ingest slowed: {ingest_alone:.0} → {ingest_stalled:.0} samples/s"
+    );
+    assert!(
+        stream_stalled >= 0.8 * stream_alone,
+        "the reading client slowed: {stream_alone:.0} → {stream_stalled:.0} state messages/s"
+    );
+    let metrics = agent()
+        .get(format!("{}/metrics", daemon.api))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics text");
+    assert!(
+        metrics.contains("trellis_stream_clients 11"),
+        "one reading and ten stalled clients:\n{metrics}"
+    );
+}

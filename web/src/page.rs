@@ -1,0 +1,50 @@
+//! Pagination of lists: `limit` (how many) and `before` (an opaque position from the last
+//! page's `next`), newest first. A list answers `"next": null` on its last page.
+
+use serde::Deserialize;
+
+use crate::ApiError;
+
+/// The pagination parameters of a list request.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct PageParams {
+    pub limit: Option<u32>,
+    /// Only items older than this position (the `next` of the page before).
+    pub before: Option<i64>,
+}
+
+impl PageParams {
+    /// The limit asked for, `default` when none, refused outside `1..=max`.
+    pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        limit(self.limit, default, max)
+    }
+}
+
+/// `limit`, `default` when absent, refused (naming the field) outside `1..=max`.
+pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_bounded_and_named_when_wrong() {
+        assert_eq!(limit(None, 100, 1000).unwrap(), 100);
+        assert_eq!(limit(Some(1000), 100, 1000).unwrap(), 1000);
+        for bad in [0, 1001] {
+            assert_eq!(
+                limit(Some(bad), 100, 1000).unwrap_err().field.as_deref(),
+                Some("limit")
+            );
+        }
+    }
+}
