@@ -265,7 +265,12 @@ impl TokenBook {
         let book = Arc::new(TokenBook {
             active: RwLock::new(Arc::new(tokens.active_by_hash()?)),
             tokens: std::sync::Mutex::new(tokens),
-            last_miss_reload: std::sync::Mutex::new(std::time::Instant::now()),
+            // So that the first unknown token, however soon after start, reads the book.
+            last_miss_reload: std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(MISS_RELOAD * 2)
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
             changed: watch::channel(0).0,
         });
         let weak = Arc::downgrade(&book);
