@@ -27,6 +27,8 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// An MBTiles file (raster tiles) for the web UI's offline basemap; empty: a plain grid.
+    pub mbtiles: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +86,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
+            mbtiles: PathBuf::new(),
         }
     }
 }

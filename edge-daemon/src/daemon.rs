@@ -118,6 +118,7 @@ impl Daemon {
             live,
             tokens: tokens.clone(),
             stream: Arc::default(),
+            basemap: basemap(&config.api.mbtiles),
         };
         let app = api::router(state, api::auth::Auth::new(tokens))
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -191,5 +192,23 @@ impl Daemon {
                 last = now;
             }
         });
+    }
+}
+
+/// The offline basemap, if one is configured and usable; a bad file is reported and the UI
+/// falls back to its grid (a station must not refuse to start over a map).
+fn basemap(mbtiles: &std::path::Path) -> Option<api::tiles::Basemap> {
+    if mbtiles.as_os_str().is_empty() {
+        return None;
+    }
+    match api::tiles::Basemap::open(mbtiles) {
+        Ok(b) => {
+            tracing::info!(file = %mbtiles.display(), min_zoom = b.min_zoom, max_zoom = b.max_zoom, "offline basemap");
+            Some(b)
+        }
+        Err(e) => {
+            tracing::error!("offline basemap not used: {e}");
+            None
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! The HTTP layer: one error shape and status table ([`ApiError`]), one way to carry and
 //! check a bearer token ([`auth`]), one limit on guessing tokens
 //! ([`auth::FailedSignIns`]), one reading of times and ranges ([`time`]) and of pagination
-//! ([`page`]). And life under systemd ([`lifecycle`]): signals, STOPPING, the watchdog.
+//! ([`page`]). The web app both serve, embedded ([`assets`]). And life under systemd
+//! ([`lifecycle`]): signals, STOPPING, the watchdog.
 //!
 //! It knows nothing of either daemon's store or roles: each daemon maps its own errors into
 //! [`ApiError`] and its own token book onto [`auth::bearer`].
 
+pub mod assets;
 pub mod auth;
 mod error;
 pub mod lifecycle;

@@ -8,6 +8,7 @@ mod links;
 mod metrics;
 mod records;
 pub mod stream;
+pub mod tiles;
 mod vehicles;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// The token book: streams close when their token is revoked.
     pub tokens: Arc<crate::tokens::TokenBook>,
     pub stream: Arc<stream::StreamStats>,
+    /// The offline basemap, when `api.mbtiles` names a usable file.
+    pub basemap: Option<tiles::Basemap>,
 }
 
 /// Errors of the store reach clients as internal errors, their text only in the log.
@@ -56,7 +59,8 @@ impl From<StoreError> for ApiError {
 pub fn router(state: AppState, auth: auth::Auth) -> Router {
     let public = Router::new()
         .route("/api/v1/health", get(health))
-        .route("/metrics", get(metrics::metrics));
+        .route("/metrics", get(metrics::metrics))
+        .merge(trellis_web::assets::router());
     let protected = Router::new()
         .route("/api/v1/vehicles", get(vehicles::list))
         .route(
@@ -75,6 +79,7 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .route("/api/v1/sync", get(sync))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/stream", get(stream::upgrade))
+        .route("/tiles/{z}/{x}/{y}", get(tiles::tile))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_token,
@@ -95,6 +100,7 @@ async fn health(
         "uptime_s": s.started.elapsed().as_secs_f64(),
         "time_source": snapshot.time_source,
         "vehicles": snapshot.vehicles.len(),
+        "basemap": s.basemap,
         "store": store::status_view(&s.store_status, &s.store_path, s.quota_bytes),
     }))
 }

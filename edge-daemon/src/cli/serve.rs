@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Address of the local API (overrides the config file).
     #[arg(long, value_parser = parse_listen)]
     api_listen: Option<SocketAddr>,
+    /// An MBTiles file for the web UI's offline basemap (overrides the config file).
+    #[arg(long)]
+    mbtiles: Option<PathBuf>,
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -31,6 +34,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .extend(args.links.into_iter().map(LinkConfig::from));
     if let Some(addr) = args.api_listen {
         config.api.listen = addr;
+    }
+    if let Some(file) = args.mbtiles {
+        config.api.mbtiles = file;
     }
     config.validate()?;
     if config.links.is_empty() {
@@ -122,6 +128,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ],
         api: edge_daemon::config::ApiConfig {
             listen: args.api_listen,
+            ..Default::default()
         },
         ..Config::default()
     };
@@ -136,12 +143,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "127.0.0.1:{vehicle_port}"
             )))
         };
-        let mut fleet = tokio::spawn(edge_daemon::sim::run(sim));
         let url = format!("http://{}", daemon.api_addr);
+        demo_fields(&url, &station_token, &sim).await;
+        let mut fleet = tokio::spawn(edge_daemon::sim::run(sim));
         println!(
             "Trellis demo: {} simulated copters surveying vineyard blocks",
             args.vehicles
         );
+        println!("  station UI:     {url}/#token={station_token}");
         println!(
             "  local API:      curl -H 'Authorization: Bearer {station_token}' {url}/api/v1/vehicles"
         );
@@ -163,6 +172,29 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         relay.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The vineyard blocks the simulated copters survey, as field records, entered through
+/// the station's API as a pilot would. A failure is reported, not fatal: the demo still runs.
+async fn demo_fields(url: &str, token: &str, sim: &edge_daemon::sim::SimConfig) {
+    let blocks = edge_daemon::sim::vineyard_blocks(sim.origin, usize::from(sim.vehicles));
+    let (url, token) = (url.to_string(), token.to_string());
+    let put = tokio::task::spawn_blocking(move || -> Result<(), ureq::Error> {
+        for (i, block) in blocks.iter().enumerate() {
+            let polygon: Vec<[f64; 2]> = block.iter().map(|p| [p.lat, p.lon]).collect();
+            ureq::put(&format!("{url}/api/v1/fields/block-{}", i + 1))
+                .header("Authorization", &format!("Bearer {token}"))
+                .send_json(serde_json::json!({
+                    "name": format!("Block {}", i + 1),
+                    "polygon": polygon,
+                }))?;
+        }
+        Ok(())
+    })
+    .await;
+    if !matches!(put, Ok(Ok(()))) {
+        tracing::warn!("the demo's fields were not entered: {put:?}");
+    }
 }
 
 /// A pilot token for the demo's station, made afresh each run (the one a previous run made

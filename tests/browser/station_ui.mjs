@@ -1,0 +1,95 @@
+// The station's web UI in real headless Chromium (Debian's), driven by Playwright: signs in
+// as a viewer through the QR link, waits for the fleet, checks what a crew sees, a pilot's
+// controls, and the offline state; saves phone and desktop screenshots. Prints one JSON
+// object with what it found; the Rust test (tests/tests/web_ui.rs) judges it.
+import { chromium } from "playwright-core";
+import { parseArgs } from "node:util";
+
+const { values: a } = parseArgs({
+  options: {
+    url: { type: "string" },
+    viewer: { type: "string" },
+    pilot: { type: "string" },
+    vehicles: { type: "string" },
+    "daemon-pid": { type: "string" },
+    shots: { type: "string" },
+    basemap: { type: "boolean", default: false },
+  },
+});
+const n = Number(a.vehicles);
+const found = {};
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu"],
+});
+const timeout = 30_000;
+
+try {
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await desktop.newPage();
+  page.setDefaultTimeout(timeout);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${a.url}/#token=${a.viewer}`);
+  await page.waitForSelector("#status.live");
+  found.token_left_in_address = page.url().includes("token=");
+  await page.waitForFunction((n) => document.querySelectorAll("#fleet-table tbody tr").length === n, n);
+  found.rows = await page.locator("#fleet-table tbody tr").count();
+  await page.waitForFunction((n) => document.querySelectorAll(".vehicle-marker").length === n, n);
+  found.markers = await page.locator(".vehicle-marker").count();
+  const where = () => page.$$eval(".vehicle-marker", (ms) => ms.map((m) => m.style.transform));
+  const before = await where();
+  await page.waitForFunction(
+    (before) => [...document.querySelectorAll(".vehicle-marker")]
+      .filter((m, i) => m.style.transform !== before[i]).length >= before.length - 1,
+    before,
+  );
+  found.moved = (await where()).filter((t, i) => t !== before[i]).length;
+  // Leaflet draws what is on screen, simplified: a track is a path of two points or more.
+  const drawn = (selector) => page.$$eval(selector, (ps) => ps
+    .filter((p) => (p.getAttribute("d") || "").includes("L")).length);
+  await page.waitForFunction((n) => [...document.querySelectorAll("path.track")]
+    .filter((p) => (p.getAttribute("d") || "").includes("L")).length >= n, n);
+  found.tracks = await drawn("path.track");
+  found.fields = await drawn("path.field");
+  if (a.basemap) {
+    await page.waitForFunction(() => [...document.querySelectorAll("img.leaflet-tile")]
+      .some((img) => img.src.includes("/tiles/") && img.complete && img.naturalWidth > 0));
+    found.basemap_tile = true;
+  }
+  await page.locator("#fleet-table tbody tr").first().click();
+  await page.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
+  found.viewer_sees_rename = await page.locator("#rename").isVisible();
+  found.role_shown = await page.locator("#who").textContent();
+  await page.screenshot({ path: `${a.shots}/station-desktop.png` });
+
+  // The station goes silent (frozen, as a hung Pi would): the page must say so.
+  process.kill(Number(a["daemon-pid"]), "SIGSTOP");
+  try {
+    await page.waitForSelector("#status.offline", { timeout: 10_000 });
+    found.offline_text = await page.locator("#status").textContent();
+    found.stale = await page.locator("main.stale").count() === 1;
+  } finally {
+    process.kill(Number(a["daemon-pid"]), "SIGCONT");
+  }
+  await page.waitForSelector("#status.live", { timeout });
+  found.live_again = true;
+  found.page_errors = errors;
+
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+  });
+  const onPhone = await phone.newPage();
+  onPhone.setDefaultTimeout(timeout);
+  await onPhone.goto(`${a.url}/#token=${a.pilot}`);
+  await onPhone.waitForFunction((n) => document.querySelectorAll(".vehicle-marker").length === n, n);
+  await onPhone.locator("#fleet-table tbody tr").first().tap();
+  await onPhone.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
+  found.pilot_sees_rename = await onPhone.locator("#rename").isVisible();
+  await onPhone.screenshot({ path: `${a.shots}/station-phone.png`, fullPage: true });
+} catch (e) {
+  found.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(found));

@@ -1,0 +1,164 @@
+//! The station's web UI in real headless Chromium (Debian's `chromium`, driven by Playwright's
+//! `playwright-core` in `tests/browser/`), against a daemon with five simulated copters, a
+//! field, and an offline basemap from an MBTiles file this test makes. Screenshots (phone and
+//! desktop) are kept in `target/screenshots/`.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use trellis_tests::*;
+
+/// A 1×1 PNG: every basemap tile of the test's MBTiles file.
+const PIXEL_PNG: [u8; 69] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
+    0xde, 0x00, 0x00, 0x00, 0x0c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0x00,
+    0x00, 0x03, 0x01, 0x01, 0x00, 0xc9, 0xfe, 0x92, 0xef, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// Where the simulator lays out its vineyard blocks (`SimConfig::new`).
+const ORIGIN: (f64, f64) = (38.2919, -122.4580);
+
+/// The XYZ tile holding a point at zoom `z`.
+fn tile_of(lat: f64, lon: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor();
+    let lat = lat.to_radians();
+    let y = ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
+    (x as u32, y as u32)
+}
+
+/// An MBTiles file (the format QGIS and gdal export) covering the vineyard at zooms 12–19.
+fn mbtiles(path: &std::path::Path) {
+    let db = rusqlite::Connection::open(path).expect("create the MBTiles file");
+    db.execute_batch(
+        "CREATE TABLE metadata (name TEXT, value TEXT);
+         CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+         INSERT INTO metadata VALUES ('name', 'test vineyard'), ('format', 'png');",
+    )
+    .expect("schema");
+    for z in 12u8..=19 {
+        let (x0, y0) = tile_of(ORIGIN.0 + 0.01, ORIGIN.1 - 0.01, z);
+        let (x1, y1) = tile_of(ORIGIN.0 - 0.01, ORIGIN.1 + 0.02, z);
+        for x in x0..=x1 {
+            for y in y0..=y1 {
+                let row = (1u32 << z) - 1 - y; // MBTiles counts rows from the south
+                db.execute(
+                    "INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![z, x, row, &PIXEL_PNG[..]],
+                )
+                .expect("tile");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiles = dir.path().join("vineyard.mbtiles");
+    mbtiles(&tiles);
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start_with(
+        &[format!("udpin:127.0.0.1:{udp}")],
+        &["--mbtiles", tiles.to_str().expect("utf-8 path")],
+    );
+    let health = daemon.get("/api/v1/health");
+    assert_eq!(health["basemap"]["max_zoom"], 19, "{health}");
+    let _fleet = sim_fleet(udp, 5, 10);
+    let block = [
+        [ORIGIN.0, ORIGIN.1],
+        [ORIGIN.0 + 0.0007, ORIGIN.1],
+        [ORIGIN.0 + 0.0007, ORIGIN.1 + 0.0014],
+        [ORIGIN.0, ORIGIN.1 + 0.0014],
+    ];
+    let (code, body) = daemon.send(
+        "PUT",
+        "/api/v1/fields/block-1",
+        &json!({ "name": "Block 1", "polygon": block }),
+    );
+    assert_eq!(code, 200, "{body}");
+    let viewer = station_token(daemon.data.path(), "crew phone", "viewer");
+    let pilot = station_token(daemon.data.path(), "ana", "pilot");
+
+    // The tile the app asks for first is served, with the token in the query as <img> sends it.
+    let (x, y) = tile_of(ORIGIN.0, ORIGIN.1, 17);
+    let mut tile = agent()
+        .get(format!(
+            "{}/tiles/17/{x}/{y}?access_token={viewer}",
+            daemon.api
+        ))
+        .call()
+        .expect("a tile");
+    let status = tile.status().as_u16();
+    let body = tile.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        daemon.get_as("", &format!("/tiles/17/{x}/{y}")).0,
+        401,
+        "tiles need a token"
+    );
+
+    let shots = root().join("target").join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let out = Command::new("node")
+        .arg(root().join("tests/browser/station_ui.mjs"))
+        .args(["--url", &daemon.api, "--viewer", &viewer, "--pilot", &pilot])
+        .args(["--vehicles", "5", "--basemap"])
+        .args(["--daemon-pid", &daemon.proc.pid().to_string()])
+        .arg("--shots")
+        .arg(&shots)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node (scripts/test installs playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "the browser test printed no result ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    println!("{found:#}");
+    assert!(found["error"].is_null(), "{found:#}");
+    assert_eq!(
+        found["token_left_in_address"], false,
+        "the QR token stays in the address bar"
+    );
+    assert_eq!(found["rows"], 5, "{found}");
+    assert_eq!(found["markers"], 5, "{found}");
+    assert!(found["moved"].as_u64() >= Some(4), "markers moved: {found}");
+    assert!(found["tracks"].as_u64() >= Some(5), "tracks drawn: {found}");
+    assert!(
+        found["fields"].as_u64() >= Some(1),
+        "field polygon: {found}"
+    );
+    assert_eq!(found["basemap_tile"], true, "{found}");
+    assert_eq!(
+        found["viewer_sees_rename"], false,
+        "a viewer sees no pilot control"
+    );
+    assert_eq!(found["pilot_sees_rename"], true, "a pilot does");
+    assert_eq!(found["offline_text"], "station offline", "{found}");
+    assert_eq!(
+        found["stale"], true,
+        "stale numbers are marked stale: {found}"
+    );
+    assert_eq!(found["live_again"], true, "{found}");
+    assert_eq!(found["page_errors"], json!([]), "{found}");
+    for shot in ["station-desktop.png", "station-phone.png"] {
+        let size = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
+    // The stream and the page never left the viewer's token a way to edit.
+    let (code, _) = daemon.send_as(
+        &viewer,
+        "PATCH",
+        "/api/v1/vehicles/1",
+        &json!({ "name": "x" }),
+    );
+    assert_eq!(code, 403);
+}
