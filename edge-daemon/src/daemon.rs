@@ -122,6 +122,13 @@ impl Daemon {
         };
         let app = api::router(state, api::auth::Auth::new(tokens))
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Without TCP_NODELAY a stream's small messages wait for the client's delayed ACK
+        // (40 ms on Linux) whenever one is still unacknowledged.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on an API connection: {e}");
+            }
+        });
         let mut api_shutdown = shutdown_rx;
         let api = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move {

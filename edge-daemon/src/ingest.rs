@@ -68,8 +68,9 @@ impl Ingest {
             }
             self.batch.frames.push((t_us, frame));
         }
-        let changed = self.fleet.take_changed();
-        self.live.publish(&self.fleet, changed, inbound.received);
+        let (moved, changed) = self.fleet.take_changes();
+        self.live
+            .on_batch(&self.fleet, moved, changed, inbound.received);
         // An event (an alert) goes to the writer now: it is committed on arrival, not at the
         // end of the commit window.
         if self.batch.frames.len() >= FLUSH_FRAMES || self.fleet.has_events() {
@@ -96,7 +97,7 @@ impl Ingest {
         }
         self.snapshots
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
-        self.live.refresh(&self.fleet, self.fleet.ids(), now);
+        self.live.on_tick(&self.fleet, now);
         self.flush()
     }
 

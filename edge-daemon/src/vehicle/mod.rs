@@ -202,7 +202,9 @@ pub struct Fleet {
     low_battery_pct: i8,
     records: Vec<VehicleRecord>,
     events: Vec<Event>,
-    /// Vehicles whose state changed since [`Fleet::take_changed`] was last called.
+    /// Vehicles with a new position, and vehicles with another change of state, since
+    /// [`Fleet::take_changes`] was last called.
+    moved: BTreeSet<u8>,
     changed: BTreeSet<u8>,
 }
 
@@ -219,13 +221,18 @@ impl Fleet {
             low_battery_pct: DEFAULT_LOW_BATTERY_PCT,
             records: Vec::new(),
             events: Vec::new(),
+            moved: BTreeSet::new(),
             changed: BTreeSet::new(),
         }
     }
 
-    /// Vehicles whose state (position, battery, mode, …) changed since the last call.
-    pub fn take_changed(&mut self) -> BTreeSet<u8> {
-        std::mem::take(&mut self.changed)
+    /// Vehicles with a new position, and vehicles whose other state (mode, armed, battery,
+    /// …) changed, since the last call.
+    pub fn take_changes(&mut self) -> (BTreeSet<u8>, BTreeSet<u8>) {
+        (
+            std::mem::take(&mut self.moved),
+            std::mem::take(&mut self.changed),
+        )
     }
 
     /// One vehicle's view, as the API shows it.
@@ -320,7 +327,11 @@ impl Fleet {
         if !is_state_message(msgid) {
             return None;
         }
-        self.changed.insert(sysid);
+        if msgid == GLOBAL_POSITION_INT {
+            self.moved.insert(sysid);
+        } else {
+            self.changed.insert(sysid);
+        }
         let message = frame.decode()?;
         let mut sample = None;
         match message {
@@ -498,6 +509,8 @@ fn record(v: &Vehicle, seen_us: i64) -> VehicleRecord {
         seen_us,
     }
 }
+
+const GLOBAL_POSITION_INT: u32 = 33;
 
 /// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
 fn is_state_message(msgid: u32) -> bool {
