@@ -75,6 +75,7 @@ fn malformed_requests_get_json_errors() {
         ),
         ("/api/v1/export/tlog?vehicle=300", 400, None),
         ("/api/v1/alerts?limit=100000", 422, Some("limit")),
+        ("/api/v1/alerts?before=yesterday", 400, None),
     ] {
         let (code, body) = daemon.get_status(path);
         assert_eq!(code, status, "{path}: {body}");

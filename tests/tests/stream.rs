@@ -107,6 +107,12 @@ fn a_subscribed_client_gets_its_vehicle_at_the_streams_rate_and_alerts_once_comm
         stored["alerts"][0]["seq"], alert["event"]["seq"],
         "{stored}"
     );
+    // Paged: a full page points at the next, which here is empty and ends the list.
+    let first = daemon.get("/api/v1/alerts?limit=1");
+    assert_eq!(first["next"], alert["event"]["seq"], "{first}");
+    let rest = daemon.get(&format!("/api/v1/alerts?limit=1&before={}", first["next"]));
+    assert_eq!(rest["alerts"], serde_json::json!([]), "{rest}");
+    assert!(rest["next"].is_null(), "{rest}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::ApiError;
 
 /// The pagination parameters of a list request.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PageParams {
     pub limit: Option<u32>,
     /// Only items older than this position (the `next` of the page before).
@@ -18,6 +19,15 @@ impl PageParams {
     pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
         limit(self.limit, default, max)
     }
+}
+
+/// The `before` that fetches the page after `items` (newest first): the position of the
+/// last item, or `None` when this page was the last (it held fewer than `limit`).
+pub fn next<T>(items: &[T], limit: u32, position: impl Fn(&T) -> i64) -> Option<i64> {
+    if items.len() < limit as usize {
+        return None;
+    }
+    items.last().map(position)
 }
 
 /// `limit`, `default` when absent, refused (naming the field) outside `1..=max`.
@@ -35,6 +45,13 @@ pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_page_points_at_the_next_and_a_short_one_ends_the_list() {
+        assert_eq!(next(&[9, 8, 7], 3, |x| *x), Some(7));
+        assert_eq!(next(&[9, 8], 3, |x| *x), None);
+        assert_eq!(next::<i64>(&[], 3, |x| *x), None);
+    }
 
     #[test]
     fn a_limit_is_bounded_and_named_when_wrong() {

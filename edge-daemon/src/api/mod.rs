@@ -114,24 +114,24 @@ async fn sync(
     Json(s.sync.view((telemetry, events)))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertsQuery {
-    limit: Option<u32>,
-}
-
 /// Alerts this station raised, newest first. (Acknowledging them comes with command and
 /// control; what is here is what sync sends to HQ.)
 async fn alerts(
     axum::extract::State(s): axum::extract::State<AppState>,
-    trellis_web::Query(q): trellis_web::Query<AlertsQuery>,
+    trellis_web::Query(page): trellis_web::Query<trellis_web::page::PageParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = trellis_web::page::limit(q.limit, 100, 10_000)?;
+    let limit = page.limit(100, 10_000)?;
+    let before = page.before;
     let reader = s.reader.clone();
     let alerts = tokio::task::spawn_blocking(move || {
-        reader.events(Some(sync_protocol::proto::event::Kind::Alert), limit)
+        reader.events(
+            Some(sync_protocol::proto::event::Kind::Alert),
+            before,
+            limit,
+        )
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Json(json!({ "alerts": alerts })))
+    let next = trellis_web::page::next(&alerts, limit, |a| a.seq);
+    Ok(Json(json!({ "alerts": alerts, "next": next })))
 }

@@ -257,14 +257,20 @@ impl Reader {
         }
     }
 
-    /// The newest events of `kind`, newest first.
-    pub fn events(&self, kind: Option<EventKind>, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+    /// The newest events of `kind` older than `before` (a sequence), newest first.
+    pub fn events(
+        &self,
+        kind: Option<EventKind>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.connect()?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, t_us, vehicle, kind, code, severity, message FROM events
-             WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq DESC LIMIT ?2",
+             WHERE (?1 IS NULL OR kind = ?1) AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![kind.map(|k| k as i32), limit], |r| {
+        let before = before.unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![kind.map(|k| k as i32), before, limit], |r| {
             Ok(EventRow {
                 seq: r.get(0)?,
                 t_us: r.get(1)?,
