@@ -126,6 +126,12 @@ impl Filter {
         Ok(Filter { vehicles, kinds })
     }
 
+    fn wants_committed(&self) -> bool {
+        [Kind::Alerts, Kind::Events, Kind::Records]
+            .iter()
+            .any(|k| self.kinds.contains(k))
+    }
+
     fn vehicle(&self, id: u8) -> bool {
         self.vehicles.as_ref().is_none_or(|v| v.contains(&id))
     }
@@ -220,7 +226,8 @@ async fn run(
                     return Ok(());
                 }
             }
-            event = events.recv() => match event {
+            // A client that asked for state only is never dropped for missing events.
+            event = events.recv(), if filter.wants_committed() => match event {
                 Ok(c) if filter.committed(&c) => {
                     send(&mut socket, &c.message()).await?;
                     s.stream.events_sent.fetch_add(1, Relaxed);

@@ -398,7 +398,8 @@ function connect(delay = 1000) {
         state.role = msg.token.role;
         $("who").textContent = `${msg.token.name} · ${msg.token.role}`;
         for (const el of document.querySelectorAll("[data-needs]")) {
-          el.hidden = ROLE_RANK[state.role] < ROLE_RANK[el.dataset.needs];
+          // An unknown role shows nothing it might not have.
+          el.hidden = !(ROLE_RANK[state.role] >= ROLE_RANK[el.dataset.needs]);
         }
         break;
       case "state": updateVehicle(msg.vehicle); break;
