@@ -109,19 +109,15 @@ fn hq_tls(
     config: &Config,
     relay: &sync_protocol::pki::CertifiedKey,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (chain, key) = if config.hq.cert_file.as_os_str().is_empty() {
-        (vec![relay.cert_der()?], relay.key_der()?)
+    if config.hq.cert_file.as_os_str().is_empty() {
+        let chain = vec![relay.cert_der()?];
+        Ok(trellis_web::serve::https_config(chain, relay.key_der()?)?)
     } else {
-        let chain = CertificateDer::pem_file_iter(&config.hq.cert_file)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("reading {}", config.hq.cert_file.display()))?;
-        let key = PrivateKeyDer::from_pem_file(&config.hq.key_file)
-            .with_context(|| format!("reading {}", config.hq.key_file.display()))?;
-        (chain, key)
-    };
-    Ok(hq::https_config(chain, key)?)
+        Ok(trellis_web::serve::https_from_files(
+            &config.hq.cert_file,
+            &config.hq.key_file,
+        )?)
+    }
 }
 
 /// Enrolls `org/edge`: records it, issues its certificate, and returns its bundle (which

@@ -29,6 +29,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// An MBTiles file (raster tiles) for the web UI's offline basemap; empty: a plain grid.
     pub mbtiles: PathBuf,
+    /// HTTPS: a PEM certificate chain and its key; both empty: plain HTTP.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +90,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             mbtiles: PathBuf::new(),
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
         }
     }
 }
@@ -146,7 +151,22 @@ impl Config {
                 "vehicles.low_battery_pct must be between 0 and 100".into(),
             ));
         }
+        if self.api.cert_file.as_os_str().is_empty() != self.api.key_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "api.cert_file and api.key_file go together (HTTPS needs both)".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The API's HTTPS settings, when `api.cert_file` and `api.key_file` are set.
+    pub fn api_tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        if self.api.cert_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        trellis_web::serve::https_from_files(&self.api.cert_file, &self.api.key_file)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("api HTTPS: {e}")))
     }
 
     pub fn store_config(&self) -> StoreConfig {

@@ -35,8 +35,9 @@ pub struct Daemon {
     alive: Arc<AtomicU64>,
 }
 
-/// How long the API may take to finish requests in flight once the daemon stops.
-const API_GRACE: Duration = Duration::from_secs(1);
+/// How long the API may take to stop: its own grace for requests in flight, and a second
+/// more before it is cut.
+const API_GRACE: Duration = Duration::from_secs(1).saturating_add(trellis_web::serve::STOP_GRACE);
 
 impl Daemon {
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
@@ -120,25 +121,20 @@ impl Daemon {
             stream: Arc::default(),
             basemap: basemap(&config.api.mbtiles),
         };
-        let app = api::router(state, api::auth::Auth::new(tokens))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        // Without TCP_NODELAY a stream's small messages wait for the client's delayed ACK
-        // (40 ms on Linux) whenever one is still unacknowledged.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY on an API connection: {e}");
-            }
-        });
+        let app = api::router(state, api::auth::Auth::new(tokens));
+        let tls = config.api_tls()?;
         let mut api_shutdown = shutdown_rx;
+        let listener = listener.into_std()?;
         let api = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let stop = async move {
                 let _ = api_shutdown.changed().await;
-            });
-            if let Err(e) = server.await {
+            };
+            if let Err(e) = trellis_web::serve::serve(listener, tls, app, stop).await {
                 tracing::error!("API server failed: {e}");
             }
         });
-        tracing::info!(api = %api_addr, data = %store.path().display(), links = config.links.len(), "edge daemon running");
+        tracing::info!(api = %api_addr, https = !config.api.cert_file.as_os_str().is_empty(),
+            data = %store.path().display(), links = config.links.len(), "edge daemon running");
         Ok(Daemon {
             api_addr,
             links,

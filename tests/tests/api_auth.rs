@@ -295,3 +295,93 @@ fn token_create_prints_a_signed_in_address_and_a_qr_code() {
         .expect("token create");
     assert_eq!(bad_role.status.code(), Some(2), "usage error");
 }
+
+#[test]
+fn a_station_that_cannot_trust_its_wifi_serves_https_from_a_certificate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=station"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA: rustls will not take a CA as the server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let data = tempfile::tempdir().unwrap();
+    let token = station_token(data.path(), "crew", "viewer");
+    let port = free_tcp_port();
+    let _daemon = Proc::spawn(
+        "edge-daemon serve (https)",
+        Command::new(bin("edge-daemon"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--api-listen", &format!("127.0.0.1:{port}")])
+            .arg("--api-cert")
+            .arg(&cert)
+            .arg("--api-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null()),
+    );
+    let pem = std::fs::read(&cert).unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+            ureq::tls::Certificate::from_pem(&pem).unwrap(),
+        ])))
+        .build();
+    let https: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let base = format!("https://127.0.0.1:{port}");
+    wait_for("the API over HTTPS", T, || {
+        let r = https.get(format!("{base}/api/v1/health")).call().ok()?;
+        (r.status().as_u16() == 200).then_some(())
+    });
+    let mut r = https
+        .get(format!("{base}/api/v1/vehicles"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .expect("an answer over HTTPS");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.body_mut().read_json::<Value>().unwrap()["vehicles"].is_array());
+    let page = https.get(format!("{base}/")).call().expect("the web UI");
+    assert_eq!(page.status().as_u16(), 200);
+    // Plain HTTP on the same port gets nothing useful.
+    let plain = agent()
+        .get(format!("http://127.0.0.1:{port}/api/v1/health"))
+        .call();
+    assert!(
+        plain.map_or(true, |r| r.status().as_u16() != 200),
+        "plain HTTP answered on the HTTPS port"
+    );
+    // Half a certificate is refused at start, saying why.
+    let half = Command::new(bin("edge-daemon"))
+        .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg("--api-cert")
+        .arg(&cert)
+        .output()
+        .expect("edge-daemon");
+    assert_eq!(half.status.code(), Some(2), "usage error");
+}

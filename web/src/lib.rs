@@ -3,7 +3,8 @@
 //! The HTTP layer: one error shape and status table ([`ApiError`]), one way to carry and
 //! check a bearer token ([`auth`]), one limit on guessing tokens
 //! ([`auth::FailedSignIns`]), one reading of times and ranges ([`time`]) and of pagination
-//! ([`page`]). The web app both serve, embedded ([`assets`]). And life under systemd
+//! ([`page`]), and serving itself, HTTP or HTTPS ([`serve`]). The web app both serve,
+//! embedded ([`assets`]). And life under systemd
 //! ([`lifecycle`]): signals, STOPPING, the watchdog.
 //!
 //! It knows nothing of either daemon's store or roles: each daemon maps its own errors into
@@ -14,6 +15,7 @@ pub mod auth;
 mod error;
 pub mod lifecycle;
 pub mod page;
+pub mod serve;
 pub mod time;
 
 pub use error::{ApiError, ErrorBody, Json, Path, Query};

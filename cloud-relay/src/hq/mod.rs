@@ -141,22 +141,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// HTTPS settings for the HQ listener: the given certificate chain, no client certificates
-/// (HQ authenticates with tokens), HTTP/1.1 (WebSockets upgrade over it).
-pub fn https_config(
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// Serves the HQ API on `listener` until `shutdown` resolves; HTTPS when `tls` is given.
 pub async fn serve(
     listener: std::net::TcpListener,
@@ -164,30 +148,7 @@ pub async fn serve(
     state: HqState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
-    });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    match tls {
-        Some(config) => {
-            axum_server::from_tcp_rustls(
-                listener,
-                axum_server::tls_rustls::RustlsConfig::from_config(config),
-            )
-            .handle(handle)
-            .serve(app)
-            .await
-        }
-        None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(app)
-                .await
-        }
-    }
+    trellis_web::serve::serve(listener, tls, router(state), shutdown).await
 }
 
 #[cfg(test)]

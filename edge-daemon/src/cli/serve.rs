@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// An MBTiles file for the web UI's offline basemap (overrides the config file).
     #[arg(long)]
     mbtiles: Option<PathBuf>,
+    /// Serve the API and web UI over HTTPS with this PEM certificate chain (and --api-key).
+    #[arg(long, requires = "api_key")]
+    api_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-cert.
+    #[arg(long, requires = "api_cert")]
+    api_key: Option<PathBuf>,
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -37,6 +43,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(file) = args.mbtiles {
         config.api.mbtiles = file;
+    }
+    if let (Some(cert), Some(key)) = (args.api_cert, args.api_key) {
+        config.api.cert_file = cert;
+        config.api.key_file = key;
     }
     config.validate()?;
     if config.links.is_empty() {
