@@ -42,6 +42,8 @@ const API_GRACE: Duration = Duration::from_secs(1).saturating_add(trellis_web::s
 impl Daemon {
     pub async fn start(config: &Config) -> anyhow::Result<Daemon> {
         dialect::warm_up();
+        // A bad certificate stops the start before anything runs.
+        let tls = config.api_tls()?;
         let store = Store::open(&config.data_dir, config.store_config())?;
         let names: HashMap<u8, String> = store
             .reader()
@@ -122,7 +124,6 @@ impl Daemon {
             basemap: basemap(&config.api.mbtiles),
         };
         let app = api::router(state, api::auth::Auth::new(tokens));
-        let tls = config.api_tls()?;
         let mut api_shutdown = shutdown_rx;
         let listener = listener.into_std()?;
         let api = tokio::spawn(async move {

@@ -269,6 +269,21 @@ pub fn station_token(data: &Path, name: &str, role: &str) -> String {
     v["secret"].as_str().expect("a secret").to_string()
 }
 
+/// Revokes a station token by name or id, as an admin does (`edge-daemon token revoke`).
+pub fn revoke_station_token(data: &Path, name_or_id: &str) {
+    let out = Command::new(bin("edge-daemon"))
+        .args(["token", "revoke", name_or_id, "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edge-daemon token revoke");
+    assert!(
+        out.status.success(),
+        "token revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An HTTP agent that returns error statuses as responses.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()

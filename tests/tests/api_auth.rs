@@ -126,12 +126,7 @@ fn tokens_made_or_revoked_while_the_daemon_runs_take_effect_within_a_second() {
         "a new token took {took:?}"
     );
 
-    let revoke = Command::new(bin("edge-daemon"))
-        .args(["token", "revoke", "crew", "--data-dir"])
-        .arg(daemon.data.path())
-        .output()
-        .expect("token revoke");
-    assert!(revoke.status.success());
+    revoke_station_token(daemon.data.path(), "crew");
     let revoked = Instant::now();
     wait_for("a revoked token to stop working", T, || {
         (daemon.get_as(&viewer, "/api/v1/vehicles").0 == 401).then_some(())

@@ -1,29 +1,17 @@
 //! The store's guarantees under abuse: SIGKILL mid-ingest, and a disk quota reached.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use trellis_tests::*;
 
 const T: Duration = Duration::from_secs(60);
 
-fn fleet(udp: u16, vehicles: u8, rate: u32) -> Proc {
-    Proc::spawn(
-        "edge-daemon sim",
-        Command::new(bin("edge-daemon"))
-            .args(["sim", "--vehicles", &vehicles.to_string()])
-            .args(["--rate", &rate.to_string()])
-            .args(["--link", &format!("udpout:127.0.0.1:{udp}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-}
-
 #[test]
 fn sigkill_during_heavy_ingest_keeps_every_reported_commit_and_a_sound_database() {
     let udp = free_udp_port();
     let mut daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let _fleet = fleet(udp, 40, 50);
+    let _fleet = sim_fleet(udp, 40, 50);
     let reported = wait_for("several commits under load", T, || {
         let s = daemon.try_get("/api/v1/health")?["store"].clone();
         let seq = s["committed_seq"].as_i64()?;
@@ -71,7 +59,7 @@ fn over_quota_the_oldest_synced_telemetry_goes_first_and_the_daemon_keeps_runnin
         &[format!("udpin:127.0.0.1:{udp}")],
         &["--config", config.to_str().unwrap()],
     );
-    let _fleet = fleet(udp, 20, 50);
+    let _fleet = sim_fleet(udp, 20, 50);
 
     // Play the relay: acknowledge the first 2000 samples, as sync will.
     wait_for("2000 committed samples", T, || {
@@ -160,7 +148,7 @@ fn a_disk_smaller_than_the_quota_fills_and_the_daemon_keeps_running() {
         &[format!("udpin:127.0.0.1:{udp}")],
         &["--config", config.to_str().unwrap()],
     );
-    let _fleet = fleet(udp, 40, 100);
+    let _fleet = sim_fleet(udp, 40, 100);
 
     // Generous bounds: this test shares two cores with the other heavy-ingest tests.
     let long = Duration::from_secs(150);

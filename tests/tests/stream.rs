@@ -4,7 +4,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -121,12 +121,7 @@ fn revoking_a_token_closes_its_open_stream_within_a_second() {
     let viewer = station_token(daemon.data.path(), "crew", "viewer");
     let mut client = stream_client(&daemon, &viewer, "");
     client.wait_line(T, |l| l.contains("\"station\""));
-    let revoke = Command::new(bin("edge-daemon"))
-        .args(["token", "revoke", "crew", "--data-dir"])
-        .arg(daemon.data.path())
-        .output()
-        .expect("token revoke");
-    assert!(revoke.status.success());
+    revoke_station_token(daemon.data.path(), "crew");
     let revoked = Instant::now();
     let closed = json_line(&client.wait_line(T, |l| l.contains("\"closed\"")));
     let took = revoked.elapsed();

@@ -1,23 +1,12 @@
 //! Edge → relay over real QUIC with real certificates: exactly once, across kills of either
 //! side, and revocation.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use trellis_tests::*;
 
 const T: Duration = Duration::from_secs(60);
-
-fn fleet(udp: u16, vehicles: u8) -> Proc {
-    Proc::spawn(
-        "edge-daemon sim",
-        Command::new(bin("edge-daemon"))
-            .args(["sim", "--vehicles", &vehicles.to_string(), "--rate", "20"])
-            .args(["--link", &format!("udpout:127.0.0.1:{udp}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-}
 
 /// A relay with org `vineyard-co` and an edge `pi-north` enrolled into it, both running.
 fn pair() -> (CloudRelay, EdgeDaemon, u16) {
@@ -84,7 +73,7 @@ fn rows_at_the_relay_equal_the_edge_outbox() {
 #[test]
 fn killing_either_side_mid_stream_stays_exactly_once() {
     let (mut relay, edge, udp) = pair();
-    let mut sim = fleet(udp, 10);
+    let mut sim = sim_fleet(udp, 10, 20);
     fn relay_has(relay: &CloudRelay, n: usize) -> impl FnMut() -> Option<()> + '_ {
         move || (relay.rows("vineyard-co", "pi-north").len() >= n).then_some(())
     }
@@ -112,7 +101,7 @@ fn killing_either_side_mid_stream_stays_exactly_once() {
 #[test]
 fn a_revoked_edge_is_cut_off_at_once_and_stays_out() {
     let (relay, edge, udp) = pair();
-    let _sim = fleet(udp, 2);
+    let _sim = sim_fleet(udp, 2, 20);
     wait_for("sync connected", T, || {
         (edge.try_get("/api/v1/sync")?["connected"] == true).then_some(())
     });
@@ -149,7 +138,7 @@ fn a_revoked_edge_is_cut_off_at_once_and_stays_out() {
 #[test]
 fn a_relay_restored_from_an_old_backup_is_told_the_truth_and_made_whole() {
     let (mut relay, edge, udp) = pair();
-    let mut sim = fleet(udp, 10);
+    let mut sim = sim_fleet(udp, 10, 20);
     let held = |relay: &CloudRelay| relay.rows("vineyard-co", "pi-north").len();
     wait_for("rows at the relay", T, || {
         (held(&relay) >= 500).then_some(())
@@ -212,7 +201,7 @@ fn through_a_lossy_slow_flapping_link_sync_completes_exactly_once() {
     );
     let (relay, edge, udp) = pair_with(CloudRelay::on_port(relay_port, Some(link.addr)));
 
-    let mut sim = fleet(udp, 5);
+    let mut sim = sim_fleet(udp, 5, 20);
     wait_for("rows across the bad link", Duration::from_secs(120), || {
         (relay.rows("vineyard-co", "pi-north").len() >= 1_500).then_some(())
     });
@@ -228,7 +217,7 @@ fn through_a_lossy_slow_flapping_link_sync_completes_exactly_once() {
 #[test]
 fn an_edge_whose_database_was_lost_continues_above_the_relays_mark() {
     let (relay, edge, udp) = pair();
-    let mut sim = fleet(udp, 5);
+    let mut sim = sim_fleet(udp, 5, 20);
     let held = |relay: &CloudRelay| relay.rows("vineyard-co", "pi-north");
     wait_for("rows at the relay", T, || {
         (held(&relay).len() >= 500).then_some(())

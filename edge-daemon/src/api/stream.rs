@@ -6,7 +6,8 @@
 //!
 //! - `{"type":"hello","token":{name, role},"kinds":[…]}` first;
 //! - `{"type":"state","vehicle":{…}}`: a vehicle as `GET /api/v1/vehicles/{id}` shows it, the
-//!   moment it changes, at most 10 Hz and at least 1 Hz each;
+//!   moment a new position arrives (at most 10 Hz on average), other changes within 100 ms,
+//!   and at least once a second (see `live.rs`);
 //! - `{"type":"alert"|"event","event":{…}}` once committed (`seq` is the alert's id);
 //! - `{"type":"record","table","key","field","value"}`: an editable record changed;
 //! - `{"type":"station","time_us","vehicles","sync":{"enrolled","connected"}}` every second,
