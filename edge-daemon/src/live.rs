@@ -149,6 +149,12 @@ impl LivePublisher {
     ) {
         self.changed.extend(changed);
         self.moved.extend(moved);
+        let ready = self.positions_due(now);
+        self.publish(fleet, ready, now);
+    }
+
+    /// The vehicles with a new position whose slot has come; their slots move on.
+    fn positions_due(&mut self, now: Instant) -> Vec<u8> {
         let ready: Vec<u8> = self
             .moved
             .iter()
@@ -164,12 +170,14 @@ impl LivePublisher {
             let slot = self.slot.get(id).map_or(now, |s| (*s).max(now));
             self.slot.insert(*id, slot + STATE_MIN_INTERVAL);
         }
-        self.publish(fleet, ready, now);
+        ready
     }
 
-    /// Once a tick: other changes of vehicles not published for [`STATE_MIN_INTERVAL`],
-    /// and every vehicle not published for [`STATE_MAX_INTERVAL`].
+    /// Once a tick: positions whose slot has come (when no batch came since to publish
+    /// them), other changes of vehicles not published for [`STATE_MIN_INTERVAL`], and every
+    /// vehicle not published for [`STATE_MAX_INTERVAL`].
     pub fn on_tick(&mut self, fleet: &Fleet, now: Instant) {
+        let positions = self.positions_due(now);
         let since = |id: &u8| {
             self.last
                 .get(id)
@@ -182,6 +190,7 @@ impl LivePublisher {
             .filter(|id| since(id) >= STATE_MIN_INTERVAL)
             .collect();
         ready.extend(fleet.ids().filter(|id| since(id) >= STATE_MAX_INTERVAL));
+        ready.extend(positions);
         self.publish(fleet, ready, now);
     }
 
@@ -324,6 +333,29 @@ mod tests {
         assert_eq!(seq(8), before);
         live.on_tick(&fleet, at(200));
         assert_eq!(seq(8), before + 1);
+    }
+
+    #[test]
+    fn a_position_held_for_its_slot_goes_out_on_the_tick_if_nothing_else_comes() {
+        let t0 = Instant::now();
+        let fleet = fleet_of_one(t0);
+        let mut live = LivePublisher::default();
+        let rx = live.subscribe();
+        let seq = || rx.borrow().vehicles.get(&7).map_or(0, |v| v.seq);
+        live.on_batch(&fleet, BTreeSet::from([7]), BTreeSet::new(), t0);
+        live.on_batch(
+            &fleet,
+            BTreeSet::from([7]),
+            BTreeSet::new(),
+            t0 + Duration::from_millis(20),
+        );
+        assert_eq!(seq(), 1, "20 ms after the last: held for its slot");
+        live.on_tick(&fleet, t0 + Duration::from_millis(100));
+        assert_eq!(
+            seq(),
+            2,
+            "the tick after its slot sends it, with no batch to wait for"
+        );
     }
 
     #[test]
