@@ -95,9 +95,16 @@ impl Committed {
     }
 }
 
+/// A committed change with its stream message, serialised once for every client.
+#[derive(Debug)]
+pub struct CommittedMessage {
+    pub change: Committed,
+    pub message: String,
+}
+
 /// The committed-change feed: the store writer sends, stream clients subscribe.
 #[derive(Debug, Clone)]
-pub struct CommittedFeed(broadcast::Sender<Arc<Committed>>);
+pub struct CommittedFeed(broadcast::Sender<Arc<CommittedMessage>>);
 
 impl Default for CommittedFeed {
     fn default() -> Self {
@@ -106,12 +113,16 @@ impl Default for CommittedFeed {
 }
 
 impl CommittedFeed {
-    /// Never waits: with no client listening the change is simply not kept.
-    pub fn send(&self, c: Committed) {
-        let _ = self.0.send(Arc::new(c));
+    /// Never waits: with no client listening the change is not even serialised.
+    pub fn send(&self, change: Committed) {
+        if self.0.receiver_count() == 0 {
+            return;
+        }
+        let message = change.message();
+        let _ = self.0.send(Arc::new(CommittedMessage { change, message }));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedMessage>> {
         self.0.subscribe()
     }
 }

@@ -139,7 +139,7 @@ impl Tokens {
         if name.is_empty() || name.chars().count() > 64 {
             return Err(TokenError::BadName);
         }
-        if self.active().any(|t| t.name == name) {
+        if self.active_by_hash()?.values().any(|t| t.name == name) {
             return Err(TokenError::NameTaken(name.into()));
         }
         let secret = trellis_web::auth::new_secret(SECRET_PREFIX)?;
@@ -150,7 +150,7 @@ impl Tokens {
             params![hash, name, role.as_str(), now],
         )?;
         let info = TokenInfo {
-            id: hash[..12].to_string(),
+            id: id_of(&hash),
             name: name.into(),
             role,
             created_unix_ms: now,
@@ -162,13 +162,6 @@ impl Tokens {
     /// Every token, revoked ones too, oldest first.
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
         Ok(self.rows()?.into_iter().map(|(_, t)| t).collect())
-    }
-
-    fn active(&self) -> impl Iterator<Item = TokenInfo> {
-        self.list()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.revoked_unix_ms.is_none())
     }
 
     fn rows(&self) -> Result<Vec<(String, TokenInfo)>, TokenError> {
@@ -188,7 +181,7 @@ impl Tokens {
                 continue;
             };
             let info = TokenInfo {
-                id: hash.get(..12).unwrap_or(&hash).to_string(),
+                id: id_of(&hash),
                 name,
                 role,
                 created_unix_ms: created,
@@ -236,6 +229,11 @@ impl Tokens {
             .map(|(h, t)| (h, Arc::new(t)))
             .collect())
     }
+}
+
+/// A token's id: the first 12 hex digits of its hash, enough to name it in `token revoke`.
+fn id_of(hash: &str) -> String {
+    hash.get(..12).unwrap_or(hash).to_string()
 }
 
 fn restrict_to_owner(path: &Path) {

@@ -182,10 +182,7 @@ fn render(s: &AppState) -> String {
         &counter(&st.lost_samples),
     );
 
-    let sync = s.sync.view((
-        st.committed_seq.load(Relaxed).max(0) as u64,
-        st.committed_event_seq.load(Relaxed).max(0) as u64,
-    ));
+    let sync = s.sync_view();
     family(
         &mut out,
         "trellis_sync_connected",

@@ -49,6 +49,18 @@ pub struct AppState {
     pub basemap: Option<tiles::Basemap>,
 }
 
+impl AppState {
+    /// What sync is doing, with its backlog against what the store has committed.
+    pub fn sync_view(&self) -> crate::sync::SyncView {
+        use crate::store::Stream;
+        let st = &self.store_status;
+        self.sync.view((
+            st.committed(Stream::Telemetry),
+            st.committed(Stream::Events),
+        ))
+    }
+}
+
 /// Errors of the store reach clients as internal errors, their text only in the log.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
@@ -108,10 +120,7 @@ async fn health(
 async fn sync(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> Json<crate::sync::SyncView> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let telemetry = s.store_status.committed_seq.load(Relaxed).max(0) as u64;
-    let events = s.store_status.committed_event_seq.load(Relaxed).max(0) as u64;
-    Json(s.sync.view((telemetry, events)))
+    Json(s.sync_view())
 }
 
 /// Alerts this station raised, newest first. (Acknowledging them comes with command and

@@ -6,7 +6,7 @@
 //!
 //! - `{"type":"hello","token":{name, role},"kinds":[…]}` first;
 //! - `{"type":"state","vehicle":{…}}`: a vehicle as `GET /api/v1/vehicles/{id}` shows it, the
-//!   moment a new position arrives (at most 10 Hz on average), other changes within 100 ms,
+//!   moment a new position arrives (at most 10 Hz on average), other changes within 200 ms,
 //!   and at least once a second (see `live.rs`);
 //! - `{"type":"alert"|"event","event":{…}}` once committed (`seq` is the alert's id);
 //! - `{"type":"record","table","key","field","value"}`: an editable record changed;
@@ -229,8 +229,8 @@ async fn run(
             }
             // A client that asked for state only is never dropped for missing events.
             event = events.recv(), if filter.wants_committed() => match event {
-                Ok(c) if filter.committed(&c) => {
-                    send(&mut socket, &c.message()).await?;
+                Ok(c) if filter.committed(&c.change) => {
+                    send(&mut socket, &c.message).await?;
                     s.stream.events_sent.fetch_add(1, Relaxed);
                 }
                 Ok(_) => {}
@@ -269,7 +269,7 @@ async fn run(
             }
             _ = station.tick() => {
                 let snapshot = s.snapshots.borrow().clone();
-                let sync = s.sync.view((0, 0));
+                let sync = s.sync_view();
                 let message = json!({
                     "type": "station",
                     "time_us": snapshot.time_us,
