@@ -334,8 +334,9 @@ function renderVehicle() {
 }
 
 async function loadChart(sysid) {
-  const now = Date.now();
-  const history = await api(`/api/v1/vehicles/${sysid}/telemetry?from=${now - 3600e3}&to=${now}&every=10s`)
+  // No from/to: the station's own last hour. A phone's clock and a Pi's (no real-time
+  // clock) can be days apart.
+  const history = await api(`/api/v1/vehicles/${sysid}/telemetry?every=10s`)
     .catch(() => null);
   if (!history || state.selected !== sysid) return;
   drawChart(history.samples);
