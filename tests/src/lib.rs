@@ -181,6 +181,21 @@ pub fn sim_fleet(udp: u16, vehicles: u8, rate: u32) -> Proc {
     )
 }
 
+/// `edge-daemon demo` with three copters, its API and HQ on the given loopback ports.
+pub fn spawn_demo(data: &Path, api: u16, hq: u16, stdout: Stdio) -> Proc {
+    Proc::spawn(
+        "edge-daemon demo",
+        Command::new(bin("edge-daemon"))
+            .args(["demo", "--vehicles", "3"])
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--hq-listen", &format!("127.0.0.1:{hq}")])
+            .stdin(Stdio::null())
+            .stdout(stdout),
+    )
+}
+
 /// A daemon listening on `udpin`, hearing `vehicles` simulated copters at `rate` Hz.
 pub fn station_with_fleet(vehicles: u8, rate: u32) -> (EdgeDaemon, Proc) {
     let udp = free_udp_port();
@@ -608,6 +623,15 @@ impl CloudRelay {
             ),
             Err(e) => panic!("{method} {path} on the HQ API: {e}"),
         }
+    }
+
+    /// Creates org `vineyard-co` and enrolls station `pi-north` into it; returns the
+    /// station's data directory with its bundle installed. The relay is not started.
+    pub fn enroll_pi_north(&self) -> tempfile::TempDir {
+        self.admin(&["org", "create", "vineyard-co"]);
+        let data = tempfile::tempdir().expect("temp dir");
+        self.enroll("vineyard-co", "pi-north", data.path());
+        data
     }
 
     /// The relay's Prometheus text from `/metrics` (no token needed).

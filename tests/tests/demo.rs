@@ -14,17 +14,7 @@ const T: Duration = Duration::from_secs(60);
 fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
     let data = tempfile::tempdir().unwrap();
     let (api, hq) = (free_tcp_port(), free_tcp_port());
-    let mut demo = Proc::spawn(
-        "edge-daemon demo",
-        Command::new(bin("edge-daemon"))
-            .args(["demo", "--vehicles", "3"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--hq-listen", &format!("127.0.0.1:{hq}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped()),
-    );
+    let mut demo = spawn_demo(data.path(), api, hq, Stdio::piped());
     let line = demo.wait_line(T, |l| l.contains("HQ (relay):"));
     let url = line
         .split_whitespace()

@@ -306,9 +306,7 @@ fn records(v: &Value, table: &str) -> Value {
 #[test]
 fn offline_edits_at_the_edge_and_at_hq_converge_field_by_field() {
     let mut relay = CloudRelay::new();
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
+    let data = relay.enroll_pi_north();
     relay.start();
     relay.wait_hq();
     let operator = relay.token("vineyard-co", "operator");

@@ -38,9 +38,7 @@ fn fill_backlog(db: &std::path::Path) {
 #[test]
 fn a_new_alert_overtakes_a_million_row_backlog() {
     let mut relay = CloudRelay::new();
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
+    let data = relay.enroll_pi_north();
     // Create the edge's database, then give it a day of unsynced telemetry while offline.
     let mut edge = EdgeDaemon::start_in(data, &[], &[]);
     edge.proc.kill9();

@@ -99,9 +99,7 @@ fn assert_prompt_clean_exit(proc: &mut Proc, signal: i32) {
 #[test]
 fn serve_with_sync_draining_clients_stuck_and_links_down_stops_promptly_and_flushes() {
     let mut relay = CloudRelay::new();
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
+    let data = relay.enroll_pi_north();
     relay.start();
     relay.wait_hq();
 
@@ -208,18 +206,7 @@ fn the_demo_stops_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
     let api = free_tcp_port();
     let token = station_token(data.path(), "tests", "viewer");
-    let mut demo = Proc::spawn(
-        "edge-daemon demo",
-        Command::new(bin("edge-daemon"))
-            .args(["demo", "--vehicles", "3"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--hq-listen", &format!("127.0.0.1:{}", free_tcp_port())])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut demo = spawn_demo(data.path(), api, free_tcp_port(), Stdio::null());
     wait_for("the demo's station to sync", T, || {
         let sync = get(api, &token, "/api/v1/sync")?;
         (sync["connected"] == true && sync["relay_acked"].as_u64()? > 0).then_some(())
@@ -242,9 +229,7 @@ fn the_simulator_stops_on_sigterm() {
 #[test]
 fn the_relay_stops_promptly_with_edges_streaming_and_clients_stuck() {
     let relay = CloudRelay::new();
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
+    let data = relay.enroll_pi_north();
     let (notify, notify_path) = notify_socket(relay.dir.path());
     let mut proc = Proc::spawn(
         "cloud-relay serve",

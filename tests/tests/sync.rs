@@ -15,9 +15,7 @@ fn pair() -> (CloudRelay, EdgeDaemon, u16) {
 
 /// The same with a given (not yet started) relay, e.g. one whose bundles point at a proxy.
 fn pair_with(mut relay: CloudRelay) -> (CloudRelay, EdgeDaemon, u16) {
-    relay.admin(&["org", "create", "vineyard-co"]);
-    let data = tempfile::tempdir().unwrap();
-    relay.enroll("vineyard-co", "pi-north", data.path());
+    let data = relay.enroll_pi_north();
     relay.start();
     let udp = free_udp_port();
     let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
