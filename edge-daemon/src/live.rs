@@ -75,10 +75,11 @@ impl Committed {
         }
     }
 
-    /// The stream message: `{"type":"alert"|"event"|"record", …}`.
+    /// The stream message: `{"type":"alert"|"ack"|"event"|"record", …}`.
     pub fn message(&self) -> String {
         match self {
             Committed::Event(e) if e.kind == "alert" => json!({ "type": "alert", "event": e }),
+            Committed::Event(e) if e.kind == "ack" => json!({ "type": "ack", "event": e }),
             Committed::Event(e) => json!({ "type": "event", "event": e }),
             Committed::Record {
                 table,

@@ -1,6 +1,7 @@
 // The station's web UI in real headless Chromium (Debian's), driven by Playwright: signs in
 // as a viewer through the QR link, waits for the fleet, checks what a crew sees, a pilot's
-// controls, and the offline state; saves phone and desktop screenshots. Prints one JSON
+// controls (acknowledging an alert among them), and the offline state; saves phone and
+// desktop screenshots. Prints one JSON
 // object with what it found; the Rust test (tests/tests/web_ui.rs) judges it.
 import { chromium } from "playwright-core";
 import { parseArgs } from "node:util";
@@ -60,6 +61,10 @@ try {
   await page.locator("#fleet-table tbody tr").first().click();
   await page.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.viewer_sees_rename = await page.locator("#rename").isVisible();
+  await page.locator('#tabs [data-tab="alerts"]').click();
+  await page.waitForSelector("#alert-list li");
+  found.viewer_alerts = await page.locator("#alert-list li").count();
+  found.viewer_sees_ack = await page.locator("#alert-list button.ack").count();
   found.role_shown = await page.locator("#who").textContent();
   await page.screenshot({ path: `${a.shots}/station-desktop.png` });
 
@@ -87,6 +92,14 @@ try {
   await onPhone.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.pilot_sees_rename = await onPhone.locator("#rename").isVisible();
   await onPhone.screenshot({ path: `${a.shots}/station-phone.png`, fullPage: true });
+  await onPhone.locator('#tabs [data-tab="alerts"]').tap();
+  await onPhone.locator("#alert-list li:not(.acked) button.ack").first().tap();
+  await onPhone.waitForSelector("#alert-list li.acked .acked-by");
+  found.pilot_acked = await onPhone.locator("#alert-list li.acked .acked-by").first().textContent();
+  // The viewer's page, open all along, hears of it through the stream.
+  await page.waitForSelector("#alert-list li.acked .acked-by");
+  found.viewer_saw_ack = await page.locator("#alert-list li.acked .acked-by").first().textContent();
+  await onPhone.screenshot({ path: `${a.shots}/station-phone-alerts.png` });
 } catch (e) {
   found.error = String(e);
 } finally {

@@ -181,6 +181,59 @@ pub fn sim_fleet(udp: u16, vehicles: u8, rate: u32) -> Proc {
     )
 }
 
+/// pymavlink as a copter (`peers/vehicle.py`) sending `rate` Hz of position to a daemon's
+/// `udpin` on `udp`, flying north at 2 m/s with 80 % battery; `send_line` drives it
+/// (`battery 10` raises a low-battery alert).
+pub fn pymavlink_vehicle(udp: u16, sysid: u8, rate: u32) -> Proc {
+    let mut v = Proc::spawn(
+        "pymavlink vehicle",
+        python("vehicle.py")
+            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
+            .args([
+                "--sysid",
+                &sysid.to_string(),
+                "--lat",
+                "38.29",
+                "--lon",
+                "-122.45",
+            ])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--battery",
+                "80",
+                "--speed",
+                "2",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    v.wait_event("ready", Duration::from_secs(30));
+    v
+}
+
+/// An independent WebSocket client (`peers/stream_client.py`, the `websockets` library) on
+/// the daemon's `/api/v1/stream{query}`, open when this returns; one JSON message per line.
+pub fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {
+    let url = format!(
+        "{}/api/v1/stream{query}",
+        daemon.api.replacen("http://", "ws://", 1)
+    );
+    let mut p = Proc::spawn(
+        "stream client",
+        python("stream_client.py")
+            .args(["--url", &url, "--token", token])
+            .stdout(Stdio::piped()),
+    );
+    p.wait_line(Duration::from_secs(30), |l| l.contains("\"open\""));
+    p
+}
+
+/// A line of JSON, or `null` when it is not JSON.
+pub fn json_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or(Value::Null)
+}
+
 /// `edge-daemon demo` with three copters, its API and HQ on the given loopback ports.
 pub fn spawn_demo(data: &Path, api: u16, hq: u16, stdout: Stdio) -> Proc {
     Proc::spawn(

@@ -4,67 +4,18 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use trellis_tests::*;
 
 const T: Duration = Duration::from_secs(30);
-
-fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {
-    let url = format!(
-        "{}/api/v1/stream{query}",
-        daemon.api.replacen("http://", "ws://", 1)
-    );
-    let mut p = Proc::spawn(
-        "stream client",
-        python("stream_client.py")
-            .args(["--url", &url, "--token", token])
-            .stdout(Stdio::piped()),
-    );
-    p.wait_line(T, |l| l.contains("\"open\""));
-    p
-}
-
-fn vehicle(udp: u16, sysid: u8, rate: u32) -> Proc {
-    let mut v = Proc::spawn(
-        "pymavlink vehicle",
-        python("vehicle.py")
-            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
-            .args([
-                "--sysid",
-                &sysid.to_string(),
-                "--lat",
-                "38.29",
-                "--lon",
-                "-122.45",
-            ])
-            .args([
-                "--rate",
-                &rate.to_string(),
-                "--battery",
-                "80",
-                "--speed",
-                "2",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped()),
-    );
-    v.wait_event("ready", T);
-    v
-}
-
-fn json_line(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or(Value::Null)
-}
 
 #[test]
 fn a_subscribed_client_gets_its_vehicle_at_the_streams_rate_and_alerts_once_committed() {
     let udp = free_udp_port();
     let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let mut seven = vehicle(udp, 7, 20);
-    let _eight = vehicle(udp, 8, 20);
+    let mut seven = pymavlink_vehicle(udp, 7, 20);
+    let _eight = pymavlink_vehicle(udp, 8, 20);
     wait_for("both vehicles", T, || {
         (daemon.vehicle(7).is_some() && daemon.vehicle(8).is_some()).then_some(())
     });

@@ -1,5 +1,6 @@
 //! The station's web UI in real headless Chromium (Debian's `chromium`, driven by Playwright's
-//! `playwright-core` in `tests/browser/`), against a daemon with five simulated copters, a
+//! `playwright-core` in `tests/browser/`), against a daemon with five vehicles (four simulated
+//! copters and a pymavlink one on a low battery, so there is an alert to acknowledge), a
 //! field, and an offline basemap from an MBTiles file this test makes. Screenshots (phone and
 //! desktop) are kept in `target/screenshots/`.
 
@@ -66,7 +67,24 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
     );
     let health = daemon.get("/api/v1/health");
     assert_eq!(health["basemap"]["max_zoom"], 19, "{health}");
-    let _fleet = sim_fleet(udp, 5, 10);
+    let _fleet = sim_fleet(udp, 4, 10);
+    let _low = Proc::spawn(
+        "pymavlink vehicle",
+        python("vehicle.py")
+            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
+            .args(["--sysid", "9", "--lat", &ORIGIN.0.to_string()])
+            .args(["--lon", &ORIGIN.1.to_string(), "--rate", "10"])
+            .args(["--battery", "12", "--speed", "2"])
+            .stdout(Stdio::null()),
+    );
+    wait_for(
+        "the low-battery alert",
+        std::time::Duration::from_secs(30),
+        || {
+            let alerts = daemon.get("/api/v1/alerts");
+            (alerts["alerts"].as_array()?.len() == 1).then_some(())
+        },
+    );
     let block = [
         [ORIGIN.0, ORIGIN.1],
         [ORIGIN.0 + 0.0007, ORIGIN.1],
@@ -140,6 +158,22 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "a viewer sees no pilot control"
     );
     assert_eq!(found["pilot_sees_rename"], true, "a pilot does");
+    assert_eq!(found["viewer_alerts"], 1, "{found}");
+    assert_eq!(found["viewer_sees_ack"], 0, "a viewer cannot acknowledge");
+    assert!(
+        found["pilot_acked"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("acknowledged by ana")),
+        "{found}"
+    );
+    assert!(
+        found["viewer_saw_ack"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("acknowledged by ana")),
+        "{found}"
+    );
+    let alerts = daemon.get("/api/v1/alerts");
+    assert_eq!(alerts["alerts"][0]["acknowledged"]["by"], "ana", "{alerts}");
     assert_eq!(found["offline_text"], "station offline", "{found}");
     assert_eq!(
         found["stale"], true,
@@ -147,7 +181,11 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
     );
     assert_eq!(found["live_again"], true, "{found}");
     assert_eq!(found["page_errors"], json!([]), "{found}");
-    for shot in ["station-desktop.png", "station-phone.png"] {
+    for shot in [
+        "station-desktop.png",
+        "station-phone.png",
+        "station-phone-alerts.png",
+    ] {
         let size = std::fs::metadata(shots.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);

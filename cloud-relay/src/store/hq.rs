@@ -75,6 +75,15 @@ pub struct EventRecord {
     pub message: String,
     /// Relay time the event was stored.
     pub received_us: i64,
+    /// For an alert: who acknowledged it at its station, and when.
+    pub acknowledged: Option<Acknowledged>,
+}
+
+/// An alert's acknowledgement, as it arrived from the station.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Acknowledged {
+    pub by: String,
+    pub t_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

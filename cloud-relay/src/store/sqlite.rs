@@ -88,6 +88,14 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (edge_id, seq)
 );
 CREATE INDEX IF NOT EXISTS events_by_kind_time ON events (kind, t_us);
+-- Alerts acknowledged at their station: the first ACK event for an alert, by who.
+CREATE TABLE IF NOT EXISTS alert_acks (
+    edge_id   INTEGER NOT NULL REFERENCES edges (id),
+    alert_seq INTEGER NOT NULL,
+    t_us      INTEGER NOT NULL,
+    by        TEXT NOT NULL,
+    PRIMARY KEY (edge_id, alert_seq)
+) WITHOUT ROWID;
 -- The org's fleet: one row per vehicle, however many edges hear it. A vehicle is known by
 -- its autopilot uid when it reported one; until then each edge's sighting is its own vehicle.
 CREATE TABLE IF NOT EXISTS vehicles (
@@ -305,6 +313,13 @@ impl RelayStore for SqliteStore {
             ])?;
             if let Some(identity) = &e.identity {
                 register_vehicle(&tx, &edge.org, id, e.vehicle, identity)?;
+            }
+            if let Some(ack) = &e.acknowledgement {
+                tx.prepare_cached(
+                    "INSERT INTO alert_acks (edge_id, alert_seq, t_us, by) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![id, ack.alert_seq as i64, e.t_us, ack.by])?;
             }
         }
         tx.execute(

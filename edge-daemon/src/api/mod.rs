@@ -90,6 +90,7 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .route("/api/v1/export/tlog", get(export::tlog))
         .route("/api/v1/sync", get(sync))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{id}/ack", axum::routing::post(acknowledge))
         .route("/api/v1/stream", get(stream::upgrade))
         .route("/tiles/{z}/{x}/{y}", get(tiles::tile))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -123,8 +124,7 @@ async fn sync(
     Json(s.sync_view())
 }
 
-/// Alerts this station raised, newest first. (Acknowledging them comes with command and
-/// control; what is here is what sync sends to HQ.)
+/// Alerts this station raised, newest first, each with its acknowledgement if it has one.
 async fn alerts(
     axum::extract::State(s): axum::extract::State<AppState>,
     trellis_web::Query(page): trellis_web::Query<trellis_web::page::PageParams>,
@@ -143,4 +143,28 @@ async fn alerts(
     .map_err(ApiError::internal)??;
     let next = trellis_web::page::next(&alerts, limit, |a| a.seq);
     Ok(Json(json!({ "alerts": alerts, "next": next })))
+}
+
+/// `POST /api/v1/alerts/{id}/ack`: the caller acknowledges an alert. Durable before the
+/// answer, told to stream clients, and synced to HQ as an ACK event. Acknowledging an alert
+/// someone already acknowledged answers with the first acknowledgement (a phone that retries
+/// on a bad link gets the same answer), with `"already": true`.
+async fn acknowledge(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    caller: auth::Caller,
+    trellis_web::Path(id): trellis_web::Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (store, by) = (s.store.clone(), caller.0.name.clone());
+    let result = tokio::task::spawn_blocking(move || store.acknowledge(id, &by))
+        .await
+        .map_err(ApiError::internal)?;
+    match result {
+        Ok((ack, new)) => Ok(Json(
+            json!({ "alert": id, "acknowledged": ack, "already": !new }),
+        )),
+        Err(StoreError::NoSuchAlert(_)) => {
+            Err(ApiError::not_found(format!("there is no alert {id}")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -9,6 +9,8 @@
 //!   moment a new position arrives (at most 10 Hz on average), other changes within 200 ms,
 //!   and at least once a second (see `live.rs`);
 //! - `{"type":"alert"|"event","event":{…}}` once committed (`seq` is the alert's id);
+//! - `{"type":"ack","event":{…}}` when someone acknowledged an alert (`acknowledges` is the
+//!   alert's `seq`), for `alerts` subscribers;
 //! - `{"type":"record","table","key","field","value"}`: an editable record changed;
 //! - `{"type":"station","time_us","vehicles","sync":{"enrolled","connected"}}` every second,
 //!   so a client that hears nothing for a few seconds knows the station is gone.
@@ -139,7 +141,7 @@ impl Filter {
 
     fn committed(&self, c: &Committed) -> bool {
         let kind = match c {
-            Committed::Event(e) if e.kind == "alert" => Kind::Alerts,
+            Committed::Event(e) if e.kind == "alert" || e.kind == "ack" => Kind::Alerts,
             Committed::Event(_) => Kind::Events,
             Committed::Record { .. } => Kind::Records,
         };

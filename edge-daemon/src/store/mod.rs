@@ -97,6 +97,8 @@ pub enum StoreError {
     Rebase(String),
     #[error("editing records failed: {0}")]
     Records(String),
+    #[error("there is no alert {0}")]
+    NoSuchAlert(i64),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -166,8 +168,24 @@ pub(crate) enum Write {
         above: u64,
         reply: mpsc::Sender<Result<(), String>>,
     },
+    /// A person acknowledged an alert; committed before the reply.
+    Acknowledge {
+        alert_seq: i64,
+        by: String,
+        reply: mpsc::Sender<Result<(Acknowledgement, bool), StoreError>>,
+    },
     /// Commits what is pending and ends the writer (see `Store::close`).
     Close,
+}
+
+/// An alert's acknowledgement. The first one stands: acknowledging again answers with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acknowledgement {
+    /// The token name that acknowledged it.
+    pub by: String,
+    pub t_us: i64,
+    /// The ACK event's sequence on the events stream.
+    pub seq: i64,
 }
 
 /// What the writer has made durable; read by the API and the tests.
@@ -387,6 +405,22 @@ impl StoreSender {
             .map_err(StoreError::Records)
     }
 
+    /// Acknowledges alert `alert_seq` as `by`; durable on return. Acknowledging an alert
+    /// twice answers with the first acknowledgement, and `false`: nothing new was written.
+    pub fn acknowledge(
+        &self,
+        alert_seq: i64,
+        by: &str,
+    ) -> Result<(Acknowledgement, bool), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Acknowledge {
+            alert_seq,
+            by: by.into(),
+            reply: tx,
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
     pub fn ack(&self, stream: Stream, seq: i64) -> Result<(), StoreError> {
         self.send(Write::Ack { stream, seq })
     }
@@ -518,6 +552,52 @@ mod tests {
         tx.rebase(Stream::Telemetry, 500).unwrap(); // already above: nothing changes
         store.flush().unwrap();
         assert_eq!(store.status_view().committed_seq, 1_006);
+    }
+
+    #[test]
+    fn an_alert_is_acknowledged_once_and_its_acknowledgement_follows_a_rebase() {
+        use sync_protocol::proto::event::Kind;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let tx = store.sender();
+        let event = |kind: Kind| Event {
+            vehicle: 3,
+            kind: kind as i32,
+            message: "V-03 battery 9 %".into(),
+            ..Event::default()
+        };
+        tx.send_batch(IngestBatch {
+            events: vec![event(Kind::State), event(Kind::Alert)],
+            ..IngestBatch::default()
+        })
+        .unwrap();
+        store.flush().unwrap();
+        assert!(matches!(
+            tx.acknowledge(1, "ana"),
+            Err(StoreError::NoSuchAlert(1))
+        ));
+        let (first, new) = tx.acknowledge(2, "ana").unwrap();
+        assert!(new);
+        assert_eq!((first.by.as_str(), first.seq), ("ana", 3));
+        let (again, new) = tx.acknowledge(2, "ben").unwrap();
+        assert_eq!(
+            (again, new),
+            (first, false),
+            "the first acknowledgement stands"
+        );
+
+        tx.rebase(Stream::Events, 100).unwrap();
+        let alerts = store.reader().events(Some(Kind::Alert), None, 10).unwrap();
+        assert_eq!(alerts[0].seq, 102);
+        let ack = alerts[0].acknowledged.as_ref().expect("still acknowledged");
+        assert_eq!((ack.by.as_str(), ack.seq), ("ana", 103));
+        let outbox = store.reader().events_outbox(0, 10).unwrap();
+        let sent = outbox[2].acknowledgement.as_ref().expect("the ACK event");
+        assert_eq!(
+            sent.alert_seq, 102,
+            "the ACK event names the renumbered alert"
+        );
+        assert!(tx.acknowledge(102, "ben").is_ok_and(|(_, new)| !new));
     }
 
     #[test]

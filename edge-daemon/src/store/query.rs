@@ -12,7 +12,7 @@ use prost::Message as _;
 use sync_protocol::proto::event::Kind as EventKind;
 use sync_protocol::proto::{event_kind_name, severity_name};
 
-use super::{StoreError, Stream};
+use super::{Acknowledgement, StoreError, Stream};
 use crate::clock::TimeSource;
 use crate::vehicle::Event;
 use sync_protocol::codec;
@@ -266,8 +266,10 @@ impl Reader {
     ) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.connect()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, t_us, vehicle, kind, code, severity, message FROM events
-             WHERE (?1 IS NULL OR kind = ?1) AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            "SELECT e.seq, e.t_us, e.vehicle, e.kind, e.code, e.severity, e.message,
+                a.by, a.t_us, a.ack_seq
+             FROM events e LEFT JOIN alert_acks a ON a.alert_seq = e.seq
+             WHERE (?1 IS NULL OR e.kind = ?1) AND e.seq < ?2 ORDER BY e.seq DESC LIMIT ?3",
         )?;
         let before = before.unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![kind.map(|k| k as i32), before, limit], |r| {
@@ -279,6 +281,15 @@ impl Reader {
                 code: r.get(4)?,
                 severity: severity_name(r.get(5)?),
                 message: r.get(6)?,
+                acknowledged: match r.get::<_, Option<String>>(7)? {
+                    Some(by) => Some(Acknowledgement {
+                        by,
+                        t_us: r.get(8)?,
+                        seq: r.get(9)?,
+                    }),
+                    None => None,
+                },
+                acknowledges: None,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -302,6 +313,11 @@ pub struct EventRow {
     pub code: String,
     pub severity: String,
     pub message: String,
+    /// For an alert: its acknowledgement, once someone gave one. For an acknowledgement:
+    /// itself, so a stream client can mark the alert without another request.
+    pub acknowledged: Option<Acknowledgement>,
+    /// For an acknowledgement (kind `ack`): the alert it acknowledges.
+    pub acknowledges: Option<i64>,
 }
 
 impl EventRow {
@@ -315,6 +331,12 @@ impl EventRow {
             code: e.code.clone(),
             severity: severity_name(e.severity),
             message: e.message.clone(),
+            acknowledged: e.acknowledgement.as_ref().map(|a| Acknowledgement {
+                by: a.by.clone(),
+                t_us: e.t_us,
+                seq,
+            }),
+            acknowledges: e.acknowledgement.as_ref().map(|a| a.alert_seq as i64),
         }
     }
 }

@@ -89,6 +89,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tbl, key, field)
      );
      CREATE INDEX records_by_seq ON records (seq);",
+    // 4: alerts acknowledged here. The ACK event (on the events stream, so HQ learns it) is
+    // the record; this row makes "is it acknowledged, by whom" one lookup and keeps the
+    // first acknowledgement the only one.
+    "CREATE TABLE alert_acks (
+        alert_seq INTEGER PRIMARY KEY,
+        ack_seq   INTEGER NOT NULL,
+        t_us      INTEGER NOT NULL,
+        by        TEXT NOT NULL
+     );",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -6,16 +6,18 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use prost::Message as _;
 
 use sync_protocol::records::FieldChange;
 
 use super::{
-    quota, records, EventRow, IngestBatch, StoreConfig, StoreError, StoreStatus, Stream, Write,
+    quota, records, Acknowledgement, EventRow, IngestBatch, StoreConfig, StoreError, StoreStatus,
+    Stream, Write,
 };
 use crate::live::Committed;
+use crate::vehicle::Event;
 use crate::vehicle::{default_name, VehicleRecord};
 
 /// How often retention and the quota are checked.
@@ -120,6 +122,13 @@ impl Writer {
                     let result = self.merge(&changes);
                     let _ = reply.send(result.map_err(|e| e.to_string()));
                 }
+                Ok(Write::Acknowledge {
+                    alert_seq,
+                    by,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.acknowledge(alert_seq, &by));
+                }
                 Ok(Write::Rebase {
                     stream,
                     above,
@@ -178,30 +187,8 @@ impl Writer {
         for v in &batch.vehicles {
             upsert_vehicle(&self.conn, v)?;
         }
-        if !batch.events.is_empty() {
-            let mut insert = self.conn.prepare_cached(
-                "INSERT INTO events (seq, t_us, vehicle, kind, code, severity, message, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for e in &batch.events {
-                let seq = self.next[Stream::Events.index()];
-                let mut e = e.clone();
-                e.seq = seq as u64;
-                insert.execute(params![
-                    seq,
-                    e.t_us,
-                    e.vehicle,
-                    e.kind,
-                    e.code,
-                    e.severity,
-                    e.message,
-                    e.encode_to_vec(),
-                ])?;
-                self.pending_live
-                    .push(Committed::Event(EventRow::new(seq, &e)));
-                self.next[Stream::Events.index()] += 1;
-            }
-            self.pending_urgent = true;
+        for e in &batch.events {
+            self.insert_event(e.clone())?;
         }
         if batch.samples.is_empty() {
             return Ok(());
@@ -318,8 +305,14 @@ impl Writer {
             self.conn
                 .execute(&format!("UPDATE {table} SET seq = -seq + ?1"), [offset])?;
             if stream == Stream::Events {
-                // The stored body carries the sequence too.
-                renumber_event_bodies(&self.conn)?;
+                // The stored body carries the sequence too, and so do acknowledgements.
+                renumber_event_bodies(&self.conn, offset)?;
+                self.conn.execute(
+                    "UPDATE alert_acks SET alert_seq = -(alert_seq + ?1), ack_seq = ack_seq + ?1",
+                    [offset],
+                )?;
+                self.conn
+                    .execute("UPDATE alert_acks SET alert_seq = -alert_seq", [])?;
             }
             set_high_water(&self.conn, stream, next - 1 + offset)?;
             self.conn.execute(
@@ -343,6 +336,116 @@ impl Writer {
             "outbox renumbered above the relay's mark"
         );
         Ok(())
+    }
+
+    /// Gives `e` the next events sequence and stores it; the transaction then commits at
+    /// once, and stream clients hear of it once it has.
+    fn insert_event(&mut self, mut e: Event) -> rusqlite::Result<i64> {
+        let seq = self.next[Stream::Events.index()];
+        e.seq = seq as u64;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (seq, t_us, vehicle, kind, code, severity, message, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                seq,
+                e.t_us,
+                e.vehicle,
+                e.kind,
+                e.code,
+                e.severity,
+                e.message,
+                e.encode_to_vec(),
+            ])?;
+        self.pending_live
+            .push(Committed::Event(EventRow::new(seq, &e)));
+        self.next[Stream::Events.index()] += 1;
+        self.pending_urgent = true;
+        Ok(seq)
+    }
+
+    /// Records that `by` acknowledged alert `alert_seq`: an ACK event, which sync takes to
+    /// HQ, and its row in `alert_acks`, committed before the answer. The first
+    /// acknowledgement stands; a second answers with it and writes nothing.
+    fn acknowledge(
+        &mut self,
+        alert_seq: i64,
+        by: &str,
+    ) -> Result<(Acknowledgement, bool), StoreError> {
+        use sync_protocol::proto::event::{Kind, Severity};
+        let result = self.begin().and_then(|()| {
+            let existing = self
+                .conn
+                .query_row(
+                    "SELECT by, t_us, ack_seq FROM alert_acks WHERE alert_seq = ?1",
+                    [alert_seq],
+                    |r| {
+                        Ok(Acknowledgement {
+                            by: r.get(0)?,
+                            t_us: r.get(1)?,
+                            seq: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if let Some(first) = existing {
+                return Ok(Some((first, false)));
+            }
+            let alert = self
+                .conn
+                .query_row(
+                    "SELECT vehicle, message FROM events WHERE seq = ?1 AND kind = ?2",
+                    params![alert_seq, Kind::Alert as i32],
+                    |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?;
+            let Some((vehicle, message)) = alert else {
+                return Ok(None);
+            };
+            let t_us = crate::clock::system_now_us();
+            let seq = self.insert_event(Event {
+                t_us,
+                vehicle,
+                kind: Kind::Ack as i32,
+                code: "ack".into(),
+                severity: Severity::Info as i32,
+                message: format!("{by} acknowledged: {message}"),
+                acknowledgement: Some(sync_protocol::proto::Acknowledgement {
+                    alert_seq: alert_seq as u64,
+                    by: by.into(),
+                }),
+                ..Event::default()
+            })?;
+            self.conn.execute(
+                "INSERT INTO alert_acks (alert_seq, ack_seq, t_us, by) VALUES (?1, ?2, ?3, ?4)",
+                params![alert_seq, seq, t_us, by],
+            )?;
+            let ack = Acknowledgement {
+                by: by.into(),
+                t_us,
+                seq,
+            };
+            Ok(Some((ack, true)))
+        });
+        match result {
+            Ok(Some(ack)) => {
+                if self.commit() {
+                    Ok(ack)
+                } else {
+                    Err(StoreError::Records(
+                        "the store could not commit the acknowledgement".into(),
+                    ))
+                }
+            }
+            Ok(None) => Err(StoreError::NoSuchAlert(alert_seq)),
+            Err(e) => {
+                self.fail(e, 0);
+                Err(StoreError::Records(
+                    "the store could not write the acknowledgement".into(),
+                ))
+            }
+        }
     }
 
     fn ack(&mut self, stream: Stream, seq: i64) {
@@ -487,7 +590,7 @@ fn set_high_water(conn: &Connection, stream: Stream, seq: i64) -> rusqlite::Resu
     Ok(())
 }
 
-fn renumber_event_bodies(conn: &Connection) -> rusqlite::Result<()> {
+fn renumber_event_bodies(conn: &Connection, offset: i64) -> rusqlite::Result<()> {
     let bodies: Vec<(i64, Vec<u8>)> = conn
         .prepare("SELECT seq, body FROM events")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -497,6 +600,9 @@ fn renumber_event_bodies(conn: &Connection) -> rusqlite::Result<()> {
         let mut event = sync_protocol::proto::Event::decode(body.as_slice())
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         event.seq = seq as u64;
+        if let Some(ack) = &mut event.acknowledgement {
+            ack.alert_seq += offset as u64;
+        }
         update.execute(params![seq, event.encode_to_vec()])?;
     }
     Ok(())

@@ -41,6 +41,7 @@ fn event(
         severity: severity as i32,
         message,
         identity: None,
+        acknowledgement: None,
     }
 }
 

@@ -287,16 +287,56 @@ function renderFields() {
 
 // --- alerts ------------------------------------------------------------------------------
 
+/** Whether the signed-in role may use a control that needs `role`; unknown roles may not. */
+const allowed = (role) => ROLE_RANK[state.role] >= ROLE_RANK[role];
+
 function renderAlerts() {
-  $("alert-count").textContent = state.alerts.length ? String(state.alerts.length) : "";
+  const open = state.alerts.filter((a) => !a.acknowledged).length;
+  $("alert-count").textContent = open ? String(open) : "";
   $("alert-list").replaceChildren(...state.alerts.slice(0, 100).map((a) => {
     const li = document.createElement("li");
-    li.className = a.severity;
+    li.className = `${a.severity}${a.acknowledged ? " acked" : ""}`;
+    li.dataset.seq = a.seq;
     const v = state.vehicles.get(a.vehicle);
-    li.innerHTML = `${escape(v ? v.data.name : `vehicle ${a.vehicle}`)}: ${escape(a.message)}
-      <time>${new Date(a.t_us / 1000).toLocaleString()}</time>`;
+    const name = v ? v.data.name : `vehicle ${a.vehicle}`;
+    // Alerts name their vehicle as it was called then; say which one only if they do not.
+    const text = a.message.startsWith(name) ? a.message : `${name}: ${a.message}`;
+    li.innerHTML = `${escape(text)} <time>${new Date(a.t_us / 1000).toLocaleString()}</time>`;
+    if (a.acknowledged) {
+      const by = document.createElement("span");
+      by.className = "acked-by";
+      by.textContent = `acknowledged by ${a.acknowledged.by}, ${new Date(a.acknowledged.t_us / 1000).toLocaleTimeString()}`;
+      li.append(by);
+    } else if (allowed("pilot")) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "ack";
+      button.textContent = "Acknowledge";
+      button.addEventListener("click", () => acknowledge(a, button));
+      li.append(button);
+    }
     return li;
   }));
+}
+
+async function acknowledge(alert, button) {
+  button.disabled = true;
+  try {
+    const answer = await api(`/api/v1/alerts/${alert.seq}/ack`, { method: "POST" });
+    alert.acknowledged = answer.acknowledged;
+    renderAlerts();
+  } catch (err) {
+    button.disabled = false;
+    button.textContent = `Acknowledge (${err.message})`;
+  }
+}
+
+/** Someone (here or on another phone) acknowledged an alert. */
+function acknowledged(event) {
+  const alert = state.alerts.find((a) => a.seq === event.acknowledges);
+  if (!alert || alert.acknowledged) return;
+  alert.acknowledged = event.acknowledged;
+  renderAlerts();
 }
 
 // --- the vehicle page ------------------------------------------------------------------------
@@ -399,15 +439,16 @@ function connect(delay = 1000) {
         state.role = msg.token.role;
         $("who").textContent = `${msg.token.name} · ${msg.token.role}`;
         for (const el of document.querySelectorAll("[data-needs]")) {
-          // An unknown role shows nothing it might not have.
-          el.hidden = !(ROLE_RANK[state.role] >= ROLE_RANK[el.dataset.needs]);
+          el.hidden = !allowed(el.dataset.needs);
         }
+        renderAlerts();
         break;
       case "state": updateVehicle(msg.vehicle); break;
       case "alert":
         state.alerts.unshift(msg.event);
         renderAlerts();
         break;
+      case "ack": acknowledged(msg.event); break;
       case "record": scheduleRecords(); break;
       case "station": state.sync = msg.sync; break;
     }

@@ -7,7 +7,9 @@ use sync_protocol::proto::{event_kind_name, severity_name};
 
 use super::SqliteStore;
 use crate::now_us;
-use crate::store::hq::{EdgeRecord, EventRecord, FleetVehicle, HqStore, Role, Share, TokenInfo};
+use crate::store::hq::{
+    Acknowledged, EdgeRecord, EventRecord, FleetVehicle, HqStore, Role, Share, TokenInfo,
+};
 use crate::store::StoreError;
 
 pub(super) const SCHEMA: &str = "
@@ -192,10 +194,12 @@ impl HqStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT e.edge, ev.seq, ev.t_us, s.vehicle_id, ev.vehicle, ev.kind, ev.code,
-                ev.severity, ev.message, ev.received_us
+                ev.severity, ev.message, ev.received_us, a.by, a.t_us
              FROM events ev
              JOIN edges e ON e.id = ev.edge_id
              LEFT JOIN sightings s ON s.edge_id = ev.edge_id AND s.sysid = ev.vehicle
+             LEFT JOIN alert_acks a ON a.edge_id = ev.edge_id AND a.alert_seq = ev.seq
+                AND ev.kind = 1
              WHERE e.org = ?1 AND (?2 IS NULL OR ev.kind = ?2)
              ORDER BY ev.t_us DESC, ev.seq DESC
              LIMIT ?3",
@@ -212,6 +216,13 @@ impl HqStore for SqliteStore {
                 severity: severity_name(r.get(7)?),
                 message: r.get(8)?,
                 received_us: r.get(9)?,
+                acknowledged: match r.get::<_, Option<String>>(10)? {
+                    Some(by) => Some(Acknowledged {
+                        by,
+                        t_us: r.get(11)?,
+                    }),
+                    None => None,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

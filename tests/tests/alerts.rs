@@ -1,0 +1,102 @@
+//! Alerts acknowledged at the station: a pilot acknowledges, a viewer cannot; the
+//! acknowledgement is committed before the answer (it survives a kill -9 straight after),
+//! reaches open streams, is given once (a retry answers with the first), and reaches HQ
+//! through sync, naming who acknowledged.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn alert_in(list: &Value, seq: &Value) -> Option<Value> {
+    list["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| &a["seq"] == seq)
+        .cloned()
+}
+
+#[test]
+fn a_pilot_acknowledges_an_alert_once_and_hq_learns_who() {
+    let mut relay = CloudRelay::new();
+    let data = relay.enroll_pi_north();
+    relay.start();
+    relay.wait_hq();
+    let admin = relay.token("vineyard-co", "admin");
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let mut v = pymavlink_vehicle(udp, 4, 5);
+    wait_for("the vehicle", T, || daemon.vehicle(4));
+
+    let viewer = station_token(daemon.data.path(), "crew phone", "viewer");
+    let pilot = station_token(daemon.data.path(), "ana", "pilot");
+    let mut stream = stream_client(&daemon, &viewer, "?kinds=alerts");
+
+    v.send_line("battery 10");
+    let alert = json_line(&stream.wait_line(T, |l| json_line(l)["type"] == "alert"));
+    let seq = alert["event"]["seq"].clone();
+    assert_eq!(alert["event"]["acknowledged"], Value::Null, "{alert}");
+    let ack_path = format!("/api/v1/alerts/{seq}/ack");
+
+    // A crew's phone may see alerts, not acknowledge them.
+    let (code, body) = daemon.send_as(&viewer, "POST", &ack_path, &json!({}));
+    assert_eq!((code, &body["error"]["code"]), (403, &json!("forbidden")));
+    // What does not name an alert is refused, saying so.
+    let (code, body) = daemon.send_as(&pilot, "POST", "/api/v1/alerts/999999/ack", &json!({}));
+    assert_eq!((code, &body["error"]["code"]), (404, &json!("not_found")));
+    let (code, body) = daemon.send_as(&pilot, "POST", "/api/v1/alerts/abc/ack", &json!({}));
+    assert_eq!(code, 400, "{body}");
+    // Nor does an event that is not an alert (the vehicle's identity, here).
+    let identity: i64 = daemon
+        .db()
+        .query_row(
+            "SELECT min(seq) FROM events WHERE code = 'identity'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the identity event");
+    let path = format!("/api/v1/alerts/{identity}/ack");
+    let (code, body) = daemon.send_as(&pilot, "POST", &path, &json!({}));
+    assert_eq!(code, 404, "{body}");
+
+    let (code, first) = daemon.send_as(&pilot, "POST", &ack_path, &json!({}));
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["acknowledged"]["by"], "ana", "{first}");
+    assert_eq!(first["already"], false, "{first}");
+
+    // Every open stream hears of it, naming the alert.
+    let ack = json_line(&stream.wait_line(T, |l| json_line(l)["type"] == "ack"));
+    assert_eq!(ack["event"]["acknowledges"], seq, "{ack}");
+    assert_eq!(ack["event"]["vehicle"], 4, "{ack}");
+
+    // A retry (a phone on a bad link) gets the first acknowledgement back and writes nothing.
+    let (code, again) = daemon.send_as(&pilot, "POST", &ack_path, &json!({}));
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["already"], true, "{again}");
+    assert_eq!(again["acknowledged"], first["acknowledged"], "{again}");
+
+    // Durable before the answer: killed at once, the station still has it.
+    let mut daemon = daemon;
+    daemon.proc.kill9();
+    let EdgeDaemon { data, .. } = daemon;
+    let daemon = EdgeDaemon::start_in(data, &[], &[]);
+    let listed = alert_in(&daemon.get("/api/v1/alerts"), &seq).expect("the alert");
+    assert_eq!(listed["acknowledged"], first["acknowledged"], "{listed}");
+    let acks: i64 = daemon
+        .db()
+        .query_row("SELECT count(*) FROM events WHERE code = 'ack'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(acks, 1, "one ACK event, however many times it was sent");
+
+    // HQ sees the alert acknowledged, by whom.
+    let at_hq = wait_for("the acknowledgement at HQ", T, || {
+        let (_, alerts) = relay.hq_get(&admin, "/api/v1/orgs/vineyard-co/alerts");
+        alert_in(&alerts, &seq).filter(|a| !a["acknowledged"].is_null())
+    });
+    assert_eq!(at_hq["acknowledged"]["by"], "ana", "{at_hq}");
+    assert_eq!(at_hq["edge"], "pi-north", "{at_hq}");
+}
