@@ -21,7 +21,7 @@ use sync_protocol::proto::Live;
 use tokio::sync::broadcast;
 
 /// One vehicle's state as one edge last reported it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct State {
     /// Edge time of the report, microseconds since the Unix epoch.
     pub t_us: i64,

@@ -26,15 +26,19 @@ pub struct ApiError {
 }
 
 /// The JSON body of every error, for OpenAPI documents and clients.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `invalid`, `too_many_requests`,
+    /// `internal`.
     pub code: &'a str,
     pub message: &'a str,
+    /// The request field (query parameter, body member) that was wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
 }

@@ -3,7 +3,7 @@
 //! The HTTP layer: one error shape and status table ([`ApiError`]), one way to carry and
 //! check a bearer token ([`auth`]), one limit on guessing tokens
 //! ([`auth::FailedSignIns`]), one reading of times and ranges ([`time`]) and of pagination
-//! ([`page`]), and serving itself, HTTP or HTTPS ([`serve`]). The web app both serve,
+//! ([`page`]), the shared parts of both OpenAPI documents ([`openapi`]), and serving itself, HTTP or HTTPS ([`serve`]). The web app both serve,
 //! embedded ([`assets`]). And life under systemd
 //! ([`lifecycle`]): signals, STOPPING, the watchdog.
 //!
@@ -14,6 +14,7 @@ pub mod assets;
 pub mod auth;
 mod error;
 pub mod lifecycle;
+pub mod openapi;
 pub mod page;
 pub mod serve;
 pub mod time;

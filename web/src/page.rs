@@ -6,9 +6,12 @@ use serde::Deserialize;
 use crate::ApiError;
 
 /// The pagination parameters of a list request.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// How many items, newest first (default 100).
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<u32>,
     /// Only items older than this position (the `next` of the page before).
     pub before: Option<i64>,

@@ -3,15 +3,15 @@
 
 use crate::ApiError;
 
-/// Parses `value` of parameter `field` as RFC 3339 or Unix milliseconds, to Unix µs.
+/// Parses `value` of parameter `field` as RFC 3339 (any offset, any fraction of a second,
+/// before 1970 too) or Unix milliseconds, to Unix µs.
 pub fn parse_time_us(field: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = value.parse::<i64>() {
         return Ok(ms.saturating_mul(1000));
     }
-    humantime::parse_rfc3339_weak(value)
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
         .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_micros() as i64)
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1000).ok())
         .ok_or_else(|| {
             ApiError::invalid(
                 field,
@@ -64,6 +64,15 @@ mod tests {
         assert_eq!(
             parse_time_us("from", "1970-01-01T00:00:01Z").unwrap(),
             1_000_000
+        );
+        // Offsets and fractions, as other time zones' clients send them; and before 1970.
+        assert_eq!(
+            parse_time_us("from", "1970-01-01T01:00:01.5+01:00").unwrap(),
+            1_500_000
+        );
+        assert_eq!(
+            parse_time_us("from", "1969-12-31T23:59:59Z").unwrap(),
+            -1_000_000
         );
         let e = parse_time_us("to", "yesterday").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("to"));

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use super::fleet::{vehicle_json, VehicleJson};
 use super::{blocking, ApiError, Caller, HqState};
@@ -23,7 +22,7 @@ use crate::store::hq::{FleetVehicle, Share};
 use crate::store::{HqStore, StoreError};
 
 /// One entity of the picture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Entity {
     pub owner: String,
     pub shared: bool,
@@ -38,7 +37,34 @@ pub enum EntityView {
     Shared(SharedVehicle),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Either kind of vehicle. `anyOf`, not the `oneOf` an untagged enum would get: a vehicle
+/// of one's own has every member a shared one has, so it matches both.
+impl utoipa::PartialSchema for EntityView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::AnyOfBuilder, Ref};
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("VehicleJson"))
+            .item(Ref::from_schema_name("SharedVehicle"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EntityView {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("VehicleJson".into(), VehicleJson::schema()));
+        <VehicleJson as utoipa::ToSchema>::schemas(schemas);
+        schemas.push(("SharedVehicle".into(), SharedVehicle::schema()));
+        <SharedVehicle as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SharedVehicle {
     pub id: i64,
     pub name: String,
@@ -47,7 +73,7 @@ pub struct SharedVehicle {
     pub state: SharedState,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SharedState {
     pub t_us: i64,
     pub lat: f64,
@@ -182,8 +208,18 @@ pub fn own_entities(live: &LiveView, org: &str, fleet: &[FleetVehicle]) -> Vec<E
         .collect()
 }
 
-/// `GET /api/v1/cop`: the caller's org's vehicles and everything shared with it.
-pub async fn cop(State(s): State<HqState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Picture {
+    org: String,
+    entities: Vec<Entity>,
+}
+
+/// The common operating picture: the caller's org's vehicles and everything other orgs
+/// share with it, each labelled with its owner.
+#[utoipa::path(get, path = "/api/v1/cop", tag = "cop",
+    responses((status = 200, description = "the picture", body = Picture),
+        trellis_web::openapi::ReadRefusals))]
+pub async fn cop(State(s): State<HqState>, caller: Caller) -> Result<Json<Picture>, ApiError> {
     let org = caller.0.org.clone();
     let o = org.clone();
     let (fleet, shared) = blocking(&s.store, move |st| {
@@ -192,5 +228,5 @@ pub async fn cop(State(s): State<HqState>, caller: Caller) -> Result<Json<Value>
     .await?;
     let mut entities = own_entities(&s.live, &org, &fleet);
     entities.extend(shared.entities(&s.live));
-    Ok(Json(json!({ "org": org, "entities": entities })))
+    Ok(Json(Picture { org, entities }))
 }

@@ -1,19 +1,20 @@
 //! The org's own picture: vehicles (merged across edges), history, alerts, edges, proposals.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use trellis_web::openapi::ReadRefusals;
 use trellis_web::time::parse_time_us;
-use trellis_web::Query;
+use trellis_web::{Path, Query};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{blocking, ApiError, Caller, HqState};
+use super::{blocking, ApiError, Caller, HqState, Org};
 use crate::live::{LiveView, Sighting, State as LiveState};
-use crate::store::hq::FleetVehicle;
+use crate::store::hq::{EdgeRecord, EventRecord, FleetVehicle};
 use sync_protocol::codec;
 
 /// One vehicle of the org as HQ sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VehicleJson {
     pub id: i64,
     pub name: String,
@@ -26,13 +27,13 @@ pub struct VehicleJson {
     pub state: Option<StateJson>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SightingJson {
     pub edge: String,
     pub sysid: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StateJson {
     #[serde(flatten)]
     pub state: LiveState,
@@ -82,11 +83,21 @@ pub fn vehicle_json(live: &LiveView, org: &str, v: &FleetVehicle) -> VehicleJson
     }
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VehicleList {
+    org: String,
+    vehicles: Vec<VehicleJson>,
+}
+
+/// The org's vehicles, merged across its stations, each with its freshest state.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles", tag = "fleet", params(Org),
+    responses((status = 200, description = "the org's vehicles", body = VehicleList),
+        ReadRefusals))]
 pub async fn vehicles(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VehicleList>, ApiError> {
     let org = caller.org(&org)?;
     let o = org.clone();
     let fleet = blocking(&s.store, move |st| st.fleet(&o)).await?;
@@ -94,7 +105,7 @@ pub async fn vehicles(
         .iter()
         .map(|v| vehicle_json(&s.live, &org, v))
         .collect();
-    Ok(Json(json!({ "org": org, "vehicles": vehicles })))
+    Ok(Json(VehicleList { org, vehicles }))
 }
 
 pub async fn find(s: &HqState, org: &str, id: &str) -> Result<FleetVehicle, ApiError> {
@@ -109,6 +120,10 @@ pub async fn find(s: &HqState, org: &str, id: &str) -> Result<FleetVehicle, ApiE
         .ok_or_else(|| ApiError::not_found(format!("no vehicle {id}")))
 }
 
+/// One vehicle of the org.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles/{id}", tag = "fleet",
+    params(Org, ("id" = i64, Path, description = "the fleet id")),
+    responses((status = 200, description = "the vehicle", body = VehicleJson), ReadRefusals))]
 pub async fn vehicle(
     State(s): State<HqState>,
     caller: Caller,
@@ -119,15 +134,21 @@ pub async fn vehicle(
     Ok(Json(vehicle_json(&s.live, &org, &v)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TelemetryQuery {
+    /// RFC 3339 or Unix milliseconds; from the oldest sample when absent.
+    #[param(schema_with = trellis_web::openapi::time_param)]
     from: Option<String>,
+    /// RFC 3339 or Unix milliseconds; to the newest when absent.
+    #[param(schema_with = trellis_web::openapi::time_param)]
     to: Option<String>,
+    #[param(minimum = 1, maximum = 100_000)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SampleJson {
     t_us: i64,
     lat: f64,
@@ -144,12 +165,24 @@ struct SampleJson {
     mission_seq: u16,
 }
 
+/// A vehicle's history, merged from every station that heard it.
+#[derive(Serialize, ToSchema)]
+pub struct TelemetryPage {
+    vehicle: i64,
+    name: String,
+    samples: Vec<SampleJson>,
+}
+
+/// A vehicle's stored history, oldest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles/{id}/telemetry", tag = "fleet",
+    params(Org, ("id" = i64, Path, description = "the fleet id"), TelemetryQuery),
+    responses((status = 200, description = "the samples", body = TelemetryPage), ReadRefusals))]
 pub async fn telemetry(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<TelemetryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TelemetryPage>, ApiError> {
     let org = caller.org(&org)?;
     let from_us = q
         .from
@@ -190,27 +223,53 @@ pub async fn telemetry(
             mission_seq: r.mission_seq,
         })
         .collect();
-    Ok(Json(
-        json!({ "vehicle": v.id, "name": v.name, "samples": samples }),
-    ))
+    Ok(Json(TelemetryPage {
+        vehicle: v.id,
+        name: v.name,
+        samples,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// `alert`, `state`, `identity` or `ack`; every kind when absent.
+    #[param(pattern = "^(alert|state|identity|ack)$")]
     kind: Option<String>,
+    /// How many, newest first (default 100).
+    #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// How many, newest first (default 100).
+    #[param(minimum = 1, maximum = 10_000)]
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    events: Vec<EventRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertList {
+    alerts: Vec<EventRecord>,
 }
 
 fn kind_code(kind: &str) -> Result<i32, ApiError> {
     use sync_protocol::proto::event::Kind;
     Kind::from_str_name(&kind.to_ascii_uppercase())
-        .filter(|k| *k != Kind::Unspecified)
+        .filter(|k| *k != Kind::Unspecified && kind == kind.to_ascii_lowercase())
         .map(|k| k as i32)
         .ok_or_else(|| {
             ApiError::invalid(
                 "kind",
-                format!("{kind:?}: expected alert, state or identity"),
+                format!("{kind:?}: expected alert, state, identity or ack"),
             )
         })
 }
@@ -220,52 +279,79 @@ async fn events_of(
     org: String,
     kind: Option<i32>,
     limit: Option<u32>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Vec<EventRecord>, ApiError> {
     let limit = trellis_web::page::limit(limit, 100, 10_000)?;
-    let events = blocking(&s.store, move |st| st.events(&org, kind, limit)).await?;
-    Ok(Json(json!({ "events": events })))
+    blocking(&s.store, move |st| st.events(&org, kind, limit)).await
 }
 
+/// The org's alerts from every station, newest first, each with its acknowledgement.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/alerts", tag = "fleet",
+    params(Org, AlertsQuery),
+    responses((status = 200, description = "the alerts", body = AlertList), ReadRefusals))]
 pub async fn alerts(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-    Query(q): Query<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<AlertsQuery>,
+) -> Result<Json<AlertList>, ApiError> {
     let org = caller.org(&org)?;
-    let Json(mut body) = events_of(&s, org, Some(1), q.limit).await?;
-    Ok(Json(json!({ "alerts": body["events"].take() })))
+    let alerts = events_of(&s, org, Some(1), q.limit).await?;
+    Ok(Json(AlertList { alerts }))
 }
 
+/// The org's events from every station (alerts, state changes, identity), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/events", tag = "fleet",
+    params(Org, EventsQuery),
+    responses((status = 200, description = "the events", body = EventList), ReadRefusals))]
 pub async fn events(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let org = caller.org(&org)?;
     let kind = q.kind.as_deref().map(kind_code).transpose()?;
-    events_of(&s, org, kind, q.limit).await
+    let events = events_of(&s, org, kind, q.limit).await?;
+    Ok(Json(EventList { events }))
 }
 
+/// A ground station of the org and its sync state.
+#[derive(Serialize, ToSchema)]
+pub struct EdgeJson {
+    #[serde(flatten)]
+    record: EdgeRecord,
+    connected: bool,
+    connected_since_us: Option<i64>,
+    last_batch_us: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EdgeList {
+    edges: Vec<EdgeJson>,
+}
+
+/// The org's ground stations: enrolled, connected, how far sync has come.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/edges", tag = "fleet", params(Org),
+    responses((status = 200, description = "the stations", body = EdgeList), ReadRefusals))]
 pub async fn edges(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EdgeList>, ApiError> {
     let org = caller.org(&org)?;
     let o = org.clone();
     let edges = blocking(&s.store, move |st| st.edges(&o)).await?;
-    let edges: Vec<Value> = edges
+    let edges = edges
         .into_iter()
-        .map(|e| {
-            let session = s.live.session(&org, &e.edge);
-            let mut v = json!(e);
-            v["connected"] = json!(session.is_some());
-            v["connected_since_us"] = json!(session.map(|x| x.since_us));
-            v["last_batch_us"] = json!(session.and_then(|x| x.last_batch_us));
-            v
+        .map(|record| {
+            let session = s.live.session(&org, &record.edge);
+            EdgeJson {
+                connected: session.is_some(),
+                connected_since_us: session.map(|x| x.since_us),
+                last_batch_us: session.and_then(|x| x.last_batch_us),
+                record,
+            }
         })
         .collect();
-    Ok(Json(json!({ "edges": edges })))
+    Ok(Json(EdgeList { edges }))
 }

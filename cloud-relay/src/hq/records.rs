@@ -3,15 +3,19 @@
 //! and sent to every edge of the org (at once to connected ones, on reconnect to the rest),
 //! where edits made offline merge with it field by field.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sync_protocol::records::{edit_fields, FieldChange};
+use trellis_web::openapi::{EditRefusals, ReadRefusals, RecordFields};
+use trellis_web::{Json as JsonBody, Path};
+use utoipa::ToSchema;
 
-use super::{ApiError, Caller, HqState};
+use super::{ApiError, Caller, HqState, Org};
 use crate::live::Update;
 use crate::store::hq::Role;
+use crate::store::Record;
 
 /// Stamps `fields` of `table/key` with the relay's clock and applies them.
 async fn edit(
@@ -21,7 +25,7 @@ async fn edit(
     key: &str,
     fields: Map<String, Value>,
 ) -> Result<usize, ApiError> {
-    let fields = edit_fields(key, fields).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = edit_fields(key, fields).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let mut changes = Vec::with_capacity(fields.len());
     for (field, value) in fields {
         let hlc = s
@@ -48,112 +52,212 @@ async fn edit(
     Ok(won)
 }
 
-async fn list(s: &HqState, org: String, table: &'static str) -> Result<Json<Value>, ApiError> {
+async fn list(s: &HqState, org: String, table: &'static str) -> Result<Vec<Record>, ApiError> {
     let store = s.sync.clone();
-    let records = tokio::task::spawn_blocking(move || store.records(&org, table))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(Json(json!({ table: records })))
+    Ok(
+        tokio::task::spawn_blocking(move || store.records(&org, table))
+            .await
+            .map_err(ApiError::internal)??,
+    )
 }
 
-fn table(name: &str) -> Result<&'static str, ApiError> {
-    match name {
-        "fields" => Ok("fields"),
-        "geofences" => Ok("geofences"),
-        _ => Err(ApiError::not_found("no such path")),
-    }
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldList {
+    fields: Vec<Record>,
 }
 
-/// `GET /api/v1/orgs/{org}/fields` (and `/geofences`).
-pub async fn get_table(
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GeofenceList {
+    geofences: Vec<Record>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProposalList {
+    proposals: Vec<Record>,
+}
+
+/// The org's fields (vineyard blocks), as every station of the org has them.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/fields", tag = "records", params(Org),
+    responses((status = 200, description = "the fields", body = FieldList), ReadRefusals))]
+pub async fn fields(
     State(s): State<HqState>,
     caller: Caller,
-    Path((org, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+    Path(org): Path<String>,
+) -> Result<Json<FieldList>, ApiError> {
     let org = caller.org(&org)?;
-    list(&s, org, table(&name)?).await
+    Ok(Json(FieldList {
+        fields: list(&s, org, "fields").await?,
+    }))
 }
 
-/// `PUT /api/v1/orgs/{org}/fields/{key}` (and `/geofences/{key}`): sets the given fields,
-/// leaves the others as they are.
-pub async fn put_record(
+/// The org's geofences.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/geofences", tag = "records", params(Org),
+    responses((status = 200, description = "the geofences", body = GeofenceList), ReadRefusals))]
+pub async fn geofences(
     State(s): State<HqState>,
     caller: Caller,
-    Path((org, name, key)): Path<(String, String, String)>,
-    body: Result<Json<Map<String, Value>>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    Path(org): Path<String>,
+) -> Result<Json<GeofenceList>, ApiError> {
     let org = caller.org(&org)?;
-    let table = table(&name)?;
+    Ok(Json(GeofenceList {
+        geofences: list(&s, org, "geofences").await?,
+    }))
+}
+
+/// The answer to an edit of a record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Edited {
+    key: String,
+    /// Fields whose value changed.
+    fields_changed: usize,
+}
+
+async fn put(
+    s: &HqState,
+    caller: &Caller,
+    org: &str,
+    table: &'static str,
+    key: String,
+    fields: Map<String, Value>,
+) -> Result<Json<Edited>, ApiError> {
+    let org = caller.org(org)?;
     caller.require(Role::Operator)?;
-    let Json(fields) = body?;
-    let won = edit(&s, &org, table, &key, fields).await?;
-    Ok(Json(json!({ "key": key, "fields_changed": won })))
+    let fields_changed = edit(s, &org, table, &key, fields).await?;
+    Ok(Json(Edited {
+        key,
+        fields_changed,
+    }))
 }
 
-#[derive(Deserialize)]
+/// Sets the given fields of a field record, leaves the others as they are; it reaches every
+/// station of the org.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/fields/{key}", tag = "records",
+    params(Org, ("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = RecordFields,
+    responses((status = 200, description = "saved", body = Edited), EditRefusals))]
+pub async fn put_field(
+    State(s): State<HqState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
+) -> Result<Json<Edited>, ApiError> {
+    put(&s, &caller, &org, "fields", key, fields).await
+}
+
+/// Sets the given fields of a geofence, leaves the others as they are.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/geofences/{key}", tag = "records",
+    params(Org, ("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = RecordFields,
+    responses((status = 200, description = "saved", body = Edited), EditRefusals))]
+pub async fn put_geofence(
+    State(s): State<HqState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
+) -> Result<Json<Edited>, ApiError> {
+    put(&s, &caller, &org, "geofences", key, fields).await
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
+    /// 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
 }
 
-/// `PATCH /api/v1/orgs/{org}/vehicles/{id}`: renames a vehicle in the fleet registry. The
-/// registry key is the autopilot uid, so the name follows the vehicle to any edge.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Renamed {
+    id: i64,
+    uid: String,
+    renamed: bool,
+}
+
+/// Renames a vehicle in the fleet registry. The registry key is the autopilot uid, so the
+/// name follows the vehicle to any station.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/vehicles/{id}", tag = "fleet",
+    params(Org, ("id" = i64, Path, description = "the fleet id")),
+    request_body = Rename,
+    responses((status = 200, description = "renamed", body = Renamed), EditRefusals))]
 pub async fn rename(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    body: Result<Json<Rename>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<Rename>,
+) -> Result<Json<Renamed>, ApiError> {
     let org = caller.org(&org)?;
     caller.require(Role::Operator)?;
-    let Json(body) = body?;
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::bad_request("a name is 1 to 64 characters"));
+        return Err(ApiError::invalid("name", "a name is 1 to 64 characters"));
     }
     let v = super::fleet::find(&s, &org, &id).await?;
     let Some(uid) = v.uid else {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::conflict(
             "this vehicle has not reported an autopilot uid yet; rename it at its ground station",
         ));
     };
     let fields = Map::from_iter([("name".to_string(), Value::String(name))]);
     edit(&s, &org, "vehicles", &format!("uid:{uid}"), fields).await?;
-    Ok(Json(json!({ "id": v.id, "uid": uid, "renamed": true })))
+    Ok(Json(Renamed {
+        id: v.id,
+        uid,
+        renamed: true,
+    }))
 }
 
+/// Missions proposed to the org's stations, where a pilot on site approves or declines.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/missions/proposals", tag = "records",
+    params(Org),
+    responses((status = 200, description = "the proposals", body = ProposalList), ReadRefusals))]
 pub async fn proposals(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProposalList>, ApiError> {
     let org = caller.org(&org)?;
-    list(&s, org, "proposals").await
+    Ok(Json(ProposalList {
+        proposals: list(&s, org, "proposals").await?,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalBody {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
+    /// The fleet id of the vehicle it is meant for, if one.
     vehicle_id: Option<i64>,
+    /// The mission, as a JSON object.
+    #[schema(value_type = Object)]
     mission: Value,
 }
 
-/// A mission HQ proposes; it reaches the edges, where a pilot on site must approve it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Proposed {
+    id: String,
+    /// `proposed`.
+    status: &'static str,
+}
+
+/// Proposes a mission; it reaches the stations, where a pilot on site must approve it.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/missions/proposals", tag = "records",
+    params(Org), request_body = ProposalBody,
+    responses((status = 201, description = "proposed", body = Proposed), EditRefusals))]
 pub async fn propose(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: Result<Json<ProposalBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    JsonBody(body): JsonBody<ProposalBody>,
+) -> Result<(axum::http::StatusCode, Json<Proposed>), ApiError> {
     let org = caller.org(&org)?;
     caller.require(Role::Operator)?;
-    let Json(body) = body?;
     if body.title.trim().is_empty() || body.title.len() > 200 {
-        return Err(ApiError::bad_request("title must be 1 to 200 characters"));
+        return Err(ApiError::invalid("title", "1 to 200 characters"));
     }
     if !body.mission.is_object() {
-        return Err(ApiError::bad_request("mission must be a JSON object"));
+        return Err(ApiError::invalid("mission", "must be a JSON object"));
     }
     let mut fields = Map::new();
     if let Some(id) = body.vehicle_id {
@@ -175,6 +279,9 @@ pub async fn propose(
     edit(&s, &org, "proposals", &key, fields).await?;
     Ok((
         axum::http::StatusCode::CREATED,
-        Json(json!({ "id": key, "status": "proposed" })),
+        Json(Proposed {
+            id: key,
+            status: "proposed",
+        }),
     ))
 }

@@ -1,7 +1,8 @@
 //! `GET /api/v1/orgs/{org}/stream`: the COP, live, over a WebSocket.
 //!
-//! On connect the client gets `{"type": "snapshot", "entities": [...]}` (what `GET
-//! /api/v1/cop` returns), then one message per change:
+//! On connect the client gets `{"type": "hello", "token": {name, role, org}}` and
+//! `{"type": "snapshot", "entities": [...]}` (what `GET /api/v1/cop` returns), then one
+//! message per change:
 //!
 //! - `{"type": "vehicle", "entity": {...}}`: a vehicle's merged state changed (own, or
 //!   shared with the agreement's limits applied);
@@ -9,7 +10,9 @@
 //!   agreement was revoked, or it left the agreed area);
 //! - `{"type": "event", "event": {...}}`: an alert or state change of the org's vehicles;
 //! - `{"type": "records"}`: fields, geofences, proposals or names changed;
-//! - `{"type": "lagged"}` followed by a fresh snapshot, when the client read too slowly.
+//! - `{"type": "lagged"}` followed by a fresh snapshot, when the client read too slowly;
+//! - `{"type": "relay", "time_us": ...}` every second, so a client that hears nothing for a
+//!   few seconds knows the relay (or its own connection) is gone.
 //!
 //! Agreements are re-read every second, so a revoke reaches open streams within one.
 
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -32,17 +35,22 @@ use crate::store::StoreError;
 
 const SHARES_REFRESH: Duration = Duration::from_secs(1);
 
+/// The COP, live, over a WebSocket (see the module documentation for the messages).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/stream", tag = "cop", params(super::Org),
+    security(("token" = []), ("access_token" = [])),
+    responses((status = 101, description = "switching to the WebSocket protocol"),
+        trellis_web::openapi::ReadRefusals))]
 pub async fn upgrade(
     State(s): State<HqState>,
     caller: Caller,
-    Path(org): Path<String>,
+    trellis_web::Path(org): trellis_web::Path<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // The org check comes first: another org's stream is "not found", upgrade or not.
     let org = caller.org(&org)?;
     let ws = ws.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(e) = run(socket, s, org.clone()).await {
+        if let Err(e) = run(socket, s, caller, org.clone()).await {
             tracing::debug!(%org, "HQ stream ended: {e}");
         }
     }))
@@ -82,8 +90,19 @@ async fn send(socket: &mut WebSocket, value: serde_json::Value) -> Result<(), St
     Ok(())
 }
 
-async fn run(mut socket: WebSocket, s: HqState, org: String) -> Result<(), StreamError> {
+async fn run(
+    mut socket: WebSocket,
+    s: HqState,
+    caller: Caller,
+    org: String,
+) -> Result<(), StreamError> {
     let mut updates = s.live.subscribe();
+    let token = &caller.0;
+    send(
+        &mut socket,
+        json!({ "type": "hello", "token": { "name": token.name, "role": token.role, "org": token.org } }),
+    )
+    .await?;
     let (fleet, shared) = load(&s, &org).await?;
     let mut view = View {
         org,
@@ -105,6 +124,7 @@ async fn run(mut socket: WebSocket, s: HqState, org: String) -> Result<(), Strea
                 Err(RecvError::Closed) => return Ok(()),
             },
             _ = refresh.tick() => {
+                send(&mut socket, json!({ "type": "relay", "time_us": crate::now_us() })).await?;
                 let (fleet, shared) = load(&s, &view.org).await?;
                 view.fleet = fleet;
                 let changed = shared.ids() != view.shared.ids();

@@ -61,7 +61,7 @@ pub struct FleetVehicle {
     pub sightings: Vec<(String, u32)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub edge: String,
     pub seq: u64,
@@ -80,13 +80,13 @@ pub struct EventRecord {
 }
 
 /// An alert's acknowledgement, as it arrived from the station.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acknowledged {
     pub by: String,
     pub t_us: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EdgeRecord {
     pub edge: String,
     pub enrolled_us: i64,

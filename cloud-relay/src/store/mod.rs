@@ -121,7 +121,7 @@ pub trait RelayStore: Send + Sync + 'static {
 }
 
 /// One editable record, every field with its current value.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Record {
     pub key: String,
     pub fields: std::collections::BTreeMap<String, serde_json::Value>,

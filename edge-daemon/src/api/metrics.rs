@@ -13,6 +13,11 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 
+/// Prometheus metrics: per-link frames, bytes and errors, vehicles, store commits and
+/// commit time, sync backlog and RTT, stream clients. Needs no token.
+#[utoipa::path(get, path = "/metrics", tag = "station", security(()),
+    responses((status = 200, description = "Prometheus text exposition format",
+        content_type = "text/plain", body = String)))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -14,17 +14,20 @@ mod vehicles;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::routing::get;
+use axum::extract::State;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
+use trellis_web::openapi::{BearerToken, EditRefusals, ReadRefusals};
+use trellis_web::page::PageParams;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use trellis_web::ApiError;
 
 use crate::store::StoreError;
 
 use crate::link::Links;
-use crate::store::{self, Reader, StoreStatus};
+use crate::store::{self, EventRow, Reader, StoreStatus};
 use crate::vehicle::FleetSnapshot;
 
 /// What handlers share. Everything here is cheap to clone and lock-free to read.
@@ -68,67 +71,114 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The station's OpenAPI document: what is not here comes from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Trellis station API",
+        description = "The ground station's local API: live vehicle state, history, links, \
+            sync, alerts, editable records (fields, geofences, names), the .tlog export and the \
+            live stream. Every path but /api/v1/health, /api/v1/openapi.json and /metrics needs \
+            a bearer token (`edge-daemon token create --role viewer|pilot|admin`); reading \
+            needs a viewer, any other method a pilot. Errors are \
+            {\"error\": {\"code\", \"message\", \"field\"}}."
+    ),
+    modifiers(&BearerToken),
+    security(("token" = [])),
+)]
+struct ApiDoc;
+
+/// The API, its document, the web app and the tiles: one router.
 pub fn router(state: AppState, auth: auth::Auth) -> Router {
-    let public = Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/metrics", get(metrics::metrics))
-        .merge(trellis_web::assets::router());
-    let protected = Router::new()
-        .route("/api/v1/vehicles", get(vehicles::list))
-        .route(
-            "/api/v1/vehicles/{id}",
-            get(vehicles::one).patch(records::rename),
-        )
-        .route("/api/v1/missions/proposals", get(records::proposals))
-        .route("/api/v1/{table}", get(records::get_table))
-        .route(
-            "/api/v1/{table}/{key}",
-            axum::routing::put(records::put_record),
-        )
-        .route("/api/v1/vehicles/{id}/telemetry", get(vehicles::telemetry))
-        .route("/api/v1/links", get(links::list))
-        .route("/api/v1/export/tlog", get(export::tlog))
-        .route("/api/v1/sync", get(sync))
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/alerts/{id}/ack", axum::routing::post(acknowledge))
-        .route("/api/v1/stream", get(stream::upgrade))
-        .route("/tiles/{z}/{x}/{y}", get(tiles::tile))
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    let protected = OpenApiRouter::new()
+        .routes(routes!(vehicles::list))
+        .routes(routes!(vehicles::one, records::rename))
+        .routes(routes!(vehicles::telemetry))
+        .routes(routes!(records::fields))
+        .routes(routes!(records::put_field))
+        .routes(routes!(records::geofences))
+        .routes(routes!(records::put_geofence))
+        .routes(routes!(records::proposals))
+        .routes(routes!(links::list))
+        .routes(routes!(export::tlog))
+        .routes(routes!(sync))
+        .routes(routes!(alerts))
+        .routes(routes!(acknowledge))
+        .routes(routes!(stream::upgrade))
+        .routes(routes!(tiles::tile))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_token,
         ));
-    public
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics::metrics))
         .merge(protected)
+        .split_for_parts();
+    api.merge(trellis_web::openapi::router(doc))
+        .merge(trellis_web::assets::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }
 
-async fn health(
-    axum::extract::State(s): axum::extract::State<AppState>,
-) -> Json<serde_json::Value> {
-    let snapshot = s.snapshots.borrow().clone();
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": s.started.elapsed().as_secs_f64(),
-        "time_source": snapshot.time_source,
-        "vehicles": snapshot.vehicles.len(),
-        "basemap": s.basemap,
-        "store": store::status_view(&s.store_status, &s.store_path, s.quota_bytes),
-    }))
+/// `GET /api/v1/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`: the daemon answers.
+    status: &'static str,
+    /// `station`: the web app, served by both daemons, asks to know which it talks to.
+    service: &'static str,
+    version: &'static str,
+    uptime_s: f64,
+    /// Where the station's clock comes from.
+    time_source: crate::clock::TimeSource,
+    vehicles: usize,
+    /// The offline basemap, when one is configured.
+    basemap: Option<tiles::Basemap>,
+    store: store::StoreStatusView,
 }
 
-async fn sync(
-    axum::extract::State(s): axum::extract::State<AppState>,
-) -> Json<crate::sync::SyncView> {
+/// Whether the daemon runs, and what it holds. Needs no token.
+#[utoipa::path(get, path = "/api/v1/health", tag = "station", security(()),
+    responses((status = 200, description = "the daemon and its store", body = Health)))]
+async fn health(State(s): State<AppState>) -> Json<Health> {
+    let snapshot = s.snapshots.borrow().clone();
+    Json(Health {
+        status: "ok",
+        service: "station",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: s.started.elapsed().as_secs_f64(),
+        time_source: snapshot.time_source,
+        vehicles: snapshot.vehicles.len(),
+        basemap: s.basemap.clone(),
+        store: store::status_view(&s.store_status, &s.store_path, s.quota_bytes),
+    })
+}
+
+/// What sync to the relay is doing: connection, backlog, round trip.
+#[utoipa::path(get, path = "/api/v1/sync", tag = "station",
+    responses((status = 200, description = "sync now", body = crate::sync::SyncView), ReadRefusals))]
+async fn sync(State(s): State<AppState>) -> Json<crate::sync::SyncView> {
     Json(s.sync_view())
 }
 
+/// A page of alerts, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertPage {
+    alerts: Vec<EventRow>,
+    /// `before` for the next page; `null` on the last.
+    next: Option<i64>,
+}
+
 /// Alerts this station raised, newest first, each with its acknowledgement if it has one.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(PageParams),
+    responses((status = 200, description = "a page of alerts", body = AlertPage), ReadRefusals))]
 async fn alerts(
-    axum::extract::State(s): axum::extract::State<AppState>,
-    trellis_web::Query(page): trellis_web::Query<trellis_web::page::PageParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    State(s): State<AppState>,
+    trellis_web::Query(page): trellis_web::Query<PageParams>,
+) -> Result<Json<AlertPage>, ApiError> {
     let limit = page.limit(100, 10_000)?;
     let before = page.before;
     let reader = s.reader.clone();
@@ -142,28 +192,42 @@ async fn alerts(
     .await
     .map_err(ApiError::internal)??;
     let next = trellis_web::page::next(&alerts, limit, |a| a.seq);
-    Ok(Json(json!({ "alerts": alerts, "next": next })))
+    Ok(Json(AlertPage { alerts, next }))
 }
 
-/// `POST /api/v1/alerts/{id}/ack`: the caller acknowledges an alert. Durable before the
-/// answer, told to stream clients, and synced to HQ as an ACK event. Acknowledging an alert
-/// someone already acknowledged answers with the first acknowledgement (a phone that retries
-/// on a bad link gets the same answer), with `"already": true`.
+/// The answer to an acknowledgement.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Acknowledged {
+    /// The alert's `seq`.
+    alert: i64,
+    acknowledged: store::Acknowledgement,
+    /// True when someone had acknowledged it before: this is their acknowledgement.
+    already: bool,
+}
+
+/// The caller acknowledges an alert. Durable before the answer, told to stream clients, and
+/// synced to HQ as an ACK event. Acknowledging an alert someone already acknowledged answers
+/// with the first acknowledgement (a phone that retries on a bad link gets the same answer).
+#[utoipa::path(post, path = "/api/v1/alerts/{seq}/ack", tag = "alerts",
+    params(("seq" = i64, Path, description = "the alert's `seq`")),
+    responses((status = 200, description = "acknowledged (now or before)", body = Acknowledged), EditRefusals))]
 async fn acknowledge(
-    axum::extract::State(s): axum::extract::State<AppState>,
+    State(s): State<AppState>,
     caller: auth::Caller,
-    trellis_web::Path(id): trellis_web::Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    trellis_web::Path(seq): trellis_web::Path<i64>,
+) -> Result<Json<Acknowledged>, ApiError> {
     let (store, by) = (s.store.clone(), caller.0.name.clone());
-    let result = tokio::task::spawn_blocking(move || store.acknowledge(id, &by))
+    let result = tokio::task::spawn_blocking(move || store.acknowledge(seq, &by))
         .await
         .map_err(ApiError::internal)?;
     match result {
-        Ok((ack, new)) => Ok(Json(
-            json!({ "alert": id, "acknowledged": ack, "already": !new }),
-        )),
+        Ok((acknowledged, new)) => Ok(Json(Acknowledged {
+            alert: seq,
+            acknowledged,
+            already: !new,
+        })),
         Err(StoreError::NoSuchAlert(_)) => {
-            Err(ApiError::not_found(format!("there is no alert {id}")))
+            Err(ApiError::not_found(format!("there is no alert {seq}")))
         }
         Err(e) => Err(e.into()),
     }

@@ -5,40 +5,64 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sync_protocol::records::edit_fields;
+use trellis_web::openapi::{EditRefusals, ReadRefusals, RecordFields};
 use trellis_web::Json as JsonBody;
+use utoipa::ToSchema;
 
 use super::{ApiError, AppState};
+use crate::store::Record;
 
-fn table(name: &str) -> Result<&'static str, ApiError> {
-    match name {
-        "fields" => Ok("fields"),
-        "geofences" => Ok("geofences"),
-        _ => Err(ApiError::not_found("no such path")),
-    }
-}
-
-async fn list(s: &AppState, table: &'static str) -> Result<Json<Value>, ApiError> {
+async fn list(s: &AppState, table: &'static str) -> Result<Vec<Record>, ApiError> {
     let reader = s.reader.clone();
-    let records = tokio::task::spawn_blocking(move || reader.records(table))
+    Ok(tokio::task::spawn_blocking(move || reader.records(table))
         .await
-        .map_err(ApiError::internal)??;
-    Ok(Json(json!({ table: records })))
+        .map_err(ApiError::internal)??)
 }
 
-/// `GET /api/v1/fields` and `/api/v1/geofences`.
-pub async fn get_table(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    list(&s, table(&name)?).await
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldList {
+    fields: Vec<Record>,
 }
 
-/// `GET /api/v1/missions/proposals`: missions HQ proposed, for a pilot here to review.
-pub async fn proposals(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    list(&s, "proposals").await
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GeofenceList {
+    geofences: Vec<Record>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProposalList {
+    proposals: Vec<Record>,
+}
+
+/// The fields (vineyard blocks): each a record with a `name` and a `polygon`
+/// (`[[lat, lon], …]`) or a GeoJSON `geometry`.
+#[utoipa::path(get, path = "/api/v1/fields", tag = "records",
+    responses((status = 200, description = "the fields", body = FieldList), ReadRefusals))]
+pub async fn fields(State(s): State<AppState>) -> Result<Json<FieldList>, ApiError> {
+    Ok(Json(FieldList {
+        fields: list(&s, "fields").await?,
+    }))
+}
+
+/// The geofences: each a record with a `polygon` or `geometry` and a `ceiling_m`.
+#[utoipa::path(get, path = "/api/v1/geofences", tag = "records",
+    responses((status = 200, description = "the geofences", body = GeofenceList), ReadRefusals))]
+pub async fn geofences(State(s): State<AppState>) -> Result<Json<GeofenceList>, ApiError> {
+    Ok(Json(GeofenceList {
+        geofences: list(&s, "geofences").await?,
+    }))
+}
+
+/// Missions HQ proposed, for a pilot here to review.
+#[utoipa::path(get, path = "/api/v1/missions/proposals", tag = "records",
+    responses((status = 200, description = "the proposals", body = ProposalList), ReadRefusals))]
+pub async fn proposals(State(s): State<AppState>) -> Result<Json<ProposalList>, ApiError> {
+    Ok(Json(ProposalList {
+        proposals: list(&s, "proposals").await?,
+    }))
 }
 
 async fn edit(
@@ -56,31 +80,71 @@ async fn edit(
     )
 }
 
-/// `PUT /api/v1/fields/{key}` and `/api/v1/geofences/{key}`: sets the given fields of the
-/// record and leaves its others alone.
-pub async fn put_record(
-    State(s): State<AppState>,
-    Path((name, key)): Path<(String, String)>,
-    JsonBody(fields): JsonBody<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
-    let table = table(&name)?;
-    let changed = edit(&s, table, &key, fields).await?;
-    Ok(Json(json!({ "key": key, "fields_changed": changed })))
+/// The answer to an edit of a record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Edited {
+    key: String,
+    /// Fields whose value changed (a field set to what it was does not count).
+    fields_changed: usize,
 }
 
-#[derive(Deserialize)]
+/// Sets the given fields of a field record and leaves its others alone.
+#[utoipa::path(put, path = "/api/v1/fields/{key}", tag = "records",
+    params(("key" = String, Path, min_length = 1, max_length = 200)), request_body = RecordFields,
+    responses((status = 200, description = "saved", body = Edited), EditRefusals))]
+pub async fn put_field(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
+) -> Result<Json<Edited>, ApiError> {
+    let fields_changed = edit(&s, "fields", &key, fields).await?;
+    Ok(Json(Edited {
+        key,
+        fields_changed,
+    }))
+}
+
+/// Sets the given fields of a geofence and leaves its others alone.
+#[utoipa::path(put, path = "/api/v1/geofences/{key}", tag = "records",
+    params(("key" = String, Path, min_length = 1, max_length = 200)), request_body = RecordFields,
+    responses((status = 200, description = "saved", body = Edited), EditRefusals))]
+pub async fn put_geofence(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
+) -> Result<Json<Edited>, ApiError> {
+    let fields_changed = edit(&s, "geofences", &key, fields).await?;
+    Ok(Json(Edited {
+        key,
+        fields_changed,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
+    /// 1 to 64 characters.
     name: String,
 }
 
-/// `PATCH /api/v1/vehicles/{id}`: renames a vehicle in the fleet registry, here and, once
-/// synced, at HQ and every station of the org (the registry knows it by autopilot uid).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Renamed {
+    sysid: u8,
+    uid: String,
+    renamed: bool,
+}
+
+/// Renames a vehicle in the fleet registry, here and, once synced, at HQ and every station
+/// of the org (the registry knows it by autopilot uid).
+#[utoipa::path(patch, path = "/api/v1/vehicles/{id}", tag = "vehicles",
+    params(("id" = String, Path, description = "system id or fleet name")),
+    request_body = Rename,
+    responses((status = 200, description = "renamed", body = Renamed), EditRefusals))]
 pub async fn rename(
     State(s): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Rename>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Renamed>, ApiError> {
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::invalid("name", "a name is 1 to 64 characters"));
@@ -93,7 +157,9 @@ pub async fn rename(
     };
     let fields = Map::from_iter([("name".to_string(), Value::String(name))]);
     edit(&s, "vehicles", &format!("uid:{uid}"), fields).await?;
-    Ok(Json(
-        json!({ "sysid": v.sysid, "uid": uid, "renamed": true }),
-    ))
+    Ok(Json(Renamed {
+        sysid: v.sysid,
+        uid,
+        renamed: true,
+    }))
 }

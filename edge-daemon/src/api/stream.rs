@@ -57,13 +57,19 @@ pub struct StreamStats {
     pub dropped_revoked: AtomicU64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// System ids, comma-separated (`1,2`); every vehicle when absent.
     vehicles: Option<String>,
+    /// Any of `state`, `alerts`, `events`, `records`, comma-separated; all when absent.
     kinds: Option<String>,
-    /// Read by the auth layer; allowed here so that it is not an unknown parameter.
+    /// The token, for browsers, whose WebSockets cannot send a header. Read by the auth
+    /// layer (and described as the `access_token` scheme); allowed here so that it is not an
+    /// unknown parameter.
     #[allow(dead_code)]
+    #[param(ignore)]
     access_token: Option<String>,
 }
 
@@ -149,6 +155,12 @@ impl Filter {
     }
 }
 
+/// The live picture over a WebSocket (see the module documentation for the messages). A
+/// request that does not ask to upgrade is refused (400).
+#[utoipa::path(get, path = "/api/v1/stream", tag = "station", params(StreamParams),
+    security(("token" = []), ("access_token" = [])),
+    responses((status = 101, description = "switching to the WebSocket protocol"),
+        trellis_web::openapi::ReadRefusals))]
 pub async fn upgrade(
     State(s): State<AppState>,
     caller: Caller,

@@ -16,7 +16,7 @@ use trellis_web::ApiError;
 use super::AppState;
 
 /// What the web app needs to know of the basemap.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Basemap {
     #[serde(skip)]
     pub path: PathBuf,
@@ -79,6 +79,15 @@ fn content_type(format: &str) -> Option<&'static str> {
     }
 }
 
+/// A tile of the offline basemap (the MBTiles file `api.mbtiles` names), in XYZ numbering.
+#[utoipa::path(get, path = "/tiles/{z}/{x}/{y}", tag = "station",
+    security(("token" = []), ("access_token" = [])),
+    params(("z" = u8, Path, maximum = 30), ("x" = u32, Path),
+        ("y" = String, Path, pattern = r"^[0-9]+(\.[a-z]+)?$",
+            description = "the row, optionally with an extension (`5.png`)")),
+    responses((status = 200, description = "the tile image, in the file's format",
+        content_type = "image/*", body = Vec<u8>),
+        trellis_web::openapi::ReadRefusals))]
 pub async fn tile(
     State(s): State<AppState>,
     trellis_web::Path((z, x, y)): trellis_web::Path<(u8, u32, String)>,
@@ -89,14 +98,15 @@ pub async fn tile(
         ));
     };
     // Leaflet may ask for `5.png`; the extension is the file's format either way.
-    let y: u32 = y
-        .split('.')
-        .next()
-        .and_then(|y| y.parse().ok())
-        .ok_or_else(|| ApiError::invalid("y", "a tile row number"))?;
-    if z > 30 || x >= 1 << z || y >= 1 << z {
-        return Err(ApiError::invalid("z", "no such tile at this zoom"));
+    let row = y.split('.').next().unwrap_or_default();
+    if row.is_empty() || !row.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("y", "a tile row number"));
     }
+    // A tile outside the zoom level's grid is one the file cannot have.
+    let y = match row.parse::<u32>() {
+        Ok(y) if z <= 30 && x < 1 << z && y < 1 << z => y,
+        _ => return Err(ApiError::not_found("no such tile at this zoom")),
+    };
     let row = (1u32 << z) - 1 - y;
     let path = basemap.path.clone();
     let data: Option<Vec<u8>> = tokio::task::spawn_blocking(move || {

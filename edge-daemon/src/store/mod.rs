@@ -179,7 +179,7 @@ pub(crate) enum Write {
 }
 
 /// An alert's acknowledgement. The first one stands: acknowledging again answers with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Acknowledgement {
     /// The token name that acknowledged it.
     pub by: String,
@@ -239,7 +239,7 @@ impl StoreStatus {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreStatusView {
     pub path: String,
     pub committed_seq: i64,

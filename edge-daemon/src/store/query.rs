@@ -33,7 +33,7 @@ pub struct TelemetryQuery {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TelemetryRow {
     pub seq: i64,
     pub t_us: i64,
@@ -297,14 +297,14 @@ impl Reader {
 }
 
 /// One editable record with its current fields.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Record {
     pub key: String,
     pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An event as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub t_us: i64,

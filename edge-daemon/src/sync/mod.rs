@@ -85,7 +85,7 @@ pub struct SyncStatus {
     pub last_error: Mutex<Option<String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SyncView {
     pub enrolled: bool,
     pub enrolled_as: String,

@@ -60,7 +60,7 @@ impl SeqTracker {
 }
 
 /// RADIO_STATUS as a SiK radio reports it (device units; UINT8_MAX means unknown).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RadioStatus {
     pub rssi: u8,
     pub remrssi: u8,

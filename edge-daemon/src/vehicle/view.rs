@@ -28,7 +28,7 @@ impl Default for FleetSnapshot {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct VehicleView {
     pub id: u8,
     pub sysid: u8,
@@ -57,7 +57,7 @@ pub struct VehicleView {
     pub samples: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PositionView {
     pub lat: f64,
     pub lon: f64,
@@ -65,14 +65,14 @@ pub struct PositionView {
     pub alt_rel_m: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AttitudeView {
     pub roll: f64,
     pub pitch: f64,
     pub yaw: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BatteryView {
     pub voltage_v: Option<f64>,
     pub current_a: Option<f64>,
@@ -80,7 +80,7 @@ pub struct BatteryView {
     pub consumed_mah: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GpsView {
     pub fix_type: u8,
     pub fix: &'static str,
@@ -88,13 +88,13 @@ pub struct GpsView {
     pub hdop: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MissionView {
     pub current: u16,
     pub total: u16,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LinkQualityView {
     /// "ok" or "lost" (no heartbeat for the configured silence).
     pub state: &'static str,
@@ -105,7 +105,7 @@ pub struct LinkQualityView {
     pub links: Vec<VehicleLinkView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct VehicleLinkView {
     pub link: LinkId,
     pub received: u64,
