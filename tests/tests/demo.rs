@@ -1,6 +1,6 @@
-//! `edge-daemon demo`: the whole path on one machine — simulated copters, the station, a
-//! cloud relay on loopback — and the HQ page in a real browser (headless Chromium) showing
-//! the fleet the station synced.
+//! `edge-daemon demo`: the whole path on one machine — simulated copters at two stations, a
+//! cloud relay on loopback — and HQ's page (the web app, served by the relay) in a real
+//! browser (headless Chromium, driven by Playwright) showing the fleet both stations synced.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,6 +15,13 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
     let data = tempfile::tempdir().unwrap();
     let (api, hq) = (free_tcp_port(), free_tcp_port());
     let mut demo = spawn_demo(data.path(), api, hq, Stdio::piped());
+    let station = demo.wait_line(T, |l| l.contains("station UI:"));
+    let station_token = station
+        .split("#token=")
+        .nth(1)
+        .expect("the station's token")
+        .trim()
+        .to_string();
     let line = demo.wait_line(T, |l| l.contains("HQ (relay):"));
     let url = line
         .split_whitespace()
@@ -43,19 +50,107 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         (live == 3).then_some(())
     });
 
-    // The HQ page, rendered by Chromium: every copter listed, the live stream connected.
-    let dom = wait_for("the HQ page to list the fleet, live", T, || {
-        let out = Command::new("chromium")
-            .args(["--headless", "--no-sandbox", "--disable-gpu"])
-            .args(["--virtual-time-budget=5000", "--dump-dom", &url])
-            .stderr(Stdio::null())
-            .output()
-            .expect("chromium (scripts/test installs it)");
-        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-        let listed = ["V-01", "V-02", "V-03"]
+    // A second token, an operator's, made with the relay's own CLI on the demo's relay.
+    let config = data.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", data.path().join("relay")),
+    )
+    .expect("relay config");
+    let out = Command::new(bin("cloud-relay"))
+        .arg("--config")
+        .arg(&config)
+        .args(["token", "create", "--org", "demo", "--role", "operator"])
+        .output()
+        .expect("cloud-relay token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let operator = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // HQ's page, the same web app, in Chromium: both stations' vehicles, tracks, fields, the
+    // stations' sync state; an operator proposes a mission from a phone.
+    let shots = root().join("target").join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let base = url.split("/#").next().expect("the HQ address");
+    let out = Command::new("node")
+        .arg(root().join("tests/browser/hq_ui.mjs"))
+        .args(["--url", base, "--viewer", &token, "--operator", &operator])
+        .args(["--vehicles", "5", "--stations", "2"])
+        .arg("--shots")
+        .arg(&shots)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node (scripts/test installs playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "the browser test printed no result ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    println!("{found:#}");
+    assert!(found["error"].is_null(), "{found:#}");
+    assert_eq!(found["title"], "Trellis HQ", "{found}");
+    assert_eq!(
+        found["rows"], 5,
+        "three copters here, two at the second station: {found}"
+    );
+    assert_eq!(
+        found["stations_in_rows"],
+        serde_json::json!(["demo-south", "demo-station"]),
+        "{found}"
+    );
+    assert_eq!(found["markers"], 5, "{found}");
+    assert!(found["tracks"].as_u64() >= Some(5), "tracks drawn: {found}");
+    assert!(
+        found["fields"].as_u64() >= Some(5),
+        "both stations' fields: {found}"
+    );
+    assert_eq!(found["stations_connected"], 2, "{found}");
+    assert_eq!(
+        found["viewer_sees_propose"], false,
+        "a viewer proposes nothing"
+    );
+    assert!(
+        found["vehicle_values"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|d| d == "Stations")),
+        "{found}"
+    );
+    assert_eq!(found["page_errors"], serde_json::json!([]), "{found}");
+    assert_eq!(
+        found["phone_overflow_px"], 0,
+        "the page fits a phone's width: {found}"
+    );
+    assert!(
+        found["proposed"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("proposed")),
+        "{found}"
+    );
+    for shot in ["hq-desktop.png", "hq-phone.png"] {
+        let size = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
+
+    // The proposal reached the station, where a pilot on site will decide on it.
+    wait_for("the proposal at the station", T, || {
+        let mut r = agent
+            .get(format!("http://127.0.0.1:{api}/api/v1/missions/proposals"))
+            .header("Authorization", format!("Bearer {station_token}"))
+            .call()
+            .ok()?;
+        let v: Value = r.body_mut().read_json().ok()?;
+        v["proposals"]
+            .as_array()?
             .iter()
-            .all(|name| dom.contains(&format!(">{name} — ")));
-        (listed && dom.contains(r#"<span id="status">live</span>"#)).then_some(dom)
+            .any(|p| p["fields"]["title"] == "Survey block 1 after rain")
+            .then_some(())
     });
-    assert!(dom.contains("via demo-station"), "{dom}");
 }

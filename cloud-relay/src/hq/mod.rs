@@ -114,14 +114,10 @@ pub fn router(state: HqState) -> Router {
         .routes(routes!(stream::upgrade))
         .routes(routes!(cop::cop))
         .split_for_parts();
-    api.route("/", axum::routing::get(page))
-        .merge(trellis_web::openapi::router(doc))
+    api.merge(trellis_web::openapi::router(doc))
+        .merge(trellis_web::assets::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
-}
-
-async fn page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("page.html"))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -78,19 +78,27 @@ pub struct DemoArgs {
     hq_listen: SocketAddr,
 }
 
-/// Org and station names the demo enrolls.
+/// The org the demo enrolls its stations into.
 const DEMO_ORG: &str = "demo";
+/// The demo's two ground stations: the one the newcomer opens, and a second one over the hill,
+/// so that HQ shows an org's fleet from more than one station.
 const DEMO_EDGE: &str = "demo-station";
+const DEMO_SECOND_EDGE: &str = "demo-south";
+/// The second station's fleet: its own system ids (V-11, V-12), half a kilometre south.
+const SECOND_FLEET: u8 = 2;
+const SECOND_FIRST_SYSID: u8 = 11;
+const SECOND_SOUTH_DEG: f64 = 0.005;
 
-/// A cloud relay on loopback with the demo org, this station enrolled into it (its bundle
-/// installed in `data_dir`), and a viewer token for the HQ page.
+/// A cloud relay on loopback with the demo org, each station enrolled into it (its bundle
+/// installed in its data directory), and a viewer token for HQ.
 async fn demo_relay(
-    data_dir: &std::path::Path,
+    relay_dir: &std::path::Path,
+    stations: &[(&str, &std::path::Path)],
     hq_listen: SocketAddr,
 ) -> anyhow::Result<(cloud_relay::relay::Relay, String)> {
     use cloud_relay::store::{HqStore as _, RelayStore as _, StoreError};
     let mut config = cloud_relay::config::Config {
-        data_dir: data_dir.join("relay"),
+        data_dir: relay_dir.to_path_buf(),
         ..Default::default()
     };
     config.quic.listen = ([127, 0, 0, 1], 0).into();
@@ -107,30 +115,65 @@ async fn demo_relay(
     }
     let relay = cloud_relay::relay::Relay::start(&config, store.clone()).await?;
     config.quic.public_address = relay.quic_addr.to_string();
-    let bundle = cloud_relay::relay::enroll(&config, store.as_ref(), DEMO_ORG, DEMO_EDGE)?;
-    let file = config.data_dir.join(format!("{DEMO_EDGE}.bundle.toml"));
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&file)?
-            .write_all(bundle.to_toml().as_bytes())?;
+    for (edge, data_dir) in stations {
+        std::fs::create_dir_all(data_dir)?;
+        let bundle = cloud_relay::relay::enroll(&config, store.as_ref(), DEMO_ORG, edge)?;
+        let file = config.data_dir.join(format!("{edge}.bundle.toml"));
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)?
+                .write_all(bundle.to_toml().as_bytes())?;
+        }
+        edge_daemon::sync::enroll(&file, data_dir)?;
     }
-    edge_daemon::sync::enroll(&file, data_dir)?;
     let token = store.create_token(DEMO_ORG, cloud_relay::store::hq::Role::Viewer, "demo")?;
     Ok((relay, token))
 }
 
-/// The daemon, a simulated fleet surveying vineyard blocks, and a GCS port for
-/// QGroundControl, all on loopback.
+/// One of the demo's stations: its daemon, its simulated fleet, a pilot token.
+struct DemoStation {
+    daemon: Daemon,
+    fleet: tokio::task::JoinHandle<()>,
+    url: String,
+    token: String,
+}
+
+/// A station of the demo; its fields are named `{block} 1`, `{block} 2`, … (records are the
+/// org's, so two stations' blocks need names of their own).
+async fn demo_station(
+    config: &Config,
+    sim: edge_daemon::sim::SimConfig,
+    block: &str,
+) -> anyhow::Result<DemoStation> {
+    let token = demo_token(&config.data_dir)?;
+    let daemon = Daemon::start(config).await?;
+    let url = format!("http://{}", daemon.api_addr);
+    demo_fields(&url, &token, &sim, block).await;
+    let fleet = tokio::spawn(async move {
+        if let Err(e) = edge_daemon::sim::run(sim).await {
+            tracing::error!("simulator stopped: {e}");
+        }
+    });
+    Ok(DemoStation {
+        daemon,
+        fleet,
+        url,
+        token,
+    })
+}
+
+/// Two stations with simulated fleets surveying vineyard blocks, a GCS port for
+/// QGroundControl, and a cloud relay merging both for HQ, all on loopback.
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let vehicle_port = free_udp_port()?;
     let config = Config {
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         links: vec![
             LinkConfig::from(Endpoint::UdpIn(([127, 0, 0, 1], vehicle_port).into())),
             // QGroundControl listens on 14550 by default: it sees the fleet with no setup.
@@ -142,43 +185,79 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         ..Config::default()
     };
+    let second_port = free_udp_port()?;
+    let second = Config {
+        data_dir: args.data_dir.join(DEMO_SECOND_EDGE),
+        links: vec![LinkConfig::from(Endpoint::UdpIn(
+            ([127, 0, 0, 1], second_port).into(),
+        ))],
+        api: edge_daemon::config::ApiConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
     block_on(async {
         let signals = StopSignals::install()?;
-        let (relay, token) = demo_relay(&config.data_dir, args.hq_listen).await?;
-        let station_token = demo_token(&config.data_dir)?;
-        let daemon = Daemon::start(&config).await?;
-        let sim = edge_daemon::sim::SimConfig {
-            vehicles: args.vehicles,
-            ..edge_daemon::sim::SimConfig::new(Endpoint::UdpOut(format!(
-                "127.0.0.1:{vehicle_port}"
-            )))
+        let (relay, hq_token) = demo_relay(
+            &config.data_dir.join("relay"),
+            &[
+                (DEMO_EDGE, config.data_dir.as_path()),
+                (DEMO_SECOND_EDGE, second.data_dir.as_path()),
+            ],
+            args.hq_listen,
+        )
+        .await?;
+        let sim = |port: u16| {
+            edge_daemon::sim::SimConfig::new(Endpoint::UdpOut(format!("127.0.0.1:{port}")))
         };
-        let url = format!("http://{}", daemon.api_addr);
-        demo_fields(&url, &station_token, &sim).await;
-        let mut fleet = tokio::spawn(edge_daemon::sim::run(sim));
+        let main = demo_station(
+            &config,
+            edge_daemon::sim::SimConfig {
+                vehicles: args.vehicles,
+                ..sim(vehicle_port)
+            },
+            "Block",
+        )
+        .await?;
+        let mut second_fleet = edge_daemon::sim::SimConfig {
+            vehicles: SECOND_FLEET,
+            first_sysid: SECOND_FIRST_SYSID,
+            ..sim(second_port)
+        };
+        second_fleet.origin.lat -= SECOND_SOUTH_DEG;
+        let south = demo_station(&second, second_fleet, "South block").await?;
+        let (url, token) = (&main.url, &main.token);
         println!(
-            "Trellis demo: {} simulated copters surveying vineyard blocks",
+            "Trellis demo: {} simulated copters surveying vineyard blocks, {SECOND_FLEET} more at a second station",
             args.vehicles
         );
-        println!("  station UI:     {url}/#token={station_token}");
-        println!(
-            "  local API:      curl -H 'Authorization: Bearer {station_token}' {url}/api/v1/vehicles"
-        );
+        println!("  station UI:     {url}/#token={token}");
+        println!("  local API:      curl -H 'Authorization: Bearer {token}' {url}/api/v1/vehicles");
         println!("  health:         {url}/api/v1/health");
         println!("  QGroundControl: listen on UDP 14550 (its default) to fly with them");
-        println!("  HQ (relay):     http://{}/#token={token}", relay.hq_addr);
+        println!("  second station: {}/#token={}", south.url, south.token);
         println!(
-            "  HQ API:         curl -H 'Authorization: Bearer {token}' http://{}/api/v1/orgs/{DEMO_ORG}/vehicles",
+            "  HQ (relay):     http://{}/#token={hq_token}",
+            relay.hq_addr
+        );
+        println!(
+            "  HQ API:         curl -H 'Authorization: Bearer {hq_token}' http://{}/api/v1/orgs/{DEMO_ORG}/vehicles",
             relay.hq_addr
         );
         println!("  data:           {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
+        let DemoStation {
+            daemon, mut fleet, ..
+        } = main;
         tokio::select! {
             () = signals.stopping() => {}
-            r = &mut fleet => { tracing::error!("simulator stopped: {r:?}"); }
+            _ = &mut fleet => {}
         }
         fleet.abort();
+        south.fleet.abort();
         daemon.stop().await;
+        south.daemon.stop().await;
         relay.stop().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -186,16 +265,17 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The vineyard blocks the simulated copters survey, as field records, entered through
 /// the station's API as a pilot would. A failure is reported, not fatal: the demo still runs.
-async fn demo_fields(url: &str, token: &str, sim: &edge_daemon::sim::SimConfig) {
+async fn demo_fields(url: &str, token: &str, sim: &edge_daemon::sim::SimConfig, block: &str) {
     let blocks = edge_daemon::sim::vineyard_blocks(sim.origin, usize::from(sim.vehicles));
-    let (url, token) = (url.to_string(), token.to_string());
+    let (url, token, block) = (url.to_string(), token.to_string(), block.to_string());
     let put = tokio::task::spawn_blocking(move || -> Result<(), ureq::Error> {
-        for (i, block) in blocks.iter().enumerate() {
-            let polygon: Vec<[f64; 2]> = block.iter().map(|p| [p.lat, p.lon]).collect();
-            ureq::put(&format!("{url}/api/v1/fields/block-{}", i + 1))
+        for (i, corners) in blocks.iter().enumerate() {
+            let polygon: Vec<[f64; 2]> = corners.iter().map(|p| [p.lat, p.lon]).collect();
+            let key = format!("{}-{}", block.to_lowercase().replace(' ', "-"), i + 1);
+            ureq::put(&format!("{url}/api/v1/fields/{key}"))
                 .header("Authorization", &format!("Bearer {token}"))
                 .send_json(serde_json::json!({
-                    "name": format!("Block {}", i + 1),
+                    "name": format!("{block} {}", i + 1),
                     "polygon": polygon,
                 }))?;
         }

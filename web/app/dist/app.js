@@ -1,26 +1,43 @@
-// The station's web app: a map of the drones with their tracks, the fields and geofences;
-// the fleet list; alerts; a vehicle page with live values and a chart from history.
+// The web app of both daemons: a map of the drones with their tracks, the fields and
+// geofences; the fleet list; alerts; a vehicle page with live values and a chart from
+// history. At a station it shows that station's vehicles; at the relay (HQ) it shows an
+// org's vehicles from all its stations, what other orgs share (labelled by owner), the
+// stations and their sync state, and mission proposals.
 //
-// It talks to the station only through its API: REST for what exists, the WebSocket
-// stream (/api/v1/stream) for what changes. Nothing is fetched from the internet. A station
-// that stops talking for a few seconds is shown as offline, and its numbers as stale, never
-// as live.
+// It talks to the daemon only through its API: REST for what exists, the WebSocket stream
+// for what changes. Nothing is fetched from the internet. A daemon that stops talking for a
+// few seconds is shown as offline, and its numbers as stale, never as live.
 
 const TOKEN_KEY = "trellis.token";
 const OFFLINE_AFTER_MS = 3500;
 const TRACK_POINTS = 600; // a minute at 10 Hz
-const ROLE_RANK = { viewer: 0, pilot: 1, admin: 2 };
+// A station's pilot and HQ's operator may change things; a viewer only looks.
+const ROLE_RANK = { viewer: 0, pilot: 1, operator: 1, admin: 2 };
+/** At HQ, a vehicle not reported for this long is shown as lost. */
+const HQ_LOST_AFTER_S = 10;
+
+/** Which daemon served the app: "station", or "hq" (the relay, for one org). */
+const site = { kind: "station", org: null };
+
+/** The path of one of the site's resources: `vehicles`, `alerts`, `fields`, …. */
+function path(resource) {
+  return site.kind === "hq" ? `/api/v1/orgs/${encodeURIComponent(site.org)}/${resource}` : `/api/v1/${resource}`;
+}
 
 const $ = (id) => document.getElementById(id);
 const state = {
   token: null,
   role: null,
-  vehicles: new Map(), // sysid → { data, marker, track }
+  vehicles: new Map(), // key → { data, marker, track }
   fields: [],
   geofences: [],
   alerts: [],
   lastMessage: 0,
   sync: null,
+  /** The daemon's clock minus ours, in µs, from its heartbeats: "heard 3 s ago" by its clock. */
+  clockOffsetUs: 0,
+  edges: [],
+  proposals: [],
   selected: null,
   /** Once the user pans or zooms, the map is theirs: new vehicles no longer refit it. */
   userMoved: false,
@@ -68,7 +85,8 @@ function showSignIn() {
   $("sign-in").addEventListener("submit", async (e) => {
     e.preventDefault();
     const token = $("token-input").value.trim();
-    const r = await fetch("/api/v1/vehicles", { headers: { Authorization: `Bearer ${token}` } });
+    const check = site.kind === "hq" ? "/api/v1/cop" : "/api/v1/vehicles";
+    const r = await fetch(check, { headers: { Authorization: `Bearer ${token}` } });
     if (r.ok) {
       localStorage.setItem(TOKEN_KEY, token);
       location.reload();
@@ -151,7 +169,7 @@ function markerIcon(v) {
     className: "vehicle-marker",
     iconSize: [24, 24],
     iconAnchor: [12, 12],
-    html: `<svg width="24" height="24" data-sysid="${v.sysid}">${ring}${shape}</svg>` +
+    html: `<svg width="24" height="24" data-key="${escape(v.key)}">${ring}${shape}</svg>` +
       `<span class="label">${escape(v.name)}</span>`,
   });
 }
@@ -162,19 +180,45 @@ function escape(s) {
 
 // --- vehicles ----------------------------------------------------------------------------
 
+/** A vehicle as HQ's picture has it (own or shared), in the station's shape. */
+function fromEntity(e) {
+  const s = e.state;
+  const nowUs = Date.now() * 1000 + state.clockOffsetUs;
+  const heardS = s ? Math.max(0, (nowUs - s.t_us) / 1e6) : Infinity;
+  return {
+    key: e.shared ? `${e.owner}/${e.id}` : String(e.id),
+    id: e.id,
+    name: e.name,
+    owner: e.owner,
+    shared: e.shared,
+    stations: (e.heard_by || []).map((h) => h.edge),
+    station: s?.edge ?? e.heard_by?.[0]?.edge ?? "",
+    uid: e.uid ?? null,
+    mode: s ? s.mode ?? `mode ${s.custom_mode ?? "?"}` : "–",
+    armed: Boolean(s?.armed),
+    position: s ? { lat: s.lat, lon: s.lon, alt_msl_m: s.alt_msl_m, alt_rel_m: null } : null,
+    heading_deg: s?.heading_deg ?? null,
+    battery: { remaining_pct: s?.battery_pct ?? null, voltage_v: null },
+    coarsened_m: e.coarsened_m ?? null,
+    mission: { current: 0, total: 0 },
+    link: { state: heardS > HQ_LOST_AFTER_S ? "lost" : "ok", loss_pct: 0, since_heard_s: heardS },
+  };
+}
+
 function updateVehicle(v) {
-  let entry = state.vehicles.get(v.sysid);
+  if (site.kind === "station") v.key = String(v.sysid);
+  let entry = state.vehicles.get(v.key);
   if (!entry) {
     entry = { data: v, marker: null, track: L.polyline([], { color: "#0047b3", weight: 3, opacity: 0.6, className: "track" }) };
     entry.track.addTo(trackLayer);
-    state.vehicles.set(v.sysid, entry);
+    state.vehicles.set(v.key, entry);
   }
   entry.data = v;
   if (v.position) {
     const at = [v.position.lat, v.position.lon];
     if (!entry.marker) {
       entry.marker = L.marker(at, { icon: markerIcon(v), keyboard: false })
-        .on("click", () => select(v.sysid))
+        .on("click", () => select(v.key))
         .addTo(map);
       fitFleet();
     } else {
@@ -189,7 +233,18 @@ function updateVehicle(v) {
     }
   }
   scheduleRender();
-  if (state.selected === v.sysid) renderVehicle();
+  if (state.selected === v.key) renderVehicle();
+}
+
+/** A shared vehicle left the picture (its agreement was revoked, or it left the area). */
+function removeVehicle(key) {
+  const entry = state.vehicles.get(key);
+  if (!entry) return;
+  entry.marker?.remove();
+  entry.track.remove();
+  state.vehicles.delete(key);
+  if (state.selected === key) { state.selected = null; $("vehicle").hidden = true; }
+  scheduleRender();
 }
 
 /** Shows every vehicle and field, until the user has moved the map themselves. */
@@ -212,22 +267,29 @@ function scheduleRender() {
 
 function renderFleet() {
   const rows = [...state.vehicles.values()].map((e) => e.data)
-    .sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+    .sort((a, b) => (a.shared - b.shared) || a.name.localeCompare(b.name, undefined, { numeric: true }));
+  $("fleet-head").innerHTML = site.kind === "hq"
+    ? "<th>Vehicle</th><th>Station</th><th>Mode</th><th>Battery</th><th>Heard</th>"
+    : "<th>Vehicle</th><th>Mode</th><th>Battery</th><th>GPS</th><th>Link</th><th>Heard</th>";
   $("fleet-table").tBodies[0].replaceChildren(...rows.map((v) => {
     const tr = document.createElement("tr");
     const lost = v.link.state === "lost";
-    tr.className = `vehicle${lost ? " lost" : ""}${lowBattery(v) ? " low" : ""}`;
-    tr.dataset.sysid = v.sysid;
+    tr.className = `vehicle${lost ? " lost" : ""}${lowBattery(v) ? " low" : ""}${v.shared ? " shared" : ""}`;
+    tr.dataset.key = v.key;
     const pct = v.battery.remaining_pct;
     const volts = v.battery.voltage_v;
-    tr.innerHTML = `
-      <td class="name">${escape(v.name)}${v.armed ? ' <span class="flag armed">ARMED</span>' : ""}</td>
-      <td>${escape(v.mode)}</td>
-      <td class="battery">${pct >= 0 && pct !== null ? `${pct}%` : "–"}${volts ? ` ${volts.toFixed(1)} V` : ""}${lowBattery(v) ? ' <span class="flag low">LOW</span>' : ""}</td>
-      <td>${escape(v.gps.fix)} ${v.gps.satellites}</td>
-      <td>${lost ? '<span class="flag lost">LOST</span>' : `${(100 - v.link.loss_pct).toFixed(0)}%`}</td>
-      <td>${v.link.since_heard_s.toFixed(0)} s</td>`;
-    tr.addEventListener("click", () => select(v.sysid));
+    const name = `<td class="name">${escape(v.name)}${v.armed ? ' <span class="flag armed">ARMED</span>' : ""}</td>`;
+    const battery = `<td class="battery">${pct >= 0 && pct !== null ? `${pct}%` : "–"}${volts ? ` ${volts.toFixed(1)} V` : ""}${lowBattery(v) ? ' <span class="flag low">LOW</span>' : ""}</td>`;
+    const heard = lost && site.kind === "hq" ? '<span class="flag lost">LOST</span>'
+      : Number.isFinite(v.link.since_heard_s) ? `${v.link.since_heard_s.toFixed(0)} s` : "never";
+    tr.innerHTML = site.kind === "hq"
+      ? `${name}<td>${v.shared ? `<span class="owner">shared by ${escape(v.owner)}</span>` : escape(v.station)}</td>
+         <td>${escape(v.mode)}</td>${v.shared ? "<td>–</td>" : battery}<td>${heard}</td>`
+      : `${name}<td>${escape(v.mode)}</td>${battery}
+         <td>${escape(v.gps.fix)} ${v.gps.satellites}</td>
+         <td>${lost ? '<span class="flag lost">LOST</span>' : `${(100 - v.link.loss_pct).toFixed(0)}%`}</td>
+         <td>${heard}</td>`;
+    tr.addEventListener("click", () => select(v.key));
     return tr;
   }));
 }
@@ -245,7 +307,7 @@ function polygonOf(fields) {
 }
 
 async function loadRecords() {
-  const [fields, fences] = await Promise.all([api("/api/v1/fields"), api("/api/v1/geofences")]);
+  const [fields, fences] = await Promise.all([api(path("fields")), api(path("geofences"))]);
   state.fields = fields.fields.map((r) => ({ key: r.key, ...r.fields, polygon: polygonOf(r.fields) }));
   state.geofences = fences.geofences.map((r) => ({ key: r.key, ...r.fields, polygon: polygonOf(r.fields) }));
   fieldLayer.clearLayers();
@@ -297,17 +359,19 @@ function renderAlerts() {
     const li = document.createElement("li");
     li.className = `${a.severity}${a.acknowledged ? " acked" : ""}`;
     li.dataset.seq = a.seq;
-    const v = state.vehicles.get(a.vehicle);
+    // Alerts name their vehicle as it was called then; HQ's also say which station.
+    const v = site.kind === "station" ? state.vehicles.get(String(a.vehicle)) : null;
     const name = v ? v.data.name : `vehicle ${a.vehicle}`;
-    // Alerts name their vehicle as it was called then; say which one only if they do not.
-    const text = a.message.startsWith(name) ? a.message : `${name}: ${a.message}`;
-    li.innerHTML = `${escape(text)} <time>${new Date(a.t_us / 1000).toLocaleString()}</time>`;
+    const text = site.kind === "hq" || a.message.startsWith(name) ? a.message : `${name}: ${a.message}`;
+    const where = site.kind === "hq" ? ` <span class="owner">at ${escape(a.edge)}</span>` : "";
+    li.innerHTML = `${escape(text)}${where} <time>${new Date(a.t_us / 1000).toLocaleString()}</time>`;
     if (a.acknowledged) {
       const by = document.createElement("span");
       by.className = "acked-by";
       by.textContent = `acknowledged by ${a.acknowledged.by}, ${new Date(a.acknowledged.t_us / 1000).toLocaleTimeString()}`;
       li.append(by);
-    } else if (allowed("pilot")) {
+    } else if (site.kind === "station" && allowed("pilot")) {
+      // Alerts are acknowledged where the drones are: at the station.
       const button = document.createElement("button");
       button.type = "button";
       button.className = "ack";
@@ -317,6 +381,12 @@ function renderAlerts() {
     }
     return li;
   }));
+}
+
+async function loadAlerts() {
+  const alerts = await api(`${path("alerts")}?limit=100`);
+  state.alerts = alerts.alerts;
+  renderAlerts();
 }
 
 async function acknowledge(alert, button) {
@@ -339,13 +409,69 @@ function acknowledged(event) {
   renderAlerts();
 }
 
+// --- HQ: stations and mission proposals ------------------------------------------------------
+
+async function loadEdges() {
+  const edges = await api(path("edges"));
+  $("edge-list").replaceChildren(...edges.edges.map((e) => {
+    const li = document.createElement("li");
+    li.className = e.connected ? "connected" : "disconnected";
+    const nowUs = Date.now() * 1000 + state.clockOffsetUs;
+    const batch = e.last_batch_us ? `last batch ${((nowUs - e.last_batch_us) / 1e6).toFixed(0)} s ago` : "no batch yet";
+    const gaps = e.gaps.length ? ` · <span class="flag lost">${e.gaps.length} gap(s)</span>` : "";
+    li.innerHTML = `<strong>${escape(e.edge)}</strong>
+      <span class="flag ${e.connected ? "ok" : "lost"}">${e.revoked ? "REVOKED" : e.connected ? "CONNECTED" : "OFFLINE"}</span><br>
+      ${e.telemetry_acked} samples, ${e.events_acked} events synced · ${batch}${gaps}`;
+    return li;
+  }));
+}
+
+async function loadProposals() {
+  const list = await api(path("missions/proposals"));
+  $("proposal-list").replaceChildren(...list.proposals.map((p) => {
+    const f = p.fields;
+    const li = document.createElement("li");
+    const vehicle = f.vehicle?.name ? ` for ${escape(f.vehicle.name)}` : "";
+    li.innerHTML = `<strong>${escape(f.title || p.key)}</strong>${vehicle}
+      <span class="flag status">${escape(f.status || "?")}</span><br>
+      <span class="owner">by ${escape(f.proposed_by || "?")}${f.mission?.field ? `, field ${escape(f.mission.field)}` : ""}</span>`;
+    return li;
+  }));
+  // The form offers the org's own vehicles and fields.
+  const own = [...state.vehicles.values()].map((e) => e.data).filter((v) => !v.shared);
+  $("propose-vehicle").replaceChildren(new Option("any vehicle", ""),
+    ...own.map((v) => new Option(v.name, v.id)));
+  $("propose-field").replaceChildren(...state.fields.map((f) => new Option(f.name || f.key, f.key)));
+}
+
+async function propose(e) {
+  e.preventDefault();
+  const vehicle = $("propose-vehicle").value;
+  const body = {
+    title: $("propose-title").value.trim(),
+    vehicle_id: vehicle ? Number(vehicle) : null,
+    mission: { kind: "survey", field: $("propose-field").value },
+  };
+  try {
+    const answer = await api(path("missions/proposals"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    $("propose-result").textContent = `proposed (${answer.id}); a pilot on site approves it`;
+    await loadProposals();
+  } catch (err) {
+    $("propose-result").textContent = err.message;
+  }
+}
+
 // --- the vehicle page ------------------------------------------------------------------------
 
-function select(sysid) {
-  state.selected = sysid;
+function select(key) {
+  state.selected = key;
   $("vehicle").hidden = false;
   renderVehicle();
-  loadChart(sysid);
+  loadChart(key);
   // On a phone the page sits below the lists: bring it to the thumb.
   if (window.matchMedia("(max-width: 899px)").matches) {
     $("vehicle").scrollIntoView({ block: "start" });
@@ -356,65 +482,95 @@ function renderVehicle() {
   const entry = state.vehicles.get(state.selected);
   if (!entry) return;
   const v = entry.data;
-  $("vehicle-name").textContent = v.name;
-  const values = {
-    Mode: `${v.mode}${v.armed ? " · armed" : ""}`,
-    Position: v.position ? `${v.position.lat.toFixed(6)}, ${v.position.lon.toFixed(6)}` : "–",
-    Altitude: v.position ? `${v.position.alt_rel_m.toFixed(1)} m above home` : "–",
-    Heading: v.heading_deg === null ? "–" : `${v.heading_deg.toFixed(0)}°`,
-    Speed: `${v.groundspeed_mps.toFixed(1)} m/s`,
-    Battery: `${v.battery.remaining_pct ?? "–"}% ${v.battery.voltage_v ? v.battery.voltage_v.toFixed(2) + " V" : ""}`,
-    GPS: `${v.gps.fix}, ${v.gps.satellites} satellites`,
-    Mission: v.mission.total ? `item ${v.mission.current} of ${v.mission.total}` : "none",
-    Link: `${v.link.state}, ${v.link.loss_pct.toFixed(1)}% loss, heard ${v.link.since_heard_s.toFixed(1)} s ago`,
-    Identity: v.uid || "not reported",
-  };
+  $("vehicle-name").textContent = v.shared ? `${v.name} (shared by ${v.owner})` : v.name;
+  const where = v.position ? `${v.position.lat.toFixed(6)}, ${v.position.lon.toFixed(6)}` : "–";
+  const heading = v.heading_deg === null ? "–" : `${v.heading_deg.toFixed(0)}°`;
+  const battery = `${v.battery.remaining_pct ?? "–"}% ${v.battery.voltage_v ? v.battery.voltage_v.toFixed(2) + " V" : ""}`;
+  const values = site.kind === "hq"
+    ? {
+      Mode: `${v.mode}${v.armed ? " · armed" : ""}`,
+      Position: v.coarsened_m ? `${where} (to ${v.coarsened_m} m)` : where,
+      Altitude: v.position ? `${v.position.alt_msl_m.toFixed(1)} m above sea level` : "–",
+      Heading: heading,
+      ...(v.shared ? { Owner: v.owner } : { Battery: battery, Stations: v.stations.join(", ") || "–" }),
+      Heard: Number.isFinite(v.link.since_heard_s) ? `${v.link.since_heard_s.toFixed(1)} s ago` : "never",
+      ...(v.shared ? {} : { Identity: v.uid || "not reported" }),
+    }
+    : {
+      Mode: `${v.mode}${v.armed ? " · armed" : ""}`,
+      Position: where,
+      Altitude: v.position ? `${v.position.alt_rel_m.toFixed(1)} m above home` : "–",
+      Heading: heading,
+      Speed: `${v.groundspeed_mps.toFixed(1)} m/s`,
+      Battery: battery,
+      GPS: `${v.gps.fix}, ${v.gps.satellites} satellites`,
+      Mission: v.mission.total ? `item ${v.mission.current} of ${v.mission.total}` : "none",
+      Link: `${v.link.state}, ${v.link.loss_pct.toFixed(1)}% loss, heard ${v.link.since_heard_s.toFixed(1)} s ago`,
+      Identity: v.uid || "not reported",
+    };
   $("vehicle-values").innerHTML = Object.entries(values)
     .map(([k, val]) => `<dt>${k}</dt><dd>${escape(val)}</dd>`).join("");
+  // Shared vehicles are someone else's: no history, no renaming.
+  $("rename").hidden = Boolean(v.shared) || !allowed("pilot");
 }
 
-async function loadChart(sysid) {
-  // No from/to: the station's own last hour. A phone's clock and a Pi's (no real-time
-  // clock) can be days apart.
-  const history = await api(`/api/v1/vehicles/${sysid}/telemetry?every=10s`)
-    .catch(() => null);
-  if (!history || state.selected !== sysid) return;
-  drawChart(history.samples);
+async function loadChart(key) {
+  const v = state.vehicles.get(key)?.data;
+  if (!v) return;
+  let samples = null;
+  if (site.kind === "station") {
+    // No from/to: the station's own last hour. A phone's clock and a Pi's (no real-time
+    // clock) can be days apart.
+    const history = await api(`/api/v1/vehicles/${v.sysid}/telemetry?every=10s`).catch(() => null);
+    samples = history?.samples.map((s) => ({ t_us: s.t_us, alt: s.alt_rel_m, battery: s.battery_pct }));
+  } else if (!v.shared) {
+    // The last hour by the vehicle's own clock: its newest report, less an hour.
+    const to = v.position ? Math.floor((Date.now() * 1000 + state.clockOffsetUs) / 1000) : Date.now();
+    const history = await api(`${path(`vehicles/${v.id}/telemetry`)}?from=${to - 3_600_000}&limit=3600`)
+      .catch(() => null);
+    samples = history?.samples.map((s) => ({ t_us: s.t_us, alt: s.alt_msl_m, battery: s.battery_pct }));
+  }
+  if (state.selected !== key) return;
+  drawChart(samples || [], v.shared ? "no history for a shared vehicle" : "no history yet");
 }
 
-function drawChart(samples) {
+function drawChart(samples, empty) {
   const canvas = $("vehicle-chart");
   const g = canvas.getContext("2d");
   g.clearRect(0, 0, canvas.width, canvas.height);
   if (samples.length < 2) {
     g.fillStyle = "#111";
     g.font = "16px system-ui";
-    g.fillText("no history yet", 12, 24);
+    g.fillText(empty, 12, 24);
     return;
   }
   const t0 = samples[0].t_us;
   const t1 = samples[samples.length - 1].t_us;
-  const line = (value, max, colour) => {
+  const line = (value, min, max, colour) => {
     g.strokeStyle = colour;
     g.lineWidth = 2;
     g.beginPath();
     samples.forEach((s, i) => {
       const x = ((s.t_us - t0) / Math.max(1, t1 - t0)) * (canvas.width - 20) + 10;
-      const y = canvas.height - 10 - (Math.max(0, value(s)) / max) * (canvas.height - 20);
+      const y = canvas.height - 10 - ((Math.max(min, value(s)) - min) / Math.max(1, max - min)) * (canvas.height - 20);
       i ? g.lineTo(x, y) : g.moveTo(x, y);
     });
     g.stroke();
   };
-  const maxAlt = Math.max(10, ...samples.map((s) => s.alt_rel_m));
-  line((s) => s.alt_rel_m, maxAlt, "#0047b3");
-  line((s) => s.battery_pct ?? 0, 100, "#a85a00");
+  const alts = samples.map((s) => s.alt);
+  const minAlt = site.kind === "hq" ? Math.min(...alts) : 0;
+  line((s) => s.alt, minAlt, Math.max(minAlt + 10, ...alts), "#0047b3");
+  line((s) => s.battery ?? 0, 0, 100, "#a85a00");
 }
 
 async function rename(e) {
   e.preventDefault();
   const name = $("rename-input").value.trim();
+  const v = state.vehicles.get(state.selected)?.data;
+  if (!v) return;
+  const target = site.kind === "hq" ? path(`vehicles/${v.id}`) : `/api/v1/vehicles/${v.sysid}`;
   try {
-    await api(`/api/v1/vehicles/${state.selected}`, {
+    await api(target, {
       method: "PATCH",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ name }),
@@ -429,7 +585,8 @@ async function rename(e) {
 
 function connect(delay = 1000) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/api/v1/stream?access_token=${encodeURIComponent(state.token)}`);
+  const stream = site.kind === "hq" ? path("stream") : "/api/v1/stream";
+  const ws = new WebSocket(`${proto}//${location.host}${stream}?access_token=${encodeURIComponent(state.token)}`);
   ws.onopen = () => { delay = 1000; };
   ws.onmessage = (m) => {
     state.lastMessage = Date.now();
@@ -437,12 +594,14 @@ function connect(delay = 1000) {
     switch (msg.type) {
       case "hello":
         state.role = msg.token.role;
-        $("who").textContent = `${msg.token.name} · ${msg.token.role}`;
+        $("who").textContent = `${msg.token.name} · ${msg.token.role}${msg.token.org ? ` · ${msg.token.org}` : ""}`;
         for (const el of document.querySelectorAll("[data-needs]")) {
           el.hidden = !allowed(el.dataset.needs);
         }
         renderAlerts();
+        if (state.selected !== null) renderVehicle();
         break;
+      // The station's.
       case "state": updateVehicle(msg.vehicle); break;
       case "alert":
         state.alerts.unshift(msg.event);
@@ -450,7 +609,22 @@ function connect(delay = 1000) {
         break;
       case "ack": acknowledged(msg.event); break;
       case "record": scheduleRecords(); break;
-      case "station": state.sync = msg.sync; break;
+      case "station":
+        state.sync = msg.sync;
+        state.clockOffsetUs = msg.time_us - Date.now() * 1000;
+        break;
+      // HQ's.
+      case "snapshot":
+        for (const e of msg.entities) updateVehicle(fromEntity(e));
+        break;
+      case "vehicle": updateVehicle(fromEntity(msg.entity)); break;
+      case "gone": removeVehicle(`${msg.owner}/${msg.id}`); break;
+      case "event":
+        // An acknowledgement names no alert here; the list says who acknowledged what.
+        if (msg.event.kind === "alert" || msg.event.kind === "ack") loadAlerts().catch(() => {});
+        break;
+      case "records": scheduleRecords(); break;
+      case "relay": state.clockOffsetUs = msg.time_us - Date.now() * 1000; break;
     }
     showStatus();
   };
@@ -463,14 +637,17 @@ function connect(delay = 1000) {
 let recordsTimer = null;
 function scheduleRecords() {
   clearTimeout(recordsTimer);
-  recordsTimer = setTimeout(() => loadRecords().catch(() => {}), 300);
+  recordsTimer = setTimeout(() => {
+    loadRecords().catch(() => {});
+    if (site.kind === "hq") loadProposals().catch(() => {});
+  }, 300);
 }
 
 function showStatus() {
   const live = Date.now() - state.lastMessage < OFFLINE_AFTER_MS;
   const status = $("status");
   status.className = `status ${live ? "live" : "offline"}`;
-  let text = live ? "live" : "station offline";
+  let text = live ? "live" : site.kind === "hq" ? "relay unreachable" : "station offline";
   if (live && state.sync?.enrolled && !state.sync.connected) text += " · relay unreachable";
   status.textContent = text;
   $("app").classList.toggle("stale", !live);
@@ -479,6 +656,10 @@ function showStatus() {
 // --- start ---------------------------------------------------------------------------------
 
 async function start() {
+  const health = await fetch("/api/v1/health").then((r) => r.json());
+  site.kind = health.service === "relay" ? "hq" : "station";
+  document.body.dataset.site = site.kind;
+  $("title").textContent = site.kind === "hq" ? "Trellis HQ" : "Trellis";
   state.token = takeToken();
   if (!state.token) return showSignIn();
   $("app").hidden = false;
@@ -494,13 +675,37 @@ async function start() {
   }
   $("vehicle-close").addEventListener("click", () => { state.selected = null; $("vehicle").hidden = true; });
   $("rename").addEventListener("submit", rename);
-  const health = await fetch("/api/v1/health").then((r) => r.json());
+  $("propose").addEventListener("submit", propose);
   initMap(health);
-  const [vehicles, alerts] = await Promise.all([api("/api/v1/vehicles"), api("/api/v1/alerts?limit=100")]);
-  vehicles.vehicles.forEach(updateVehicle);
-  state.alerts = alerts.alerts;
-  renderAlerts();
+  if (site.kind === "hq") {
+    // The token's org, and the picture to start from (the stream sends it again).
+    const cop = await api("/api/v1/cop");
+    site.org = cop.org;
+    cop.entities.forEach((e) => updateVehicle(fromEntity(e)));
+  } else {
+    const vehicles = await api("/api/v1/vehicles");
+    vehicles.vehicles.forEach(updateVehicle);
+  }
+  await loadAlerts();
   await loadRecords();
+  if (site.kind === "hq") {
+    await Promise.all([loadEdges(), loadProposals()]);
+    setInterval(() => loadEdges().catch(() => {}), 5000);
+    // Ages shown at HQ are computed here, from each vehicle's last report.
+    setInterval(() => {
+      for (const entry of state.vehicles.values()) {
+        const v = entry.data;
+        if (!v.position) continue;
+        v.link.since_heard_s += 1;
+        const lost = v.link.since_heard_s > HQ_LOST_AFTER_S ? "lost" : "ok";
+        if (lost !== v.link.state) {
+          v.link.state = lost;
+          entry.marker?.setIcon(markerIcon(v));
+        }
+      }
+      scheduleRender();
+    }, 1000);
+  }
   connect();
   setInterval(showStatus, 1000);
   setInterval(() => { if (state.selected !== null) loadChart(state.selected); }, 30000);
