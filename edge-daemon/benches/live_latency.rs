@@ -10,9 +10,10 @@
 //! frame to its socket. Frames the stream coalesced (a vehicle's next frame arrived within
 //! its 100 ms) are counted, not timed.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,42 +48,9 @@ fn main() {
     println!("FIGURE live_latency_p99 {last_p99:.2} ms");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn run(clients: usize, window: Duration) -> (f64, f64, usize, u64) {
-    let bin = env!("CARGO_BIN_EXE_edge-daemon");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = Command::new(bin)
-        .args([
-            "token",
-            "create",
-            "--name",
-            "bench",
-            "--role",
-            "viewer",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stderr(Stdio::null())
-        .output()
-        .expect("token create");
-    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
-    let (api, udp) = (free_port(), free_port());
-    let mut daemon = Command::new(bin)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--api-listen", &format!("127.0.0.1:{api}")])
-        .args(["--link", &format!("udpin:127.0.0.1:{udp}")])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
+    let daemon = common::Daemon::start();
+    let (api, udp, token) = (daemon.api, daemon.udp, daemon.token.clone());
 
     let sent: Sent = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -160,14 +128,13 @@ fn run(clients: usize, window: Duration) -> (f64, f64, usize, u64) {
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = sender.join();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     let mut latencies = latencies;
     latencies.sort_by(f64::total_cmp);
     assert!(!latencies.is_empty(), "no state message could be timed");
     (
-        pct(&latencies, 50.0),
-        pct(&latencies, 99.0),
+        common::pct(&latencies, 50.0),
+        common::pct(&latencies, 99.0),
         latencies.len(),
         coalesced,
     )
@@ -206,7 +173,7 @@ fn send(udp: u16, sent: &Sent, stop: &std::sync::atomic::AtomicBool) {
         let sysid = (i % u32::from(VEHICLES)) as u8 + 1;
         let n = i / u32::from(VEHICLES);
         if n.is_multiple_of(HZ) {
-            let hb = Frame::encode(Version::V2, sysid, 1, n as u8, &heartbeat());
+            let hb = Frame::encode(Version::V2, sysid, 1, n as u8, &common::heartbeat());
             let _ = socket.send_to(hb.as_bytes(), target);
         }
         let position = MavMessage::GLOBAL_POSITION_INT(apm::GLOBAL_POSITION_INT_DATA {
@@ -225,23 +192,4 @@ fn send(udp: u16, sent: &Sent, stop: &std::sync::atomic::AtomicBool) {
         let _ = socket.send_to(frame.as_bytes(), target);
         i = i.wrapping_add(1);
     }
-}
-
-fn heartbeat() -> MavMessage {
-    MavMessage::HEARTBEAT(apm::HEARTBEAT_DATA {
-        mavtype: apm::MavType::MAV_TYPE_QUADROTOR,
-        autopilot: apm::MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
-        base_mode: apm::MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
-        custom_mode: 5,
-        system_status: apm::MavState::MAV_STATE_ACTIVE,
-        mavlink_version: 3,
-    })
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i]
 }

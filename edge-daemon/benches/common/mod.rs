@@ -1,0 +1,106 @@
+//! What the benches that run the daemon as its own process share: the release daemon with a
+//! `udpin` link and a viewer token, and the frames a copter sends.
+
+use std::process::{Child, Command, Stdio};
+
+use edge_daemon::dialect::MavMessage;
+use mavlink::dialects::ardupilotmega as apm;
+
+/// The release daemon, serving on loopback, killed when dropped.
+pub struct Daemon {
+    pub api: u16,
+    pub udp: u16,
+    /// A viewer token.
+    pub token: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        let bin = env!("CARGO_BIN_EXE_edge-daemon");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = Command::new(bin)
+            .args(["token", "create", "--name", "bench", "--role", "viewer"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .output()
+            .expect("token create");
+        let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+        let (api, udp) = (free_port(), free_port());
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--link", &format!("udpin:127.0.0.1:{udp}")])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the daemon");
+        Daemon {
+            api,
+            udp,
+            token,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Daemon {
+    /// CPU time the daemon has used, user and system, from /proc (Linux).
+    #[allow(dead_code)] // ingest_clients'
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+pub fn heartbeat() -> MavMessage {
+    MavMessage::HEARTBEAT(apm::HEARTBEAT_DATA {
+        mavtype: apm::MavType::MAV_TYPE_QUADROTOR,
+        autopilot: apm::MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
+        base_mode: apm::MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
+        custom_mode: 5,
+        system_status: apm::MavState::MAV_STATE_ACTIVE,
+        mavlink_version: 3,
+    })
+}
+
+#[allow(dead_code)] // live_latency's; ingest_clients has no percentiles
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i]
+}
