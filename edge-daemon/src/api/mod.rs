@@ -3,6 +3,7 @@
 //! token (`auth.rs`).
 
 pub mod auth;
+mod control;
 mod export;
 mod links;
 mod metrics;
@@ -108,6 +109,10 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(acknowledge))
         .routes(routes!(stream::upgrade))
         .routes(routes!(tiles::tile))
+        .routes(routes!(control::command))
+        .routes(routes!(control::command_outcome))
+        .routes(routes!(control::params, control::set_params))
+        .routes(routes!(control::decide))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_token,
