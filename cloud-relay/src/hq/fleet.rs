@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, ApiError, Caller, HqState, Org};
 use crate::live::{LiveView, Sighting, State as LiveState};
-use crate::store::hq::{EdgeRecord, EventRecord, FleetVehicle};
+use crate::store::hq::{EdgeRecord, EventCursor, EventRecord, FleetVehicle};
 use sync_protocol::codec;
 
 /// One vehicle of the org as HQ sees it.
@@ -240,6 +240,9 @@ pub struct EventsQuery {
     /// How many, newest first (default 100).
     #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
+    /// Only events older than this: the `next` of the page before.
+    #[param(pattern = r"^-?[0-9]{1,19}\.[0-9]{1,20}\..+$")]
+    before: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -249,16 +252,23 @@ pub struct AlertsQuery {
     /// How many, newest first (default 100).
     #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
+    /// Only alerts older than this: the `next` of the page before.
+    #[param(pattern = r"^-?[0-9]{1,19}\.[0-9]{1,20}\..+$")]
+    before: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct EventList {
     events: Vec<EventRecord>,
+    /// `before` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AlertList {
     alerts: Vec<EventRecord>,
+    /// `before` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 fn kind_code(kind: &str) -> Result<i32, ApiError> {
@@ -274,14 +284,29 @@ fn kind_code(kind: &str) -> Result<i32, ApiError> {
         })
 }
 
+/// A page of events and the `before` of the next one.
 async fn events_of(
     s: &HqState,
     org: String,
     kind: Option<i32>,
     limit: Option<u32>,
-) -> Result<Vec<EventRecord>, ApiError> {
+    before: Option<&str>,
+) -> Result<(Vec<EventRecord>, Option<String>), ApiError> {
     let limit = trellis_web::page::limit(limit, 100, 10_000)?;
-    blocking(&s.store, move |st| st.events(&org, kind, limit)).await
+    let before = before
+        .map(|b| {
+            EventCursor::parse(b)
+                .ok_or_else(|| ApiError::invalid("before", "not a `next` this API gave"))
+        })
+        .transpose()?;
+    let events = blocking(&s.store, move |st| {
+        st.events(&org, kind, before.as_ref(), limit)
+    })
+    .await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| EventCursor::of(e).to_string()))
+        .flatten();
+    Ok((events, next))
 }
 
 /// The org's alerts from every station, newest first, each with its acknowledgement.
@@ -295,8 +320,8 @@ pub async fn alerts(
     Query(q): Query<AlertsQuery>,
 ) -> Result<Json<AlertList>, ApiError> {
     let org = caller.org(&org)?;
-    let alerts = events_of(&s, org, Some(1), q.limit).await?;
-    Ok(Json(AlertList { alerts }))
+    let (alerts, next) = events_of(&s, org, Some(1), q.limit, q.before.as_deref()).await?;
+    Ok(Json(AlertList { alerts, next }))
 }
 
 /// The org's events from every station (alerts, state changes, identity), newest first.
@@ -311,8 +336,8 @@ pub async fn events(
 ) -> Result<Json<EventList>, ApiError> {
     let org = caller.org(&org)?;
     let kind = q.kind.as_deref().map(kind_code).transpose()?;
-    let events = events_of(&s, org, kind, q.limit).await?;
-    Ok(Json(EventList { events }))
+    let (events, next) = events_of(&s, org, kind, q.limit, q.before.as_deref()).await?;
+    Ok(Json(EventList { events, next }))
 }
 
 /// A ground station of the org and its sync state.

@@ -221,7 +221,8 @@ async fn on_update(
         }
         Update::Event { org, .. } if *org == view.org => {
             let (store, o) = (s.store.clone(), org.clone());
-            let events = tokio::task::spawn_blocking(move || store.events(&o, None, 100)).await??;
+            let events =
+                tokio::task::spawn_blocking(move || store.events(&o, None, None, 100)).await??;
             let mut fresh: Vec<_> = events
                 .into_iter()
                 .filter(|e| e.received_us > view.events_seen_us)

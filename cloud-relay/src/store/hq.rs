@@ -79,6 +79,40 @@ pub struct EventRecord {
     pub acknowledged: Option<Acknowledged>,
 }
 
+/// Where a page of events ends: the last event's edge time, edge and sequence. Written
+/// `{t_us}.{seq}.{edge}` for clients, who pass it back as `before`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    pub t_us: i64,
+    pub edge: String,
+    pub seq: u64,
+}
+
+impl EventCursor {
+    pub fn of(e: &EventRecord) -> EventCursor {
+        EventCursor {
+            t_us: e.t_us,
+            edge: e.edge.clone(),
+            seq: e.seq,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventCursor> {
+        let mut parts = text.splitn(3, '.');
+        Some(EventCursor {
+            t_us: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+            edge: parts.next().filter(|e| !e.is_empty())?.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.t_us, self.seq, self.edge)
+    }
+}
+
 /// An alert's acknowledgement, as it arrived from the station.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acknowledged {
@@ -129,11 +163,14 @@ pub trait HqStore: Send + Sync + 'static {
         to_us: i64,
         limit: u32,
     ) -> Result<Vec<TelemetryRow>, StoreError>;
-    /// Events newest first; `kind` as in the protocol (1 alert, 2 state, 3 identity).
+    /// Events newest first (by edge time, then edge, then sequence), only those after
+    /// `before` in that order when given; `kind` as in the protocol (1 alert, 2 state, 3
+    /// identity, 4 ack).
     fn events(
         &self,
         org: &str,
         kind: Option<i32>,
+        before: Option<&EventCursor>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
     fn edges(&self, org: &str) -> Result<Vec<EdgeRecord>, StoreError>;

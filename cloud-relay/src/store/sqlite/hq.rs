@@ -8,7 +8,8 @@ use sync_protocol::proto::{event_kind_name, severity_name};
 use super::SqliteStore;
 use crate::now_us;
 use crate::store::hq::{
-    Acknowledged, EdgeRecord, EventRecord, FleetVehicle, HqStore, Role, Share, TokenInfo,
+    Acknowledged, EdgeRecord, EventCursor, EventRecord, FleetVehicle, HqStore, Role, Share,
+    TokenInfo,
 };
 use crate::store::StoreError;
 
@@ -189,6 +190,7 @@ impl HqStore for SqliteStore {
         &self,
         org: &str,
         kind: Option<i32>,
+        before: Option<&EventCursor>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let conn = self.conn();
@@ -201,10 +203,15 @@ impl HqStore for SqliteStore {
              LEFT JOIN alert_acks a ON a.edge_id = ev.edge_id AND a.alert_seq = ev.seq
                 AND ev.kind = 1
              WHERE e.org = ?1 AND (?2 IS NULL OR ev.kind = ?2)
-             ORDER BY ev.t_us DESC, ev.seq DESC
+                AND (?4 = 0 OR (ev.t_us, e.edge, ev.seq) < (?5, ?6, ?7))
+             ORDER BY ev.t_us DESC, e.edge DESC, ev.seq DESC
              LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![org, kind, limit], |r| {
+        let (paged, t_us, edge, seq) = match before {
+            Some(c) => (true, c.t_us, c.edge.as_str(), c.seq as i64),
+            None => (false, 0, "", 0),
+        };
+        let rows = stmt.query_map(params![org, kind, limit, paged, t_us, edge, seq], |r| {
             Ok(EventRecord {
                 edge: r.get(0)?,
                 seq: r.get::<_, i64>(1)? as u64,
@@ -384,6 +391,64 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn events_page_newest_first_across_edges_with_ties_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+        store.create_org("vineyard-co").unwrap();
+        let north = EdgeIdentity::new("vineyard-co", "pi-north").unwrap();
+        let south = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+        let alert = |seq: u64, t_us: i64| Event {
+            seq,
+            t_us,
+            kind: Kind::Alert as i32,
+            code: "low_battery".into(),
+            ..Default::default()
+        };
+        for e in [&north, &south] {
+            store.enroll_edge(e).unwrap();
+        }
+        // Two edges raise alerts at the same instants: a page boundary must not lose or repeat one.
+        store
+            .apply_events(&north, 1, 3, &[alert(1, 10), alert(2, 20), alert(3, 20)])
+            .unwrap();
+        store
+            .apply_events(&south, 1, 2, &[alert(1, 20), alert(2, 30)])
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .events("vineyard-co", Some(1), before.as_ref(), 2)
+                .unwrap();
+            seen.extend(page.iter().map(|e| (e.t_us, e.edge.clone(), e.seq)));
+            match page.last() {
+                Some(last) if page.len() == 2 => {
+                    let cursor = EventCursor::of(last);
+                    assert_eq!(
+                        EventCursor::parse(&cursor.to_string()),
+                        Some(cursor.clone())
+                    );
+                    before = Some(cursor);
+                }
+                _ => break,
+            }
+        }
+        let edge = |e: &str| e.to_string();
+        assert_eq!(
+            seen,
+            vec![
+                (30, edge("pi-south"), 2),
+                (20, edge("pi-south"), 1),
+                (20, edge("pi-north"), 3),
+                (20, edge("pi-north"), 2),
+                (10, edge("pi-north"), 1),
+            ]
+        );
+        assert_eq!(EventCursor::parse("20.3"), None);
+        assert_eq!(EventCursor::parse("x.3.pi"), None);
     }
 
     #[test]
