@@ -433,6 +433,18 @@ fn command_and_control_routes_check_their_requests_and_say_they_cannot_act_yet()
     assert_eq!(code, 501, "{body}");
     let (code, body) = daemon.get_as(&pilot, "/api/v1/commands/c-1");
     assert_eq!(code, 404, "there are no commands yet: {body}");
+    let (code, body) = daemon.get_as(&pilot, "/api/v1/missions");
+    assert_eq!(code, 501, "{body}");
+    let plan = json!({ "alt_m": 30, "speed_mps": 5, "row_spacing_m": 2.5 });
+    let (code, body) = daemon.send_as(&pilot, "POST", "/api/v1/fields/no-such/plan", &plan);
+    assert_eq!(code, 404, "{body}");
+    let too_high = json!({ "alt_m": 3000, "speed_mps": 5, "row_spacing_m": 2.5 });
+    let (code, body) = daemon.send_as(&pilot, "POST", "/api/v1/fields/no-such/plan", &too_high);
+    assert_eq!(
+        (code, &body["error"]["field"]),
+        (422, &json!("alt_m")),
+        "{body}"
+    );
     let (code, body) = daemon.send_as(
         &pilot,
         "POST",

@@ -80,7 +80,7 @@ fn the_stations_document_describes_every_answer_it_gives() {
         // Command and control is declared and checks its requests, but answers a valid one
         // 501 until the daemon speaks the protocols behind it (api/control.rs).
         "[[operations]]\n\
-         include-path-regex = \"/(commands|params|decision)$\"\n\
+         include-path-regex = \"/(commands|params|decision|missions|plan)$\"\n\
          checks.not_a_server_error.expected-statuses = [\"2XX\", \"3XX\", \"4XX\", 501]\n",
         &["--exclude-path", "/api/v1/stream"],
     );

@@ -1,5 +1,5 @@
-//! Command and control: commands, parameters, missions from fields, approving HQ's
-//! proposals. These routes are declared, described and checked now (the role, the vehicle,
+//! Command and control: commands, parameters, missions and missions planned from fields,
+//! approving HQ's proposals. These routes are declared, described and checked now (the role, the vehicle,
 //! the body) so that clients and the OpenAPI document have their shape; the daemon does not
 //! yet speak the MAVLink protocols behind them, so a valid request is answered
 //! `501 not_implemented`, never accepted and silently dropped. There are no commands yet, so
@@ -206,4 +206,72 @@ pub async fn decide(
             "rejecting is recorded with command and control, which this station does not have yet"
         }
     }))
+}
+
+/// A mission as the station keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredMission {
+    key: String,
+    /// The field it covers, if it was planned from one.
+    field: Option<String>,
+    /// Waypoints and commands, in MAVLink mission order.
+    items: usize,
+}
+
+/// The station's missions: planned, uploaded, flown.
+#[utoipa::path(get, path = "/api/v1/missions", tag = "control",
+    responses((status = 200, description = "the missions", body = Vec<StoredMission>),
+        ReadRefusals, NotYet))]
+pub async fn missions() -> Result<Json<Vec<StoredMission>>, ApiError> {
+    Err(ApiError::not_implemented(NOT_YET))
+}
+
+/// How to cover a field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// Metres above home.
+    #[schema(minimum = 1, maximum = 500)]
+    alt_m: f64,
+    #[schema(minimum = 0.5, maximum = 30)]
+    speed_mps: f64,
+    /// Distance between passes; the vine row spacing for spraying.
+    #[schema(minimum = 0.5, maximum = 200)]
+    row_spacing_m: f64,
+    /// Direction of the passes, degrees from north; default the field's longest edge (how
+    /// the vines are planted).
+    #[schema(minimum = 0, maximum = 360)]
+    heading_deg: Option<f64>,
+}
+
+/// Plans a mission covering a field (needs a pilot): a lawnmower pattern along the rows.
+#[utoipa::path(post, path = "/api/v1/fields/{key}/plan", tag = "control",
+    params(("key" = String, Path)), request_body = PlanRequest,
+    responses((status = 201, description = "planned", body = StoredMission), EditRefusals, NotYet))]
+pub async fn plan(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(request): JsonBody<PlanRequest>,
+) -> Result<Json<StoredMission>, ApiError> {
+    let within = |field: &str, v: f64, lo: f64, hi: f64| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(field, format!("between {lo} and {hi}")))
+        }
+    };
+    within("alt_m", request.alt_m, 1.0, 500.0)?;
+    within("speed_mps", request.speed_mps, 0.5, 30.0)?;
+    within("row_spacing_m", request.row_spacing_m, 0.5, 200.0)?;
+    if let Some(h) = request.heading_deg {
+        within("heading_deg", h, 0.0, 360.0)?;
+    }
+    let reader = s.reader.clone();
+    let fields = tokio::task::spawn_blocking(move || reader.records("fields"))
+        .await
+        .map_err(ApiError::internal)??;
+    if !fields.iter().any(|f| f.key == key) {
+        return Err(ApiError::not_found(format!("no field {key:?}")));
+    }
+    Err(ApiError::not_implemented(NOT_YET))
 }

@@ -113,6 +113,8 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(control::command_outcome))
         .routes(routes!(control::params, control::set_params))
         .routes(routes!(control::decide))
+        .routes(routes!(control::missions))
+        .routes(routes!(control::plan))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_token,
