@@ -88,6 +88,9 @@ try {
   onPhone.setDefaultTimeout(timeout);
   await onPhone.goto(`${a.url}/#token=${a.pilot}`);
   await onPhone.waitForFunction((n) => document.querySelectorAll(".vehicle-marker").length === n, n);
+  // Nothing pushes the page wider than the phone.
+  found.phone_overflow_px = await onPhone.evaluate(
+    () => document.documentElement.scrollWidth - window.innerWidth);
   await onPhone.locator("#fleet-table tbody tr").first().tap();
   await onPhone.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.pilot_sees_rename = await onPhone.locator("#rename").isVisible();

@@ -181,6 +181,10 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
     );
     assert_eq!(found["live_again"], true, "{found}");
     assert_eq!(found["page_errors"], json!([]), "{found}");
+    assert_eq!(
+        found["phone_overflow_px"], 0,
+        "the page fits a phone's width: {found}"
+    );
     for shot in [
         "station-desktop.png",
         "station-phone.png",
