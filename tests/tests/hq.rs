@@ -167,6 +167,8 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
         "mission": { "survey": "block-7", "altitude_m": 40 } });
     let path = "/api/v1/orgs/vineyard-co/missions/proposals";
     assert_eq!(relay.hq_post(&viewer, path, &proposal).0, 403);
+    // A viewer hears "not allowed" whatever it sent, never what was wrong with its body.
+    assert_eq!(relay.hq_post(&viewer, path, &json!({ "title": 3 })).0, 403);
     assert_eq!(relay.hq_post(&stranger, path, &proposal).0, 404);
     // JSON of the wrong shape: 422, as at the station (the shared HTTP layer).
     let (status, body) = relay.hq_post(&operator, path, &json!({ "title": 3 }));

@@ -112,16 +112,18 @@ pub struct Edited {
     fields_changed: usize,
 }
 
+/// The role is checked before the body: a viewer hears "not allowed", whatever it sent.
 async fn put(
     s: &HqState,
     caller: &Caller,
     org: &str,
     table: &'static str,
     key: String,
-    fields: Map<String, Value>,
+    body: Result<JsonBody<Map<String, Value>>, ApiError>,
 ) -> Result<Json<Edited>, ApiError> {
     let org = caller.org(org)?;
     caller.require(Role::Operator)?;
+    let JsonBody(fields) = body?;
     let fields_changed = edit(s, &org, table, &key, fields).await?;
     Ok(Json(Edited {
         key,
@@ -139,9 +141,9 @@ pub async fn put_field(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
-    JsonBody(fields): JsonBody<Map<String, Value>>,
+    body: Result<JsonBody<Map<String, Value>>, ApiError>,
 ) -> Result<Json<Edited>, ApiError> {
-    put(&s, &caller, &org, "fields", key, fields).await
+    put(&s, &caller, &org, "fields", key, body).await
 }
 
 /// Sets the given fields of a geofence, leaves the others as they are.
@@ -153,9 +155,9 @@ pub async fn put_geofence(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
-    JsonBody(fields): JsonBody<Map<String, Value>>,
+    body: Result<JsonBody<Map<String, Value>>, ApiError>,
 ) -> Result<Json<Edited>, ApiError> {
-    put(&s, &caller, &org, "geofences", key, fields).await
+    put(&s, &caller, &org, "geofences", key, body).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -183,10 +185,11 @@ pub async fn rename(
     State(s): State<HqState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Rename>,
+    body: Result<JsonBody<Rename>, ApiError>,
 ) -> Result<Json<Renamed>, ApiError> {
     let org = caller.org(&org)?;
     caller.require(Role::Operator)?;
+    let JsonBody(body) = body?;
     let name = body.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::invalid("name", "a name is 1 to 64 characters"));
@@ -249,10 +252,11 @@ pub async fn propose(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
-    JsonBody(body): JsonBody<ProposalBody>,
+    body: Result<JsonBody<ProposalBody>, ApiError>,
 ) -> Result<(axum::http::StatusCode, Json<Proposed>), ApiError> {
     let org = caller.org(&org)?;
     caller.require(Role::Operator)?;
+    let JsonBody(body) = body?;
     if body.title.trim().is_empty() || body.title.len() > 200 {
         return Err(ApiError::invalid("title", "1 to 200 characters"));
     }
