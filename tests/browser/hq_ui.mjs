@@ -1,7 +1,8 @@
 // HQ's page (the same web app, served by the relay) in real headless Chromium, driven by
 // Playwright: a viewer sees the org's vehicles from every station with their tracks and
 // fields, the stations and their sync state, and no control to propose a mission; an
-// operator on a phone proposes one. Saves screenshots. Prints one JSON object with what it
+// operator on a phone proposes one; another org's viewer sees only what is shared with it,
+// labelled with its owner. Saves screenshots. Prints one JSON object with what it
 // found; the Rust test (tests/tests/demo.rs) judges it.
 import { chromium } from "playwright-core";
 import { parseArgs } from "node:util";
@@ -11,6 +12,8 @@ const { values: a } = parseArgs({
     url: { type: "string" },
     viewer: { type: "string" },
     operator: { type: "string" },
+    partner: { type: "string" },
+    shared: { type: "string" },
     vehicles: { type: "string" },
     stations: { type: "string" },
     shots: { type: "string" },
@@ -82,6 +85,26 @@ try {
     .some((li) => li.textContent.includes("Survey block 1 after rain")));
   found.proposed = await onPhone.locator("#propose-result").textContent();
   await onPhone.screenshot({ path: `${a.shots}/hq-phone.png`, fullPage: true });
+
+  // Another org, with a sharing agreement: the common operating picture.
+  const partner = await desktop.newPage();
+  partner.setDefaultTimeout(timeout);
+  partner.on("pageerror", (e) => errors.push(String(e)));
+  await partner.goto(`${a.url}/#token=${a.partner}`);
+  await partner.waitForSelector("#status.live");
+  const shared = Number(a.shared);
+  await partner.waitForFunction((n) => document.querySelectorAll("#fleet-table tbody tr.shared").length === n
+    && document.querySelectorAll(".vehicle-marker").length === n, shared);
+  found.partner_rows = await partner.locator("#fleet-table tbody tr").count();
+  found.partner_owners = [...new Set(await partner.$$eval("#fleet-table tbody tr .owner",
+    (els) => els.map((e) => e.textContent.trim())))];
+  await partner.locator("#fleet-table tbody tr").first().click();
+  await partner.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
+  found.partner_title = await partner.locator("#vehicle-name").textContent();
+  found.partner_values = await partner.$$eval("#vehicle-values dt", (dts) => dts.map((d) => d.textContent));
+  found.partner_sees_rename = await partner.locator("#rename").isVisible();
+  await partner.screenshot({ path: `${a.shots}/hq-shared.png` });
+  found.page_errors = errors;
 } catch (e) {
   found.error = String(e);
 } finally {

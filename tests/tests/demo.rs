@@ -69,6 +69,42 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     let operator = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // And a second org, to which the demo org shares its second station's two copters.
+    let relay = |args: &[&str]| {
+        let out = Command::new(bin("cloud-relay"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("cloud-relay");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    relay(&["org", "create", "county-fire"]);
+    relay(&[
+        "share",
+        "grant",
+        "--from",
+        "demo",
+        "--to",
+        "county-fire",
+        "--vehicles",
+        "V-11,V-12",
+        "--coarsen",
+        "100",
+    ]);
+    let partner = relay(&[
+        "token",
+        "create",
+        "--org",
+        "county-fire",
+        "--role",
+        "viewer",
+    ]);
 
     // HQ's page, the same web app, in Chromium: both stations' vehicles, tracks, fields, the
     // stations' sync state; an operator proposes a mission from a phone.
@@ -79,6 +115,7 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         .arg(root().join("tests/browser/hq_ui.mjs"))
         .args(["--url", base, "--viewer", &token, "--operator", &operator])
         .args(["--vehicles", "5", "--stations", "2"])
+        .args(["--partner", &partner, "--shared", "2"])
         .arg("--shots")
         .arg(&shots)
         .stdin(Stdio::null())
@@ -132,7 +169,31 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
             .is_some_and(|p| p.starts_with("proposed")),
         "{found}"
     );
-    for shot in ["hq-desktop.png", "hq-phone.png"] {
+    // The other org sees the two shared copters, each labelled with its owner, coarsened,
+    // with neither battery, stations nor history, and nothing to rename.
+    assert_eq!(found["partner_rows"], 2, "{found}");
+    assert_eq!(
+        found["partner_owners"],
+        serde_json::json!(["shared by demo"]),
+        "{found}"
+    );
+    assert!(
+        found["partner_title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("(shared by demo)")),
+        "{found}"
+    );
+    let values = found["partner_values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(values.iter().any(|v| v == "Owner"), "{found}");
+    assert!(
+        !values.iter().any(|v| v == "Battery" || v == "Stations"),
+        "a shared vehicle shows no battery or stations: {found}"
+    );
+    assert_eq!(found["partner_sees_rename"], false, "{found}");
+    for shot in ["hq-desktop.png", "hq-phone.png", "hq-shared.png"] {
         let size = std::fs::metadata(shots.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);
