@@ -116,17 +116,7 @@ fn run(clients: usize, window: Duration) -> Outcome {
         runtime.block_on(async {
             let mut streams = Vec::new();
             for _ in 0..clients {
-                let started = Instant::now();
-                let ws = loop {
-                    match tokio_tungstenite::connect_async(&url).await {
-                        Ok((ws, _)) => break ws,
-                        Err(_) if started.elapsed() < Duration::from_secs(30) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(e) => panic!("cannot open the stream: {e}"),
-                    }
-                };
-                streams.push(ws);
+                streams.push(common::open_stream(&url).await);
             }
             let stalled = streams.pop();
             let received = Arc::new(AtomicU64::new(0));

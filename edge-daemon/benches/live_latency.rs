@@ -68,18 +68,7 @@ fn run(clients: usize, window: Duration) -> (f64, f64, usize, u64) {
         let url = format!("ws://127.0.0.1:{api}/api/v1/stream?kinds=state&access_token={token}");
         let mut streams = Vec::new();
         for _ in 0..clients {
-            let started = Instant::now();
-            let ws = loop {
-                match tokio_tungstenite::connect_async(&url).await {
-                    Ok((ws, _)) => break ws,
-                    Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                        let _ = e;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("cannot open the stream: {e}"),
-                }
-            };
-            streams.push(ws);
+            streams.push(common::open_stream(&url).await);
         }
         // Clients read from the start; what arrives in the warm-up (every vehicle heard and
         // streaming) is not timed.

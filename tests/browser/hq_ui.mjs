@@ -2,35 +2,23 @@
 // Playwright: a viewer sees the org's vehicles from every station with their tracks and
 // fields, the stations and their sync state, and no control to propose a mission; an
 // operator on a phone proposes one; another org's viewer sees only what is shared with it,
-// labelled with its owner. Saves screenshots. Prints one JSON object with what it
-// found; the Rust test (tests/tests/demo.rs) judges it.
-import { chromium } from "playwright-core";
-import { parseArgs } from "node:util";
+// labelled with its owner. Saves screenshots. Prints what it found (harness.mjs);
+// tests/tests/demo.rs judges it.
+import { run, TIMEOUT } from "./harness.mjs";
 
-const { values: a } = parseArgs({
-  options: {
-    url: { type: "string" },
-    viewer: { type: "string" },
-    operator: { type: "string" },
-    partner: { type: "string" },
-    shared: { type: "string" },
-    vehicles: { type: "string" },
-    stations: { type: "string" },
-    shots: { type: "string" },
-  },
-});
-const n = Number(a.vehicles);
-const found = {};
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-});
-const timeout = 30_000;
-
-try {
+await run({
+  url: { type: "string" },
+  viewer: { type: "string" },
+  operator: { type: "string" },
+  partner: { type: "string" },
+  shared: { type: "string" },
+  vehicles: { type: "string" },
+  stations: { type: "string" },
+}, async (browser, a, found) => {
+  const n = Number(a.vehicles);
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await desktop.newPage();
-  page.setDefaultTimeout(timeout);
+  page.setDefaultTimeout(TIMEOUT);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`${a.url}/#token=${a.viewer}`);
@@ -68,7 +56,7 @@ try {
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
   });
   const onPhone = await phone.newPage();
-  onPhone.setDefaultTimeout(timeout);
+  onPhone.setDefaultTimeout(TIMEOUT);
   await onPhone.goto(`${a.url}/#token=${a.operator}`);
   await onPhone.waitForSelector("#status.live");
   // Nothing pushes the page wider than the phone.
@@ -88,7 +76,7 @@ try {
 
   // Another org, with a sharing agreement: the common operating picture.
   const partner = await desktop.newPage();
-  partner.setDefaultTimeout(timeout);
+  partner.setDefaultTimeout(TIMEOUT);
   partner.on("pageerror", (e) => errors.push(String(e)));
   await partner.goto(`${a.url}/#token=${a.partner}`);
   await partner.waitForSelector("#status.live");
@@ -105,9 +93,4 @@ try {
   found.partner_sees_rename = await partner.locator("#rename").isVisible();
   await partner.screenshot({ path: `${a.shots}/hq-shared.png` });
   found.page_errors = errors;
-} catch (e) {
-  found.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(found));
+});

@@ -1,34 +1,21 @@
 // The station's web UI in real headless Chromium (Debian's), driven by Playwright: signs in
 // as a viewer through the QR link, waits for the fleet, checks what a crew sees, a pilot's
 // controls (acknowledging an alert among them), and the offline state; saves phone and
-// desktop screenshots. Prints one JSON
-// object with what it found; the Rust test (tests/tests/web_ui.rs) judges it.
-import { chromium } from "playwright-core";
-import { parseArgs } from "node:util";
+// desktop screenshots. Prints what it found (harness.mjs); tests/tests/web_ui.rs judges it.
+import { run, TIMEOUT } from "./harness.mjs";
 
-const { values: a } = parseArgs({
-  options: {
-    url: { type: "string" },
-    viewer: { type: "string" },
-    pilot: { type: "string" },
-    vehicles: { type: "string" },
-    "daemon-pid": { type: "string" },
-    shots: { type: "string" },
-    basemap: { type: "boolean", default: false },
-  },
-});
-const n = Number(a.vehicles);
-const found = {};
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-});
-const timeout = 30_000;
-
-try {
+await run({
+  url: { type: "string" },
+  viewer: { type: "string" },
+  pilot: { type: "string" },
+  vehicles: { type: "string" },
+  "daemon-pid": { type: "string" },
+  basemap: { type: "boolean", default: false },
+}, async (browser, a, found) => {
+  const n = Number(a.vehicles);
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await desktop.newPage();
-  page.setDefaultTimeout(timeout);
+  page.setDefaultTimeout(TIMEOUT);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`${a.url}/#token=${a.viewer}`);
@@ -77,7 +64,7 @@ try {
   } finally {
     process.kill(Number(a["daemon-pid"]), "SIGCONT");
   }
-  await page.waitForSelector("#status.live", { timeout });
+  await page.waitForSelector("#status.live", { timeout: TIMEOUT });
   found.live_again = true;
   found.page_errors = errors;
 
@@ -85,7 +72,7 @@ try {
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
   });
   const onPhone = await phone.newPage();
-  onPhone.setDefaultTimeout(timeout);
+  onPhone.setDefaultTimeout(TIMEOUT);
   await onPhone.goto(`${a.url}/#token=${a.pilot}`);
   await onPhone.waitForFunction((n) => document.querySelectorAll(".vehicle-marker").length === n, n);
   // Nothing pushes the page wider than the phone.
@@ -103,9 +90,4 @@ try {
   await page.waitForSelector("#alert-list li.acked .acked-by");
   found.viewer_saw_ack = await page.locator("#alert-list li.acked .acked-by").first().textContent();
   await onPhone.screenshot({ path: `${a.shots}/station-phone-alerts.png` });
-} catch (e) {
-  found.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(found));
+});

@@ -229,6 +229,64 @@ pub fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {
     p
 }
 
+/// `cloud-relay --config CONFIG ARGS…`, which must succeed; its stdout.
+pub fn cloud_relay_cli(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin("cloud-relay"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run cloud-relay");
+    assert!(
+        out.status.success(),
+        "cloud-relay {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where the browser tests keep their screenshots.
+pub fn screenshots() -> PathBuf {
+    let shots = root().join("target").join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    shots
+}
+
+/// Runs a Playwright script from tests/browser with `args` (and `--shots`), and returns the
+/// JSON object it prints last: what it found, judged by the caller. Panics with the script's
+/// output if it printed none, or if it says it hit an error.
+pub fn browser(script: &str, args: &[&str]) -> Value {
+    let out = Command::new("node")
+        .arg(root().join("tests/browser").join(script))
+        .args(args)
+        .arg("--shots")
+        .arg(screenshots())
+        .stdin(Stdio::null())
+        .output()
+        .expect("node (scripts/test installs playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{script} printed no result ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    println!("{found:#}");
+    assert!(found["error"].is_null(), "{script}: {found:#}");
+    found
+}
+
+/// Each named screenshot was written and holds an image, not an empty page.
+pub fn assert_screenshots(names: &[&str]) {
+    for shot in names {
+        let size = std::fs::metadata(screenshots().join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
+}
+
 /// A line of JSON, or `null` when it is not JSON.
 pub fn json_line(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or(Value::Null)
@@ -712,18 +770,7 @@ impl CloudRelay {
 
     /// Runs an admin command (`org create …`, `edge enroll …`) and returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(bin("cloud-relay"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run cloud-relay");
-        assert!(
-            out.status.success(),
-            "cloud-relay {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cloud_relay_cli(&self.config, args)
     }
 
     /// Enrolls `org/edge` and installs the bundle into an edge data directory.

@@ -2,7 +2,7 @@
 //! cloud relay on loopback — and HQ's page (the web app, served by the relay) in a real
 //! browser (headless Chromium, driven by Playwright) showing the fleet both stations synced.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -50,40 +50,16 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         (live == 3).then_some(())
     });
 
-    // A second token, an operator's, made with the relay's own CLI on the demo's relay.
+    // More tokens and a second org, made with the relay's own CLI on the demo's relay: an
+    // operator's, and a viewer's of an org the demo org shares its second station's copters with.
     let config = data.path().join("relay.toml");
     std::fs::write(
         &config,
         format!("data_dir = {:?}\n", data.path().join("relay")),
     )
     .expect("relay config");
-    let out = Command::new(bin("cloud-relay"))
-        .arg("--config")
-        .arg(&config)
-        .args(["token", "create", "--org", "demo", "--role", "operator"])
-        .output()
-        .expect("cloud-relay token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let operator = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    // And a second org, to which the demo org shares its second station's two copters.
-    let relay = |args: &[&str]| {
-        let out = Command::new(bin("cloud-relay"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .expect("cloud-relay");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let relay = |args: &[&str]| cloud_relay_cli(&config, args).trim().to_string();
+    let operator = relay(&["token", "create", "--org", "demo", "--role", "operator"]);
     relay(&["org", "create", "county-fire"]);
     relay(&[
         "share",
@@ -108,29 +84,26 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
 
     // HQ's page, the same web app, in Chromium: both stations' vehicles, tracks, fields, the
     // stations' sync state; an operator proposes a mission from a phone.
-    let shots = root().join("target").join("screenshots");
-    std::fs::create_dir_all(&shots).expect("screenshot folder");
     let base = url.split("/#").next().expect("the HQ address");
-    let out = Command::new("node")
-        .arg(root().join("tests/browser/hq_ui.mjs"))
-        .args(["--url", base, "--viewer", &token, "--operator", &operator])
-        .args(["--vehicles", "5", "--stations", "2"])
-        .args(["--partner", &partner, "--shared", "2"])
-        .arg("--shots")
-        .arg(&shots)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node (scripts/test installs playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "the browser test printed no result ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    println!("{found:#}");
-    assert!(found["error"].is_null(), "{found:#}");
+    let found = browser(
+        "hq_ui.mjs",
+        &[
+            "--url",
+            base,
+            "--viewer",
+            &token,
+            "--operator",
+            &operator,
+            "--vehicles",
+            "5",
+            "--stations",
+            "2",
+            "--partner",
+            &partner,
+            "--shared",
+            "2",
+        ],
+    );
     assert_eq!(found["title"], "Trellis HQ", "{found}");
     assert_eq!(
         found["rows"], 5,
@@ -193,12 +166,7 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         "a shared vehicle shows no battery or stations: {found}"
     );
     assert_eq!(found["partner_sees_rename"], false, "{found}");
-    for shot in ["hq-desktop.png", "hq-phone.png", "hq-shared.png"] {
-        let size = std::fs::metadata(shots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(size > 10_000, "{shot}: {size} bytes");
-    }
+    assert_screenshots(&["hq-desktop.png", "hq-phone.png", "hq-shared.png"]);
 
     // The proposal reached the station, where a pilot on site will decide on it.
     wait_for("the proposal at the station", T, || {

@@ -4,9 +4,9 @@
 //! field, and an offline basemap from an MBTiles file this test makes. Screenshots (phone and
 //! desktop) are kept in `target/screenshots/`.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use trellis_tests::*;
 
 /// A 1×1 PNG: every basemap tile of the test's MBTiles file.
@@ -118,28 +118,23 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "tiles need a token"
     );
 
-    let shots = root().join("target").join("screenshots");
-    std::fs::create_dir_all(&shots).expect("screenshot folder");
-    let out = Command::new("node")
-        .arg(root().join("tests/browser/station_ui.mjs"))
-        .args(["--url", &daemon.api, "--viewer", &viewer, "--pilot", &pilot])
-        .args(["--vehicles", "5", "--basemap"])
-        .args(["--daemon-pid", &daemon.proc.pid().to_string()])
-        .arg("--shots")
-        .arg(&shots)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node (scripts/test installs playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "the browser test printed no result ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    println!("{found:#}");
-    assert!(found["error"].is_null(), "{found:#}");
+    let pid = daemon.proc.pid().to_string();
+    let found = browser(
+        "station_ui.mjs",
+        &[
+            "--url",
+            &daemon.api,
+            "--viewer",
+            &viewer,
+            "--pilot",
+            &pilot,
+            "--vehicles",
+            "5",
+            "--basemap",
+            "--daemon-pid",
+            &pid,
+        ],
+    );
     assert_eq!(
         found["token_left_in_address"], false,
         "the QR token stays in the address bar"
@@ -185,16 +180,11 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         found["phone_overflow_px"], 0,
         "the page fits a phone's width: {found}"
     );
-    for shot in [
+    assert_screenshots(&[
         "station-desktop.png",
         "station-phone.png",
         "station-phone-alerts.png",
-    ] {
-        let size = std::fs::metadata(shots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(size > 10_000, "{shot}: {size} bytes");
-    }
+    ]);
     // The stream and the page never left the viewer's token a way to edit.
     let (code, _) = daemon.send_as(
         &viewer,

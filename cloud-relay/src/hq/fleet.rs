@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
-use trellis_web::time::parse_time_us;
+use trellis_web::time::TimeRange;
 use trellis_web::{Path, Query};
 use utoipa::{IntoParams, ToSchema};
 
@@ -184,20 +184,9 @@ pub async fn telemetry(
     Query(q): Query<TelemetryQuery>,
 ) -> Result<Json<TelemetryPage>, ApiError> {
     let org = caller.org(&org)?;
-    let from_us = q
-        .from
-        .as_deref()
-        .map(|t| parse_time_us("from", t))
-        .transpose()?
-        .unwrap_or(0);
-    let to_us =
-        q.to.as_deref()
-            .map(|t| parse_time_us("to", t))
-            .transpose()?
-            .unwrap_or(i64::MAX);
-    if from_us >= to_us {
-        return Err(ApiError::invalid("from", "must be before `to`"));
-    }
+    // Unbounded by default: from the oldest sample to the newest.
+    let TimeRange { from_us, to_us } =
+        TimeRange::parse(q.from.as_deref(), q.to.as_deref(), i64::MAX, i64::MAX)?;
     let limit = trellis_web::page::limit(q.limit, 10_000, 100_000)?;
     let v = find(&s, &org, &id).await?;
     let (o, vid) = (org.clone(), v.id);

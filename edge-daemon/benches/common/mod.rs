@@ -78,6 +78,25 @@ impl Drop for Daemon {
     }
 }
 
+/// A WebSocket client of the daemon's live stream.
+pub type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the stream at `url`, retried while the daemon starts (its API may not listen yet);
+/// a bench that cannot connect within 30 s stops.
+pub async fn open_stream(url: &str) -> Stream {
+    let started = std::time::Instant::now();
+    loop {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => return ws,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot open the stream: {e}"),
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
