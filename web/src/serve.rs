@@ -93,6 +93,32 @@ where
 /// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown` resolves, then
 /// gives requests in flight [`STOP_GRACE`]. Handlers see the client's address
 /// (`ConnectInfo<SocketAddr>`).
+/// The largest request body either daemon reads (axum's default, named so that the check of
+/// what a request announces and the extractors agree).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// Refuses a request whose Content-Length announces more than [`MAX_BODY`] before reading any
+/// of it, so a client on a slow link learns at once instead of after sending 2 MiB.
+async fn refuse_oversized(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = announced.filter(|&n| n > MAX_BODY as u64) {
+        return crate::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is {n} bytes; at most {MAX_BODY}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -106,7 +132,10 @@ pub async fn serve(
         shutdown.await;
         stopper.graceful_shutdown(Some(STOP_GRACE));
     });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = app
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let server = axum_server::from_tcp(listener).handle(handle);
     match tls {
         Some(config) => {
