@@ -272,6 +272,75 @@ fn bad_bodies_are_refused_with_the_reason_and_change_nothing() {
     assert_eq!(v["name"], "V-01", "nothing was renamed: {v}");
 }
 
+/// Sends `request` on `conn` and reads one answer: (status, body).
+fn exchange(conn: &mut std::io::BufReader<std::net::TcpStream>, request: &[u8]) -> (u16, String) {
+    use std::io::BufRead as _;
+    conn.get_mut().write_all(request).expect("request written");
+    let mut status = String::new();
+    conn.read_line(&mut status)
+        .unwrap_or_else(|e| panic!("no answer on the kept-alive connection: {e}"));
+    assert!(
+        !status.is_empty(),
+        "the server closed a kept-alive connection"
+    );
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).expect("a header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().expect("a length");
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).expect("the body");
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok());
+    (
+        code.expect("a status"),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[test]
+fn a_refused_request_leaves_its_connection_usable() {
+    // A request refused before its body is read (wrong type, wrong role)
+    // must not close the connection under a client that reuses it: closing with the body
+    // unread resets it, and the client loses the answer or the next request.
+    let (daemon, _fleet) = station();
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    let tcp =
+        std::net::TcpStream::connect(daemon.api.trim_start_matches("http://")).expect("connect");
+    tcp.set_read_timeout(Some(T)).expect("timeout");
+    let mut conn = std::io::BufReader::new(tcp);
+    let body = format!("{{\"name\": \"{}\"}}", "x".repeat(256 << 10));
+    let cases = [
+        ("PATCH /api/v1/vehicles/1", "text/plain", &daemon.token, 415),
+        ("PATCH /api/v1/vehicles/1", "application/json", &viewer, 403),
+        (
+            "PATCH /api/v1/vehicles/1",
+            "application/json",
+            &daemon.token,
+            422,
+        ),
+    ];
+    for (line, content_type, token, status) in cases {
+        let request = format!(
+            "{line} HTTP/1.1\r\nHost: station\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (got, answer) = exchange(&mut conn, request.as_bytes());
+        assert_eq!(got, status, "{line} as {content_type}: {answer}");
+        let health = b"GET /api/v1/health HTTP/1.1\r\nHost: station\r\n\r\n";
+        let (got, answer) = exchange(&mut conn, health);
+        assert_eq!(got, 200, "after {line}: {answer}");
+    }
+}
+
 #[test]
 fn token_create_prints_a_signed_in_address_and_a_qr_code() {
     let data = tempfile::tempdir().unwrap();

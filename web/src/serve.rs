@@ -90,35 +90,53 @@ where
     }
 }
 
-/// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown` resolves, then
-/// gives requests in flight [`STOP_GRACE`]. Handlers see the client's address
-/// (`ConnectInfo<SocketAddr>`).
 /// The largest request body either daemon reads (axum's default, named so that the check of
 /// what a request announces and the extractors agree).
 pub const MAX_BODY: usize = 2 << 20;
 
-/// Refuses a request whose Content-Length announces more than [`MAX_BODY`] before reading any
-/// of it, so a client on a slow link learns at once instead of after sending 2 MiB.
-async fn refuse_oversized(
+/// Reads every request's body before the handler runs, refusing one over [`MAX_BODY`].
+///
+/// A body announced too large is refused before any of it is read, so a client on a slow link
+/// learns at once instead of after sending 2 MiB. Every other body is read whole first because
+/// a handler may refuse a request (wrong role, type or vehicle) without reading its body, and
+/// hyper then closes the connection with the body unread: the kernel resets it, and a client
+/// reusing the connection loses the answer or its next request. Bodies here are small JSON.
+async fn read_body_first(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
+    let too_large = |message: String| {
+        crate::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            message,
+        )
+        .into_response()
+    };
     let announced = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(n) = announced.filter(|&n| n > MAX_BODY as u64) {
-        return crate::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is {n} bytes; at most {MAX_BODY}"),
-        )
-        .into_response();
+        return too_large(format!("the body is {n} bytes; at most {MAX_BODY}"));
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        // Over the limit without announcing it (chunked), or the client went away mid-body.
+        Err(e) => {
+            tracing::debug!("request body not read: {e}");
+            return too_large(format!("the body is over {MAX_BODY} bytes"));
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+        .await
 }
 
+/// Serves `app` on `listener` (HTTPS when `tls` is given) until `shutdown` resolves, then
+/// gives requests in flight [`STOP_GRACE`]. Handlers see the client's address
+/// (`ConnectInfo<SocketAddr>`).
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -134,7 +152,7 @@ pub async fn serve(
     });
     let app = app
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn(read_body_first))
         .into_make_service_with_connect_info::<SocketAddr>();
     let server = axum_server::from_tcp(listener).handle(handle);
     match tls {
