@@ -53,6 +53,7 @@ fn main() {
         links.clone(),
         Duration::from_secs(5),
         HashMap::new(),
+        &Default::default(),
         store.sender(),
         snap_tx,
     );

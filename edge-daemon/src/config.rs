@@ -20,6 +20,7 @@ pub struct Config {
     pub links: Vec<LinkConfig>,
     pub store: StoreSection,
     pub vehicles: VehiclesSection,
+    pub gcs: GcsSection,
     pub sync: SyncSection,
 }
 
@@ -54,6 +55,35 @@ pub struct VehiclesSection {
     pub low_battery_pct: i8,
 }
 
+/// The station as a ground-control component of its own (`gcs/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcsSection {
+    /// The station's MAVLink system id: 1 to 254, not 255 (QGroundControl's and MAVProxy's),
+    /// and not a vehicle's.
+    pub system_id: u8,
+    /// Its component id (190: MAV_COMP_ID_MISSIONPLANNER, what ground stations use).
+    pub component_id: u8,
+    /// A GCS HEARTBEAT at 1 Hz on every link a vehicle is heard on.
+    pub heartbeat: bool,
+    /// Ask each vehicle for its data streams, AUTOPILOT_VERSION and HOME_POSITION.
+    pub request_data: bool,
+    /// The rates asked for.
+    pub rates: crate::gcs::Rates,
+}
+
+impl Default for GcsSection {
+    fn default() -> Self {
+        GcsSection {
+            system_id: 245,
+            component_id: 190,
+            heartbeat: true,
+            request_data: true,
+            rates: crate::gcs::Rates::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncSection {
@@ -80,6 +110,7 @@ impl Default for Config {
             links: Vec::new(),
             store: StoreSection::default(),
             vehicles: VehiclesSection::default(),
+            gcs: GcsSection::default(),
             sync: SyncSection::default(),
         }
     }
@@ -149,6 +180,31 @@ impl Config {
         if !(0..=100).contains(&self.vehicles.low_battery_pct) {
             return Err(ConfigError::Invalid(
                 "vehicles.low_battery_pct must be between 0 and 100".into(),
+            ));
+        }
+        if !(1..=254).contains(&self.gcs.system_id) {
+            return Err(ConfigError::Invalid(format!(
+                "gcs.system_id must be between 1 and 254 (255 is QGroundControl's and \
+                 MAVProxy's; a vehicle's answers would go to both), not {}",
+                self.gcs.system_id
+            )));
+        }
+        if self.gcs.component_id == 0 {
+            return Err(ConfigError::Invalid(
+                "gcs.component_id must not be 0".into(),
+            ));
+        }
+        let r = self.gcs.rates;
+        let fastest = [
+            r.position_hz,
+            r.status_hz,
+            r.attitude_hz,
+            r.hud_hz,
+            r.extra_hz,
+        ];
+        if fastest.iter().any(|&hz| hz > 50) {
+            return Err(ConfigError::Invalid(
+                "gcs.rates must be between 0 and 50 Hz".into(),
             ));
         }
         if self.api.cert_file.as_os_str().is_empty() != self.api.key_file.as_os_str().is_empty() {

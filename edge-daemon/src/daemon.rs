@@ -68,6 +68,7 @@ impl Daemon {
             links.clone(),
             config.link_lost_after(),
             names,
+            &config.gcs,
             store.sender(),
             snapshot_tx,
         )

@@ -1,7 +1,7 @@
 //! The one loop every frame passes through: route it, learn from it, hand it to the store.
 //!
-//! It runs as a single task, so routing table, fleet state and the open store batch need no
-//! locks. It publishes a [`FleetSnapshot`] ten times a second for the API; the store batch goes
+//! It runs as a single task, so routing table, fleet state, the station's own MAVLink
+//! component (`gcs/`) and the open store batch need no locks. It publishes a [`FleetSnapshot`] ten times a second for the API; the store batch goes
 //! to the writer thread whenever it fills or a tick passes, which is the 100 ms in
 //! ARCHITECTURE.md's bound on what a power cut loses.
 
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::config::GcsSection;
+use crate::gcs::{Gcs, To};
 use crate::link::{Inbound, Links};
 use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
@@ -26,6 +28,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub struct Ingest {
     router: Router,
     fleet: Fleet,
+    gcs: Gcs,
     clock: Clock,
     batch: IngestBatch,
     store: StoreSender,
@@ -40,12 +43,14 @@ impl Ingest {
         links: Links,
         link_lost_after: Duration,
         names: HashMap<u8, String>,
+        gcs: &GcsSection,
         store: StoreSender,
         snapshots: watch::Sender<Arc<FleetSnapshot>>,
     ) -> Ingest {
         Ingest {
-            router: Router::new(links),
+            router: Router::new(links, gcs.system_id),
             fleet: Fleet::new(link_lost_after, names),
+            gcs: Gcs::new(gcs, link_lost_after),
             clock: Clock::new(),
             batch: IngestBatch::default(),
             store,
@@ -66,8 +71,10 @@ impl Ingest {
             {
                 self.batch.samples.push(sample);
             }
+            self.gcs.observe(&frame, inbound.received, &self.fleet);
             self.batch.frames.push((t_us, frame));
         }
+        self.send_own_frames();
         let (moved, changed) = self.fleet.take_changes();
         self.live
             .on_batch(&self.fleet, moved, changed, inbound.received);
@@ -92,6 +99,8 @@ impl Ingest {
         self.alive.fetch_add(1, Relaxed);
         self.clock.tick(now);
         self.fleet.check_links(now, &self.clock);
+        self.gcs.tick(now, &self.fleet);
+        self.send_own_frames();
         for (sysid, name) in self.store.status().take_renames() {
             self.fleet.rename(sysid, name);
         }
@@ -99,6 +108,19 @@ impl Ingest {
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
         self.live.on_tick(&self.fleet, now);
         self.flush()
+    }
+
+    /// Sends what the station's own component queued, through the router to its vehicles.
+    fn send_own_frames(&mut self) {
+        if !self.gcs.has_outbox() {
+            return;
+        }
+        for (to, frame) in self.gcs.take_outbox() {
+            match to {
+                To::Vehicle(system) => self.router.send_to([system], &frame),
+                To::EveryVehicleLink => self.router.send_to(self.fleet.ids(), &frame),
+            }
+        }
     }
 
     /// Sets the battery percentage that raises a low-battery alert.

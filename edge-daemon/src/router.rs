@@ -5,6 +5,8 @@
 //! - A frame addressed to system S goes only to the links S was heard on (any of its
 //!   components: a gimbal behind an autopilot is reached over the autopilot's link).
 //! - Nothing is echoed back to the link it came from.
+//! - A frame addressed to the station's own system id (`gcs/`) is an answer to the station:
+//!   it goes to no link.
 //! - Each link's outbound filter and queue policy apply (see [`crate::link::Link::send`]).
 
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use crate::link::{Link, LinkId, Links};
 
 pub struct Router {
     links: Links,
+    /// The station's own system id.
+    own: u8,
     generation: u64,
     live: Vec<Arc<Link>>,
     /// For each system id, the links it has been heard on.
@@ -23,9 +27,10 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(links: Links) -> Router {
+    pub fn new(links: Links, own: u8) -> Router {
         Router {
             links,
+            own,
             generation: u64::MAX,
             live: Vec::new(),
             heard: vec![Vec::new(); 256],
@@ -52,12 +57,31 @@ impl Router {
         &self.heard[usize::from(system)]
     }
 
+    /// Sends one of the station's own frames to every link any of `systems` is heard on, once
+    /// each.
+    pub fn send_to(&self, systems: impl IntoIterator<Item = u8>, frame: &Frame) {
+        let mut on: Vec<LinkId> = Vec::new();
+        for system in systems {
+            for id in self.links_of(system) {
+                if !on.contains(id) {
+                    on.push(*id);
+                }
+            }
+        }
+        for link in &self.live {
+            if on.contains(&link.id) {
+                link.send(frame.clone());
+            }
+        }
+    }
+
     pub fn route(&mut self, from: LinkId, frame: &Frame) {
         let heard = &mut self.heard[usize::from(frame.system_id())];
         if !heard.contains(&from) {
             heard.push(from);
         }
         match frame.target() {
+            Some((system, _)) if system == self.own => {}
             Some((system, _)) if system != 0 => {
                 let on = &self.heard[usize::from(system)];
                 let mut sent = false;
@@ -128,7 +152,7 @@ mod tests {
         let v1 = link(&links, 1, MsgFilter::default());
         let v2 = link(&links, 2, MsgFilter::default());
         let gcs = link(&links, 3, MsgFilter::default());
-        let mut r = Router::new(links);
+        let mut r = Router::new(links, 245);
         r.refresh();
         r.route(v1.id, &heartbeat(1));
         r.route(v2.id, &heartbeat(2));
@@ -139,6 +163,28 @@ mod tests {
         assert_eq!(v1.out.len(), 1, "the command did not go to vehicle 1");
         r.route(gcs.id, &command_to(9));
         assert_eq!(r.unroutable, 1);
+        // An answer to the station itself goes nowhere and is not unroutable.
+        r.route(v1.id, &command_to(245));
+        assert_eq!((gcs.out.len(), v2.out.len(), r.unroutable), (2, 2, 1));
+    }
+
+    #[test]
+    fn the_stations_frames_go_once_to_each_link_of_their_vehicles() {
+        let links = Links::default();
+        let radio = link(&links, 1, MsgFilter::default());
+        let wifi = link(&links, 2, MsgFilter::default());
+        let gcs = link(&links, 3, MsgFilter::default());
+        let mut r = Router::new(links, 245);
+        r.refresh();
+        r.route(radio.id, &heartbeat(1));
+        r.route(radio.id, &heartbeat(2));
+        r.route(wifi.id, &heartbeat(2));
+        let (radio_before, wifi_before, gcs_before) =
+            (radio.out.len(), wifi.out.len(), gcs.out.len());
+        r.send_to([1, 2], &heartbeat(245));
+        assert_eq!(radio.out.len(), radio_before + 1, "once on a shared link");
+        assert_eq!(wifi.out.len(), wifi_before + 1);
+        assert_eq!(gcs.out.len(), gcs_before, "not to a link no vehicle is on");
     }
 
     #[test]
@@ -153,7 +199,7 @@ mod tests {
                 deny: vec![0],
             },
         );
-        let mut r = Router::new(links);
+        let mut r = Router::new(links, 245);
         r.refresh();
         r.route(v.id, &heartbeat(1));
         assert_eq!(gcs.out.len(), 0, "heartbeats are denied on this link");
@@ -163,7 +209,7 @@ mod tests {
     fn removed_links_are_forgotten() {
         let links = Links::default();
         let v = link(&links, 1, MsgFilter::default());
-        let mut r = Router::new(links.clone());
+        let mut r = Router::new(links.clone(), 245);
         r.refresh();
         r.route(v.id, &heartbeat(7));
         assert_eq!(r.links_of(7), &[v.id]);

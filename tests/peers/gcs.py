@@ -1,5 +1,6 @@
 """A pymavlink ground station: listens where the daemon's udpout sends, reports the vehicles it
-hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK.
+hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK, or asks for data
+streams.
 
 Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null}.
 """
@@ -17,6 +18,9 @@ def main():
     p.add_argument("--listen", required=True, help="udpin:IP:PORT")
     p.add_argument("--expect", type=int, nargs="+", required=True, help="vehicle sysids to hear")
     p.add_argument("--command-target", type=int)
+    p.add_argument("--stream", action="append", default=[],
+                   help="ID:HZ: once every vehicle is heard, ask each for this data stream, as "
+                        "QGroundControl does on connecting to an ArduPilot")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
 
@@ -39,9 +43,15 @@ def main():
             heartbeats[src] = heartbeats.get(src, 0) + 1
         elif t == "GLOBAL_POSITION_INT":
             positions[src] = [msg.lat / 1e7, msg.lon / 1e7]
-        elif t == "COMMAND_ACK" and sent_command:
+        elif t == "COMMAND_ACK" and sent_command and msg.command == mavutil.mavlink.MAV_CMD_DO_SET_MODE:
             ack = {"from": src, "command": msg.command, "result": msg.result}
         heard_all = all(s in heartbeats for s in a.expect)
+        if heard_all and a.stream:
+            for target in a.expect:
+                for spec in a.stream:
+                    stream, hz = (int(x) for x in spec.split(":"))
+                    m.mav.request_data_stream_send(target, 1, stream, hz, 1)
+            a.stream = []
         if heard_all and a.command_target and not sent_command:
             m.mav.command_long_send(a.command_target, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, 1, 4, 0, 0, 0, 0, 0)
             sent_command = True

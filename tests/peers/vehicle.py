@@ -1,6 +1,8 @@
-"""A pymavlink vehicle: heartbeats and positions, acks COMMAND_LONG, reports what it heard.
+"""A pymavlink vehicle that streams without being asked (as an ArduPilot whose stream rates
+were saved earlier): heartbeats and positions, acks COMMAND_LONG, reports what it heard.
 
-Prints one JSON object per line on stdout: {"event": "ready"}, {"event": "command", ...}.
+Prints one JSON object per line on stdout: {"event": "ready"}, {"event": "command", ...}
+({"event": "request", ...} for a ground station asking for data).
 Reads commands on stdin, one per line: "battery PCT" changes the reported charge.
 """
 import argparse
@@ -16,6 +18,11 @@ if "--mavlink1" in sys.argv:
 else:
     os.environ.setdefault("MAVLINK20", "1")
 from pymavlink import mavutil  # noqa: E402
+
+REQUESTS = {
+    mavutil.mavlink.MAV_CMD_REQUEST_MESSAGE, mavutil.mavlink.MAV_CMD_SET_MESSAGE_INTERVAL,
+    mavutil.mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES, mavutil.mavlink.MAV_CMD_GET_HOME_POSITION,
+}
 
 
 def main():
@@ -91,9 +98,13 @@ def main():
                 break
             msg = m.recv_match(type=["COMMAND_LONG"], blocking=True, timeout=left)
             if msg is not None and msg.get_srcSystem() != a.sysid:
-                print(json.dumps({"event": "command", "command": msg.command, "target_system": msg.target_system,
+                # A station asking for data (it already streams everything) is a "request".
+                kind = "request" if msg.command in REQUESTS else "command"
+                print(json.dumps({"event": kind, "command": msg.command, "target_system": msg.target_system,
                                   "from": msg.get_srcSystem()}), flush=True)
-                mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED)
+                # Addressed to the asker, as ArduPilot does.
+                mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED, 0, 0,
+                                     msg.get_srcSystem(), msg.get_srcComponent())
     print(json.dumps({"event": "done", "sent": sent}), flush=True)
 
 

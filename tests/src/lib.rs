@@ -92,11 +92,23 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// Reads stdout lines until one parses as JSON with `"event": event`.
     /// Waits for a stdout line that parses as JSON with `"event": event`.
     pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
         let line = self.wait_line(timeout, |l| {
             serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == event)
+        });
+        serde_json::from_str(&line).unwrap_or(Value::Null)
+    }
+
+    /// Waits for a JSON line with `"event": event` for which `pred` holds.
+    pub fn wait_event_where(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let line = self.wait_line(timeout, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == event && pred(&v))
         });
         serde_json::from_str(&line).unwrap_or(Value::Null)
     }
@@ -205,6 +217,22 @@ pub fn pymavlink_vehicle(udp: u16, sysid: u8, rate: u32) -> Proc {
                 "--speed",
                 "2",
             ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    v.wait_event("ready", Duration::from_secs(30));
+    v
+}
+
+/// The pymavlink autopilot (`peers/autopilot.py`), quiet like a fresh ArduPilot until asked,
+/// sending to `connect` (a pymavlink connection string) as system `sysid`; `extra` are its
+/// options. Ready when this returns; `send_line` drives it (`reboot`, `silence S`).
+pub fn autopilot(connect: &str, sysid: u8, extra: &[&str]) -> Proc {
+    let mut v = Proc::spawn(
+        "pymavlink autopilot",
+        python("autopilot.py")
+            .args(["--connect", connect, "--sysid", &sysid.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped()),
     );

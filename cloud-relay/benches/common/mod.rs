@@ -148,6 +148,7 @@ pub fn drain(with_tlog: bool) -> Drain {
         links,
         Duration::from_secs(5),
         HashMap::new(),
+        &Default::default(),
         store.sender(),
         snapshots,
     );

@@ -61,7 +61,11 @@ pub struct Vehicle {
     pub custom_mode: u32,
     pub system_status: u8,
     pub uid: Option<u64>,
+    /// AUTOPILOT_VERSION's `flight_sw_version` (major, minor, patch, release type by byte).
+    pub firmware: Option<u32>,
     pub position: Option<Position>,
+    /// Where it returns to (HOME_POSITION); none until the autopilot has set it.
+    pub home: Option<Position>,
     pub velocity_cms: (i16, i16, i16),
     pub heading_cdeg: u16,
     pub groundspeed: f32,
@@ -108,7 +112,9 @@ impl Vehicle {
             custom_mode: 0,
             system_status: 0,
             uid: None,
+            firmware: None,
             position: None,
+            home: None,
             velocity_cms: (0, 0, 0),
             heading_cdeg: u16::MAX,
             groundspeed: 0.0,
@@ -389,11 +395,24 @@ impl Fleet {
                 }
             }
             MavMessage::SYSTEM_TIME(m) => clock.observe_gps(m.time_unix_usec, at),
-            MavMessage::AUTOPILOT_VERSION(m) if m.uid != 0 && vehicle.uid != Some(m.uid) => {
-                vehicle.uid = Some(m.uid);
-                self.records.push(record(vehicle, clock.wall_us(at)));
-                self.events
-                    .push(events::identity(vehicle, clock.wall_us(at)));
+            MavMessage::AUTOPILOT_VERSION(m) => {
+                if m.flight_sw_version != 0 {
+                    vehicle.firmware = Some(m.flight_sw_version);
+                }
+                if m.uid != 0 && vehicle.uid != Some(m.uid) {
+                    vehicle.uid = Some(m.uid);
+                    self.records.push(record(vehicle, clock.wall_us(at)));
+                    self.events
+                        .push(events::identity(vehicle, clock.wall_us(at)));
+                }
+            }
+            MavMessage::HOME_POSITION(m) => {
+                vehicle.home = Some(Position {
+                    lat_e7: m.latitude,
+                    lon_e7: m.longitude,
+                    alt_mm: m.altitude,
+                    rel_alt_mm: 0,
+                });
             }
             MavMessage::STATUSTEXT(m) => {
                 let text = String::from_utf8_lossy(m.text.as_ref())
@@ -514,7 +533,10 @@ const GLOBAL_POSITION_INT: u32 = 33;
 
 /// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
 fn is_state_message(msgid: u32) -> bool {
-    matches!(msgid, 1 | 2 | 24 | 30 | 33 | 42 | 74 | 147 | 148 | 253)
+    matches!(
+        msgid,
+        1 | 2 | 24 | 30 | 33 | 42 | 74 | 147 | 148 | 242 | 253
+    )
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct VehicleView {
     /// Fleet-wide identity (AUTOPILOT_VERSION uid), as 16 hex digits.
     pub uid: Option<String>,
     pub autopilot: &'static str,
+    /// The autopilot's firmware version ("4.5.7"), from AUTOPILOT_VERSION.
+    pub firmware_version: Option<String>,
     pub vehicle_type: u8,
     pub mode: String,
     /// The raw `custom_mode` the mode name was decoded from.
@@ -44,6 +46,8 @@ pub struct VehicleView {
     pub armed: bool,
     pub system_status: u8,
     pub position: Option<PositionView>,
+    /// Where it returns to; none until the autopilot has set it (a GPS fix).
+    pub home: Option<PositionView>,
     pub heading_deg: Option<f64>,
     pub groundspeed_mps: f64,
     pub airspeed_mps: f64,
@@ -166,17 +170,17 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             modes::Firmware::Other => "other",
             _ => "ardupilot",
         },
+        firmware_version: v.firmware.map(|f| {
+            let [major, minor, patch, _release] = f.to_be_bytes();
+            format!("{major}.{minor}.{patch}")
+        }),
         vehicle_type: v.mav_type,
         mode: v.mode_name(),
         custom_mode: v.custom_mode,
         armed: v.armed(),
         system_status: v.system_status,
-        position: v.position.as_ref().map(|p| PositionView {
-            lat: f64::from(p.lat_e7) / 1e7,
-            lon: f64::from(p.lon_e7) / 1e7,
-            alt_msl_m: f64::from(p.alt_mm) / 1e3,
-            alt_rel_m: f64::from(p.rel_alt_mm) / 1e3,
-        }),
+        position: v.position.as_ref().map(position),
+        home: v.home.as_ref().map(position),
         heading_deg: sync_protocol::codec::heading_deg(v.heading_cdeg),
         groundspeed_mps: round(f64::from(v.groundspeed), 2),
         airspeed_mps: round(f64::from(v.airspeed), 2),
@@ -216,6 +220,15 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
         },
         last_text: v.last_text.as_ref().map(|(_, t)| t.clone()),
         samples: v.samples,
+    }
+}
+
+fn position(p: &super::Position) -> PositionView {
+    PositionView {
+        lat: f64::from(p.lat_e7) / 1e7,
+        lon: f64::from(p.lon_e7) / 1e7,
+        alt_msl_m: f64::from(p.alt_mm) / 1e3,
+        alt_rel_m: f64::from(p.rel_alt_mm) / 1e3,
     }
 }
 

@@ -1,0 +1,194 @@
+//! The station as a ground-control component of its own.
+//!
+//! Real autopilots send little until a ground station asks: a fresh ArduPilot sends HEARTBEAT
+//! and SYS_STATUS only, and gives its uid only in AUTOPILOT_VERSION on request. So the station
+//! speaks MAVLink itself, under its own system and component id (never 255, which
+//! QGroundControl and MAVProxy use, so that a vehicle's answers to each reach the right one):
+//!
+//! - a GCS HEARTBEAT at 1 Hz on every link a vehicle is heard on, so a vehicle's GCS failsafe
+//!   behaves as configured whether or not QGroundControl is connected;
+//! - for every vehicle, the data it needs ([`asks`]): data streams, AUTOPILOT_VERSION and
+//!   HOME_POSITION, asked again after a reboot or a link that came back.
+//!
+//! It lives inside the ingest loop (one task, no locks): ingest shows it every frame after
+//! routing and the fleet's update, and sends what it queues through the router to the links
+//! its vehicle is heard on. Frames addressed to the station's own system id are the answers
+//! it waits for; the router keeps them from other links.
+
+mod asks;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mavlink::dialects::ardupilotmega as apm;
+
+use crate::config::GcsSection;
+use crate::dialect::MavMessage;
+use crate::frame::{Frame, Version};
+use crate::vehicle::Fleet;
+use asks::Asks;
+pub use asks::Rates;
+
+/// How often the station's heartbeat goes out.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Where a frame the station sends goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    /// The links one vehicle is heard on.
+    Vehicle(u8),
+    /// Every link any vehicle is heard on, once each.
+    EveryVehicleLink,
+}
+
+/// The station's MAVLink address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub system: u8,
+    pub component: u8,
+}
+
+pub struct Gcs {
+    address: Address,
+    heartbeat: bool,
+    request_data: bool,
+    rates: Rates,
+    link_lost_after: Duration,
+    sequence: u8,
+    next_heartbeat: Option<Instant>,
+    vehicles: BTreeMap<u8, Asks>,
+    outbox: Vec<(To, Frame)>,
+}
+
+impl Gcs {
+    pub fn new(config: &GcsSection, link_lost_after: Duration) -> Gcs {
+        Gcs {
+            address: Address {
+                system: config.system_id,
+                component: config.component_id,
+            },
+            heartbeat: config.heartbeat,
+            request_data: config.request_data,
+            rates: config.rates,
+            link_lost_after,
+            sequence: 0,
+            next_heartbeat: None,
+            vehicles: BTreeMap::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Learns from one frame, after the fleet has seen it: a vehicle's data arriving, its
+    /// answers to the station, or what another ground station asked of it.
+    pub fn observe(&mut self, frame: &Frame, at: Instant, fleet: &Fleet) {
+        let system = frame.system_id();
+        if system == self.address.system {
+            return;
+        }
+        if let Some(vehicle) = fleet.get(system) {
+            if frame.component_id() == vehicle.compid {
+                let asks = self
+                    .vehicles
+                    .entry(system)
+                    .or_insert_with(|| Asks::new(system, vehicle.autopilot, frame.version(), at));
+                asks.observe(frame, at, self.address, self.link_lost_after);
+                return;
+            }
+        }
+        // Another ground station's request to a vehicle: remembered so that the station never
+        // asks that vehicle for less than it did.
+        if matches!(frame.message_id(), 66 | 76) {
+            if let Some((target, _)) = frame.target() {
+                if let Some(asks) = self.vehicles.get_mut(&target) {
+                    asks.observe_other_gcs(frame);
+                }
+            }
+        }
+    }
+
+    /// Sends the heartbeat when due and whatever each vehicle still has to be asked.
+    pub fn tick(&mut self, now: Instant, fleet: &Fleet) {
+        self.vehicles.retain(|id, _| fleet.get(*id).is_some());
+        if self.heartbeat && !self.vehicles.is_empty() {
+            let due = self.next_heartbeat.is_none_or(|t| now >= t);
+            if due {
+                self.next_heartbeat = Some(now + HEARTBEAT_EVERY);
+                self.send_heartbeat();
+            }
+        }
+        if !self.request_data {
+            return;
+        }
+        let mut requests = Vec::new();
+        for (&system, asks) in &mut self.vehicles {
+            let Some(vehicle) = fleet.get(system) else {
+                continue;
+            };
+            asks.set_autopilot(vehicle.autopilot);
+            for message in asks.due(now, &self.rates, self.link_lost_after) {
+                requests.push((system, vehicle.compid, asks.version(), message));
+            }
+        }
+        for (system, component, version, mut message) in requests {
+            address_to(&mut message, system, component);
+            self.send(To::Vehicle(system), version, &message);
+        }
+    }
+
+    /// Frames queued since the last call, with where each goes.
+    pub fn take_outbox(&mut self) -> Vec<(To, Frame)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    pub fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    fn send_heartbeat(&mut self) {
+        // MAVLink 1 if any vehicle speaks only that (an old APM): every autopilot reads it.
+        let version = if self.vehicles.values().any(|a| a.version() == Version::V1) {
+            Version::V1
+        } else {
+            Version::V2
+        };
+        let heartbeat = MavMessage::HEARTBEAT(apm::HEARTBEAT_DATA {
+            custom_mode: 0,
+            mavtype: apm::MavType::MAV_TYPE_GCS,
+            autopilot: apm::MavAutopilot::MAV_AUTOPILOT_INVALID,
+            base_mode: apm::MavModeFlag::empty(),
+            system_status: apm::MavState::MAV_STATE_ACTIVE,
+            mavlink_version: 3,
+        });
+        self.send(To::EveryVehicleLink, version, &heartbeat);
+    }
+
+    fn send(&mut self, to: To, version: Version, message: &MavMessage) {
+        let frame = Frame::encode(
+            version,
+            self.address.system,
+            self.address.component,
+            self.sequence,
+            message,
+        );
+        self.sequence = self.sequence.wrapping_add(1);
+        self.outbox.push((to, frame));
+    }
+}
+
+/// Fills in the target of a request built without one.
+fn address_to(message: &mut MavMessage, system: u8, component: u8) {
+    match message {
+        MavMessage::REQUEST_DATA_STREAM(m) => {
+            m.target_system = system;
+            m.target_component = component;
+        }
+        MavMessage::COMMAND_LONG(m) => {
+            m.target_system = system;
+            m.target_component = component;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
