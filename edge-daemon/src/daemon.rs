@@ -76,7 +76,15 @@ impl Daemon {
         let alive = ingest.alive.clone();
         let live = ingest.live();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let ingest = tokio::spawn(ingest::run(ingest, inbound_rx, shutdown_rx.clone()));
+        // Commands people send, stored already, to the ingest loop that owns the links. A
+        // full queue makes the request wait; 64 is more than pilots click.
+        let (commands, commands_rx) = mpsc::channel(64);
+        let ingest = tokio::spawn(ingest::run(
+            ingest,
+            inbound_rx,
+            commands_rx,
+            shutdown_rx.clone(),
+        ));
 
         let mut sync = None;
         let sync_status = match crate::sync::installed(&config.data_dir)? {
@@ -123,6 +131,7 @@ impl Daemon {
             tokens: tokens.clone(),
             stream: Arc::default(),
             basemap: basemap(&config.api.mbtiles),
+            commands,
         };
         let app = api::router(state, api::auth::Auth::new(tokens));
         let mut api_shutdown = shutdown_rx;

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::config::GcsSection;
-use crate::gcs::{Gcs, To};
+use crate::gcs::{Gcs, SendCommand, To};
 use crate::link::{Inbound, Links};
 use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
@@ -80,7 +80,10 @@ impl Ingest {
             .on_batch(&self.fleet, moved, changed, inbound.received);
         // An event (an alert) goes to the writer now: it is committed on arrival, not at the
         // end of the commit window.
-        if self.batch.frames.len() >= FLUSH_FRAMES || self.fleet.has_events() {
+        if self.batch.frames.len() >= FLUSH_FRAMES
+            || self.fleet.has_events()
+            || self.gcs.has_command_updates()
+        {
             self.flush()?;
         }
         Ok(())
@@ -89,6 +92,7 @@ impl Ingest {
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.batch.vehicles.extend(self.fleet.take_records());
         self.batch.events.extend(self.fleet.take_events());
+        self.batch.commands.extend(self.gcs.take_command_updates());
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -108,6 +112,14 @@ impl Ingest {
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
         self.live.on_tick(&self.fleet, now);
         self.flush()
+    }
+
+    /// Sends a command a person made (stored already) to its vehicle.
+    pub fn command(&mut self, c: SendCommand) -> Result<(), StoreError> {
+        self.gcs
+            .command(c.id, c.vehicle, c.command, Instant::now(), &self.fleet);
+        self.send_own_frames();
+        Ok(())
     }
 
     /// Sends what the station's own component queued, through the router to its vehicles.
@@ -147,6 +159,7 @@ impl Ingest {
 pub async fn run(
     mut ingest: Ingest,
     mut inbound: mpsc::Receiver<Inbound>,
+    mut commands: mpsc::Receiver<SendCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(TICK);
@@ -154,6 +167,7 @@ pub async fn run(
     loop {
         let result = tokio::select! {
             Some(batch) = inbound.recv() => ingest.process(batch),
+            Some(command) = commands.recv() => ingest.command(command),
             _ = tick.tick() => ingest.tick(Instant::now()),
             _ = shutdown.changed() => break,
         };

@@ -75,11 +75,12 @@ impl Committed {
         }
     }
 
-    /// The stream message: `{"type":"alert"|"ack"|"event"|"record", …}`.
+    /// The stream message: `{"type":"alert"|"ack"|"command"|"event"|"record", …}`.
     pub fn message(&self) -> String {
         match self {
             Committed::Event(e) if e.kind == "alert" => json!({ "type": "alert", "event": e }),
             Committed::Event(e) if e.kind == "ack" => json!({ "type": "ack", "event": e }),
+            Committed::Event(e) if e.kind == "command" => json!({ "type": "command", "event": e }),
             Committed::Event(e) => json!({ "type": "event", "event": e }),
             Committed::Record {
                 table,

@@ -48,6 +48,7 @@ await run({
   await page.locator("#fleet-table tbody tr").first().click();
   await page.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.viewer_sees_rename = await page.locator("#rename").isVisible();
+  found.viewer_sees_controls = await page.locator("#control").isVisible();
   await page.locator('#tabs [data-tab="alerts"]').click();
   await page.waitForSelector("#alert-list li");
   found.viewer_alerts = await page.locator("#alert-list li").count();
@@ -81,6 +82,12 @@ await run({
   await onPhone.locator("#fleet-table tbody tr").first().tap();
   await onPhone.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.pilot_sees_rename = await onPhone.locator("#rename").isVisible();
+  // A pilot commands the vehicle from the phone; the vehicle's answer comes back.
+  await onPhone.locator("#control-mode").fill("LOITER");
+  await onPhone.locator('#control button[data-command="mode"]').tap();
+  await onPhone.waitForSelector(
+    '#control-log li[data-outcome]:not([data-outcome="pending"]):not([data-outcome="in_progress"])');
+  found.pilot_command = await onPhone.locator("#control-log li").first().textContent();
   await onPhone.screenshot({ path: `${a.shots}/station-phone.png`, fullPage: true });
   await onPhone.locator('#tabs [data-tab="alerts"]').tap();
   await onPhone.locator("#alert-list li:not(.acked) button.ack").first().tap();

@@ -10,11 +10,16 @@ station asks for more:
 - MAV_CMD_SET_MESSAGE_INTERVAL sets one message's rate (--no-message-interval: UNSUPPORTED).
 - MAV_CMD_REQUEST_MESSAGE sends AUTOPILOT_VERSION (with --uid and --firmware) or
   HOME_POSITION once; ArduPilot has no home before a GPS fix (--no-home: it says nothing).
+Commands: arm and disarm change the armed flag its heartbeat reports, DO_SET_MODE its custom
+mode; takeoff answers IN_PROGRESS (0 %, then 50 %) and ACCEPTED a second later, as PX4 does
+for long commands; anything else is accepted. --deny, --fail, --unsupported and --ignore
+(a command number, repeatable) make it answer DENIED, FAILED, UNSUPPORTED or nothing.
 Acks carry the asker as their target, as ArduPilot's do.
 
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
-request (message, from); command (any other COMMAND_LONG/INT: command, from); rebooted.
+request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
+params, and x, y, z for COMMAND_INT); rebooted.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range).
 """
@@ -57,10 +62,13 @@ class Autopilot:
         self.a = a
         self.m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1)
         self.px4 = a.autopilot == "px4"
+        self.later = []  # (when, msg, result, progress): answers still to give
         self.reboot()
 
     def reboot(self):
         self.boot = time.monotonic()
+        self.armed = False
+        self.custom_mode = 0
         # Hz per message name; HEARTBEAT and SYS_STATUS always go out.
         self.rates = {"HEARTBEAT": 1.0, "SYS_STATUS": 1.0}
         self.next = {}
@@ -73,8 +81,11 @@ class Autopilot:
         a = self.a
         if name == "HEARTBEAT":
             autopilot = mavlink.MAV_AUTOPILOT_PX4 if self.px4 else mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA
-            mav.heartbeat_send(mavlink.MAV_TYPE_QUADROTOR, autopilot,
-                               mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 0, mavlink.MAV_STATE_STANDBY)
+            base = mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+            if self.armed:
+                base |= mavlink.MAV_MODE_FLAG_SAFETY_ARMED
+            mav.heartbeat_send(mavlink.MAV_TYPE_QUADROTOR, autopilot, base, self.custom_mode,
+                               mavlink.MAV_STATE_ACTIVE if self.armed else mavlink.MAV_STATE_STANDBY)
         elif name == "SYS_STATUS":
             mav.sys_status_send(0, 0, 0, 500, 15800, 1200, 87, 0, 0, 0, 0, 0, 0)
         elif name == "GLOBAL_POSITION_INT":
@@ -90,8 +101,8 @@ class Autopilot:
         elif name == "SYSTEM_TIME":
             mav.system_time_send(int(time.time() * 1e6), ms)
 
-    def ack(self, msg, result):
-        self.m.mav.command_ack_send(msg.command, result, 0, 0, msg.get_srcSystem(), msg.get_srcComponent())
+    def ack(self, msg, result, progress=0):
+        self.m.mav.command_ack_send(msg.command, result, progress, 0, msg.get_srcSystem(), msg.get_srcComponent())
 
     def handle(self, msg):
         t = msg.get_type()
@@ -115,8 +126,15 @@ class Autopilot:
         src = msg.get_srcSystem()
         c = msg.command
         if c not in REQUESTS:
-            emit(event="command", command=c, **{"from": src})
-            self.ack(msg, mavlink.MAV_RESULT_ACCEPTED)
+            params = [msg.param1, msg.param2, msg.param3, msg.param4]
+            event = {"event": "command", "command": c, "from": src, "type": msg.get_type(),
+                     "params": [None if p != p else p for p in params]}
+            if msg.get_type() == "COMMAND_LONG":
+                event.update(confirmation=msg.confirmation, param7=msg.param7)
+            else:
+                event.update(x=msg.x, y=msg.y, z=msg.z, frame=msg.frame)
+            emit(**event)
+            self.perform(msg)
             return
         if c == mavlink.MAV_CMD_SET_MESSAGE_INTERVAL:
             if self.a.no_message_interval:
@@ -141,6 +159,27 @@ class Autopilot:
             lat, lon = int(self.a.lat * 1e7), int(self.a.lon * 1e7)
             self.m.mav.home_position_send(lat, lon, 150000, 0, 0, 0, [1, 0, 0, 0], 0, 0, 0)
 
+    def perform(self, msg):
+        c, a = msg.command, self.a
+        if c in a.ignore:
+            return
+        for option, result in ((a.deny, mavlink.MAV_RESULT_DENIED), (a.fail, mavlink.MAV_RESULT_FAILED),
+                               (a.unsupported, mavlink.MAV_RESULT_UNSUPPORTED)):
+            if c in option:
+                self.ack(msg, result)
+                return
+        if c == mavlink.MAV_CMD_COMPONENT_ARM_DISARM:
+            self.armed = msg.param1 == 1.0
+        elif c == mavlink.MAV_CMD_DO_SET_MODE:
+            self.custom_mode = int(msg.param2)
+        elif c == mavlink.MAV_CMD_NAV_TAKEOFF:
+            self.ack(msg, mavlink.MAV_RESULT_IN_PROGRESS, 0)
+            now = time.monotonic()
+            self.later += [(now + 0.5, msg, mavlink.MAV_RESULT_IN_PROGRESS, 50),
+                           (now + 1.0, msg, mavlink.MAV_RESULT_ACCEPTED, 0)]
+            return
+        self.ack(msg, mavlink.MAV_RESULT_ACCEPTED)
+
     def run(self):
         emit(event="ready")
         quiet_until = 0.0
@@ -153,6 +192,9 @@ class Autopilot:
                     if now >= self.next.get(name, 0.0):
                         self.send(name)
                         self.next[name] = max(self.next.get(name, now) + 1.0 / hz, now)
+            for answer in [x for x in self.later if x[0] <= now]:
+                self.later.remove(answer)
+                self.ack(answer[1], answer[2], answer[3])
             msg = self.m.recv_match(blocking=True, timeout=0.01)
             while msg is not None:
                 if time.monotonic() >= quiet_until:
@@ -181,6 +223,8 @@ def main():
     p.add_argument("--autopilot", choices=["ardupilot", "px4"], default="ardupilot")
     p.add_argument("--no-message-interval", action="store_true")
     p.add_argument("--no-home", action="store_true")
+    for answer in ("deny", "fail", "unsupported", "ignore"):
+        p.add_argument(f"--{answer}", type=int, action="append", default=[], metavar="MAV_CMD")
     Autopilot(p.parse_args()).run()
 
 

@@ -153,6 +153,12 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "a viewer sees no pilot control"
     );
     assert_eq!(found["pilot_sees_rename"], true, "a pilot does");
+    assert_eq!(
+        found["viewer_sees_controls"], false,
+        "a viewer has no command buttons"
+    );
+    let command = found["pilot_command"].as_str().unwrap_or("");
+    assert!(command.ends_with("mode LOITER: accepted"), "{command}");
     assert_eq!(found["viewer_alerts"], 1, "{found}");
     assert_eq!(found["viewer_sees_ack"], 0, "a viewer cannot acknowledge");
     assert!(

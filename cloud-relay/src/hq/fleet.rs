@@ -223,8 +223,8 @@ pub async fn telemetry(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// `alert`, `state`, `identity` or `ack`; every kind when absent.
-    #[param(pattern = "^(alert|state|identity|ack)$")]
+    /// `alert`, `state`, `identity`, `ack` or `command`; every kind when absent.
+    #[param(pattern = "^(alert|state|identity|ack|command)$")]
     kind: Option<String>,
     /// How many, newest first (default 100).
     #[param(minimum = 1, maximum = 10_000)]
@@ -268,7 +268,7 @@ fn kind_code(kind: &str) -> Result<i32, ApiError> {
         .ok_or_else(|| {
             ApiError::invalid(
                 "kind",
-                format!("{kind:?}: expected alert, state, identity or ack"),
+                format!("{kind:?}: expected alert, state, identity, ack or command"),
             )
         })
 }

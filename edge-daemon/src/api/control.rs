@@ -1,21 +1,28 @@
 //! Command and control: commands, parameters, missions and missions planned from fields,
-//! approving HQ's proposals. These routes are declared, described and checked now (the role, the vehicle,
-//! the body) so that clients and the OpenAPI document have their shape; the daemon does not
-//! yet speak the MAVLink protocols behind them, so a valid request is answered
-//! `501 not_implemented`, never accepted and silently dropped. There are no commands yet, so
-//! `GET /api/v1/commands/{id}` finds none.
+//! approving HQ's proposals.
+//!
+//! Commands work: stored (with who sent them) before they go to the vehicle, answered with
+//! their id at once, their outcome in `GET /api/v1/commands/{id}`, on the stream and at HQ.
+//! Parameters, missions and decisions are declared, described and checked (the role, the
+//! vehicle, the body) so that clients and the OpenAPI document have their shape; the daemon
+//! does not yet speak the protocols behind them, so a valid request there is answered
+//! `501 not_implemented`, never accepted and silently dropped.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::{EditRefusals, NotYet, ReadRefusals};
 use trellis_web::{Json as JsonBody, Path};
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState};
+use super::{auth, ApiError, AppState};
+use crate::gcs::{Command, SendCommand};
+use crate::store::CommandRow;
+use crate::vehicle::modes;
 
-const NOT_YET: &str = "this station does not send commands, missions or parameters to \
-    vehicles yet; use a ground control station through the router";
+const NOT_YET: &str = "this station does not send missions or parameters to vehicles yet; \
+    use a ground control station through the router";
 
 /// What a command asks a vehicle to do.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -43,7 +50,7 @@ pub enum CommandKind {
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     command: CommandKind,
-    /// For `mode`: the mode's name (`LOITER`, `AUTO`, …).
+    /// For `mode`: the mode's name as QGroundControl shows it (`LOITER`, `AUTO`, `Hold`).
     mode: Option<String>,
     /// For `goto`.
     lat: Option<f64>,
@@ -54,70 +61,117 @@ pub struct CommandRequest {
     speed_mps: Option<f64>,
 }
 
-/// A command and its outcome.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CommandView {
-    id: String,
-    vehicle: u8,
-    command: CommandKind,
-    /// `pending`, `in_progress`, `accepted`, `denied`, `failed`, `unsupported`, `timed_out`.
-    outcome: String,
-}
-
 impl CommandRequest {
-    /// The field a command of this kind needs, if it lacks it or holds a value that cannot be.
-    fn check(&self) -> Result<(), ApiError> {
-        let need = |field: &str, ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ApiError::invalid(field, "missing or out of range"))
+    /// The command for `vehicle`, or the field that is missing or cannot be.
+    fn resolve(&self, vehicle: &crate::vehicle::VehicleView) -> Result<Command, ApiError> {
+        let bad = |field: &str| ApiError::invalid(field, "missing or out of range");
+        let within = |v: Option<f64>, lo: f64, hi: f64| v.filter(|v| (lo..=hi).contains(v));
+        Ok(match self.command {
+            CommandKind::Arm => Command::Arm,
+            CommandKind::Disarm => Command::Disarm,
+            CommandKind::Takeoff => Command::Takeoff {
+                alt_m: within(self.alt_m, 0.5, 1_000.0).ok_or_else(|| bad("alt_m"))? as f32,
+            },
+            CommandKind::Land => Command::Land,
+            CommandKind::Rtl => Command::Rtl,
+            CommandKind::Mode => {
+                let name = self
+                    .mode
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| bad("mode"))?;
+                let firmware = firmware_of(vehicle);
+                let (_, custom_mode) = modes::mode_number(firmware, name).ok_or_else(|| {
+                    ApiError::invalid(
+                        "mode",
+                        format!(
+                            "{} has no mode {name:?}; it has {}",
+                            vehicle.name,
+                            modes::names(firmware).join(", ")
+                        ),
+                    )
+                })?;
+                Command::Mode {
+                    mode: modes::canonical_name(firmware, custom_mode)
+                        .unwrap_or(name)
+                        .to_string(),
+                    custom_mode,
+                }
             }
-        };
-        let finite = |v: Option<f64>| v.is_some_and(f64::is_finite);
-        match self.command {
-            CommandKind::Mode => need(
-                "mode",
-                self.mode.as_deref().is_some_and(|m| !m.trim().is_empty()),
-            ),
-            CommandKind::Goto => {
-                need("lat", self.lat.is_some_and(|v| (-90.0..=90.0).contains(&v)))?;
-                need(
-                    "lon",
-                    self.lon.is_some_and(|v| (-180.0..=180.0).contains(&v)),
-                )?;
-                need("alt_m", finite(self.alt_m))
-            }
-            CommandKind::Takeoff => need("alt_m", self.alt_m.is_some_and(|a| a > 0.0)),
-            CommandKind::Speed => need("speed_mps", self.speed_mps.is_some_and(|s| s > 0.0)),
-            _ => Ok(()),
-        }
+            CommandKind::Goto => Command::Goto {
+                lat: within(self.lat, -90.0, 90.0).ok_or_else(|| bad("lat"))?,
+                lon: within(self.lon, -180.0, 180.0).ok_or_else(|| bad("lon"))?,
+                alt_m: within(self.alt_m, -500.0, 10_000.0).ok_or_else(|| bad("alt_m"))? as f32,
+            },
+            CommandKind::Speed => Command::Speed {
+                speed_mps: within(self.speed_mps, 0.1, 100.0).ok_or_else(|| bad("speed_mps"))?
+                    as f32,
+            },
+            CommandKind::StartMission => Command::StartMission,
+            CommandKind::Pause => Command::Pause,
+            CommandKind::Continue => Command::Continue,
+            CommandKind::Reboot => Command::Reboot,
+        })
     }
 }
 
-/// Sends a command to a vehicle (needs a pilot). It will answer with the command's id at
-/// once; `GET /api/v1/commands/{id}` then gives its outcome.
+/// The firmware whose mode table applies to a vehicle as the API shows it.
+fn firmware_of(v: &crate::vehicle::VehicleView) -> modes::Firmware {
+    let autopilot = match v.autopilot {
+        "px4" => 12,
+        "ardupilot" => 3,
+        _ => 0,
+    };
+    modes::firmware(autopilot, v.vehicle_type)
+}
+
+/// Sends a command to a vehicle (needs a pilot). The command and its sender are stored
+/// before it goes out; the answer is its id at once, and `GET /api/v1/commands/{id}`, the
+/// stream (`commands`) and HQ then give its outcome.
 #[utoipa::path(post, path = "/api/v1/vehicles/{id}/commands", tag = "control",
     params(("id" = String, Path, description = "system id or fleet name")),
     request_body = CommandRequest,
-    responses((status = 202, description = "sent; the outcome follows", body = CommandView),
-        EditRefusals, NotYet))]
+    responses((status = 202, description = "stored and sent; the outcome follows",
+        body = CommandRow), EditRefusals))]
 pub async fn command(
     State(s): State<AppState>,
+    caller: auth::Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CommandRequest>,
-) -> Result<Json<CommandView>, ApiError> {
-    super::vehicles::find(&s, &id)?;
-    request.check()?;
-    Err(ApiError::not_implemented(NOT_YET))
+) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+    let vehicle = super::vehicles::find(&s, &id)?;
+    let command = request.resolve(&vehicle)?;
+    let (store, by, sysid) = (s.store.clone(), caller.0.name.clone(), vehicle.sysid);
+    let to_send = command.clone();
+    let row = tokio::task::spawn_blocking(move || store.command(sysid, to_send, &by))
+        .await
+        .map_err(ApiError::internal)??;
+    s.commands
+        .send(SendCommand {
+            id: row.id,
+            vehicle: sysid,
+            command,
+        })
+        .await
+        .map_err(|_| ApiError::internal("the station is stopping"))?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
-/// A command and its outcome.
+/// A command and where it stands.
 #[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "control",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "the command", body = CommandView), ReadRefusals))]
-pub async fn command_outcome(Path(id): Path<String>) -> Result<Json<CommandView>, ApiError> {
-    Err(ApiError::not_found(format!("no command {id:?}")))
+    params(("id" = i64, Path, description = "the id its POST answered with")),
+    responses((status = 200, description = "the command", body = CommandRow), ReadRefusals))]
+pub async fn command_outcome(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CommandRow>, ApiError> {
+    let reader = s.reader.clone();
+    tokio::task::spawn_blocking(move || reader.command(id))
+        .await
+        .map_err(ApiError::internal)??
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no command {id}")))
 }
 
 /// A vehicle's parameters, as last read from it.

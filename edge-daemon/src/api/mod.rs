@@ -51,6 +51,8 @@ pub struct AppState {
     pub stream: Arc<stream::StreamStats>,
     /// The offline basemap, when `api.mbtiles` names a usable file.
     pub basemap: Option<tiles::Basemap>,
+    /// Stored commands for the ingest loop to send.
+    pub commands: tokio::sync::mpsc::Sender<crate::gcs::SendCommand>,
 }
 
 impl AppState {

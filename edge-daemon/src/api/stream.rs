@@ -1,7 +1,7 @@
 //! `GET /api/v1/stream`: the live picture over a WebSocket, for the web UI and tools.
 //!
-//! Query: `vehicles=1,2` (system ids; default all) and `kinds=state,alerts,events,records`
-//! (default all); the token as for every route (a browser sends `access_token=`).
+//! Query: `vehicles=1,2` (system ids; default all) and
+//! `kinds=state,alerts,events,records,commands` (default all); the token as for every route (a browser sends `access_token=`).
 //! Messages, JSON text:
 //!
 //! - `{"type":"hello","token":{name, role},"kinds":[…]}` first;
@@ -12,6 +12,8 @@
 //! - `{"type":"ack","event":{…}}` when someone acknowledged an alert (`acknowledges` is the
 //!   alert's `seq`), for `alerts` subscribers;
 //! - `{"type":"record","table","key","field","value"}`: an editable record changed;
+//! - `{"type":"command","event":{…}}`: a command to a vehicle was stored (`pending`) or got
+//!   an outcome (`event.command`: its id, outcome, MAV_RESULT, sender);
 //! - `{"type":"station","time_us","vehicles","sync":{"enrolled","connected"}}` every second,
 //!   so a client that hears nothing for a few seconds knows the station is gone.
 //!
@@ -79,10 +81,17 @@ enum Kind {
     Alerts,
     Events,
     Records,
+    Commands,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::State, Kind::Alerts, Kind::Events, Kind::Records];
+    const ALL: [Kind; 5] = [
+        Kind::State,
+        Kind::Alerts,
+        Kind::Events,
+        Kind::Records,
+        Kind::Commands,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -90,6 +99,7 @@ impl Kind {
             Kind::Alerts => "alerts",
             Kind::Events => "events",
             Kind::Records => "records",
+            Kind::Commands => "commands",
         }
     }
 }
@@ -126,7 +136,9 @@ impl Filter {
                         .ok_or_else(|| {
                             ApiError::invalid(
                                 "kinds",
-                                format!("{k:?}: expected state, alerts, events or records"),
+                                format!(
+                                    "{k:?}: expected state, alerts, events, records or commands"
+                                ),
                             )
                         })
                 })
@@ -136,7 +148,7 @@ impl Filter {
     }
 
     fn wants_committed(&self) -> bool {
-        [Kind::Alerts, Kind::Events, Kind::Records]
+        [Kind::Alerts, Kind::Events, Kind::Records, Kind::Commands]
             .iter()
             .any(|k| self.kinds.contains(k))
     }
@@ -148,6 +160,7 @@ impl Filter {
     fn committed(&self, c: &Committed) -> bool {
         let kind = match c {
             Committed::Event(e) if e.kind == "alert" || e.kind == "ack" => Kind::Alerts,
+            Committed::Event(e) if e.kind == "command" => Kind::Commands,
             Committed::Event(_) => Kind::Events,
             Committed::Record { .. } => Kind::Records,
         };

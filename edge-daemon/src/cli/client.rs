@@ -1,4 +1,4 @@
-//! `status` and `vehicles`: ask a running daemon over its API.
+//! `status` and `vehicles`: ask a running daemon over its API; the requests `command` makes.
 
 use std::process::ExitCode;
 
@@ -7,13 +7,18 @@ use serde_json::Value;
 #[derive(clap::Args)]
 pub struct ClientArgs {
     /// The daemon's API.
-    #[arg(long, env = "TRELLIS_API", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub api: String,
     /// An API token (`edge-daemon token create`); a viewer's is enough.
-    #[arg(long, env = "TRELLIS_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "TRELLIS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON for scripts.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -39,6 +44,50 @@ pub fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
             ExitCode::from(super::EXIT_UNREACHABLE)
         }
     })
+}
+
+/// POSTs a JSON body. A refusal of the request itself (404, 409, 422) comes back with the
+/// daemon's message; unreachable or refused tokens are printed and become exit codes.
+pub fn post(args: &ClientArgs, path: &str, body: &Value) -> Result<Value, super::command::Refusal> {
+    use super::command::Refusal;
+    let url = format!("{}{path}", args.api.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.post(&url).header("Content-Type", "application/json");
+    if let Some(token) = &args.token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.send(body.to_string()).map_err(|e| {
+        eprintln!("error: cannot reach the daemon at {url}: {e}");
+        Refusal::Exit(ExitCode::from(super::EXIT_UNREACHABLE))
+    })?;
+    let status = response.status().as_u16();
+    let answer: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+    match status {
+        200..=299 => Ok(answer),
+        401 | 403 | 429 => {
+            eprintln!(
+                "error: the daemon at {url} refused ({status}): {}",
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap_or("pass a pilot's token with --token or TRELLIS_TOKEN")
+            );
+            Err(Refusal::Exit(ExitCode::from(super::EXIT_REFUSED)))
+        }
+        400..=499 => Err(Refusal::Invalid(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("the daemon refused the request")
+                .to_string(),
+        )),
+        _ => {
+            eprintln!("error: the daemon at {url} answered {status}: {answer}");
+            Err(Refusal::Exit(ExitCode::FAILURE))
+        }
+    }
 }
 
 pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {

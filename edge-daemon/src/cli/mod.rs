@@ -4,6 +4,7 @@
 //! 4 the daemon refused (no token, an unknown one, or a role too weak).
 
 mod client;
+mod command;
 mod export;
 mod serve;
 mod sim;
@@ -22,11 +23,11 @@ use edge_daemon::link::Endpoint;
 #[command(name = "edge-daemon", version, about = "Trellis ground station daemon")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Commands,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Commands {
     /// Run the daemon.
     Serve(serve::ServeArgs),
     /// Run the daemon with a simulated fleet on loopback; needs no configuration.
@@ -37,6 +38,9 @@ enum Command {
     Status(client::ClientArgs),
     /// The vehicles a running daemon hears.
     Vehicles(client::ClientArgs),
+    /// Send a command to a vehicle through a running daemon and wait for its answer
+    /// (a pilot's token): `command V-03 arm`, `command V-03 mode LOITER`, `command 3 rtl`.
+    Command(command::CommandArgs),
     /// Sync with the cloud relay.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
@@ -59,18 +63,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
-        Command::Serve(_) | Command::Demo(_) | Command::Sim(_)
+        Commands::Serve(_) | Commands::Demo(_) | Commands::Sim(_)
     ));
     let result = match cli.command {
-        Command::Serve(args) => serve::serve(args),
-        Command::Demo(args) => serve::demo(args),
-        Command::Sim(args) => sim::run(args),
-        Command::Status(args) => client::status(args),
-        Command::Vehicles(args) => client::vehicles(args),
-        Command::Export(cmd) => export::run(cmd),
-        Command::Sync(cmd) => sync::run(cmd),
-        Command::Token(cmd) => token::run(cmd),
-        Command::Completions { shell } => {
+        Commands::Serve(args) => serve::serve(args),
+        Commands::Demo(args) => serve::demo(args),
+        Commands::Sim(args) => sim::run(args),
+        Commands::Status(args) => client::status(args),
+        Commands::Vehicles(args) => client::vehicles(args),
+        Commands::Command(args) => command::run(args),
+        Commands::Export(cmd) => export::run(cmd),
+        Commands::Sync(cmd) => sync::run(cmd),
+        Commands::Token(cmd) => token::run(cmd),
+        Commands::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
                 shell,

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use mavlink::dialects::ardupilotmega as apm;
 use serde::{Deserialize, Serialize};
 
-use super::Address;
 use crate::dialect::MavMessage;
 use crate::frame::{Frame, Version};
 
@@ -188,7 +187,7 @@ impl Asks {
     }
 
     /// A frame from the vehicle's autopilot component.
-    pub fn observe(&mut self, frame: &Frame, at: Instant, me: Address, link_lost_after: Duration) {
+    pub fn observe(&mut self, frame: &Frame, at: Instant, link_lost_after: Duration) {
         self.version = frame.version();
         match frame.message_id() {
             0 => {
@@ -218,20 +217,12 @@ impl Asks {
             }
             148 => self.autopilot_version.answered = true,
             242 => self.home.answered = true,
-            77 => {
-                if let Some(MavMessage::COMMAND_ACK(ack)) = frame.decode() {
-                    let to_me = (ack.target_system == me.system || ack.target_system == 0)
-                        && (ack.target_component == me.component || ack.target_component == 0);
-                    if to_me {
-                        self.acked(&ack);
-                    }
-                }
-            }
             _ => {}
         }
     }
 
-    fn acked(&mut self, ack: &apm::COMMAND_ACK_DATA) {
+    /// The vehicle's answer to one of the station's commands.
+    pub fn acked(&mut self, ack: &apm::COMMAND_ACK_DATA) {
         use apm::MavCmd::*;
         if ack.result != apm::MavResult::MAV_RESULT_UNSUPPORTED {
             return; // accepted: the answer is the message itself; anything else: try later

@@ -8,7 +8,8 @@
 //! - a GCS HEARTBEAT at 1 Hz on every link a vehicle is heard on, so a vehicle's GCS failsafe
 //!   behaves as configured whether or not QGroundControl is connected;
 //! - for every vehicle, the data it needs ([`asks`]): data streams, AUTOPILOT_VERSION and
-//!   HOME_POSITION, asked again after a reboot or a link that came back.
+//!   HOME_POSITION, asked again after a reboot or a link that came back;
+//! - the commands people send ([`command`]), until the vehicle answers or they time out.
 //!
 //! It lives inside the ingest loop (one task, no locks): ingest shows it every frame after
 //! routing and the fleet's update, and sends what it queues through the router to the links
@@ -16,6 +17,7 @@
 //! it waits for; the router keeps them from other links.
 
 mod asks;
+mod command;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ use crate::frame::{Frame, Version};
 use crate::vehicle::Fleet;
 use asks::Asks;
 pub use asks::Rates;
+use command::Commands;
+pub use command::{Command, CommandUpdate, Outcome};
 
 /// How often the station's heartbeat goes out.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -39,6 +43,14 @@ pub enum To {
     Vehicle(u8),
     /// Every link any vehicle is heard on, once each.
     EveryVehicleLink,
+}
+
+/// A stored command for the ingest loop to send.
+#[derive(Debug, Clone)]
+pub struct SendCommand {
+    pub id: i64,
+    pub vehicle: u8,
+    pub command: Command,
 }
 
 /// The station's MAVLink address.
@@ -57,6 +69,7 @@ pub struct Gcs {
     sequence: u8,
     next_heartbeat: Option<Instant>,
     vehicles: BTreeMap<u8, Asks>,
+    commands: Commands,
     outbox: Vec<(To, Frame)>,
 }
 
@@ -74,6 +87,7 @@ impl Gcs {
             sequence: 0,
             next_heartbeat: None,
             vehicles: BTreeMap::new(),
+            commands: Commands::default(),
             outbox: Vec::new(),
         }
     }
@@ -91,7 +105,18 @@ impl Gcs {
                     .vehicles
                     .entry(system)
                     .or_insert_with(|| Asks::new(system, vehicle.autopilot, frame.version(), at));
-                asks.observe(frame, at, self.address, self.link_lost_after);
+                asks.observe(frame, at, self.link_lost_after);
+                if frame.message_id() == 77 {
+                    if let Some(MavMessage::COMMAND_ACK(ack)) = frame.decode() {
+                        let me = self.address;
+                        let to_me = (ack.target_system == me.system || ack.target_system == 0)
+                            && (ack.target_component == me.component || ack.target_component == 0);
+                        if to_me {
+                            asks.acked(&ack);
+                            self.commands.acked(system, &ack, at);
+                        }
+                    }
+                }
                 return;
             }
         }
@@ -116,6 +141,7 @@ impl Gcs {
                 self.send_heartbeat();
             }
         }
+        self.send_commands(now, fleet);
         if !self.request_data {
             return;
         }
@@ -133,6 +159,39 @@ impl Gcs {
             address_to(&mut message, system, component);
             self.send(To::Vehicle(system), version, &message);
         }
+    }
+
+    /// Sends command `id` (stored already) to `vehicle` now; its outcomes follow as
+    /// [`CommandUpdate`]s.
+    pub fn command(&mut self, id: i64, vehicle: u8, command: Command, now: Instant, fleet: &Fleet) {
+        tracing::info!(vehicle, command = id, what = %command.describe(), "sending a command");
+        self.commands.start(id, vehicle, command);
+        self.send_commands(now, fleet);
+    }
+
+    fn send_commands(&mut self, now: Instant, fleet: &Fleet) {
+        let target = |system: u8| {
+            let v = fleet.get(system)?;
+            let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
+                == crate::vehicle::modes::Firmware::Px4;
+            Some(((system, v.compid), px4))
+        };
+        for (system, message) in self.commands.due(now, target) {
+            let version = self
+                .vehicles
+                .get(&system)
+                .map_or(Version::V2, Asks::version);
+            self.send(To::Vehicle(system), version, &message);
+        }
+    }
+
+    /// Command outcomes since the last call, for the store.
+    pub fn take_command_updates(&mut self) -> Vec<CommandUpdate> {
+        self.commands.take_updates()
+    }
+
+    pub fn has_command_updates(&self) -> bool {
+        self.commands.has_updates()
     }
 
     /// Frames queued since the last call, with where each goes.

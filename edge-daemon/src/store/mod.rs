@@ -7,6 +7,7 @@
 //! power cut loses"). Readers (the API, export) open their own read-only connections and never
 //! block the writer.
 
+mod commands;
 mod query;
 mod quota;
 mod records;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
+pub use commands::CommandRow;
 pub use query::{EventRow, Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
 use sync_protocol::records::FieldChange;
 
@@ -130,6 +132,8 @@ pub struct IngestBatch {
     pub vehicles: Vec<VehicleRecord>,
     /// Committed as soon as the writer sees them, not at the end of the commit window.
     pub events: Vec<Event>,
+    /// Outcomes of commands to vehicles; committed at once too (each is an event).
+    pub commands: Vec<crate::gcs::CommandUpdate>,
 }
 
 impl IngestBatch {
@@ -138,6 +142,7 @@ impl IngestBatch {
             && self.samples.is_empty()
             && self.vehicles.is_empty()
             && self.events.is_empty()
+            && self.commands.is_empty()
     }
 }
 
@@ -173,6 +178,13 @@ pub(crate) enum Write {
         alert_seq: i64,
         by: String,
         reply: mpsc::Sender<Result<(Acknowledgement, bool), StoreError>>,
+    },
+    /// A command for a vehicle, from `by`: stored as pending, committed before the reply.
+    Command {
+        vehicle: u8,
+        command: crate::gcs::Command,
+        by: String,
+        reply: mpsc::Sender<Result<CommandRow, StoreError>>,
     },
     /// Commits what is pending and ends the writer (see `Store::close`).
     Close,
@@ -415,6 +427,24 @@ impl StoreSender {
         let (tx, rx) = mpsc::channel();
         self.send(Write::Acknowledge {
             alert_seq,
+            by: by.into(),
+            reply: tx,
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores a command for `vehicle` from `by`, with its `pending` event; durable on return,
+    /// so it is on record before it is sent.
+    pub fn command(
+        &self,
+        vehicle: u8,
+        command: crate::gcs::Command,
+        by: &str,
+    ) -> Result<CommandRow, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Write::Command {
+            vehicle,
+            command,
             by: by.into(),
             reply: tx,
         })?;

@@ -216,6 +216,11 @@ impl Reader {
     }
 
     /// Up to `limit` events after sequence `after`, as sync sends them.
+    /// One command and where it stands.
+    pub fn command(&self, id: i64) -> Result<Option<super::CommandRow>, StoreError> {
+        Ok(super::commands::get(&self.connect()?, id)?)
+    }
+
     pub fn events_outbox(&self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
         let conn = self.connect()?;
         let mut stmt =
@@ -290,6 +295,7 @@ impl Reader {
                     None => None,
                 },
                 acknowledges: None,
+                command: None,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -318,6 +324,18 @@ pub struct EventRow {
     pub acknowledged: Option<Acknowledgement>,
     /// For an acknowledgement (kind `ack`): the alert it acknowledges.
     pub acknowledges: Option<i64>,
+    /// For a command event (kind `command`): which command, and where it stands.
+    pub command: Option<CommandEvent>,
+}
+
+/// The command a `command` event is about.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CommandEvent {
+    pub id: i64,
+    pub command: String,
+    pub outcome: String,
+    pub result: Option<u32>,
+    pub by: String,
 }
 
 impl EventRow {
@@ -337,6 +355,13 @@ impl EventRow {
                 seq,
             }),
             acknowledges: e.acknowledgement.as_ref().map(|a| a.alert_seq as i64),
+            command: e.command.as_ref().map(|c| CommandEvent {
+                id: c.id as i64,
+                command: c.command.clone(),
+                outcome: c.outcome.clone(),
+                result: c.result,
+                by: c.by.clone(),
+            }),
         }
     }
 }

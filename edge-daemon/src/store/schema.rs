@@ -98,6 +98,22 @@ const MIGRATIONS: &[&str] = &[
         t_us      INTEGER NOT NULL,
         by        TEXT NOT NULL
      );",
+    // 5: commands to vehicles (store/commands.rs): stored before they are sent, each outcome
+    // recorded; also COMMAND events on the events stream. Never deleted by the quota.
+    "CREATE TABLE commands (
+        id         INTEGER PRIMARY KEY,
+        vehicle    INTEGER NOT NULL,
+        command    TEXT NOT NULL,
+        args       TEXT NOT NULL,
+        by         TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        result     INTEGER,
+        progress   INTEGER,
+        sends      INTEGER NOT NULL,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL
+     );
+     CREATE INDEX commands_by_vehicle ON commands (vehicle, id);",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

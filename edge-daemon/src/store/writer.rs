@@ -129,6 +129,14 @@ impl Writer {
                 }) => {
                     let _ = reply.send(self.acknowledge(alert_seq, &by));
                 }
+                Ok(Write::Command {
+                    vehicle,
+                    command,
+                    by,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.new_command(vehicle, &command, &by));
+                }
                 Ok(Write::Rebase {
                     stream,
                     above,
@@ -189,6 +197,15 @@ impl Writer {
         }
         for e in &batch.events {
             self.insert_event(e.clone())?;
+        }
+        for update in &batch.commands {
+            let t_us = crate::clock::system_now_us();
+            match super::commands::update(&self.conn, update, t_us)? {
+                Some(row) => {
+                    self.insert_event(command_event(&row, t_us))?;
+                }
+                None => tracing::warn!(command = update.id, "an outcome for an unknown command"),
+            }
         }
         if batch.samples.is_empty() {
             return Ok(());
@@ -363,6 +380,35 @@ impl Writer {
         self.next[Stream::Events.index()] += 1;
         self.pending_urgent = true;
         Ok(seq)
+    }
+
+    /// Stores a new command and its `pending` event, committed before the reply.
+    fn new_command(
+        &mut self,
+        vehicle: u8,
+        command: &crate::gcs::Command,
+        by: &str,
+    ) -> Result<super::CommandRow, StoreError> {
+        let t_us = crate::clock::system_now_us();
+        let result = self.begin().and_then(|()| {
+            let id = super::commands::insert(&self.conn, vehicle, command, by, t_us)?;
+            let row = super::commands::get(&self.conn, id)?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            self.insert_event(command_event(&row, t_us))?;
+            Ok(row)
+        });
+        match result {
+            Ok(row) if self.commit() => Ok(row),
+            Ok(_) => Err(StoreError::Records(
+                "the store could not commit the command".into(),
+            )),
+            Err(e) => {
+                self.fail(e, 0);
+                Err(StoreError::Records(
+                    "the store could not write the command".into(),
+                ))
+            }
+        }
     }
 
     /// Records that `by` acknowledged alert `alert_seq`: an ACK event, which sync takes to
@@ -627,4 +673,35 @@ fn upsert_vehicle(conn: &Connection, v: &VehicleRecord) -> rusqlite::Result<()> 
         v.seen_us
     ])?;
     Ok(())
+}
+
+/// The `COMMAND` event for a command as it now stands.
+fn command_event(row: &super::CommandRow, t_us: i64) -> Event {
+    use crate::gcs::Outcome;
+    use sync_protocol::proto::event::{Kind, Severity};
+    let severity = match row.outcome {
+        Outcome::Pending | Outcome::InProgress | Outcome::Accepted => Severity::Info,
+        _ => Severity::Warning,
+    };
+    Event {
+        t_us,
+        vehicle: u32::from(row.vehicle),
+        kind: Kind::Command as i32,
+        code: "command".into(),
+        severity: severity as i32,
+        message: format!(
+            "{} by {}: {}",
+            row.description,
+            row.by,
+            row.outcome.as_str().replace('_', " ")
+        ),
+        command: Some(sync_protocol::proto::CommandOutcome {
+            id: row.id as u64,
+            command: row.command.clone(),
+            outcome: row.outcome.as_str().into(),
+            result: row.result.map(u32::from),
+            by: row.by.clone(),
+        }),
+        ..Event::default()
+    }
 }

@@ -42,6 +42,7 @@ fn event(
         message,
         identity: None,
         acknowledgement: None,
+        command: None,
     }
 }
 

@@ -305,6 +305,19 @@ pub fn mode_number(firmware: Firmware, name: &str) -> Option<(u8, u32)> {
         .map(|(number, _)| (FLAG_CUSTOM_MODE, *number))
 }
 
+/// Every mode name a firmware has, as [`mode_name`] gives them.
+pub fn names(firmware: Firmware) -> Vec<&'static str> {
+    table(firmware).iter().map(|(_, name)| *name).collect()
+}
+
+/// The name a firmware gives `custom_mode` (as written in its table), if it has one.
+pub fn canonical_name(firmware: Firmware, custom_mode: u32) -> Option<&'static str> {
+    table(firmware)
+        .iter()
+        .find(|(number, _)| *number == custom_mode)
+        .map(|(_, name)| *name)
+}
+
 /// Whether the vehicle is armed (MAV_MODE_FLAG_SAFETY_ARMED, bit 7 of base_mode).
 ///
 /// Both ArduPilot and PX4 set this bit whenever the motors may spin, whatever

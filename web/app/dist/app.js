@@ -512,6 +512,60 @@ function renderVehicle() {
     .map(([k, val]) => `<dt>${k}</dt><dd>${escape(val)}</dd>`).join("");
   // Shared vehicles are someone else's: no history, no renaming.
   $("rename").hidden = Boolean(v.shared) || !allowed("pilot");
+  $("control").hidden = site.kind !== "station" || !allowed("pilot");
+  if (state.modesFor !== v.autopilot) {
+    state.modesFor = v.autopilot;
+    const modes = v.autopilot === "px4"
+      ? ["Hold", "Mission", "Return", "Land", "Takeoff", "Position", "Altitude", "Manual"]
+      : ["LOITER", "GUIDED", "AUTO", "RTL", "LAND", "BRAKE", "ALT_HOLD", "POSHOLD", "STABILIZE"];
+    $("control-modes").innerHTML = modes.map((m) => `<option value="${m}">`).join("");
+  }
+}
+
+// --- commands (a pilot's, at a station) ----------------------------------------------------
+
+/** Commands sent from this page, by id: their line in the log. */
+const sent = new Map();
+/** Outcomes streamed before their POST answered (a fast vehicle), by id. */
+const early = new Map();
+
+async function command(e) {
+  const button = e.target.closest("button[data-command]");
+  const v = state.vehicles.get(state.selected)?.data;
+  if (!button || !v) return;
+  const body = { command: button.dataset.command };
+  if (body.command === "takeoff") body.alt_m = Number($("control-alt").value);
+  if (body.command === "mode") body.mode = $("control-mode").value.trim();
+  const line = document.createElement("li");
+  line.textContent = `${v.name}: ${body.command} …`;
+  $("control-log").prepend(line);
+  try {
+    const c = await api(`/api/v1/vehicles/${v.sysid}/commands`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    sent.set(c.id, { line, name: v.name });
+    commandOutcome(c.id, c.description, c.outcome);
+    if (early.has(c.id)) commandOutcome(c.id, ...early.get(c.id));
+    early.clear();
+  } catch (err) {
+    line.textContent = `${v.name}: ${body.command}: ${err.message}`;
+    line.className = "failed";
+  }
+}
+
+/** A command's outcome, from its POST or the stream; only this page's commands are shown. */
+function commandOutcome(id, description, outcome) {
+  const c = sent.get(id);
+  if (!c) {
+    if (early.size > 100) early.clear();
+    early.set(id, [description, outcome]);
+    return;
+  }
+  c.line.textContent = `${c.name}: ${description}: ${outcome.replace("_", " ")}`;
+  c.line.className = outcome;
+  c.line.dataset.outcome = outcome;
 }
 
 async function loadChart(key) {
@@ -608,6 +662,11 @@ function connect(delay = 1000) {
         renderAlerts();
         break;
       case "ack": acknowledged(msg.event); break;
+      case "command": {
+        const c = msg.event.command;
+        if (c) commandOutcome(c.id, msg.event.message.replace(/ by .*$/, ""), c.outcome);
+        break;
+      }
       case "record": scheduleRecords(); break;
       case "station":
         state.sync = msg.sync;
@@ -675,6 +734,8 @@ async function start() {
   }
   $("vehicle-close").addEventListener("click", () => { state.selected = null; $("vehicle").hidden = true; });
   $("rename").addEventListener("submit", rename);
+  $("control").addEventListener("click", command);
+  $("control").addEventListener("submit", (e) => e.preventDefault());
   $("propose").addEventListener("submit", propose);
   initMap(health);
   if (site.kind === "hq") {
