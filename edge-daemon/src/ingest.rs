@@ -117,7 +117,7 @@ impl Ingest {
     /// Sends a command a person made (stored already) to its vehicle.
     pub fn command(&mut self, c: SendCommand) -> Result<(), StoreError> {
         self.gcs
-            .command(c.id, c.vehicle, c.command, Instant::now(), &self.fleet);
+            .command(c.id, c.vehicle, c.action, Instant::now(), &self.fleet);
         self.send_own_frames();
         Ok(())
     }

@@ -26,7 +26,7 @@ pub struct FieldChange {
 }
 
 /// The tables downsync carries; anything else is refused as a protocol error.
-pub const TABLES: [&str; 4] = ["vehicles", "fields", "geofences", "proposals"];
+pub const TABLES: [&str; 5] = ["vehicles", "fields", "geofences", "proposals", "missions"];
 
 /// Bounds a hostile or broken peer cannot push past.
 pub const MAX_KEY: usize = 200;

@@ -15,11 +15,15 @@ mode; takeoff answers IN_PROGRESS (0 %, then 50 %) and ACCEPTED a second later, 
 for long commands; anything else is accepted. --deny, --fail, --unsupported and --ignore
 (a command number, repeatable) make it answer DENIED, FAILED, UNSUPPORTED or nothing.
 Acks carry the asker as their target, as ArduPilot's do.
+Missions, fences and rally points: the mission protocol as ArduPilot plays it (it asks for each
+item with MISSION_REQUEST_INT and asks again after 0.5 s of silence; an upload from a second
+ground station while one is under way is DENIED; download, clear, set current).
 
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
 request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
-params, and x, y, z for COMMAND_INT); rebooted.
+params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an upload
+completes; rebooted.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range).
 """
@@ -63,6 +67,9 @@ class Autopilot:
         self.m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1)
         self.px4 = a.autopilot == "px4"
         self.later = []  # (when, msg, result, progress): answers still to give
+        self.lists = {0: [], 1: [], 2: []}  # mission type -> items (dicts of MISSION_ITEM_INT)
+        self.receiving = None  # an upload under way: dict(type, count, items, src, asked)
+        self.current = 0
         self.reboot()
 
     def reboot(self):
@@ -93,7 +100,7 @@ class Autopilot:
         elif name == "GPS_RAW_INT":
             mav.gps_raw_int_send(ms * 1000, 3, int(a.lat * 1e7), int(a.lon * 1e7), 152000, 90, 120, 0, 9000, 14)
         elif name == "MISSION_CURRENT":
-            mav.mission_current_send(0)
+            mav.mission_current_send(self.current, len(self.lists[0]))
         elif name == "ATTITUDE":
             mav.attitude_send(ms, 0.0, 0.0, 1.57, 0, 0, 0)
         elif name == "VFR_HUD":
@@ -121,6 +128,64 @@ class Autopilot:
                     self.rates[name] = float(msg.req_message_rate) if msg.start_stop else 0.0
         elif t in ("COMMAND_LONG", "COMMAND_INT") and msg.target_system == self.a.sysid:
             self.command(msg)
+        elif t.startswith("MISSION_") and getattr(msg, "target_system", None) == self.a.sysid:
+            self.mission(msg)
+
+    def mission_ack(self, to, mission_type, result):
+        self.m.mav.mission_ack_send(to[0], to[1], result, mission_type)
+
+    def request_item(self):
+        r = self.receiving
+        r["asked"] = time.monotonic()
+        self.m.mav.mission_request_int_send(r["src"][0], r["src"][1], len(r["items"]), r["type"])
+
+    def mission(self, msg):
+        t, src = msg.get_type(), (msg.get_srcSystem(), msg.get_srcComponent())
+        mtype = getattr(msg, "mission_type", 0)
+        if t == "MISSION_COUNT":
+            if self.receiving and self.receiving["src"] != src:
+                self.mission_ack(src, mtype, mavlink.MAV_MISSION_DENIED)
+                return
+            if msg.count == 0:
+                self.lists[mtype] = []
+                self.mission_ack(src, mtype, mavlink.MAV_MISSION_ACCEPTED)
+                return
+            self.receiving = {"type": mtype, "count": msg.count, "items": [], "src": src,
+                              "heard": time.monotonic()}
+            self.request_item()
+        elif t in ("MISSION_ITEM_INT", "MISSION_ITEM"):
+            r = self.receiving
+            if not r or r["src"] != src or msg.mission_type != r["type"] or msg.seq != len(r["items"]):
+                return  # not the item asked for
+            r["heard"] = time.monotonic()
+            item = {k: getattr(msg, k) for k in (
+                "param1", "param2", "param3", "param4", "x", "y", "z", "command", "frame",
+                "autocontinue")}
+            if t == "MISSION_ITEM":  # degrees as floats, from older ground stations
+                item["x"], item["y"] = round(msg.x * 1e7), round(msg.y * 1e7)
+            r["items"].append(item)
+            if len(r["items"]) < r["count"]:
+                self.request_item()
+                return
+            self.lists[r["type"]] = r["items"]
+            self.receiving = None
+            self.mission_ack(src, mtype, mavlink.MAV_MISSION_ACCEPTED)
+            emit(event="mission_stored", type=mtype, count=len(r["items"]), **{"from": src[0]})
+        elif t == "MISSION_REQUEST_LIST":
+            self.m.mav.mission_count_send(src[0], src[1], len(self.lists[mtype]), mtype)
+        elif t == "MISSION_REQUEST_INT" and not (self.receiving and self.receiving["src"] == src):
+            items = self.lists[mtype]
+            if msg.seq < len(items):
+                i = items[msg.seq]
+                self.m.mav.mission_item_int_send(
+                    src[0], src[1], msg.seq, i["frame"], i["command"], int(msg.seq == self.current), i["autocontinue"],
+                    i["param1"], i["param2"], i["param3"], i["param4"], i["x"], i["y"], i["z"], mtype)
+        elif t == "MISSION_CLEAR_ALL":
+            self.lists[mtype] = []
+            self.mission_ack(src, mtype, mavlink.MAV_MISSION_ACCEPTED)
+        elif t == "MISSION_SET_CURRENT":
+            self.current = msg.seq
+            self.m.mav.mission_current_send(self.current, len(self.lists[0]))
 
     def command(self, msg):
         src = msg.get_srcSystem()
@@ -192,6 +257,11 @@ class Autopilot:
                     if now >= self.next.get(name, 0.0):
                         self.send(name)
                         self.next[name] = max(self.next.get(name, now) + 1.0 / hz, now)
+            r = self.receiving
+            if r and now - r["heard"] > 8:
+                self.receiving = None  # the ground station gave up, as ArduPilot assumes
+            elif r and now - r["asked"] > 0.5:
+                self.request_item()
             for answer in [x for x in self.later if x[0] <= now]:
                 self.later.remove(answer)
                 self.ack(answer[1], answer[2], answer[3])

@@ -20,17 +20,8 @@ fn station(sysid: u8, options: &[&str]) -> (EdgeDaemon, Proc, String) {
             .is_object()
             .then_some(())
     });
-    let pilot = token(&daemon, "anna", "pilot");
+    let pilot = daemon.new_token("anna", "pilot");
     (daemon, ap, pilot)
-}
-
-/// A new token, once the daemon has read it (it re-reads its book at most every 200 ms).
-fn token(daemon: &EdgeDaemon, name: &str, role: &str) -> String {
-    let token = station_token(daemon.data.path(), name, role);
-    wait_for("the new token to be read", T, || {
-        (daemon.get_as(&token, "/api/v1/vehicles").0 == 200).then_some(())
-    });
-    token
 }
 
 fn send(daemon: &EdgeDaemon, token: &str, vehicle: &str, body: Value) -> (u16, Value) {
@@ -200,7 +191,7 @@ fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() 
         (422, Some("alt_m")),
         "{body}"
     );
-    let viewer = token(&daemon, "crew", "viewer");
+    let viewer = daemon.new_token("crew", "viewer");
     let (code, body) = send(&daemon, &viewer, "5", json!({ "command": "arm" }));
     assert_eq!(code, 403, "{body}");
     let (code, _) = daemon.get_as(&pilot, "/api/v1/commands/424242");
@@ -267,7 +258,7 @@ fn the_cli_sends_a_command_and_says_how_it_ended() {
     let (code, _, err) = cli(&pilot, &["5", "mode", "WARP"]);
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("no mode \"WARP\""), "{err}");
-    let viewer = token(&daemon, "crew", "viewer");
+    let viewer = daemon.new_token("crew", "viewer");
     let (code, _, err) = cli(&viewer, &["5", "arm"]);
     assert_eq!(code, Some(4), "{err}");
     let (code, out, _) = cli(&pilot, &["5", "rtl", "--json"]);
@@ -285,7 +276,7 @@ fn hq_sees_who_commanded_what_and_how_it_ended() {
     let daemon = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
     let _ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 5, &["--deny", "400"]);
     wait_for("the vehicle", T, || daemon.vehicle(5));
-    let pilot = token(&daemon, "anna", "pilot");
+    let pilot = daemon.new_token("anna", "pilot");
     let (code, sent) = send(&daemon, &pilot, "5", json!({ "command": "arm" }));
     assert_eq!(code, 202, "{sent}");
     let admin = relay.token("vineyard-co", "admin");

@@ -17,8 +17,8 @@ use trellis_web::{Json as JsonBody, Path};
 use utoipa::ToSchema;
 
 use super::{auth, ApiError, AppState};
-use crate::gcs::{Command, SendCommand};
-use crate::store::CommandRow;
+use crate::gcs::{Action, Command, MissionItem, MissionKind, Operation, SendCommand};
+use crate::store::{CommandRow, Record};
 use crate::vehicle::modes;
 
 const NOT_YET: &str = "this station does not send missions or parameters to vehicles yet; \
@@ -43,6 +43,12 @@ pub enum CommandKind {
     Pause,
     Continue,
     Reboot,
+    /// Read the vehicle's list of `kind`; the items come back in the command's `detail`.
+    DownloadMission,
+    /// Empty the vehicle's list of `kind`.
+    ClearMission,
+    /// Make mission item `seq` the current one.
+    SetCurrent,
 }
 
 /// A command for a vehicle.
@@ -59,11 +65,36 @@ pub struct CommandRequest {
     alt_m: Option<f64>,
     /// For `speed`.
     speed_mps: Option<f64>,
+    /// For `download_mission` and `clear_mission`: `mission` (default), `fence` or `rally`.
+    kind: Option<MissionKind>,
+    /// For `set_current`.
+    seq: Option<u16>,
 }
 
 impl CommandRequest {
-    /// The command for `vehicle`, or the field that is missing or cannot be.
-    fn resolve(&self, vehicle: &crate::vehicle::VehicleView) -> Result<Command, ApiError> {
+    /// What to do with `vehicle`, or the field that is missing or cannot be.
+    fn resolve(&self, vehicle: &crate::vehicle::VehicleView) -> Result<Action, ApiError> {
+        let kind = self.kind.unwrap_or(MissionKind::Mission);
+        let mission = |op| Action::Mission {
+            kind,
+            op,
+            mission: None,
+        };
+        Ok(match self.command {
+            CommandKind::DownloadMission => mission(Operation::Download),
+            CommandKind::ClearMission => mission(Operation::Clear),
+            CommandKind::SetCurrent => Action::Mission {
+                kind: MissionKind::Mission,
+                op: Operation::SetCurrent(self.seq.ok_or_else(|| {
+                    ApiError::invalid("seq", "missing: the mission item to make current")
+                })?),
+                mission: None,
+            },
+            _ => Action::Command(self.command(vehicle)?),
+        })
+    }
+
+    fn command(&self, vehicle: &crate::vehicle::VehicleView) -> Result<Command, ApiError> {
         let bad = |field: &str| ApiError::invalid(field, "missing or out of range");
         let within = |v: Option<f64>, lo: f64, hi: f64| v.filter(|v| (lo..=hi).contains(v));
         Ok(match self.command {
@@ -112,6 +143,9 @@ impl CommandRequest {
             CommandKind::Pause => Command::Pause,
             CommandKind::Continue => Command::Continue,
             CommandKind::Reboot => Command::Reboot,
+            CommandKind::DownloadMission | CommandKind::ClearMission | CommandKind::SetCurrent => {
+                return Err(ApiError::invalid("command", "a transfer, not a command"));
+            }
         })
     }
 }
@@ -141,21 +175,8 @@ pub async fn command(
     JsonBody(request): JsonBody<CommandRequest>,
 ) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
     let vehicle = super::vehicles::find(&s, &id)?;
-    let command = request.resolve(&vehicle)?;
-    let (store, by, sysid) = (s.store.clone(), caller.0.name.clone(), vehicle.sysid);
-    let to_send = command.clone();
-    let row = tokio::task::spawn_blocking(move || store.command(sysid, to_send, &by))
-        .await
-        .map_err(ApiError::internal)??;
-    s.commands
-        .send(SendCommand {
-            id: row.id,
-            vehicle: sysid,
-            command,
-        })
-        .await
-        .map_err(|_| ApiError::internal("the station is stopping"))?;
-    Ok((StatusCode::ACCEPTED, Json(row)))
+    let action = request.resolve(&vehicle)?;
+    start(&s, &caller, vehicle.sysid, action).await
 }
 
 /// A command and where it stands.
@@ -262,22 +283,165 @@ pub async fn decide(
     }))
 }
 
-/// A mission as the station keeps it.
+/// The station's missions.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct StoredMission {
-    key: String,
-    /// The field it covers, if it was planned from one.
-    field: Option<String>,
-    /// Waypoints and commands, in MAVLink mission order.
-    items: usize,
+pub struct MissionList {
+    missions: Vec<Record>,
 }
 
-/// The station's missions: planned, uploaded, flown.
+/// The station's missions: each a record with a `name`, a `kind` (`mission`, `fence`,
+/// `rally`), its `items` in MAVLink order and, if planned from one, its `field`.
 #[utoipa::path(get, path = "/api/v1/missions", tag = "control",
-    responses((status = 200, description = "the missions", body = Vec<StoredMission>),
-        ReadRefusals, NotYet))]
-pub async fn missions() -> Result<Json<Vec<StoredMission>>, ApiError> {
-    Err(ApiError::not_implemented(NOT_YET))
+    responses((status = 200, description = "the missions", body = MissionList), ReadRefusals))]
+pub async fn missions(State(s): State<AppState>) -> Result<Json<MissionList>, ApiError> {
+    Ok(Json(MissionList {
+        missions: records(&s, "missions").await?,
+    }))
+}
+
+/// A mission to keep at the station.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissionRequest {
+    #[schema(min_length = 1, max_length = 200)]
+    name: String,
+    /// `mission` (default), `fence` or `rally`.
+    kind: Option<MissionKind>,
+    /// The items in MAVLink order; for ArduPilot item 0 is home, which the vehicle
+    /// overwrites.
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<MissionItem>,
+    /// The field it covers.
+    field: Option<String>,
+}
+
+/// Stores a mission (needs a pilot); synced to HQ like any record.
+#[utoipa::path(put, path = "/api/v1/missions/{key}", tag = "control",
+    params(("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = MissionRequest,
+    responses((status = 200, description = "stored", body = Record), EditRefusals))]
+pub async fn put_mission(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(m): JsonBody<MissionRequest>,
+) -> Result<Json<Record>, ApiError> {
+    if key == "proposals" {
+        return Err(ApiError::conflict(
+            "\"proposals\" names HQ's proposals; choose another key",
+        ));
+    }
+    if m.name.trim().is_empty() || m.name.len() > 200 {
+        return Err(ApiError::invalid("name", "1 to 200 characters"));
+    }
+    if m.items.is_empty() || m.items.len() > 1000 {
+        return Err(ApiError::invalid("items", "1 to 1000 items"));
+    }
+    if let Some(i) = m.items.iter().position(|i| !i.is_sendable()) {
+        return Err(ApiError::invalid(
+            "items",
+            format!("item {i}: a command or frame MAVLink does not know"),
+        ));
+    }
+    let mut fields = serde_json::Map::new();
+    fields.insert("name".into(), m.name.trim().into());
+    fields.insert(
+        "kind".into(),
+        serde_json::json!(m.kind.unwrap_or(MissionKind::Mission)),
+    );
+    fields.insert("items".into(), serde_json::json!(m.items));
+    if let Some(field) = m.field {
+        fields.insert("field".into(), field.into());
+    }
+    let encoded = sync_protocol::records::edit_fields(&key, fields)
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let (store, reader, k) = (s.store.clone(), s.reader.clone(), key.clone());
+    tokio::task::spawn_blocking(move || store.edit("missions", &k, encoded))
+        .await
+        .map_err(ApiError::internal)??;
+    let missions = tokio::task::spawn_blocking(move || reader.records("missions"))
+        .await
+        .map_err(ApiError::internal)??;
+    missions
+        .into_iter()
+        .find(|r| r.key == key)
+        .map(Json)
+        .ok_or_else(|| ApiError::internal("a stored mission was not found again"))
+}
+
+/// Where to upload a mission.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// System id or fleet name.
+    vehicle: String,
+}
+
+/// Uploads a stored mission to a vehicle (needs a pilot): the mission protocol with
+/// retries, then the vehicle's list read back and compared. Answers with the transfer's id at
+/// once; its outcome follows as a command's (`GET /api/v1/commands/{id}`, the stream).
+#[utoipa::path(post, path = "/api/v1/missions/{key}/upload", tag = "control",
+    params(("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = UploadRequest,
+    responses((status = 202, description = "stored and started; the outcome follows",
+        body = CommandRow), EditRefusals))]
+pub async fn upload(
+    State(s): State<AppState>,
+    caller: auth::Caller,
+    Path(key): Path<String>,
+    JsonBody(request): JsonBody<UploadRequest>,
+) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+    let vehicle = super::vehicles::find(&s, &request.vehicle)
+        .map_err(|_| ApiError::invalid("vehicle", format!("no vehicle {:?}", request.vehicle)))?;
+    let mission = records(&s, "missions")
+        .await?
+        .into_iter()
+        .find(|r| r.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("no mission {key:?}")))?;
+    let items: Vec<MissionItem> = mission
+        .fields
+        .get("items")
+        .and_then(|i| serde_json::from_value(i.clone()).ok())
+        .ok_or_else(|| ApiError::conflict(format!("mission {key:?} has no valid items")))?;
+    let kind = mission
+        .fields
+        .get("kind")
+        .and_then(|k| serde_json::from_value(k.clone()).ok())
+        .unwrap_or(MissionKind::Mission);
+    let action = Action::Mission {
+        kind,
+        op: Operation::Upload(items),
+        mission: Some(key),
+    };
+    start(&s, &caller, vehicle.sysid, action).await
+}
+
+async fn records(s: &AppState, table: &'static str) -> Result<Vec<Record>, ApiError> {
+    let reader = s.reader.clone();
+    Ok(tokio::task::spawn_blocking(move || reader.records(table))
+        .await
+        .map_err(ApiError::internal)??)
+}
+
+/// Stores `action` for `vehicle` as `caller`'s, queues it for the ingest loop, answers 202.
+async fn start(
+    s: &AppState,
+    caller: &auth::Caller,
+    vehicle: u8,
+    action: Action,
+) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+    let (store, by, to_store) = (s.store.clone(), caller.0.name.clone(), action.clone());
+    let row = tokio::task::spawn_blocking(move || store.command(vehicle, to_store, &by))
+        .await
+        .map_err(ApiError::internal)??;
+    s.commands
+        .send(SendCommand {
+            id: row.id,
+            vehicle,
+            action,
+        })
+        .await
+        .map_err(|_| ApiError::internal("the station is stopping"))?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
 /// How to cover a field.
@@ -301,12 +465,12 @@ pub struct PlanRequest {
 /// Plans a mission covering a field (needs a pilot): a lawnmower pattern along the rows.
 #[utoipa::path(post, path = "/api/v1/fields/{key}/plan", tag = "control",
     params(("key" = String, Path)), request_body = PlanRequest,
-    responses((status = 201, description = "planned", body = StoredMission), EditRefusals, NotYet))]
+    responses((status = 201, description = "planned", body = Record), EditRefusals, NotYet))]
 pub async fn plan(
     State(s): State<AppState>,
     Path(key): Path<String>,
     JsonBody(request): JsonBody<PlanRequest>,
-) -> Result<Json<StoredMission>, ApiError> {
+) -> Result<Json<Record>, ApiError> {
     let within = |field: &str, v: f64, lo: f64, hi: f64| {
         if (lo..=hi).contains(&v) {
             Ok(())

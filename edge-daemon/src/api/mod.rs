@@ -116,6 +116,8 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(control::params, control::set_params))
         .routes(routes!(control::decide))
         .routes(routes!(control::missions))
+        .routes(routes!(control::put_mission))
+        .routes(routes!(control::upload))
         .routes(routes!(control::plan))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,

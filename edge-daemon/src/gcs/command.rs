@@ -233,6 +233,8 @@ pub struct CommandUpdate {
     /// IN_PROGRESS acks may carry a percentage.
     pub progress: Option<u8>,
     pub sends: u8,
+    /// What a transfer brought back (`{"items": […]}`) or why it failed (`{"error": …}`).
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -287,6 +289,7 @@ impl Commands {
             progress: (outcome == Outcome::InProgress && ack.progress <= 100)
                 .then_some(ack.progress),
             sends: front.sends,
+            detail: None,
         };
         if outcome == Outcome::InProgress {
             front.next_send = None;
@@ -329,6 +332,7 @@ impl Commands {
                         result: None,
                         progress: None,
                         sends: front.sends,
+                        detail: None,
                     });
                     queue.pop_front();
                     continue;

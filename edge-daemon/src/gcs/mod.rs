@@ -18,6 +18,7 @@
 
 mod asks;
 mod command;
+mod mission;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ use asks::Asks;
 pub use asks::Rates;
 use command::Commands;
 pub use command::{Command, CommandUpdate, Outcome};
+use mission::Transfers;
+pub use mission::{MissionItem, MissionKind, Operation, Progress};
 
 /// How often the station's heartbeat goes out.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -45,12 +48,85 @@ pub enum To {
     EveryVehicleLink,
 }
 
-/// A stored command for the ingest loop to send.
+/// What a person asks of a vehicle: a command, or a transfer of one of its lists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Command(Command),
+    Mission {
+        kind: MissionKind,
+        op: Operation,
+        /// The stored mission an upload comes from.
+        mission: Option<String>,
+    },
+}
+
+impl Action {
+    /// `arm`, `mode`, …, `upload_mission`, `download_mission`, `clear_mission`, `set_current`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Command(c) => c.name(),
+            Action::Mission { op, .. } => match op {
+                Operation::Upload(_) => "upload_mission",
+                Operation::Download => "download_mission",
+                Operation::Clear => "clear_mission",
+                Operation::SetCurrent(_) => "set_current",
+            },
+        }
+    }
+
+    /// For people: "mode LOITER", "upload mission block-3 (42 items)".
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Command(c) => c.describe(),
+            Action::Mission { kind, op, mission } => {
+                let list = match kind {
+                    MissionKind::Mission => "mission",
+                    MissionKind::Fence => "fence",
+                    MissionKind::Rally => "rally points",
+                };
+                match op {
+                    Operation::Upload(items) => format!(
+                        "upload {list} {}({} items)",
+                        mission
+                            .as_ref()
+                            .map(|m| format!("{m} "))
+                            .unwrap_or_default(),
+                        items.len()
+                    ),
+                    Operation::Download => format!("download {list}"),
+                    Operation::Clear => format!("clear {list}"),
+                    Operation::SetCurrent(seq) => format!("set current item {seq}"),
+                }
+            }
+        }
+    }
+
+    /// Its arguments as stored with it.
+    pub fn args(&self) -> serde_json::Value {
+        match self {
+            Action::Command(c) => serde_json::to_value(c).unwrap_or_default(),
+            Action::Mission { kind, op, mission } => {
+                let mut args = serde_json::json!({ "command": self.name(), "kind": kind });
+                match op {
+                    Operation::Upload(items) => {
+                        args["mission"] = serde_json::json!(mission);
+                        args["items"] = serde_json::json!(items.len());
+                    }
+                    Operation::SetCurrent(seq) => args["seq"] = serde_json::json!(seq),
+                    Operation::Download | Operation::Clear => {}
+                }
+                args
+            }
+        }
+    }
+}
+
+/// A stored command or transfer for the ingest loop to carry out.
 #[derive(Debug, Clone)]
 pub struct SendCommand {
     pub id: i64,
     pub vehicle: u8,
-    pub command: Command,
+    pub action: Action,
 }
 
 /// The station's MAVLink address.
@@ -70,6 +146,7 @@ pub struct Gcs {
     next_heartbeat: Option<Instant>,
     vehicles: BTreeMap<u8, Asks>,
     commands: Commands,
+    transfers: Transfers,
     outbox: Vec<(To, Frame)>,
 }
 
@@ -88,6 +165,7 @@ impl Gcs {
             next_heartbeat: None,
             vehicles: BTreeMap::new(),
             commands: Commands::default(),
+            transfers: Transfers::default(),
             outbox: Vec::new(),
         }
     }
@@ -106,16 +184,34 @@ impl Gcs {
                     .entry(system)
                     .or_insert_with(|| Asks::new(system, vehicle.autopilot, frame.version(), at));
                 asks.observe(frame, at, self.link_lost_after);
-                if frame.message_id() == 77 {
-                    if let Some(MavMessage::COMMAND_ACK(ack)) = frame.decode() {
-                        let me = self.address;
-                        let to_me = (ack.target_system == me.system || ack.target_system == 0)
-                            && (ack.target_component == me.component || ack.target_component == 0);
-                        if to_me {
-                            asks.acked(&ack);
-                            self.commands.acked(system, &ack, at);
+                match frame.message_id() {
+                    77 => {
+                        if let Some(MavMessage::COMMAND_ACK(ack)) = frame.decode() {
+                            let me = self.address;
+                            let to_me = (ack.target_system == me.system || ack.target_system == 0)
+                                && (ack.target_component == me.component
+                                    || ack.target_component == 0);
+                            if to_me {
+                                asks.acked(&ack);
+                                self.commands.acked(system, &ack, at);
+                            }
                         }
                     }
+                    // MISSION_REQUEST, MISSION_CURRENT, MISSION_COUNT, MISSION_ACK,
+                    // MISSION_REQUEST_INT, MISSION_ITEM_INT: only those addressed to the
+                    // station (MISSION_CURRENT is broadcast) belong to its transfers.
+                    40 | 42 | 44 | 47 | 51 | 73 => {
+                        let to_me = frame.target().is_none_or(|(s, _)| s == self.address.system);
+                        if let (true, Some(message)) = (to_me, frame.decode()) {
+                            let to = (system, vehicle.compid);
+                            self.transfers.observe(system, to, &message, at);
+                            let version = asks.version();
+                            for (vehicle, m) in self.transfers.take_out() {
+                                self.send(To::Vehicle(vehicle), version, &m);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
                 return;
             }
@@ -161,15 +257,26 @@ impl Gcs {
         }
     }
 
-    /// Sends command `id` (stored already) to `vehicle` now; its outcomes follow as
-    /// [`CommandUpdate`]s.
-    pub fn command(&mut self, id: i64, vehicle: u8, command: Command, now: Instant, fleet: &Fleet) {
-        tracing::info!(vehicle, command = id, what = %command.describe(), "sending a command");
-        self.commands.start(id, vehicle, command);
+    /// Carries out command or transfer `id` (stored already) with `vehicle`, starting now;
+    /// its outcomes follow as [`CommandUpdate`]s.
+    pub fn command(&mut self, id: i64, vehicle: u8, action: Action, now: Instant, fleet: &Fleet) {
+        tracing::info!(vehicle, command = id, what = %action.describe(), "sending a command");
+        match action {
+            Action::Command(command) => self.commands.start(id, vehicle, command),
+            Action::Mission { kind, op, .. } => self.transfers.start(id, vehicle, kind, op),
+        }
         self.send_commands(now, fleet);
     }
 
     fn send_commands(&mut self, now: Instant, fleet: &Fleet) {
+        let address = |system: u8| fleet.get(system).map(|v| (system, v.compid));
+        for (system, message) in self.transfers.due(now, address) {
+            let version = self
+                .vehicles
+                .get(&system)
+                .map_or(Version::V2, Asks::version);
+            self.send(To::Vehicle(system), version, &message);
+        }
         let target = |system: u8| {
             let v = fleet.get(system)?;
             let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
@@ -185,13 +292,42 @@ impl Gcs {
         }
     }
 
-    /// Command outcomes since the last call, for the store.
+    /// Command and transfer outcomes since the last call, for the store.
     pub fn take_command_updates(&mut self) -> Vec<CommandUpdate> {
-        self.commands.take_updates()
+        let mut updates = self.commands.take_updates();
+        updates.extend(self.transfers.take_updates().into_iter().map(|u| {
+            let (outcome, progress, detail) = match u.progress {
+                Progress::Working { done, total } => (
+                    Outcome::InProgress,
+                    Some((u32::from(done) * 100 / u32::from(total.max(1))) as u8),
+                    None,
+                ),
+                Progress::Done(items) => (
+                    Outcome::Accepted,
+                    None,
+                    items.map(|i| serde_json::json!({ "items": i })),
+                ),
+                Progress::Failed(why) => (
+                    Outcome::Failed,
+                    None,
+                    Some(serde_json::json!({ "error": why })),
+                ),
+            };
+            CommandUpdate {
+                id: u.id,
+                vehicle: u.vehicle,
+                outcome,
+                result: None,
+                progress,
+                sends: 0,
+                detail,
+            }
+        }));
+        updates
     }
 
     pub fn has_command_updates(&self) -> bool {
-        self.commands.has_updates()
+        self.commands.has_updates() || self.transfers.has_updates()
     }
 
     /// Frames queued since the last call, with where each goes.

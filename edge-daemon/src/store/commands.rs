@@ -7,7 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::gcs::{Command, Outcome};
+use crate::gcs::{Action, Outcome};
 
 /// A command and where it stands, as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -16,7 +16,8 @@ pub struct CommandRow {
     /// The vehicle's system id.
     pub vehicle: u8,
     /// `arm`, `disarm`, `takeoff`, `land`, `rtl`, `mode`, `goto`, `speed`, `start_mission`,
-    /// `pause`, `continue`, `reboot`.
+    /// `pause`, `continue`, `reboot`; transfers: `upload_mission`, `download_mission`,
+    /// `clear_mission`, `set_current`.
     pub command: String,
     /// The command with its arguments, as sent.
     #[schema(value_type = Object)]
@@ -33,22 +34,27 @@ pub struct CommandRow {
     pub progress: Option<u8>,
     /// How many times it went out (retries carry MAVLink's confirmation counter).
     pub sends: u8,
+    /// What a transfer brought back (`{"items": […]}`) or why it failed (`{"error": …}`).
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
     pub created_us: i64,
     pub updated_us: i64,
 }
 
-const COLUMNS: &str =
-    "id, vehicle, command, args, by, outcome, result, progress, sends, created_us, updated_us";
+const COLUMNS: &str = "id, vehicle, command, args, by, outcome, result, progress, sends, \
+    created_us, updated_us, description, detail";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     let args: String = r.get(3)?;
     let args: serde_json::Value = serde_json::from_str(&args).unwrap_or_default();
     let outcome: String = r.get(5)?;
+    let detail: Option<String> = r.get(12)?;
     Ok(CommandRow {
         id: r.get(0)?,
         vehicle: r.get(1)?,
         command: r.get(2)?,
-        description: describe(&args),
+        description: r.get(11)?,
+        detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
         args,
         by: r.get(4)?,
         // Written only from `Outcome::as_str`; an unknown one is a newer version's.
@@ -61,26 +67,27 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     })
 }
 
-fn describe(args: &serde_json::Value) -> String {
-    serde_json::from_value::<Command>(args.clone())
-        .map(|c| c.describe())
-        .unwrap_or_else(|_| args["command"].as_str().unwrap_or("command").to_string())
-}
-
 /// Stores a new command as pending; its id.
 pub(super) fn insert(
     conn: &Connection,
     vehicle: u8,
-    command: &Command,
+    action: &Action,
     by: &str,
     t_us: i64,
 ) -> rusqlite::Result<i64> {
-    let args = serde_json::to_string(command).unwrap_or_default();
     conn.prepare_cached(
-        "INSERT INTO commands (vehicle, command, args, by, outcome, sends, created_us, updated_us)
-         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+        "INSERT INTO commands (vehicle, command, args, description, by, outcome, sends,
+            created_us, updated_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
     )?
-    .execute(params![vehicle, command.name(), args, by, t_us])?;
+    .execute(params![
+        vehicle,
+        action.name(),
+        action.args().to_string(),
+        action.describe(),
+        by,
+        t_us
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -91,7 +98,8 @@ pub(super) fn update(
     t_us: i64,
 ) -> rusqlite::Result<Option<CommandRow>> {
     conn.prepare_cached(
-        "UPDATE commands SET outcome = ?2, result = ?3, progress = ?4, sends = ?5, updated_us = ?6
+        "UPDATE commands SET outcome = ?2, result = ?3, progress = ?4,
+            sends = max(sends, ?5), updated_us = ?6, detail = coalesce(?7, detail)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -100,7 +108,8 @@ pub(super) fn update(
         u.result,
         u.progress,
         u.sends,
-        t_us
+        t_us,
+        u.detail.as_ref().map(|d| d.to_string())
     ])?;
     get(conn, u.id)
 }

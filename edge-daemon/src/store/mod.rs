@@ -182,7 +182,7 @@ pub(crate) enum Write {
     /// A command for a vehicle, from `by`: stored as pending, committed before the reply.
     Command {
         vehicle: u8,
-        command: crate::gcs::Command,
+        action: crate::gcs::Action,
         by: String,
         reply: mpsc::Sender<Result<CommandRow, StoreError>>,
     },
@@ -438,13 +438,13 @@ impl StoreSender {
     pub fn command(
         &self,
         vehicle: u8,
-        command: crate::gcs::Command,
+        action: crate::gcs::Action,
         by: &str,
     ) -> Result<CommandRow, StoreError> {
         let (tx, rx) = mpsc::channel();
         self.send(Write::Command {
             vehicle,
-            command,
+            action,
             by: by.into(),
             reply: tx,
         })?;

@@ -105,11 +105,13 @@ const MIGRATIONS: &[&str] = &[
         vehicle    INTEGER NOT NULL,
         command    TEXT NOT NULL,
         args       TEXT NOT NULL,
+        description TEXT NOT NULL,
         by         TEXT NOT NULL,
         outcome    TEXT NOT NULL,
         result     INTEGER,
         progress   INTEGER,
         sends      INTEGER NOT NULL,
+        detail     TEXT,
         created_us INTEGER NOT NULL,
         updated_us INTEGER NOT NULL
      );

@@ -131,11 +131,11 @@ impl Writer {
                 }
                 Ok(Write::Command {
                     vehicle,
-                    command,
+                    action,
                     by,
                     reply,
                 }) => {
-                    let _ = reply.send(self.new_command(vehicle, &command, &by));
+                    let _ = reply.send(self.new_command(vehicle, &action, &by));
                 }
                 Ok(Write::Rebase {
                     stream,
@@ -386,12 +386,12 @@ impl Writer {
     fn new_command(
         &mut self,
         vehicle: u8,
-        command: &crate::gcs::Command,
+        action: &crate::gcs::Action,
         by: &str,
     ) -> Result<super::CommandRow, StoreError> {
         let t_us = crate::clock::system_now_us();
         let result = self.begin().and_then(|()| {
-            let id = super::commands::insert(&self.conn, vehicle, command, by, t_us)?;
+            let id = super::commands::insert(&self.conn, vehicle, action, by, t_us)?;
             let row = super::commands::get(&self.conn, id)?
                 .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             self.insert_event(command_event(&row, t_us))?;

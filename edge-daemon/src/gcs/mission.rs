@@ -1,0 +1,817 @@
+//! The MAVLink mission protocol, from the ground station's side: upload, download, clear and
+//! set current, for missions, fences and rally points.
+//!
+//! Upload: the station sends MISSION_COUNT; the vehicle asks for each item
+//! (MISSION_REQUEST_INT, or the older MISSION_REQUEST) and the station answers with that item;
+//! the vehicle ends with MISSION_ACK. Download is the reverse, driven by the station:
+//! MISSION_REQUEST_LIST, the vehicle's MISSION_COUNT, one MISSION_REQUEST_INT per item, and
+//! the station's MISSION_ACK. An upload is read back and compared before it counts.
+//!
+//! Loss is the normal case on a radio: whoever waits for an answer repeats its last message
+//! after a timeout, up to [`TRIES`] times for one step (a vehicle re-requests on its own too,
+//! and an item sent twice is harmless: the vehicle takes the one it asked for, and the
+//! `INVALID_SEQUENCE` ack ArduPilot may answer a stale one with is not a refusal). The timeout
+//! follows the link: four times the smoothed round trip of answered steps (as TCP measures it,
+//! never from a repeated step), between [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`], so a loss costs
+//! a few round trips, not a fixed second, on a fast link and a slow radio alike.
+//! Every message of a transfer is addressed between the vehicle and the station's own id, so
+//! a QGroundControl doing mission traffic with the same vehicle through the router never mixes
+//! in; a vehicle busy with the other's transfer answers DENIED or the like, which fails this
+//! one with its reason.
+//!
+//! One transfer per vehicle at a time; others wait behind it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use mavlink::dialects::ardupilotmega as apm;
+use num_traits::FromPrimitive as _;
+use serde::{Deserialize, Serialize};
+
+use crate::dialect::MavMessage;
+
+/// Bounds of the time one step waits for its answer before repeating itself; it starts at
+/// the largest until a round trip has been measured.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MAX_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Tries per step: at 20 % loss each way a round trip fails 36 % of the time, and 15 tries
+/// all fail once in five million steps.
+pub const TRIES: u8 = 15;
+
+/// What a list on the vehicle holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MissionKind {
+    Mission,
+    Fence,
+    Rally,
+}
+
+impl MissionKind {
+    fn mav(self) -> apm::MavMissionType {
+        match self {
+            MissionKind::Mission => apm::MavMissionType::MAV_MISSION_TYPE_MISSION,
+            MissionKind::Fence => apm::MavMissionType::MAV_MISSION_TYPE_FENCE,
+            MissionKind::Rally => apm::MavMissionType::MAV_MISSION_TYPE_RALLY,
+        }
+    }
+}
+
+/// One mission item, as MISSION_ITEM_INT carries it (positions in degrees × 10⁷).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MissionItem {
+    /// MAV_CMD: 16 waypoint, 22 takeoff, 20 return to launch, 178 change speed, …
+    pub command: u16,
+    /// MAV_FRAME: 3 global, altitude relative to home; 0 global (MSL); 2 mission.
+    pub frame: u8,
+    pub params: [f32; 4],
+    pub x: i32,
+    pub y: i32,
+    pub z: f32,
+    pub autocontinue: bool,
+}
+
+impl MissionItem {
+    /// The item as MISSION_ITEM_INT number `seq`; `None` for a command or frame the dialect
+    /// does not know (refused when the mission is stored, so never on the wire).
+    fn to_int(
+        self,
+        seq: u16,
+        kind: MissionKind,
+        (system, component): (u8, u8),
+    ) -> Option<MavMessage> {
+        Some(MavMessage::MISSION_ITEM_INT(apm::MISSION_ITEM_INT_DATA {
+            param1: self.params[0],
+            param2: self.params[1],
+            param3: self.params[2],
+            param4: self.params[3],
+            x: self.x,
+            y: self.y,
+            z: self.z,
+            seq,
+            command: apm::MavCmd::from_u16(self.command)?,
+            target_system: system,
+            target_component: component,
+            frame: apm::MavFrame::from_u8(self.frame)?,
+            current: u8::from(seq == 0),
+            autocontinue: u8::from(self.autocontinue),
+            mission_type: kind.mav(),
+        }))
+    }
+
+    /// The same item as the older MISSION_ITEM (float degrees), for a vehicle that asks with
+    /// MISSION_REQUEST.
+    fn to_float(self, seq: u16, kind: MissionKind, to: (u8, u8)) -> Option<MavMessage> {
+        let MavMessage::MISSION_ITEM_INT(m) = self.to_int(seq, kind, to)? else {
+            return None;
+        };
+        Some(MavMessage::MISSION_ITEM(apm::MISSION_ITEM_DATA {
+            param1: m.param1,
+            param2: m.param2,
+            param3: m.param3,
+            param4: m.param4,
+            x: m.x as f32 / 1e7,
+            y: m.y as f32 / 1e7,
+            z: m.z,
+            seq,
+            command: m.command,
+            target_system: m.target_system,
+            target_component: m.target_component,
+            frame: m.frame,
+            current: m.current,
+            autocontinue: m.autocontinue,
+            mission_type: m.mission_type,
+        }))
+    }
+
+    fn from_int(m: &apm::MISSION_ITEM_INT_DATA) -> MissionItem {
+        MissionItem {
+            command: m.command as u16,
+            frame: m.frame as u8,
+            params: [m.param1, m.param2, m.param3, m.param4],
+            x: m.x,
+            y: m.y,
+            z: m.z,
+            autocontinue: m.autocontinue != 0,
+        }
+    }
+
+    /// Whether the dialect can put it on the wire.
+    pub fn is_sendable(&self) -> bool {
+        apm::MavCmd::from_u16(self.command).is_some()
+            && apm::MavFrame::from_u8(self.frame).is_some()
+    }
+}
+
+/// What to do with a vehicle's list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// Replace it with these items, then read it back and compare.
+    Upload(Vec<MissionItem>),
+    Download,
+    Clear,
+    /// Make item `seq` the current one (missions only).
+    SetCurrent(u16),
+}
+
+/// How a transfer ended, or how far it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Items moved so far of the total.
+    Working {
+        done: u16,
+        total: u16,
+    },
+    /// Done; for a download or a verified upload, what the vehicle holds.
+    Done(Option<Vec<MissionItem>>),
+    Failed(String),
+}
+
+/// A transfer's new state, for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferUpdate {
+    pub id: i64,
+    pub vehicle: u8,
+    pub progress: Progress,
+}
+
+#[derive(Debug)]
+enum Step {
+    /// Sent MISSION_COUNT; answering requests until the vehicle's MISSION_ACK.
+    Uploading {
+        items: Vec<MissionItem>,
+        highest: Option<u16>,
+    },
+    /// Sent MISSION_REQUEST_LIST (count unknown) or MISSION_REQUEST_INT for `items.len()`.
+    Downloading {
+        count: Option<u16>,
+        items: Vec<MissionItem>,
+        verify: Option<Vec<MissionItem>>,
+    },
+    Clearing,
+    SettingCurrent(u16),
+}
+
+#[derive(Debug)]
+struct Transfer {
+    id: i64,
+    kind: MissionKind,
+    step: Step,
+    /// What to repeat when the answer does not come.
+    last: Option<MavMessage>,
+    deadline: Option<Instant>,
+    tries: u8,
+    /// When `last` went out.
+    sent_at: Instant,
+}
+
+/// Every vehicle's transfer in progress and those waiting behind it.
+#[derive(Debug, Default)]
+pub struct Transfers {
+    active: BTreeMap<u8, Transfer>,
+    /// Smoothed round trip per vehicle.
+    rtt: BTreeMap<u8, Duration>,
+    waiting: BTreeMap<u8, VecDeque<(i64, MissionKind, Operation)>>,
+    out: Vec<(u8, MavMessage)>,
+    updates: Vec<TransferUpdate>,
+}
+
+/// How long to wait for an answer from a vehicle whose smoothed round trip is `rtt`.
+fn timeout(rtt: Option<&Duration>) -> Duration {
+    rtt.map_or(MAX_TIMEOUT, |r| (*r * 4).clamp(MIN_TIMEOUT, MAX_TIMEOUT))
+}
+
+impl Transfers {
+    /// Queues transfer `id` (already stored) for `vehicle`.
+    pub fn start(&mut self, id: i64, vehicle: u8, kind: MissionKind, op: Operation) {
+        self.waiting
+            .entry(vehicle)
+            .or_default()
+            .push_back((id, kind, op));
+    }
+
+    /// A mission message from `vehicle`'s autopilot, addressed to the station (checked by
+    /// the caller); `to` is the vehicle's address.
+    pub fn observe(&mut self, vehicle: u8, to: (u8, u8), message: &MavMessage, now: Instant) {
+        let Some(t) = self.active.get_mut(&vehicle) else {
+            return;
+        };
+        let mut reply = None;
+        let mut finished = None;
+        match (&mut t.step, message) {
+            (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST_INT(r))
+                if r.mission_type == t.kind.mav() =>
+            {
+                reply = items
+                    .get(usize::from(r.seq))
+                    .and_then(|i| i.to_int(r.seq, t.kind, to));
+                *highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
+            }
+            (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST(r))
+                if r.mission_type == t.kind.mav() =>
+            {
+                reply = items
+                    .get(usize::from(r.seq))
+                    .and_then(|i| i.to_float(r.seq, t.kind, to));
+                *highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
+            }
+            (Step::Uploading { .. }, MavMessage::MISSION_ACK(a))
+                if a.mavtype == apm::MavMissionResult::MAV_MISSION_INVALID_SEQUENCE =>
+            {
+                return; // a repeated item the vehicle no longer wanted
+            }
+            (Step::Uploading { items, .. }, MavMessage::MISSION_ACK(a))
+                if a.mission_type == t.kind.mav() =>
+            {
+                if a.mavtype == apm::MavMissionResult::MAV_MISSION_ACCEPTED {
+                    // Read back what the vehicle now holds.
+                    let verify = Some(std::mem::take(items));
+                    t.step = Step::Downloading {
+                        count: None,
+                        items: Vec::new(),
+                        verify,
+                    };
+                    reply = Some(request_list(t.kind, to));
+                } else {
+                    finished = Some(Progress::Failed(format!(
+                        "the vehicle refused the upload: {}",
+                        mission_result(a.mavtype)
+                    )));
+                }
+            }
+            (
+                Step::Downloading {
+                    count,
+                    items,
+                    verify,
+                },
+                MavMessage::MISSION_COUNT(c),
+            ) if c.mission_type == t.kind.mav() && count.is_none() => {
+                *count = Some(c.count);
+                if c.count == 0 {
+                    finished = Some(downloaded(items, verify));
+                    reply = Some(ack(t.kind, to));
+                } else {
+                    reply = Some(request_item(0, t.kind, to));
+                }
+            }
+            (
+                Step::Downloading {
+                    count: Some(n),
+                    items,
+                    verify,
+                },
+                MavMessage::MISSION_ITEM_INT(m),
+            ) if m.mission_type == t.kind.mav() && usize::from(m.seq) == items.len() => {
+                items.push(MissionItem::from_int(m));
+                if items.len() == usize::from(*n) {
+                    finished = Some(downloaded(items, verify));
+                    reply = Some(ack(t.kind, to));
+                } else {
+                    reply = Some(request_item(items.len() as u16, t.kind, to));
+                }
+            }
+            (Step::Clearing, MavMessage::MISSION_ACK(a)) if a.mission_type == t.kind.mav() => {
+                finished = Some(match a.mavtype {
+                    apm::MavMissionResult::MAV_MISSION_ACCEPTED => Progress::Done(None),
+                    other => Progress::Failed(format!("clear refused: {}", mission_result(other))),
+                });
+            }
+            (Step::SettingCurrent(seq), MavMessage::MISSION_CURRENT(c)) if c.seq == *seq => {
+                finished = Some(Progress::Done(None));
+            }
+            _ => return,
+        }
+        let progress = match &t.step {
+            Step::Uploading { items, highest } => Some((highest.map_or(0, |h| h + 1), items.len())),
+            Step::Downloading {
+                count: Some(n),
+                items,
+                ..
+            } => Some((items.len() as u16, usize::from(*n))),
+            _ => None,
+        };
+        if t.tries == 1 {
+            // An answer to a step sent once: a clean round-trip sample.
+            let sample = now.saturating_duration_since(t.sent_at);
+            let srtt = self.rtt.entry(vehicle).or_insert(sample);
+            *srtt = (*srtt * 7 + sample) / 8;
+        }
+        if let Some(message) = reply {
+            self.out.push((vehicle, message.clone()));
+            t.last = Some(message);
+            t.tries = 1;
+            t.sent_at = now;
+            t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+        }
+        let id = t.id;
+        if let Some(progress) = finished {
+            self.active.remove(&vehicle);
+            self.updates.push(TransferUpdate {
+                id,
+                vehicle,
+                progress,
+            });
+        } else if let Some((done, total)) = progress {
+            let total = total as u16;
+            if done % 10 == 0 || done == total {
+                self.updates.push(TransferUpdate {
+                    id,
+                    vehicle,
+                    progress: Progress::Working { done, total },
+                });
+            }
+        }
+    }
+
+    /// Starts waiting transfers, repeats unanswered steps and fails exhausted ones; returns
+    /// every message to send, `(vehicle, message)`.
+    pub fn due(
+        &mut self,
+        now: Instant,
+        target: impl Fn(u8) -> Option<(u8, u8)>,
+    ) -> Vec<(u8, MavMessage)> {
+        for (&vehicle, queue) in &mut self.waiting {
+            if self.active.contains_key(&vehicle) {
+                continue;
+            }
+            let Some((id, kind, op)) = queue.pop_front() else {
+                continue;
+            };
+            let Some(to) = target(vehicle) else {
+                self.updates.push(TransferUpdate {
+                    id,
+                    vehicle,
+                    progress: Progress::Failed("the vehicle is not heard".into()),
+                });
+                continue;
+            };
+            let (step, first) = match op {
+                Operation::Upload(items) => {
+                    let count = MavMessage::MISSION_COUNT(apm::MISSION_COUNT_DATA {
+                        count: items.len() as u16,
+                        target_system: to.0,
+                        target_component: to.1,
+                        mission_type: kind.mav(),
+                        opaque_id: 0,
+                    });
+                    (
+                        Step::Uploading {
+                            items,
+                            highest: None,
+                        },
+                        count,
+                    )
+                }
+                Operation::Download => (
+                    Step::Downloading {
+                        count: None,
+                        items: Vec::new(),
+                        verify: None,
+                    },
+                    request_list(kind, to),
+                ),
+                Operation::Clear => (
+                    Step::Clearing,
+                    MavMessage::MISSION_CLEAR_ALL(apm::MISSION_CLEAR_ALL_DATA {
+                        target_system: to.0,
+                        target_component: to.1,
+                        mission_type: kind.mav(),
+                    }),
+                ),
+                Operation::SetCurrent(seq) => (
+                    Step::SettingCurrent(seq),
+                    MavMessage::MISSION_SET_CURRENT(apm::MISSION_SET_CURRENT_DATA {
+                        seq,
+                        target_system: to.0,
+                        target_component: to.1,
+                    }),
+                ),
+            };
+            self.out.push((vehicle, first.clone()));
+            self.active.insert(
+                vehicle,
+                Transfer {
+                    id,
+                    kind,
+                    step,
+                    last: Some(first),
+                    deadline: Some(now + timeout(self.rtt.get(&vehicle))),
+                    tries: 1,
+                    sent_at: now,
+                },
+            );
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+        let mut failed = Vec::new();
+        for (&vehicle, t) in &mut self.active {
+            if t.deadline.is_none_or(|d| now < d) {
+                continue;
+            }
+            // Every item was asked for and the vehicle's closing ack is overdue: it may have
+            // been lost. Reading the list back tells.
+            if let Step::Uploading { items, highest } = &mut t.step {
+                if highest.is_some_and(|h| usize::from(h) + 1 == items.len()) {
+                    if let Some(to) = target(vehicle) {
+                        let verify = Some(std::mem::take(items));
+                        t.step = Step::Downloading {
+                            count: None,
+                            items: Vec::new(),
+                            verify,
+                        };
+                        let list = request_list(t.kind, to);
+                        self.out.push((vehicle, list.clone()));
+                        t.last = Some(list);
+                        t.tries = 1;
+                        t.sent_at = now;
+                        t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+                        continue;
+                    }
+                }
+            }
+            if t.tries >= TRIES {
+                failed.push((vehicle, t.id));
+                continue;
+            }
+            if let Some(last) = &t.last {
+                self.out.push((vehicle, last.clone()));
+            }
+            t.tries += 1;
+            t.sent_at = now;
+            t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+        }
+        for (vehicle, id) in failed {
+            self.active.remove(&vehicle);
+            self.updates.push(TransferUpdate {
+                id,
+                vehicle,
+                progress: Progress::Failed(format!("no answer after {TRIES} tries")),
+            });
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Replies made while observing, to send now.
+    pub fn take_out(&mut self) -> Vec<(u8, MavMessage)> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn take_updates(&mut self) -> Vec<TransferUpdate> {
+        std::mem::take(&mut self.updates)
+    }
+
+    pub fn has_updates(&self) -> bool {
+        !self.updates.is_empty()
+    }
+}
+
+fn request_list(kind: MissionKind, (system, component): (u8, u8)) -> MavMessage {
+    MavMessage::MISSION_REQUEST_LIST(apm::MISSION_REQUEST_LIST_DATA {
+        target_system: system,
+        target_component: component,
+        mission_type: kind.mav(),
+    })
+}
+
+fn request_item(seq: u16, kind: MissionKind, (system, component): (u8, u8)) -> MavMessage {
+    MavMessage::MISSION_REQUEST_INT(apm::MISSION_REQUEST_INT_DATA {
+        seq,
+        target_system: system,
+        target_component: component,
+        mission_type: kind.mav(),
+    })
+}
+
+fn ack(kind: MissionKind, (system, component): (u8, u8)) -> MavMessage {
+    MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
+        target_system: system,
+        target_component: component,
+        mavtype: apm::MavMissionResult::MAV_MISSION_ACCEPTED,
+        mission_type: kind.mav(),
+        opaque_id: 0,
+    })
+}
+
+/// A finished download: the items, or, after an upload, whether they match what was sent.
+fn downloaded(items: &mut Vec<MissionItem>, verify: &mut Option<Vec<MissionItem>>) -> Progress {
+    let items = std::mem::take(items);
+    let Some(sent) = verify.take() else {
+        return Progress::Done(Some(items));
+    };
+    if items.len() != sent.len() {
+        return Progress::Failed(format!(
+            "read back {} items, sent {}",
+            items.len(),
+            sent.len()
+        ));
+    }
+    // ArduPilot keeps its home in item 0, whatever was sent there.
+    match (1..items.len()).find(|&i| items[i] != sent[i]) {
+        Some(i) => Progress::Failed(format!("read back differs at item {i}")),
+        None => Progress::Done(Some(items)),
+    }
+}
+
+fn mission_result(r: apm::MavMissionResult) -> String {
+    format!("{r:?}")
+        .trim_start_matches("MAV_MISSION_")
+        .to_ascii_lowercase()
+        .replace('_', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TO: (u8, u8) = (1, 1);
+
+    /// A vehicle's side of the protocol, as ArduPilot plays it: it drives uploads, asking
+    /// again for an item that does not come within 300 ms.
+    #[derive(Default)]
+    struct Vehicle {
+        list: Vec<MissionItem>,
+        receiving: Option<(u16, Vec<MissionItem>, Instant)>,
+        current: u16,
+    }
+
+    impl Vehicle {
+        fn request(&self, seq: u16) -> MavMessage {
+            MavMessage::MISSION_REQUEST_INT(apm::MISSION_REQUEST_INT_DATA {
+                seq,
+                target_system: 245,
+                target_component: 190,
+                mission_type: apm::MavMissionType::MAV_MISSION_TYPE_MISSION,
+            })
+        }
+
+        fn ack(&self, result: apm::MavMissionResult) -> MavMessage {
+            MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
+                target_system: 245,
+                target_component: 190,
+                mavtype: result,
+                mission_type: apm::MavMissionType::MAV_MISSION_TYPE_MISSION,
+                opaque_id: 0,
+            })
+        }
+
+        fn handle(&mut self, m: &MavMessage, now: Instant) -> Vec<MavMessage> {
+            match m {
+                MavMessage::MISSION_COUNT(c) => {
+                    if c.count == 0 {
+                        self.list.clear();
+                        return vec![self.ack(apm::MavMissionResult::MAV_MISSION_ACCEPTED)];
+                    }
+                    self.receiving = Some((c.count, Vec::new(), now));
+                    vec![self.request(0)]
+                }
+                MavMessage::MISSION_ITEM_INT(i) => {
+                    let Some((count, got, asked)) = &mut self.receiving else {
+                        return vec![];
+                    };
+                    if usize::from(i.seq) != got.len() {
+                        return vec![]; // not the one asked for
+                    }
+                    got.push(MissionItem::from_int(i));
+                    *asked = now;
+                    let next = got.len() as u16;
+                    if usize::from(next) == usize::from(*count) {
+                        self.list = std::mem::take(got);
+                        self.receiving = None;
+                        return vec![self.ack(apm::MavMissionResult::MAV_MISSION_ACCEPTED)];
+                    }
+                    vec![self.request(next)]
+                }
+                MavMessage::MISSION_REQUEST_LIST(_) => {
+                    vec![MavMessage::MISSION_COUNT(apm::MISSION_COUNT_DATA {
+                        count: self.list.len() as u16,
+                        target_system: 245,
+                        target_component: 190,
+                        mission_type: apm::MavMissionType::MAV_MISSION_TYPE_MISSION,
+                        opaque_id: 0,
+                    })]
+                }
+                MavMessage::MISSION_REQUEST_INT(r) => self
+                    .list
+                    .get(usize::from(r.seq))
+                    .and_then(|i| i.to_int(r.seq, MissionKind::Mission, (245, 190)))
+                    .into_iter()
+                    .collect(),
+                MavMessage::MISSION_CLEAR_ALL(_) => {
+                    self.list.clear();
+                    vec![self.ack(apm::MavMissionResult::MAV_MISSION_ACCEPTED)]
+                }
+                MavMessage::MISSION_SET_CURRENT(c) => {
+                    self.current = c.seq;
+                    vec![MavMessage::MISSION_CURRENT(apm::MISSION_CURRENT_DATA {
+                        seq: c.seq,
+                        ..Default::default()
+                    })]
+                }
+                _ => vec![],
+            }
+        }
+
+        fn tick(&mut self, now: Instant) -> Vec<MavMessage> {
+            let seq = match &mut self.receiving {
+                Some((_, got, asked))
+                    if now.duration_since(*asked) > Duration::from_millis(300) =>
+                {
+                    *asked = now;
+                    got.len() as u16
+                }
+                _ => return vec![],
+            };
+            vec![self.request(seq)]
+        }
+    }
+
+    /// Runs `op` between the station and `vehicle`, dropping each message with probability
+    /// `loss` (a fixed-seed generator), in 5 ms steps; the final progress and the simulated
+    /// time it took.
+    fn run(vehicle: &mut Vehicle, op: Operation, loss: f64) -> (Progress, Duration) {
+        let mut station = Transfers::default();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut lost = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 10_000) as f64 / 10_000.0 < loss
+        };
+        let t0 = Instant::now();
+        station.start(7, 1, MissionKind::Mission, op);
+        let mut now = t0;
+        loop {
+            let mut to_vehicle = station.due(now, |_| Some(TO));
+            let mut to_station = vehicle.tick(now);
+            for _ in 0..1000 {
+                for (_, m) in std::mem::take(&mut to_vehicle) {
+                    if !lost() {
+                        to_station.extend(vehicle.handle(&m, now));
+                    }
+                }
+                for m in std::mem::take(&mut to_station) {
+                    if !lost() {
+                        station.observe(1, TO, &m, now);
+                    }
+                }
+                to_vehicle = station.take_out();
+                if to_vehicle.is_empty() {
+                    break;
+                }
+            }
+            for u in station.take_updates() {
+                assert_eq!((u.id, u.vehicle), (7, 1));
+                if !matches!(u.progress, Progress::Working { .. }) {
+                    return (u.progress, now - t0);
+                }
+            }
+            now += Duration::from_millis(5);
+            assert!(
+                now - t0 < Duration::from_secs(600),
+                "the transfer never ended"
+            );
+        }
+    }
+
+    fn items(n: u16) -> Vec<MissionItem> {
+        (0..n)
+            .map(|i| MissionItem {
+                command: 16,
+                frame: 3,
+                params: [0.0, 2.0, 0.0, f32::from(i)],
+                x: 382_900_000 + i32::from(i) * 17,
+                y: -1_224_500_000 - i32::from(i) * 13,
+                z: 30.0 + f32::from(i % 7),
+                autocontinue: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_200_item_upload_is_read_back_identical_even_with_a_fifth_of_messages_lost() {
+        for loss in [0.0, 0.2] {
+            let mut vehicle = Vehicle::default();
+            let (progress, took) = run(&mut vehicle, Operation::Upload(items(200)), loss);
+            assert_eq!(progress, Progress::Done(Some(items(200))), "loss {loss}");
+            assert_eq!(vehicle.list, items(200));
+            assert!(took < Duration::from_secs(120), "{took:?} at loss {loss}");
+        }
+    }
+
+    #[test]
+    fn download_clear_and_set_current() {
+        let mut vehicle = Vehicle {
+            list: items(12),
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&mut vehicle, Operation::Download, 0.2).0,
+            Progress::Done(Some(items(12)))
+        );
+        assert_eq!(
+            run(&mut vehicle, Operation::SetCurrent(5), 0.2).0,
+            Progress::Done(None)
+        );
+        assert_eq!(vehicle.current, 5);
+        assert_eq!(
+            run(&mut vehicle, Operation::Clear, 0.2).0,
+            Progress::Done(None)
+        );
+        assert!(vehicle.list.is_empty());
+        assert_eq!(
+            run(&mut vehicle, Operation::Download, 0.0).0,
+            Progress::Done(Some(vec![]))
+        );
+    }
+
+    #[test]
+    fn a_refusal_or_silence_fails_with_the_reason() {
+        let mut station = Transfers::default();
+        let now = Instant::now();
+        station.start(1, 1, MissionKind::Fence, Operation::Upload(items(3)));
+        let sent = station.due(now, |_| Some(TO));
+        assert!(
+            matches!(&sent[..], [(1, MavMessage::MISSION_COUNT(c))] if c.mission_type == apm::MavMissionType::MAV_MISSION_TYPE_FENCE)
+        );
+        // An ack for another list type is not this transfer's.
+        let ack = |mission_type| {
+            MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
+                mavtype: apm::MavMissionResult::MAV_MISSION_DENIED,
+                mission_type,
+                ..Default::default()
+            })
+        };
+        station.observe(
+            1,
+            TO,
+            &ack(apm::MavMissionType::MAV_MISSION_TYPE_MISSION),
+            now,
+        );
+        assert!(station.take_updates().is_empty());
+        station.observe(
+            1,
+            TO,
+            &ack(apm::MavMissionType::MAV_MISSION_TYPE_FENCE),
+            now,
+        );
+        let updates = station.take_updates();
+        assert_eq!(
+            updates[0].progress,
+            Progress::Failed("the vehicle refused the upload: denied".into())
+        );
+
+        // Nobody answers: the count is repeated, then the transfer fails.
+        station.start(2, 1, MissionKind::Mission, Operation::Download);
+        let mut t = now;
+        let mut sends = 0;
+        let progress = loop {
+            sends += station.due(t, |_| Some(TO)).len();
+            if let Some(u) = station.take_updates().pop() {
+                break u.progress;
+            }
+            t += MAX_TIMEOUT;
+        };
+        assert_eq!(sends, usize::from(TRIES));
+        assert!(matches!(progress, Progress::Failed(m) if m.contains("no answer")));
+    }
+}

@@ -1,0 +1,279 @@
+//! Missions through the station against `peers/autopilot.py` (pymavlink, the mission
+//! protocol as ArduPilot plays it): stored, uploaded, read back identical, also through a link
+//! that drops a fifth of all frames each way; downloaded, cleared, set current; and a
+//! MAVProxy (nobody here wrote it) uploading to another vehicle through the router at the same
+//! time as the station uploads its own.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use trellis_tests::impair::{ImpairedLink, Impairment};
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(120);
+
+fn items(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "command": if i == 1 { 22 } else { 16 },
+                "frame": 3,
+                "params": [0.0, 2.0, 0.0, i as f32],
+                "x": 382_900_000 + i as i32 * 17,
+                "y": -1_224_500_000 - i as i32 * 13,
+                "z": 30.0 + (i % 7) as f32,
+                "autocontinue": true,
+            })
+        })
+        .collect()
+}
+
+/// Waits for command or transfer `sent` to end; its final row.
+fn finished(daemon: &EdgeDaemon, token: &str, sent: &Value) -> Value {
+    let id = sent["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no id in {sent}"));
+    wait_for(&format!("command {id} to end"), T, || {
+        let (_, c) = daemon.get_as(token, &format!("/api/v1/commands/{id}"));
+        (!matches!(
+            c["outcome"].as_str(),
+            Some("pending" | "in_progress") | None
+        ))
+        .then_some(c)
+    })
+}
+
+#[test]
+fn a_200_item_mission_goes_up_and_comes_back_identical_through_a_link_losing_a_fifth() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let lossy = ImpairedLink::start(
+        format!("127.0.0.1:{udp}").parse().expect("addr"),
+        Impairment {
+            loss: 0.2,
+            delay: Duration::from_millis(5),
+            flap: None,
+        },
+    );
+    let mut ap = autopilot(&format!("udpout:{}", lossy.addr), 5, &[]);
+    wait_for("the vehicle's position", T, || {
+        daemon.vehicle(5)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+
+    let mission = json!({ "name": "Block 3 survey", "items": items(200), "field": "block-3" });
+    let (code, stored) = daemon.send_as(&pilot, "PUT", "/api/v1/missions/block-3", &mission);
+    assert_eq!(code, 200, "{stored}");
+    let listed = daemon.get_as(&pilot, "/api/v1/missions").1;
+    assert_eq!(
+        listed["missions"][0]["fields"]["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(200)
+    );
+
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/block-3/upload",
+        &json!({ "vehicle": "V-05" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    assert_eq!(sent["description"], "upload mission block-3 (200 items)");
+    let done = finished(&daemon, &pilot, &sent);
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    // Accepted means read back and compared: the station's copy of what the vehicle holds.
+    assert_eq!(done["detail"]["items"], json!(items(200)), "{done}");
+    let stored = ap.wait_event("mission_stored", T);
+    assert_eq!(
+        (stored["count"].as_u64(), stored["from"].as_u64()),
+        (Some(200), Some(245))
+    );
+    assert!(
+        lossy.dropped.load(std::sync::atomic::Ordering::Relaxed) > 50,
+        "the link lost frames"
+    );
+}
+
+#[test]
+fn a_vehicles_list_is_downloaded_set_current_and_cleared() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let _ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 6, &[]);
+    wait_for("the vehicle's position", T, || {
+        daemon.vehicle(6)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    let command = |body: Value| {
+        let (code, sent) = daemon.send_as(&pilot, "POST", "/api/v1/vehicles/6/commands", &body);
+        assert_eq!(code, 202, "{body}: {sent}");
+        finished(&daemon, &pilot, &sent)
+    };
+    let (_, _) = daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/missions/m",
+        &json!({ "name": "m", "items": items(12) }),
+    );
+    let (_, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/m/upload",
+        &json!({ "vehicle": "6" }),
+    );
+    assert_eq!(finished(&daemon, &pilot, &sent)["outcome"], "accepted");
+    let down = command(json!({ "command": "download_mission" }));
+    assert_eq!(down["detail"]["items"], json!(items(12)), "{down}");
+    let fence = command(json!({ "command": "download_mission", "kind": "fence" }));
+    assert_eq!(
+        fence["detail"]["items"],
+        json!([]),
+        "a separate list: {fence}"
+    );
+    assert_eq!(
+        command(json!({ "command": "set_current", "seq": 7 }))["outcome"],
+        "accepted"
+    );
+    wait_for("the vehicle on item 7", T, || {
+        (daemon.vehicle(6)?["mission"]["current"] == 7).then_some(())
+    });
+    assert_eq!(
+        command(json!({ "command": "clear_mission" }))["outcome"],
+        "accepted"
+    );
+    let down = command(json!({ "command": "download_mission" }));
+    assert_eq!(down["detail"]["items"], json!([]), "{down}");
+}
+
+#[test]
+fn bad_missions_are_refused_and_a_missing_vehicle_is_named() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let pilot = daemon.new_token("anna", "pilot");
+    let put = |key: &str, body: Value| {
+        daemon.send_as(&pilot, "PUT", &format!("/api/v1/missions/{key}"), &body)
+    };
+    let (code, body) = put("m", json!({ "name": "x", "items": [] }));
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (422, Some("items")),
+        "{body}"
+    );
+    let mut bad = items(3);
+    bad[2]["command"] = json!(65000);
+    let (code, body) = put("m", json!({ "name": "x", "items": bad }));
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (422, Some("items")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("item 2"),
+        "{body}"
+    );
+    let (code, _) = put("m", json!({ "name": "x", "items": items(3) }));
+    assert_eq!(code, 200);
+    let upload = |key: &str, vehicle: &str| {
+        daemon.send_as(
+            &pilot,
+            "POST",
+            &format!("/api/v1/missions/{key}/upload"),
+            &json!({ "vehicle": vehicle }),
+        )
+    };
+    let (code, body) = upload("m", "V-09");
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (422, Some("vehicle")),
+        "{body}"
+    );
+    let viewer = daemon.new_token("crew", "viewer");
+    let (code, _) = daemon.send_as(
+        &viewer,
+        "PUT",
+        "/api/v1/missions/m2",
+        &json!({ "name": "x", "items": items(2) }),
+    );
+    assert_eq!(code, 403);
+}
+
+#[test]
+fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
+    let (vehicles, gcs) = (free_udp_port(), free_udp_port());
+    let daemon = EdgeDaemon::start(&[
+        format!("udpin:127.0.0.1:{vehicles}"),
+        format!("udpout:127.0.0.1:{gcs}"),
+    ]);
+    let mut one = autopilot(&format!("udpout:127.0.0.1:{vehicles}"), 1, &[]);
+    let mut two = autopilot(&format!("udpout:127.0.0.1:{vehicles}"), 2, &[]);
+    wait_for("both vehicles", T, || {
+        (daemon.vehicle(1)?["position"].is_object() && daemon.vehicle(2)?["position"].is_object())
+            .then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    let (code, _) = daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/missions/m",
+        &json!({ "name": "m", "items": items(200) }),
+    );
+    assert_eq!(code, 200);
+
+    // MAVProxy's own mission for vehicle 2, in the waypoint file format it reads.
+    let state = tempfile::tempdir().expect("temp dir");
+    let file = state.path().join("survey.txt");
+    let mut wpl = String::from("QGC WPL 110\n");
+    for i in 0..100 {
+        wpl += &format!(
+            "{i}\t{}\t3\t16\t0\t0\t0\t0\t{:.7}\t{:.7}\t40\t1\n",
+            u8::from(i == 0),
+            38.29 + f64::from(i) * 1e-4,
+            -122.45
+        );
+    }
+    std::fs::write(&file, wpl).expect("waypoint file");
+    let mut mavproxy = Proc::spawn(
+        "mavproxy",
+        std::process::Command::new("mavproxy.py")
+            .arg(format!("--master=udpin:127.0.0.1:{gcs}"))
+            .args(["--source-system=250", "--target-system=2", "--nowait"])
+            .arg(format!("--state-basedir={}", state.path().display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
+    mavproxy.wait_line(T, |l| l.contains("Detected vehicle 2:1"));
+
+    // Both at once: the station's upload to vehicle 1, MAVProxy's to vehicle 2.
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/m/upload",
+        &json!({ "vehicle": "1" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    mavproxy.send_line(&format!("wp load {}", file.display()));
+    let from_mavproxy = two.wait_event("mission_stored", T);
+    assert_eq!(
+        (
+            from_mavproxy["count"].as_u64(),
+            from_mavproxy["from"].as_u64()
+        ),
+        (Some(100), Some(250)),
+        "{from_mavproxy}"
+    );
+    let from_station = one.wait_event("mission_stored", T);
+    assert_eq!(
+        (
+            from_station["count"].as_u64(),
+            from_station["from"].as_u64()
+        ),
+        (Some(200), Some(245))
+    );
+    let done = finished(&daemon, &pilot, &sent);
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    assert_eq!(done["detail"]["items"], json!(items(200)));
+}
