@@ -1,5 +1,8 @@
 //! What the benches that run the daemon as its own process share: the release daemon with a
-//! `udpin` link and a viewer token, and the frames a copter sends.
+//! `udpin` link and a token, and the frames a copter sends.
+
+// Each bench includes this module and uses part of it.
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 
@@ -10,7 +13,7 @@ use mavlink::dialects::ardupilotmega as apm;
 pub struct Daemon {
     pub api: u16,
     pub udp: u16,
-    /// A viewer token.
+    /// A viewer's token, or the role `start_with` was given.
     pub token: String,
     child: Child,
     _dir: tempfile::TempDir,
@@ -18,10 +21,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Daemon::start_with(&[], "viewer")
+    }
+
+    /// With `links` besides its `udpin`, and a token with `role`.
+    pub fn start_with(links: &[String], role: &str) -> Daemon {
         let bin = env!("CARGO_BIN_EXE_edge-daemon");
         let dir = tempfile::tempdir().expect("temp dir");
         let token = Command::new(bin)
-            .args(["token", "create", "--name", "bench", "--role", "viewer"])
+            .args(["token", "create", "--name", "bench", "--role", role])
             .arg("--data-dir")
             .arg(dir.path())
             .stderr(Stdio::null())
@@ -35,6 +43,7 @@ impl Daemon {
             .arg(dir.path())
             .args(["--api-listen", &format!("127.0.0.1:{api}")])
             .args(["--link", &format!("udpin:127.0.0.1:{udp}")])
+            .args(links.iter().flat_map(|l| ["--link", l.as_str()]))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -51,7 +60,6 @@ impl Daemon {
 
 impl Daemon {
     /// CPU time the daemon has used, user and system, from /proc (Linux).
-    #[allow(dead_code)] // ingest_clients'
     pub fn cpu_seconds(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
@@ -115,7 +123,6 @@ pub fn heartbeat() -> MavMessage {
     })
 }
 
-#[allow(dead_code)] // live_latency's; ingest_clients has no percentiles
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

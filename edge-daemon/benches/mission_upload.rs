@@ -1,0 +1,264 @@
+//! A 200-item mission uploaded over a 57,600-baud serial link, against its wire time.
+//!
+//! Two pty pairs stand in for the cable and its radios: the release daemon opens one with
+//! `serial:…:57600`, the pymavlink autopilot of the tests (`tests/peers/autopilot.py`, which
+//! plays the mission protocol as ArduPilot does and streams the telemetry the station asks
+//! for, as a vehicle on a radio does; needs pymavlink, which `scripts/test` installs) the
+//! other, and a forwarder between their masters lets bytes through
+//! at 5,760 bytes/s each way (57,600 baud, 8N1), reading every frame that passes. The upload is
+//! timed on the wire: from the station's MISSION_COUNT to the vehicle's MISSION_ACK. Its wire
+//! time is the bytes of the mission-protocol frames in that window, both ways (each waits for
+//! the other, so they never overlap), at the link's rate. The telemetry the vehicle keeps
+//! sending shares the link, as it does in the field; its share is printed.
+//!
+//! `cargo bench -p edge-daemon --bench mission_upload`; last line
+//! `FIGURE mission_upload_vs_wire <ratio> x` (target ≤ 1.3).
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_daemon::frame::FrameScanner;
+use serde_json::{json, Value};
+
+/// 57,600 baud, 8 data bits, no parity, 1 stop bit: 10 bits a byte.
+const BYTES_PER_S: f64 = 5_760.0;
+const ITEMS: usize = 200;
+/// MISSION_REQUEST, MISSION_COUNT, MISSION_ACK, MISSION_REQUEST_INT, MISSION_ITEM_INT.
+const MISSION_IDS: [u32; 5] = [40, 44, 47, 51, 73];
+
+/// One pty pair: the master, and the slave's path (kept open so the pair lives until the
+/// daemon or the simulator opens it).
+fn pty() -> (File, String, File) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors into the integers it is given; no name, termios
+    // or window size is passed.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: `slave` is a descriptor openpty just opened; ttyname returns a pointer to a
+    // static buffer, copied at once.
+    let path = unsafe {
+        let name = libc::ttyname(slave);
+        assert!(!name.is_null(), "ttyname");
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    };
+    // SAFETY: both descriptors were opened above and are owned by these Files from now on.
+    unsafe { (File::from_raw_fd(master), path, File::from_raw_fd(slave)) }
+}
+
+/// What one direction of the link carried.
+#[derive(Default)]
+struct Wire {
+    /// (time, message id, bytes) of every frame.
+    frames: Vec<(Instant, u32, usize)>,
+}
+
+/// Copies `from` to `to` at the link's rate, noting every frame.
+fn forward(mut from: File, mut to: File, wire: Arc<Mutex<Wire>>) {
+    std::thread::spawn(move || {
+        let mut scanner = FrameScanner::new();
+        let mut buf = [0u8; 256];
+        let mut free_at = Instant::now();
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // The wire is busy until the bytes before these are out; these take their time.
+            let now = Instant::now();
+            free_at = free_at.max(now) + Duration::from_secs_f64(n as f64 / BYTES_PER_S);
+            std::thread::sleep(free_at.saturating_duration_since(now));
+            if to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            scanner.push(&buf[..n]);
+            let at = Instant::now();
+            let mut wire = wire.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(frame) = scanner.next_frame() {
+                wire.frames.push((at, frame.message_id(), frame.len()));
+            }
+        }
+    });
+}
+
+/// A JSON answer, or why there is none.
+fn try_api(method: &str, url: &str, token: &str, body: Option<&Value>) -> Result<Value, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let auth = format!("Bearer {token}");
+    let result = match body {
+        Some(b) => agent
+            .run(
+                ureq::http::Request::builder()
+                    .method(method)
+                    .uri(url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .expect("request"),
+            )
+            .map(|mut r| r.body_mut().read_json::<Value>()),
+        None => agent
+            .get(url)
+            .header("Authorization", &auth)
+            .call()
+            .map(|mut r| r.body_mut().read_json::<Value>()),
+    };
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        other => Err(format!("{method} {url}: {other:?}")),
+    }
+}
+
+fn api(method: &str, url: &str, token: &str, body: Option<&Value>) -> Value {
+    try_api(method, url, token, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn main() {
+    let (station_master, station_path, _station_slave) = pty();
+    let (vehicle_master, vehicle_path, _vehicle_slave) = pty();
+    let down = Arc::new(Mutex::new(Wire::default()));
+    let up = Arc::new(Mutex::new(Wire::default()));
+    let clone = |f: &File| f.try_clone().expect("dup");
+    forward(clone(&station_master), clone(&vehicle_master), down.clone());
+    forward(vehicle_master, station_master, up.clone());
+
+    let daemon = common::Daemon::start_with(&[format!("serial:{station_path}:57600")], "pilot");
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/autopilot.py");
+    let mut vehicle = Command::new("python3")
+        .arg(peer)
+        .args(["--connect", &vehicle_path, "--sysid", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 tests/peers/autopilot.py (pymavlink)");
+    let base = format!("http://127.0.0.1:{}", daemon.api);
+    let started = Instant::now();
+    loop {
+        // Refused while the daemon starts, 404 until the vehicle is heard.
+        let v = try_api(
+            "GET",
+            &format!("{base}/api/v1/vehicles/1"),
+            &daemon.token,
+            None,
+        );
+        if v.is_ok_and(|v| v["position"].is_object()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the vehicle never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let items: Vec<Value> = (0..ITEMS)
+        .map(|i| {
+            json!({ "command": 16, "frame": 3, "params": [0, 0, 0, 0],
+                "x": 382_919_000 + i as i32 * 90, "y": -1_224_580_000 + (i % 2) as i32 * 9_000,
+                "z": 30, "autocontinue": true })
+        })
+        .collect();
+    let mission = json!({ "name": "bench", "items": items });
+    api(
+        "PUT",
+        &format!("{base}/api/v1/missions/bench"),
+        &daemon.token,
+        Some(&mission),
+    );
+    // Telemetry alone for a while, for its share of the link.
+    let quiet_from = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let quiet = quiet_from.elapsed();
+    let sent = api(
+        "POST",
+        &format!("{base}/api/v1/missions/bench/upload"),
+        &daemon.token,
+        Some(&json!({ "vehicle": "1" })),
+    );
+    let id = sent["id"].as_i64().expect("an id");
+    let done = loop {
+        let c = api(
+            "GET",
+            &format!("{base}/api/v1/commands/{id}"),
+            &daemon.token,
+            None,
+        );
+        if !matches!(c["outcome"].as_str(), Some("pending" | "in_progress")) {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    let _ = vehicle.kill();
+    let _ = vehicle.wait();
+
+    let (down, up) = (
+        down.lock().unwrap_or_else(|e| e.into_inner()),
+        up.lock().unwrap_or_else(|e| e.into_inner()),
+    );
+    let count_at = down
+        .frames
+        .iter()
+        .find(|(_, id, _)| *id == 44)
+        .map(|(t, _, _)| *t)
+        .expect("the station's MISSION_COUNT");
+    let ack_at = up
+        .frames
+        .iter()
+        .find(|(t, id, _)| *id == 47 && *t > count_at)
+        .map(|(t, _, _)| *t)
+        .expect("the vehicle's MISSION_ACK");
+    let window = |w: &Wire, mission: bool| -> usize {
+        w.frames
+            .iter()
+            .filter(|(t, id, _)| {
+                *t >= count_at && *t <= ack_at && MISSION_IDS.contains(id) == mission
+            })
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let mission_bytes = window(&down, true) + window(&up, true);
+    let other_bytes = window(&down, false) + window(&up, false);
+    let quiet_bytes: usize = up
+        .frames
+        .iter()
+        .filter(|(t, _, _)| *t >= quiet_from && *t < quiet_from + quiet)
+        .map(|(_, _, n)| n)
+        .sum();
+    let took = ack_at.duration_since(count_at).as_secs_f64();
+    let wire = mission_bytes as f64 / BYTES_PER_S;
+    println!("link: 57600 baud serial (pty pair, paced at {BYTES_PER_S} bytes/s each way)");
+    println!(
+        "vehicle telemetry alone: {:.0} bytes/s up ({:.0} % of the link)",
+        quiet_bytes as f64 / quiet.as_secs_f64(),
+        100.0 * quiet_bytes as f64 / quiet.as_secs_f64() / BYTES_PER_S
+    );
+    println!(
+        "upload of {ITEMS} items: {took:.2} s from MISSION_COUNT to MISSION_ACK; mission frames \
+         {mission_bytes} bytes (wire time {wire:.2} s); other frames meanwhile {other_bytes} bytes"
+    );
+    println!(
+        "with the read-back: {:.2} s from the request to accepted",
+        (done["updated_us"].as_i64().unwrap_or(0) - done["created_us"].as_i64().unwrap_or(0))
+            as f64
+            / 1e6
+    );
+    println!("FIGURE mission_upload_vs_wire {:.2} x", took / wire);
+}
