@@ -16,6 +16,7 @@ pub mod gcs;
 pub mod ingest;
 pub mod link;
 pub mod live;
+pub mod planner;
 pub mod router;
 pub mod sim;
 pub mod store;

@@ -194,14 +194,19 @@ fn signed_area(pts: &[(f64, f64)]) -> f64 {
 /// The inside stretches of the line `v = const` through the polygon (row frame), by the
 /// even–odd rule. The half-open crossing test (`> v` on one end only) counts a vertex lying
 /// exactly on the line once per side, so crossings always pair up.
-fn clip_row(poly_uv: &[(f64, f64)], v: f64) -> Vec<Segment> {
-    let n = poly_uv.len();
+///
+/// `rings` are the outer boundary and any holes: by the even–odd rule a hole's edges simply
+/// cut the row again, so a row across a pond or a shed becomes two segments.
+fn clip_row(rings: &[Vec<(f64, f64)>], v: f64) -> Vec<Segment> {
     let mut us: Vec<f64> = Vec::new();
-    for i in 0..n {
-        let (ua, va) = poly_uv[i];
-        let (ub, vb) = poly_uv[(i + 1) % n];
-        if (va > v) != (vb > v) {
-            us.push(ua + (v - va) * (ub - ua) / (vb - va));
+    for ring in rings {
+        let n = ring.len();
+        for i in 0..n {
+            let (ua, va) = ring[i];
+            let (ub, vb) = ring[(i + 1) % n];
+            if (va > v) != (vb > v) {
+                us.push(ua + (v - va) * (ub - ua) / (vb - va));
+            }
         }
     }
     us.sort_by(f64::total_cmp);
@@ -292,6 +297,17 @@ fn fly_cell(cell: &[Segment], entry: Entry, ext: f64) -> Vec<(f64, f64)> {
 /// coordinates, or if the plan is unusable (spacing ≤ 0, overlap outside [0, 1), negative
 /// turnaround, non-finite numbers, or more than 20 000 rows).
 pub fn lawnmower(field: &[LatLon], plan: &SurveyPlan) -> Vec<LatLon> {
+    lawnmower_with_holes(field, &[], plan)
+}
+
+/// [`lawnmower`] over a field with holes (a pond, a shed, a block left unplanted): rows stop
+/// at each hole's edge and go on past it; the stretches either side are cells of their own.
+/// A hole with fewer than 3 distinct points or non-finite coordinates is ignored.
+pub fn lawnmower_with_holes(
+    field: &[LatLon],
+    holes: &[Vec<LatLon>],
+    plan: &SurveyPlan,
+) -> Vec<LatLon> {
     let Some(ring) = clean_ring(field) else {
         return Vec::new();
     };
@@ -330,6 +346,14 @@ pub fn lawnmower(field: &[LatLon], plan: &SurveyPlan) -> Vec<LatLon> {
     let to_uv = |(e, n): (f64, f64)| (e * s + n * c, e * c - n * s);
     let from_uv = |(u, v): (f64, f64)| (u * s + v * c, u * c - v * s);
     let poly_uv: Vec<(f64, f64)> = local.iter().map(|&p| to_uv(p)).collect();
+    let mut rings = vec![poly_uv.clone()];
+    rings.extend(
+        holes
+            .iter()
+            .filter_map(|h| clean_ring(h))
+            .filter(|h| h.len() >= 3)
+            .map(|h| h.iter().map(|&p| to_uv(to_local_m(origin, p))).collect()),
+    );
 
     let vmin = poly_uv.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let vmax = poly_uv
@@ -347,7 +371,7 @@ pub fn lawnmower(field: &[LatLon], plan: &SurveyPlan) -> Vec<LatLon> {
     let first_v = vmin + (width - (n_rows as f64 - 1.0) * spacing) / 2.0;
 
     let rows: Vec<Vec<Segment>> = (0..n_rows)
-        .map(|i| clip_row(&poly_uv, first_v + i as f64 * spacing))
+        .map(|i| clip_row(&rings, first_v + i as f64 * spacing))
         .filter(|r| !r.is_empty())
         .collect();
     let cells = decompose_cells(&rows);
@@ -409,6 +433,19 @@ pub fn lawnmower(field: &[LatLon], plan: &SurveyPlan) -> Vec<LatLon> {
             from_local_m(origin, e, n)
         })
         .collect()
+}
+
+/// The bearing (0–180°) of the field's longest edge: vines are planted along a block's long
+/// side, so this is the default direction of the passes. `None` for fewer than two distinct
+/// points.
+pub fn dominant_heading_deg(field: &[LatLon]) -> Option<f64> {
+    let ring = clean_ring(field)?;
+    let n = ring.len();
+    (0..n)
+        .filter(|&i| n >= 2 && ring[i] != ring[(i + 1) % n])
+        .map(|i| (ring[i], ring[(i + 1) % n]))
+        .max_by(|a, b| distance_m(a.0, a.1).total_cmp(&distance_m(b.0, b.1)))
+        .map(|(a, b)| bearing_deg(a, b).rem_euclid(180.0))
 }
 
 #[cfg(test)]

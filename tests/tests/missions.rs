@@ -277,3 +277,79 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
     assert_eq!(done["outcome"], "accepted", "{done}");
     assert_eq!(done["detail"]["items"], json!(items(200)));
 }
+
+#[test]
+fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 4, &[]);
+    wait_for("the vehicle's position", T, || {
+        daemon.vehicle(4)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    // An L-shaped block, its long edge running east, with a shed cut out of it.
+    let (o_lat, o_lon) = (38.2919, -122.458);
+    let at = |e: f64, n: f64| json!([o_lat + n / 111_000.0, o_lon + e / 87_300.0]);
+    let block = json!({ "name": "Block 7", "polygon": [
+        at(0.0, 0.0), at(150.0, 0.0), at(150.0, 40.0), at(60.0, 40.0), at(60.0, 78.75), at(0.0, 78.75)
+    ] });
+    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/fields/block-7", &block);
+    assert_eq!(code, 200, "{body}");
+
+    let plan = |body: Value| daemon.send_as(&pilot, "POST", "/api/v1/fields/block-7/plan", &body);
+    let (code, body) = plan(json!({ "alt_m": 12, "speed_mps": 4, "pattern": "spray" }));
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (422, Some("row_spacing_m")),
+        "{body}"
+    );
+    let (code, planned) = plan(json!({
+        "alt_m": 12, "speed_mps": 4, "pattern": "spray", "row_spacing_m": 2.5
+    }));
+    assert_eq!(code, 201, "{planned}");
+    assert_eq!(planned["key"], "plan-block-7");
+    assert_eq!(planned["fields"]["name"], "Spray of Block 7");
+    let summary = &planned["fields"]["plan"];
+    assert_eq!(
+        summary["heading_deg"], 90.0,
+        "along the long edge: {summary}"
+    );
+    // 78.75 m north–south at a 2.5 m pitch: 32 rows, those in the narrow arm shorter.
+    assert_eq!(summary["passes"], 32, "{summary}");
+    let items = planned["fields"]["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    let commands: Vec<u64> = items.iter().filter_map(|i| i["command"].as_u64()).collect();
+    assert_eq!(
+        (&commands[..3], commands.last()),
+        (&[16, 22, 178][..], Some(&20))
+    );
+
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/plan-block-7/upload",
+        &json!({ "vehicle": "4" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    let done = finished(&daemon, &pilot, &sent);
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    let stored = ap.wait_event("mission_stored", T);
+    assert_eq!(stored["count"].as_u64(), Some(items.len() as u64));
+
+    // A field without a shape cannot be planned.
+    daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/fields/bare",
+        &json!({ "name": "Bare" }),
+    );
+    let (code, body) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/fields/bare/plan",
+        &json!({ "alt_m": 12, "speed_mps": 4, "row_spacing_m": 2.5 }),
+    );
+    assert_eq!(code, 409, "{body}");
+}

@@ -444,52 +444,80 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
-/// How to cover a field.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlanRequest {
-    /// Metres above home.
-    #[schema(minimum = 1, maximum = 500)]
-    alt_m: f64,
-    #[schema(minimum = 0.5, maximum = 30)]
-    speed_mps: f64,
-    /// Distance between passes; the vine row spacing for spraying.
-    #[schema(minimum = 0.5, maximum = 200)]
-    row_spacing_m: f64,
-    /// Direction of the passes, degrees from north; default the field's longest edge (how
-    /// the vines are planted).
-    #[schema(minimum = 0, maximum = 360)]
-    heading_deg: Option<f64>,
-}
-
-/// Plans a mission covering a field (needs a pilot): a lawnmower pattern along the rows.
+/// Plans a mission covering a field (needs a pilot) and stores it (`plan-<field>`, or the
+/// request's `mission` key), ready to upload: passes along the vine rows (by default the
+/// field's longest edge), one per row for spraying or a footprint less its overlap apart for
+/// a survey, around the field's holes, with takeoff, speed and return to launch.
 #[utoipa::path(post, path = "/api/v1/fields/{key}/plan", tag = "control",
-    params(("key" = String, Path)), request_body = PlanRequest,
-    responses((status = 201, description = "planned", body = Record), EditRefusals, NotYet))]
+    params(("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = crate::planner::PlanRequest,
+    responses((status = 201, description = "planned and stored", body = Record),
+        EditRefusals))]
 pub async fn plan(
     State(s): State<AppState>,
     Path(key): Path<String>,
-    JsonBody(request): JsonBody<PlanRequest>,
-) -> Result<Json<Record>, ApiError> {
-    let within = |field: &str, v: f64, lo: f64, hi: f64| {
-        if (lo..=hi).contains(&v) {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(field, format!("between {lo} and {hi}")))
-        }
+    JsonBody(request): JsonBody<crate::planner::PlanRequest>,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    use crate::planner::PlanError;
+    let refusal = |e: PlanError| match e {
+        PlanError::Invalid(name, why) => ApiError::invalid(name, why),
+        e @ (PlanError::NoShape | PlanError::Empty) => ApiError::conflict(e.to_string()),
     };
-    within("alt_m", request.alt_m, 1.0, 500.0)?;
-    within("speed_mps", request.speed_mps, 0.5, 30.0)?;
-    within("row_spacing_m", request.row_spacing_m, 0.5, 200.0)?;
-    if let Some(h) = request.heading_deg {
-        within("heading_deg", h, 0.0, 360.0)?;
+    request.check().map_err(refusal)?;
+    let field = records(&s, "fields")
+        .await?
+        .into_iter()
+        .find(|f| f.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("no field {key:?}")))?;
+    let planned = crate::planner::shape_of(&field.fields)
+        .and_then(|shape| crate::planner::plan(&shape, &request))
+        .map_err(refusal)?;
+    let mission = request
+        .mission
+        .clone()
+        .unwrap_or_else(|| format!("plan-{key}"));
+    if mission == "proposals" || mission.is_empty() || mission.len() > 200 {
+        return Err(ApiError::invalid(
+            "mission",
+            "1 to 200 characters, not \"proposals\"",
+        ));
     }
-    let reader = s.reader.clone();
-    let fields = tokio::task::spawn_blocking(move || reader.records("fields"))
+    let name = field
+        .fields
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or(&key)
+        .to_string();
+    let mut fields = serde_json::Map::new();
+    let what = match request.pattern {
+        crate::planner::Pattern::Spray => "Spray",
+        crate::planner::Pattern::Survey => "Survey",
+    };
+    fields.insert("name".into(), format!("{what} of {name}").into());
+    fields.insert("kind".into(), serde_json::json!(MissionKind::Mission));
+    fields.insert("items".into(), serde_json::json!(planned.items));
+    fields.insert("field".into(), key.into());
+    fields.insert(
+        "plan".into(),
+        serde_json::json!({
+            "heading_deg": (planned.heading_deg * 10.0).round() / 10.0,
+            "spacing_m": planned.spacing_m,
+            "passes": planned.passes,
+            "length_m": planned.length_m.round(),
+            "alt_m": request.alt_m,
+            "speed_mps": request.speed_mps,
+        }),
+    );
+    let encoded = sync_protocol::records::edit_fields(&mission, fields)
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let (store, k) = (s.store.clone(), mission.clone());
+    tokio::task::spawn_blocking(move || store.edit("missions", &k, encoded))
         .await
         .map_err(ApiError::internal)??;
-    if !fields.iter().any(|f| f.key == key) {
-        return Err(ApiError::not_found(format!("no field {key:?}")));
-    }
-    Err(ApiError::not_implemented(NOT_YET))
+    let stored = records(&s, "missions")
+        .await?
+        .into_iter()
+        .find(|r| r.key == mission)
+        .ok_or_else(|| ApiError::internal("a planned mission was not found again"))?;
+    Ok((StatusCode::CREATED, Json(stored)))
 }
