@@ -503,6 +503,22 @@ impl EdgeDaemon {
         token
     }
 
+    /// Waits for command (or transfer) `id` to end, read as `token`; its final row.
+    pub fn command_ended(&self, token: &str, id: i64) -> Value {
+        wait_for(
+            &format!("command {id} to end"),
+            Duration::from_secs(120),
+            || {
+                let (_, c) = self.get_as(token, &format!("/api/v1/commands/{id}"));
+                let open = matches!(
+                    c["outcome"].as_str(),
+                    Some("pending" | "in_progress") | None
+                );
+                (!open).then_some(c)
+            },
+        )
+    }
+
     /// `GET` with the admin token; `None` unless it answers 200 with JSON.
     pub fn try_get(&self, path: &str) -> Option<Value> {
         let mut r = agent()

@@ -40,14 +40,7 @@ fn outcome(daemon: &EdgeDaemon, token: &str, body: Value) -> Value {
     assert_eq!(sent["outcome"], "pending", "{sent}");
     assert_eq!(sent["by"], "anna", "{sent}");
     let id = sent["id"].as_i64().expect("an id");
-    wait_for(&format!("the outcome of {body}"), T, || {
-        let (_, c) = daemon.get_as(token, &format!("/api/v1/commands/{id}"));
-        (!matches!(
-            c["outcome"].as_str(),
-            Some("pending" | "in_progress") | None
-        ))
-        .then_some(c)
-    })
+    daemon.command_ended(token, id)
 }
 
 #[test]

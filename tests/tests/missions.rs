@@ -28,19 +28,12 @@ fn items(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Waits for command or transfer `sent` to end; its final row.
+/// Waits for the command or transfer `sent` (its POST's answer) to end; its final row.
 fn finished(daemon: &EdgeDaemon, token: &str, sent: &Value) -> Value {
     let id = sent["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("no id in {sent}"));
-    wait_for(&format!("command {id} to end"), T, || {
-        let (_, c) = daemon.get_as(token, &format!("/api/v1/commands/{id}"));
-        (!matches!(
-            c["outcome"].as_str(),
-            Some("pending" | "in_progress") | None
-        ))
-        .then_some(c)
-    })
+    daemon.command_ended(token, id)
 }
 
 #[test]
