@@ -472,7 +472,7 @@ fn a_station_that_cannot_trust_its_wifi_serves_https_from_a_certificate_file() {
 }
 
 #[test]
-fn parameters_plans_and_decisions_check_their_requests_and_say_they_cannot_act_yet() {
+fn parameters_plans_and_decisions_check_their_requests() {
     let (daemon, _fleet) = station();
     let pilot = station_token(daemon.data.path(), "ana", "pilot");
     wait_for("the token to be read", T, || {

@@ -1,12 +1,13 @@
 //! Command and control: commands, parameters, missions and missions planned from fields,
 //! approving HQ's proposals.
 //!
-//! Commands work: stored (with who sent them) before they go to the vehicle, answered with
-//! their id at once, their outcome in `GET /api/v1/commands/{id}`, on the stream and at HQ.
-//! Parameters, missions and decisions are declared, described and checked (the role, the
-//! vehicle, the body) so that clients and the OpenAPI document have their shape; the daemon
-//! does not yet speak the protocols behind them, so a valid request there is answered
-//! `501 not_implemented`, never accepted and silently dropped.
+//! Commands and mission transfers are stored (with who asked) before they go to the vehicle,
+//! answered with their id at once, their outcome in `GET /api/v1/commands/{id}`, on the
+//! stream and at HQ. Missions are records, planned from fields or given as items; HQ's
+//! proposals reach a vehicle only through a pilot's decision here. Parameters are declared,
+//! described and checked (the role, the vehicle, the body) so that clients and the OpenAPI
+//! document have their shape; the daemon does not read or set them yet, so a valid request
+//! there is answered `501 not_implemented`, never accepted and silently dropped.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,8 +22,8 @@ use crate::gcs::{Action, Command, MissionItem, MissionKind, Operation, SendComma
 use crate::store::{CommandRow, Record};
 use crate::vehicle::modes;
 
-const NOT_YET: &str = "this station does not send missions or parameters to vehicles yet; \
-    use a ground control station through the router";
+const NOT_YET: &str = "this station does not read or set vehicle parameters yet; use a \
+    ground control station through the router";
 
 /// What a command asks a vehicle to do.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -244,6 +245,11 @@ pub struct Decision {
     decision: DecisionKind,
     /// Why, for HQ.
     note: Option<String>,
+    /// The vehicle to fly it (system id or fleet name), when the proposal names none heard
+    /// here, or to fly it with another.
+    vehicle: Option<String>,
+    /// How to fly a proposal that names a field rather than mission items.
+    plan: Option<crate::planner::PlanRequest>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -253,34 +259,140 @@ pub enum DecisionKind {
     Reject,
 }
 
-/// Approves or rejects a mission HQ proposed (needs a pilot).
+/// Approves or rejects a mission HQ proposed (needs a pilot). Nothing HQ proposes reaches a
+/// vehicle before this: approving stores the mission (`proposal-<key>`, planned from its
+/// field when it names one) and uploads it, as `POST /api/v1/missions/{key}/upload` does.
+/// Either way the decision, who made it and why are written into the proposal, which sync
+/// takes back to HQ.
 #[utoipa::path(post, path = "/api/v1/missions/proposals/{key}/decision", tag = "control",
-    params(("key" = String, Path)), request_body = Decision,
-    responses((status = 200, description = "recorded", body = crate::store::Record),
-        EditRefusals, NotYet))]
+    params(("key" = String, Path, min_length = 1, max_length = 200)), request_body = Decision,
+    responses((status = 200, description = "decided: the proposal as it now is", body = Record),
+        EditRefusals))]
 pub async fn decide(
     State(s): State<AppState>,
+    caller: auth::Caller,
     Path(key): Path<String>,
     JsonBody(decision): JsonBody<Decision>,
-) -> Result<Json<crate::store::Record>, ApiError> {
+) -> Result<Json<Record>, ApiError> {
     if decision.note.as_ref().is_some_and(|n| n.len() > 500) {
         return Err(ApiError::invalid("note", "at most 500 bytes"));
     }
-    let reader = s.reader.clone();
-    let proposals = tokio::task::spawn_blocking(move || reader.records("proposals"))
-        .await
-        .map_err(ApiError::internal)??;
-    if !proposals.iter().any(|p| p.key == key) {
-        return Err(ApiError::not_found(format!("no proposal {key:?}")));
+    if let Some(plan) = &decision.plan {
+        plan.check().map_err(plan_refusal)?;
     }
-    Err(ApiError::not_implemented(match decision.decision {
-        DecisionKind::Approve => {
-            "approving uploads the mission to its vehicle, which this station does not do yet"
-        }
+    let proposal = records(&s, "proposals")
+        .await?
+        .into_iter()
+        .find(|p| p.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("no proposal {key:?}")))?;
+    let status = proposal.fields.get("status").and_then(|v| v.as_str());
+    if status != Some("proposed") {
+        return Err(ApiError::conflict(format!(
+            "proposal {key:?} is {} already",
+            status.unwrap_or("decided")
+        )));
+    }
+    let mut fields = serde_json::Map::new();
+    match decision.decision {
         DecisionKind::Reject => {
-            "rejecting is recorded with command and control, which this station does not have yet"
+            fields.insert("status".into(), "rejected".into());
         }
-    }))
+        DecisionKind::Approve => {
+            let vehicle = match &decision.vehicle {
+                Some(v) => super::vehicles::find(&s, v)
+                    .map_err(|_| ApiError::invalid("vehicle", format!("no vehicle {v:?}")))?,
+                None => proposed_vehicle(&s, &proposal).ok_or_else(|| {
+                    ApiError::invalid(
+                        "vehicle",
+                        "the proposal names no vehicle this station hears: name one",
+                    )
+                })?,
+            };
+            let mission = proposal.fields.get("mission").cloned().unwrap_or_default();
+            let field = mission["field"].as_str().map(str::to_string);
+            let items: Vec<MissionItem> = match (mission.get("items"), &field) {
+                (Some(items), _) => serde_json::from_value(items.clone())
+                    .ok()
+                    .filter(|i: &Vec<MissionItem>| {
+                        !i.is_empty() && i.iter().all(MissionItem::is_sendable)
+                    })
+                    .ok_or_else(|| {
+                        ApiError::conflict("the proposed mission items cannot be flown")
+                    })?,
+                (None, Some(field_key)) => {
+                    let plan = decision.plan.as_ref().ok_or_else(|| {
+                        ApiError::invalid(
+                            "plan",
+                            format!(
+                                "how to fly field {field_key:?}: alt_m, speed_mps, row_spacing_m…"
+                            ),
+                        )
+                    })?;
+                    let field_record = records(&s, "fields")
+                        .await?
+                        .into_iter()
+                        .find(|f| &f.key == field_key)
+                        .ok_or_else(|| {
+                            ApiError::conflict(format!("no field {field_key:?} here"))
+                        })?;
+                    crate::planner::shape_of(&field_record.fields)
+                        .and_then(|shape| crate::planner::plan(&shape, plan))
+                        .map_err(plan_refusal)?
+                        .items
+                }
+                (None, None) => {
+                    return Err(ApiError::conflict(
+                        "the proposal has neither items nor a field",
+                    ))
+                }
+            };
+            let mission_key = format!("proposal-{key}");
+            let mut m = serde_json::Map::new();
+            let title = proposal
+                .fields
+                .get("title")
+                .and_then(|t| t.as_str())
+                .unwrap_or(&key);
+            m.insert("name".into(), title.into());
+            m.insert("kind".into(), serde_json::json!(MissionKind::Mission));
+            m.insert("items".into(), serde_json::json!(items));
+            m.insert("proposal".into(), key.clone().into());
+            if let Some(f) = field {
+                m.insert("field".into(), f.into());
+            }
+            store_record(&s, "missions", &mission_key, m).await?;
+            let action = Action::Mission {
+                kind: MissionKind::Mission,
+                op: Operation::Upload(items),
+                mission: Some(mission_key.clone()),
+            };
+            let (_, Json(upload)) = start(&s, &caller, vehicle.sysid, action).await?;
+            fields.insert("status".into(), "approved".into());
+            fields.insert("mission_key".into(), mission_key.into());
+            fields.insert("upload".into(), upload.id.into());
+            fields.insert("flown_by".into(), vehicle.name.clone().into());
+        }
+    }
+    fields.insert("decided_by".into(), caller.0.name.clone().into());
+    fields.insert("decided_us".into(), crate::clock::system_now_us().into());
+    if let Some(note) = decision.note {
+        fields.insert("note".into(), note.into());
+    }
+    Ok(Json(store_record(&s, "proposals", &key, fields).await?))
+}
+
+/// The vehicle a proposal names (by autopilot uid), if this station hears it.
+fn proposed_vehicle(
+    s: &AppState,
+    proposal: &Record,
+) -> Option<std::sync::Arc<crate::vehicle::VehicleView>> {
+    let uid = proposal.fields.get("vehicle")?.get("uid")?.as_str()?;
+    let snapshot = s.snapshots.borrow().clone();
+    snapshot
+        .vehicles
+        .iter()
+        .find(|v| v.uid.as_deref() == Some(uid))
+        .cloned()
 }
 
 /// The station's missions.
@@ -352,20 +464,7 @@ pub async fn put_mission(
     if let Some(field) = m.field {
         fields.insert("field".into(), field.into());
     }
-    let encoded = sync_protocol::records::edit_fields(&key, fields)
-        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    let (store, reader, k) = (s.store.clone(), s.reader.clone(), key.clone());
-    tokio::task::spawn_blocking(move || store.edit("missions", &k, encoded))
-        .await
-        .map_err(ApiError::internal)??;
-    let missions = tokio::task::spawn_blocking(move || reader.records("missions"))
-        .await
-        .map_err(ApiError::internal)??;
-    missions
-        .into_iter()
-        .find(|r| r.key == key)
-        .map(Json)
-        .ok_or_else(|| ApiError::internal("a stored mission was not found again"))
+    Ok(Json(store_record(&s, "missions", &key, fields).await?))
 }
 
 /// Where to upload a mission.
@@ -422,6 +521,37 @@ async fn records(s: &AppState, table: &'static str) -> Result<Vec<Record>, ApiEr
         .map_err(ApiError::internal)??)
 }
 
+/// Writes `fields` into record `key` of `table` (merged and synced like any edit) and
+/// answers with the record as it now is.
+async fn store_record(
+    s: &AppState,
+    table: &'static str,
+    key: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<Record, ApiError> {
+    let encoded = sync_protocol::records::edit_fields(key, fields)
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let (store, k) = (s.store.clone(), key.to_string());
+    tokio::task::spawn_blocking(move || store.edit(table, &k, encoded))
+        .await
+        .map_err(ApiError::internal)??;
+    records(s, table)
+        .await?
+        .into_iter()
+        .find(|r| r.key == key)
+        .ok_or_else(|| ApiError::internal("a record just written was not found again"))
+}
+
+/// A plan that cannot be made: a value out of range names its field (422); a field without
+/// a shape, or one no pass fits in, is a conflict with what is stored (409).
+fn plan_refusal(e: crate::planner::PlanError) -> ApiError {
+    use crate::planner::PlanError;
+    match e {
+        PlanError::Invalid(name, why) => ApiError::invalid(name, why),
+        e @ (PlanError::NoShape | PlanError::Empty) => ApiError::conflict(e.to_string()),
+    }
+}
+
 /// Stores `action` for `vehicle` as `caller`'s, queues it for the ingest loop, answers 202.
 async fn start(
     s: &AppState,
@@ -458,12 +588,7 @@ pub async fn plan(
     Path(key): Path<String>,
     JsonBody(request): JsonBody<crate::planner::PlanRequest>,
 ) -> Result<(StatusCode, Json<Record>), ApiError> {
-    use crate::planner::PlanError;
-    let refusal = |e: PlanError| match e {
-        PlanError::Invalid(name, why) => ApiError::invalid(name, why),
-        e @ (PlanError::NoShape | PlanError::Empty) => ApiError::conflict(e.to_string()),
-    };
-    request.check().map_err(refusal)?;
+    request.check().map_err(plan_refusal)?;
     let field = records(&s, "fields")
         .await?
         .into_iter()
@@ -471,7 +596,7 @@ pub async fn plan(
         .ok_or_else(|| ApiError::not_found(format!("no field {key:?}")))?;
     let planned = crate::planner::shape_of(&field.fields)
         .and_then(|shape| crate::planner::plan(&shape, &request))
-        .map_err(refusal)?;
+        .map_err(plan_refusal)?;
     let mission = request
         .mission
         .clone()
@@ -508,16 +633,6 @@ pub async fn plan(
             "speed_mps": request.speed_mps,
         }),
     );
-    let encoded = sync_protocol::records::edit_fields(&mission, fields)
-        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    let (store, k) = (s.store.clone(), mission.clone());
-    tokio::task::spawn_blocking(move || store.edit("missions", &k, encoded))
-        .await
-        .map_err(ApiError::internal)??;
-    let stored = records(&s, "missions")
-        .await?
-        .into_iter()
-        .find(|r| r.key == mission)
-        .ok_or_else(|| ApiError::internal("a planned mission was not found again"))?;
+    let stored = store_record(&s, "missions", &mission, fields).await?;
     Ok((StatusCode::CREATED, Json(stored)))
 }
