@@ -182,4 +182,50 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
             .any(|p| p["fields"]["title"] == "Survey block 1 after rain")
             .then_some(())
     });
+
+    // A pilot at the station's page rejects it with a note, and HQ hears why.
+    let found = browser(
+        "station_decides.mjs",
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{api}"),
+            "--token",
+            &station_token,
+            "--title",
+            "Survey block 1 after rain",
+        ],
+    );
+    assert_eq!(
+        found["propose_form_shown"], false,
+        "proposing is HQ's: {found}"
+    );
+    assert_eq!(
+        found["plan_inputs"], 3,
+        "a field's proposal asks how to fly it: {found}"
+    );
+    let decided = found["decided"].as_str().unwrap_or("");
+    assert!(
+        decided.starts_with("rejected by") && decided.ends_with("vines too wet to fly over today"),
+        "{found}"
+    );
+    assert_eq!(found["page_errors"], serde_json::json!([]), "{found}");
+    assert_screenshots(&["station-proposal.png"]);
+    wait_for("the decision at HQ", T, || {
+        let mut r = agent
+            .get(format!(
+                "http://127.0.0.1:{hq}/api/v1/orgs/demo/missions/proposals"
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .ok()?;
+        let v: Value = r.body_mut().read_json().ok()?;
+        v["proposals"]
+            .as_array()?
+            .iter()
+            .any(|p| {
+                p["fields"]["status"] == "rejected"
+                    && p["fields"]["note"] == "vines too wet to fly over today"
+            })
+            .then_some(())
+    });
 }

@@ -409,7 +409,7 @@ function acknowledged(event) {
   renderAlerts();
 }
 
-// --- HQ: stations and mission proposals ------------------------------------------------------
+// --- HQ's stations; mission proposals (made at HQ, decided at a station) ---------------------
 
 async function loadEdges() {
   const edges = await api(path("edges"));
@@ -432,9 +432,15 @@ async function loadProposals() {
     const f = p.fields;
     const li = document.createElement("li");
     const vehicle = f.vehicle?.name ? ` for ${escape(f.vehicle.name)}` : "";
+    const decided = f.decided_by
+      ? `<br><span class="decided">${escape(f.status)} by ${escape(f.decided_by)}${f.note ? `: ${escape(f.note)}` : ""}</span>`
+      : "";
+    li.dataset.key = p.key;
     li.innerHTML = `<strong>${escape(f.title || p.key)}</strong>${vehicle}
       <span class="flag status">${escape(f.status || "?")}</span><br>
-      <span class="owner">by ${escape(f.proposed_by || "?")}${f.mission?.field ? `, field ${escape(f.mission.field)}` : ""}</span>`;
+      <span class="owner">by ${escape(f.proposed_by || "?")}${f.mission?.field ? `, field ${escape(f.mission.field)}` : ""}</span>${decided}`;
+    // At the station a pilot decides; HQ only proposes.
+    if (site.kind === "station" && f.status === "proposed" && allowed("pilot")) li.append(decisionForm(p));
     return li;
   }));
   // The form offers the org's own vehicles and fields.
@@ -442,6 +448,42 @@ async function loadProposals() {
   $("propose-vehicle").replaceChildren(new Option("any vehicle", ""),
     ...own.map((v) => new Option(v.name, v.id)));
   $("propose-field").replaceChildren(...state.fields.map((f) => new Option(f.name || f.key, f.key)));
+}
+
+/** Approve (with how to fly a proposed field) or reject, with a note for HQ. */
+function decisionForm(p) {
+  const form = document.createElement("form");
+  form.className = "decide";
+  const field = p.fields.mission?.field;
+  form.innerHTML = `${field ? `<label>Altitude (m) <input name="alt_m" type="number" min="1" max="500" value="30"></label>
+    <label>Speed (m/s) <input name="speed_mps" type="number" min="0.5" max="30" step="0.5" value="5"></label>
+    <label>Pass spacing (m) <input name="row_spacing_m" type="number" min="0.5" max="200" step="0.5" value="10"></label>` : ""}
+    <label>Note for HQ <input name="note" maxlength="500"></label>
+    <span class="row"><button type="button" value="approve">Approve and upload</button>
+      <button type="button" value="reject">Reject</button></span>
+    <span class="result" role="status"></span>`;
+  form.addEventListener("click", async (e) => {
+    const button = e.target.closest("button[value]");
+    if (!button) return;
+    const input = (name) => form.elements.namedItem(name);
+    const body = { decision: button.value };
+    if (input("note").value.trim()) body.note = input("note").value.trim();
+    if (field && body.decision === "approve") {
+      body.plan = Object.fromEntries(["alt_m", "speed_mps", "row_spacing_m"]
+        .map((n) => [n, Number(input(n).value)]));
+    }
+    try {
+      await api(`/api/v1/missions/proposals/${encodeURIComponent(p.key)}/decision`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      await loadProposals();
+    } catch (err) {
+      form.querySelector(".result").textContent = err.message;
+    }
+  });
+  return form;
 }
 
 async function propose(e) {
@@ -654,6 +696,8 @@ function connect(delay = 1000) {
         }
         renderAlerts();
         if (state.selected !== null) renderVehicle();
+        // What the role may decide is known now.
+        loadProposals().catch(() => {});
         break;
       // The station's.
       case "state": updateVehicle(msg.vehicle); break;
@@ -698,7 +742,7 @@ function scheduleRecords() {
   clearTimeout(recordsTimer);
   recordsTimer = setTimeout(() => {
     loadRecords().catch(() => {});
-    if (site.kind === "hq") loadProposals().catch(() => {});
+    loadProposals().catch(() => {});
   }, 300);
 }
 
@@ -749,8 +793,9 @@ async function start() {
   }
   await loadAlerts();
   await loadRecords();
+  await loadProposals();
   if (site.kind === "hq") {
-    await Promise.all([loadEdges(), loadProposals()]);
+    await loadEdges();
     setInterval(() => loadEdges().catch(() => {}), 5000);
     // Ages shown at HQ are computed here, from each vehicle's last report.
     setInterval(() => {
