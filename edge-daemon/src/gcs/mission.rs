@@ -8,12 +8,16 @@
 //! the station's MISSION_ACK. An upload is read back and compared before it counts.
 //!
 //! Loss is the normal case on a radio: whoever waits for an answer repeats its last message
-//! after a timeout, up to [`TRIES`] times for one step (a vehicle re-requests on its own too,
-//! and an item sent twice is harmless: the vehicle takes the one it asked for, and the
-//! `INVALID_SEQUENCE` ack ArduPilot may answer a stale one with is not a refusal). The timeout
-//! follows the link: four times the smoothed round trip of answered steps (as TCP measures it,
-//! never from a repeated step), between [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`], so a loss costs
-//! a few round trips, not a fixed second, on a fast link and a slow radio alike.
+//! after a timeout, doubling each time, up to [`TRIES`] times for one step (a vehicle
+//! re-requests on its own too, and an item sent twice is harmless: the vehicle takes the one
+//! it asked for, and the `INVALID_SEQUENCE` ack ArduPilot may answer a stale one with is not
+//! a refusal). The first timeout follows the link: four times the smoothed round trip of
+//! answered steps (as TCP measures it, never from a repeated step), between [`MIN_TIMEOUT`]
+//! and [`MAX_TIMEOUT`], so a loss costs a few round trips, not a fixed second, on a fast
+//! link and a slow radio alike. An upload counts only once the vehicle's list, read back,
+//! is the one sent: a lost closing ack is settled by reading it back, and a vehicle still
+//! waiting for its last item (it answers a read-back with its old list, or asks again) is
+//! given the item again.
 //! Every message of a transfer is addressed between the vehicle and the station's own id, so
 //! a QGroundControl doing mission traffic with the same vehicle through the router never mixes
 //! in; a vehicle busy with the other's transfer answers DENIED or the like, which fails this
@@ -34,8 +38,9 @@ use crate::dialect::MavMessage;
 /// the largest until a round trip has been measured.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_TIMEOUT: Duration = Duration::from_millis(1_500);
-/// Tries per step: at 20 % loss each way a round trip fails 36 % of the time, and 15 tries
-/// all fail once in five million steps.
+/// Tries per step, each repeat waiting twice as long as the last up to [`MAX_TIMEOUT`]
+/// (about 18 s in all): at 20 % loss each way a round trip fails 36 % of the time, and 15
+/// tries all fail once in five million steps.
 pub const TRIES: u8 = 15;
 
 /// What a list on the vehicle holds.
@@ -203,6 +208,8 @@ struct Transfer {
     tries: u8,
     /// When `last` went out.
     sent_at: Instant,
+    /// Read-backs after an upload that found the vehicle without the new list.
+    readbacks: u8,
 }
 
 /// Every vehicle's transfer in progress and those waiting behind it.
@@ -238,6 +245,27 @@ impl Transfers {
         };
         let mut reply = None;
         let mut finished = None;
+        // The vehicle asks for an item while its list is being read back: it is still
+        // receiving (the last item was lost, not its ack). Back to answering it.
+        let asks = match message {
+            MavMessage::MISSION_REQUEST_INT(r) => Some(r.mission_type),
+            MavMessage::MISSION_REQUEST(r) => Some(r.mission_type),
+            _ => None,
+        };
+        if let (
+            Step::Downloading {
+                verify: Some(sent), ..
+            },
+            Some(kind),
+        ) = (&mut t.step, asks)
+        {
+            if kind == t.kind.mav() {
+                let items = std::mem::take(sent);
+                let highest = Some(items.len().saturating_sub(1) as u16);
+                t.step = Step::Uploading { items, highest };
+            }
+        }
+        let mut not_taken = None;
         match (&mut t.step, message) {
             (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST_INT(r))
                 if r.mission_type == t.kind.mav() =>
@@ -288,7 +316,10 @@ impl Transfers {
                 MavMessage::MISSION_COUNT(c),
             ) if c.mission_type == t.kind.mav() && count.is_none() => {
                 *count = Some(c.count);
-                if c.count == 0 {
+                if let Some(sent) = verify.as_mut().filter(|s| s.len() != usize::from(c.count)) {
+                    // Not the list just sent: the vehicle is still waiting for its last item.
+                    not_taken = Some((std::mem::take(sent), c.count));
+                } else if c.count == 0 {
                     finished = Some(downloaded(items, verify));
                     reply = Some(ack(t.kind, to));
                 } else {
@@ -321,6 +352,24 @@ impl Transfers {
                 finished = Some(Progress::Done(None));
             }
             _ => return,
+        }
+        if let Some((items, holds)) = not_taken {
+            t.readbacks += 1;
+            if t.readbacks >= 3 {
+                finished = Some(Progress::Failed(format!(
+                    "the vehicle holds {holds} items after the upload, not {}",
+                    items.len()
+                )));
+            } else {
+                let last = items.len().saturating_sub(1) as u16;
+                reply = items
+                    .get(usize::from(last))
+                    .and_then(|i| i.to_int(last, t.kind, to));
+                t.step = Step::Uploading {
+                    items,
+                    highest: Some(last),
+                };
+            }
         }
         let progress = match &t.step {
             Step::Uploading { items, highest } => Some((highest.map_or(0, |h| h + 1), items.len())),
@@ -439,6 +488,7 @@ impl Transfers {
                     deadline: Some(now + timeout(self.rtt.get(&vehicle))),
                     tries: 1,
                     sent_at: now,
+                    readbacks: 0,
                 },
             );
         }
@@ -450,8 +500,10 @@ impl Transfers {
             }
             // Every item was asked for and the vehicle's closing ack is overdue: it may have
             // been lost. Reading the list back tells.
+            // (After the last item went out three times: a vehicle still waiting for it would
+            // have asked again by then.)
             if let Step::Uploading { items, highest } = &mut t.step {
-                if highest.is_some_and(|h| usize::from(h) + 1 == items.len()) {
+                if t.tries >= 3 && highest.is_some_and(|h| usize::from(h) + 1 == items.len()) {
                     if let Some(to) = target(vehicle) {
                         let verify = Some(std::mem::take(items));
                         t.step = Step::Downloading {
@@ -478,7 +530,11 @@ impl Transfers {
             }
             t.tries += 1;
             t.sent_at = now;
-            t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+            // Each repeat waits twice as long as the one before, up to the longest wait: a
+            // vehicle asks again on its own timer (ArduPilot's is slower than a fast link's
+            // round trip), and a silent one is given about 18 s before the transfer fails.
+            let wait = timeout(self.rtt.get(&vehicle)) * (1 << (t.tries - 1).min(4));
+            t.deadline = Some(now + wait.min(MAX_TIMEOUT));
         }
         for (vehicle, id) in failed {
             self.active.remove(&vehicle);
@@ -735,6 +791,55 @@ mod tests {
             assert_eq!(progress, Progress::Done(Some(items(200))), "loss {loss}");
             assert_eq!(vehicle.list, items(200));
             assert!(took < Duration::from_secs(120), "{took:?} at loss {loss}");
+        }
+    }
+
+    #[test]
+    fn a_lost_last_item_or_closing_ack_still_ends_in_a_verified_upload() {
+        // The last item lost `lost` times, then the vehicle's closing ack lost once; the
+        // vehicle answers a list request with its old list while it still waits.
+        for lost in [1, 3, 5] {
+            let mut station = Transfers::default();
+            let mut vehicle = Vehicle::default();
+            let t0 = Instant::now();
+            let mut now = t0;
+            station.start(9, 1, MissionKind::Mission, Operation::Upload(items(3)));
+            let (mut items_dropped, mut acks_dropped) = (0, 0);
+            let progress = 'run: loop {
+                let mut to_vehicle = station.due(now, |_| Some(TO));
+                let mut to_station = vehicle.tick(now);
+                while !to_vehicle.is_empty() || !to_station.is_empty() {
+                    for (_, m) in std::mem::take(&mut to_vehicle) {
+                        if matches!(&m, MavMessage::MISSION_ITEM_INT(i) if i.seq == 2)
+                            && items_dropped < lost
+                        {
+                            items_dropped += 1;
+                            continue;
+                        }
+                        to_station.extend(vehicle.handle(&m, now));
+                    }
+                    for m in std::mem::take(&mut to_station) {
+                        if matches!(m, MavMessage::MISSION_ACK(_)) && acks_dropped == 0 {
+                            acks_dropped += 1;
+                            continue;
+                        }
+                        station.observe(1, TO, &m, now);
+                    }
+                    to_vehicle = station.take_out();
+                }
+                for u in station.take_updates() {
+                    if !matches!(u.progress, Progress::Working { .. }) {
+                        break 'run u.progress;
+                    }
+                }
+                now += Duration::from_millis(5);
+                assert!(
+                    now - t0 < Duration::from_secs(60),
+                    "never ended ({lost} lost)"
+                );
+            };
+            assert_eq!(progress, Progress::Done(Some(items(3))), "{lost} lost");
+            assert_eq!(vehicle.list, items(3));
         }
     }
 
