@@ -3,7 +3,8 @@ were saved earlier): heartbeats and positions, acks COMMAND_LONG, reports what i
 
 Prints one JSON object per line on stdout: {"event": "ready"}, {"event": "command", ...}
 ({"event": "request", ...} for a ground station asking for data).
-Reads commands on stdin, one per line: "battery PCT" changes the reported charge.
+Reads commands on stdin, one per line: "battery PCT" changes the reported charge, "text SEV
+MESSAGE" sends a STATUSTEXT, "gps FIX EPH" a GPS_RAW_INT.
 """
 import argparse
 import json
@@ -87,7 +88,15 @@ def main():
             if not line:
                 break
             words = line.split()
-            if words[:1] == ["battery"]:
+            if words[:1] == ["text"]:
+                # "text SEVERITY MESSAGE…": a STATUSTEXT, as an autopilot reports a failsafe.
+                mav.statustext_send(int(words[1]), " ".join(words[2:]).encode())
+                print(json.dumps({"event": "text", "severity": int(words[1])}), flush=True)
+            elif words[:1] == ["gps"]:
+                # "gps FIX HDOP×100": the fix the vehicle reports from now on.
+                mav.gps_raw_int_send(0, int(words[1]), 0, 0, 0, int(words[2]), 65535, 0, 65535, 7)
+                print(json.dumps({"event": "gps", "fix": int(words[1])}), flush=True)
+            elif words[:1] == ["battery"]:
                 battery = int(words[1])
                 mav.sys_status_send(0, 0, 0, 500, 15000, 1000, battery, 0, 0, 0, 0, 0, 0)
                 print(json.dumps({"event": "battery", "pct": battery}), flush=True)

@@ -100,3 +100,47 @@ fn a_pilot_acknowledges_an_alert_once_and_hq_learns_who() {
     assert_eq!(at_hq["acknowledged"]["by"], "ana", "{at_hq}");
     assert_eq!(at_hq["edge"], "pi-north", "{at_hq}");
 }
+
+#[test]
+fn failsafes_ekf_trouble_and_a_degraded_gps_are_alerts_once_each() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut v = pymavlink_vehicle(udp, 4, 5);
+    wait_for("the vehicle", T, || daemon.vehicle(4));
+    let codes = || -> Vec<String> {
+        daemon.get("/api/v1/alerts")["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["code"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // ArduPilot repeats a failsafe message while it lasts: one alert.
+    for _ in 0..3 {
+        v.send_line("text 2 Radio Failsafe");
+        v.wait_event("text", T);
+    }
+    v.send_line("text 6 EKF3 IMU0 is using GPS");
+    v.wait_event("text", T);
+    v.send_line("text 4 EKF variance");
+    v.wait_event("text", T);
+    // A good fix, then none.
+    v.send_line("gps 3 120");
+    v.wait_event("gps", T);
+    v.send_line("gps 1 9999");
+    v.wait_event("gps", T);
+    let got = wait_for("three alerts", T, || {
+        let c = codes();
+        (c.len() >= 3).then_some(c)
+    });
+    // Newest first.
+    assert_eq!(got, ["gps_degraded", "ekf", "failsafe"], "{got:?}");
+    let alerts = daemon.get("/api/v1/alerts");
+    assert_eq!(
+        alerts["alerts"][2]["message"], "V-04: Radio Failsafe",
+        "{alerts}"
+    );
+    assert_eq!(alerts["alerts"][2]["severity"], "critical", "{alerts}");
+}

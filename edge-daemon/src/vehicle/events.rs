@@ -1,7 +1,8 @@
 //! Events: what happened to a vehicle, as opposed to what it looks like now.
 //!
 //! The fleet turns state transitions into [`Event`]s (the sync protocol's type): an alert
-//! when the battery runs low or the link goes silent, a state change when a vehicle arms or
+//! when the battery runs low, the link goes silent, the GPS degrades, or the autopilot warns
+//! of a failsafe, EKF trouble or anything critical; a state change when a vehicle arms or
 //! changes mode, an identity record when it is first heard or reports its autopilot uid. The
 //! store commits them durably at once, and sync sends them on the events lane, ahead of any
 //! telemetry backlog. Each alert is raised once per episode: it has to clear (battery back
@@ -17,11 +18,25 @@ use super::Vehicle;
 /// Battery must climb this far above the threshold before a new low-battery alert can fire.
 const BATTERY_HYSTERESIS_PCT: i8 = 5;
 
+/// A GPS is degraded below a 3D fix or above this HDOP (× 100, as GPS_RAW_INT gives it) …
+const GPS_DEGRADED_EPH: u16 = 500;
+/// … and good again at a 3D fix and at most this HDOP.
+const GPS_GOOD_EPH: u16 = 200;
+/// The same autopilot warning within this long is the same alert (ArduPilot repeats some
+/// every second while the condition lasts).
+const TEXT_REPEAT_US: i64 = 30_000_000;
+
 /// Which alerts are currently raised for one vehicle.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Raised {
     pub low_battery: bool,
     pub link_lost: bool,
+    pub gps_degraded: bool,
+    /// The vehicle has had a good fix: losing it from here on is a degradation (a vehicle
+    /// that never had one, on a bench indoors, is not).
+    pub gps_seen_good: bool,
+    /// The last autopilot warning raised (a hash of its text) and when.
+    pub last_text: Option<(u64, i64)>,
 }
 
 fn event(
@@ -88,6 +103,87 @@ pub fn battery(v: &Vehicle, raised: &mut Raised, threshold: i8, t_us: i64) -> Op
         "low_battery",
         Severity::Critical,
         format!("{} battery {pct} %", v.name),
+    ))
+}
+
+/// A GPS-degraded alert when the fix drops below 3D or the HDOP grows past 5, once per
+/// episode: it clears at a 3D fix with an HDOP of 2 or better.
+pub fn gps(v: &Vehicle, raised: &mut Raised, t_us: i64) -> Option<Event> {
+    let good = v.gps_fix >= 3 && v.gps_eph <= GPS_GOOD_EPH;
+    let degraded = v.gps_fix < 3 || (v.gps_eph != u16::MAX && v.gps_eph > GPS_DEGRADED_EPH);
+    if good {
+        raised.gps_seen_good = true;
+        raised.gps_degraded = false;
+        return None;
+    }
+    if !degraded || raised.gps_degraded || !raised.gps_seen_good {
+        return None;
+    }
+    raised.gps_degraded = true;
+    let hdop = if v.gps_eph == u16::MAX {
+        "unknown".to_string()
+    } else {
+        format!("{:.1}", f64::from(v.gps_eph) / 100.0)
+    };
+    Some(event(
+        v,
+        t_us,
+        Kind::Alert,
+        "gps_degraded",
+        Severity::Warning,
+        format!(
+            "{} GPS degraded: fix type {}, {} satellites, HDOP {hdop}",
+            v.name, v.gps_fix, v.satellites
+        ),
+    ))
+}
+
+/// An alert for an autopilot's STATUSTEXT a person must see: failsafes and EKF (navigation
+/// filter) trouble at warning severity or worse, and anything critical or worse; the same
+/// text again within 30 s is the same alert.
+pub fn statustext(
+    v: &Vehicle,
+    severity: u8,
+    text: &str,
+    raised: &mut Raised,
+    t_us: i64,
+) -> Option<Event> {
+    // MAV_SEVERITY: 0 emergency, 1 alert, 2 critical, 3 error, 4 warning, 5 notice, 6 info.
+    let lower = text.to_ascii_lowercase();
+    let code = if severity <= 4 && lower.contains("failsafe") {
+        "failsafe"
+    } else if severity <= 4 && lower.contains("ekf") {
+        "ekf"
+    } else if severity <= 2 {
+        "autopilot"
+    } else {
+        return None;
+    };
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    };
+    if raised
+        .last_text
+        .is_some_and(|(last, at)| last == hash && t_us.saturating_sub(at) < TEXT_REPEAT_US)
+    {
+        return None;
+    }
+    raised.last_text = Some((hash, t_us));
+    let level = if severity <= 2 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    Some(event(
+        v,
+        t_us,
+        Kind::Alert,
+        code,
+        level,
+        format!("{}: {text}", v.name),
     ))
 }
 

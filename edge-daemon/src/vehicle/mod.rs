@@ -381,6 +381,10 @@ impl Fleet {
                 vehicle.gps_fix = m.fix_type as u8;
                 vehicle.satellites = m.satellites_visible;
                 vehicle.gps_eph = m.eph;
+                let mut raised = vehicle.raised;
+                let alert = events::gps(vehicle, &mut raised, clock.wall_us(at));
+                vehicle.raised = raised;
+                self.events.extend(alert);
             }
             MavMessage::VFR_HUD(m) => {
                 vehicle.groundspeed = m.groundspeed;
@@ -418,6 +422,16 @@ impl Fleet {
                 let text = String::from_utf8_lossy(m.text.as_ref())
                     .trim_end_matches('\0')
                     .to_string();
+                let mut raised = vehicle.raised;
+                let alert = events::statustext(
+                    vehicle,
+                    m.severity as u8,
+                    &text,
+                    &mut raised,
+                    clock.wall_us(at),
+                );
+                vehicle.raised = raised;
+                self.events.extend(alert);
                 vehicle.last_text = Some((m.severity as u8, text));
             }
             _ => {}
@@ -609,5 +623,76 @@ mod tests {
         assert_eq!(codes(&mut fleet), ["link_restored"]);
         let e = fleet.take_events();
         assert!(e.is_empty());
+    }
+
+    fn gps(fix: apm::GpsFixType, eph: u16) -> Frame {
+        frame(&MavMessage::GPS_RAW_INT(apm::GPS_RAW_INT_DATA {
+            fix_type: fix,
+            eph,
+            satellites_visible: 9,
+            ..Default::default()
+        }))
+    }
+
+    fn text(severity: apm::MavSeverity, text: &str) -> Frame {
+        let mut m = apm::STATUSTEXT_DATA {
+            severity,
+            ..Default::default()
+        };
+        m.text = text.into();
+        frame(&MavMessage::STATUSTEXT(m))
+    }
+
+    #[test]
+    fn a_gps_that_degrades_and_autopilot_warnings_are_alerts_once() {
+        use apm::GpsFixType::*;
+        use apm::MavSeverity::*;
+        let mut fleet = Fleet::new(Duration::from_secs(2), HashMap::new());
+        let mut clock = Clock::new();
+        let t0 = Instant::now();
+        let mut hear = |fleet: &mut Fleet, secs: u64, f: Frame| {
+            fleet.observe(0, &f, t0 + Duration::from_secs(secs), &mut clock);
+        };
+        hear(&mut fleet, 0, heartbeat(false, 0));
+        codes(&mut fleet);
+        // No fix on the bench is no degradation; a fix lost after a good one is, once.
+        hear(&mut fleet, 0, gps(GPS_FIX_TYPE_NO_FIX, u16::MAX));
+        hear(&mut fleet, 0, gps(GPS_FIX_TYPE_3D_FIX, 120));
+        assert!(codes(&mut fleet).is_empty());
+        hear(&mut fleet, 1, gps(GPS_FIX_TYPE_2D_FIX, 300));
+        hear(&mut fleet, 1, gps(GPS_FIX_TYPE_NO_FIX, 900));
+        hear(&mut fleet, 1, gps(GPS_FIX_TYPE_3D_FIX, 350));
+        assert_eq!(codes(&mut fleet), ["gps_degraded"]);
+        // Good again (3D, HDOP 1.5), then bad (HDOP 6): a new episode.
+        hear(&mut fleet, 2, gps(GPS_FIX_TYPE_3D_FIX, 150));
+        hear(&mut fleet, 2, gps(GPS_FIX_TYPE_3D_FIX, 600));
+        assert_eq!(codes(&mut fleet), ["gps_degraded"]);
+
+        // Failsafe and EKF warnings, each once however often repeated; info is not an alert.
+        for s in 3..6 {
+            hear(&mut fleet, s, text(MAV_SEVERITY_CRITICAL, "Radio Failsafe"));
+        }
+        hear(&mut fleet, 6, text(MAV_SEVERITY_WARNING, "EKF variance"));
+        hear(
+            &mut fleet,
+            6,
+            text(MAV_SEVERITY_INFO, "EKF3 IMU0 is using GPS"),
+        );
+        hear(
+            &mut fleet,
+            7,
+            text(MAV_SEVERITY_CRITICAL, "PreArm: Compass not calibrated"),
+        );
+        assert_eq!(codes(&mut fleet), ["failsafe", "ekf", "autopilot"]);
+        hear(
+            &mut fleet,
+            60,
+            text(MAV_SEVERITY_CRITICAL, "PreArm: Compass not calibrated"),
+        );
+        assert_eq!(
+            codes(&mut fleet),
+            ["autopilot"],
+            "30 s later it is a new alert"
+        );
     }
 }
