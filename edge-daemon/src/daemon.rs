@@ -72,7 +72,8 @@ impl Daemon {
             store.sender(),
             snapshot_tx,
         )
-        .with_low_battery_pct(config.vehicles.low_battery_pct);
+        .with_low_battery_pct(config.vehicles.low_battery_pct)
+        .with_geofences(store.reader());
         let alive = ingest.alive.clone();
         let live = ingest.live();
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -18,7 +18,8 @@ use crate::gcs::{Gcs, SendCommand, To};
 use crate::link::{Inbound, Links};
 use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
-use crate::store::{IngestBatch, StoreError, StoreSender};
+use crate::store::{IngestBatch, Reader, StoreError, StoreSender};
+use crate::vehicle::geofence::Geofences;
 use crate::vehicle::{Fleet, FleetSnapshot};
 
 /// Frames gathered before a batch goes to the writer even between ticks.
@@ -34,6 +35,8 @@ pub struct Ingest {
     store: StoreSender,
     snapshots: watch::Sender<Arc<FleetSnapshot>>,
     live: LivePublisher,
+    /// Where the geofences are read from, when the store says they changed (and at start).
+    geofences: Option<(Reader, bool)>,
     /// Advances every tick; the systemd watchdog checks it moves.
     pub alive: Arc<AtomicU64>,
 }
@@ -56,6 +59,7 @@ impl Ingest {
             store,
             snapshots,
             live: LivePublisher::default(),
+            geofences: None,
             alive: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -108,6 +112,7 @@ impl Ingest {
         for (sysid, name) in self.store.status().take_renames() {
             self.fleet.rename(sysid, name);
         }
+        self.reload_geofences();
         self.snapshots
             .send_replace(Arc::new(self.fleet.snapshot(now, &self.clock)));
         self.live.on_tick(&self.fleet, now);
@@ -132,6 +137,40 @@ impl Ingest {
                 To::Vehicle(system) => self.router.send_to([system], &frame),
                 To::EveryVehicleLink => self.router.send_to(self.fleet.ids(), &frame),
             }
+        }
+    }
+
+    /// Checks every armed vehicle's position against the geofences read from `reader`.
+    pub fn with_geofences(mut self, reader: Reader) -> Ingest {
+        self.geofences = Some((reader, false));
+        self
+    }
+
+    /// Reads the geofences at the first tick and whenever the store says one changed.
+    fn reload_geofences(&mut self) {
+        let changed = self.store.status().take_geofences_changed();
+        let Some((reader, loaded)) = &mut self.geofences else {
+            return;
+        };
+        if *loaded && !changed {
+            return;
+        }
+        // A small read, a few times a day; ingest waits for it as it waits for the writer.
+        let read = || reader.records("geofences");
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(read)
+            }
+            _ => read(),
+        };
+        match result {
+            Ok(records) => {
+                *loaded = true;
+                let fences = Geofences::from_records(&records);
+                tracing::info!(geofences = records.len(), "geofences read");
+                self.fleet.set_geofences(fences);
+            }
+            Err(e) => tracing::warn!("geofences not read, retrying next tick: {e}"),
         }
     }
 

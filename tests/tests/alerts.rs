@@ -144,3 +144,66 @@ fn failsafes_ekf_trouble_and_a_degraded_gps_are_alerts_once_each() {
     );
     assert_eq!(alerts["alerts"][2]["severity"], "critical", "{alerts}");
 }
+
+#[test]
+fn an_armed_vehicle_outside_its_geofences_or_over_a_ceiling_raises_a_breach() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    // The pymavlink autopilot sits at -35.3632, 149.1652, 30 m above home.
+    let _ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 5, &[]);
+    wait_for("its position", T, || {
+        daemon.vehicle(5)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    let fence = |south: f64, ceiling: u32| {
+        json!({ "name": "Block 2", "ceiling_m": ceiling, "polygon": [
+            [south, 149.16], [south, 149.17], [south + 0.01, 149.17], [south + 0.01, 149.16]
+        ] })
+    };
+    // A fence elsewhere: on the ground, nothing; armed, a breach.
+    let (code, body) = daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/geofences/block-2",
+        &fence(-35.40, 100),
+    );
+    assert_eq!(code, 200, "{body}");
+    let alerts = || daemon.get("/api/v1/alerts")["alerts"].clone();
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/vehicles/5/commands",
+        &json!({ "command": "arm" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    let first = wait_for("a breach", T, || {
+        let a = alerts();
+        (a.as_array()?.len() == 1).then_some(a)
+    });
+    assert_eq!(first[0]["code"], "geofence_breach");
+    assert_eq!(
+        first[0]["message"],
+        "V-05 geofence breach: outside every geofence"
+    );
+    // Moved to where the vehicle is: back inside; then a ceiling under it: a new breach.
+    let put = |f: Value| {
+        daemon
+            .send_as(&pilot, "PUT", "/api/v1/geofences/block-2", &f)
+            .0
+    };
+    assert_eq!(put(fence(-35.368, 100)), 200);
+    let clear = wait_for("back inside", T, || {
+        let a = alerts();
+        (a.as_array()?.len() == 2).then_some(a)
+    });
+    assert_eq!(clear[0]["code"], "geofence_clear", "{clear}");
+    assert_eq!(put(fence(-35.368, 20)), 200);
+    let third = wait_for("a second breach", T, || {
+        let a = alerts();
+        (a.as_array()?.len() == 3).then_some(a)
+    });
+    assert_eq!(
+        third[0]["message"],
+        "V-05 geofence breach: 30 m above home, over Block 2's 20 m ceiling"
+    );
+}

@@ -229,12 +229,19 @@ pub struct StoreStatus {
     pub writer_heartbeat_ms: AtomicI64,
     /// Vehicles renamed in the registry (system id, name), for the ingest loop to pick up.
     renames: std::sync::Mutex<Vec<(u8, String)>>,
+    /// A geofence changed (here or at HQ): the ingest loop reads them again.
+    geofences_changed: std::sync::atomic::AtomicBool,
 }
 
 impl StoreStatus {
     /// Registry renames since the last call.
     pub fn take_renames(&self) -> Vec<(u8, String)> {
         std::mem::take(&mut *self.renames.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether a geofence changed since the last call.
+    pub fn take_geofences_changed(&self) -> bool {
+        self.geofences_changed.swap(false, Relaxed)
     }
 
     /// The newest committed sequence of `stream`.

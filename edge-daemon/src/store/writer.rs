@@ -295,6 +295,9 @@ impl Writer {
         if !self.commit() {
             return Err("the store could not commit the change".into());
         }
+        if changes.iter().any(|c| c.table == "geofences") {
+            self.status.geofences_changed.store(true, Relaxed);
+        }
         if !renames.is_empty() {
             self.status
                 .renames

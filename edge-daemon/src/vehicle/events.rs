@@ -1,7 +1,8 @@
 //! Events: what happened to a vehicle, as opposed to what it looks like now.
 //!
 //! The fleet turns state transitions into [`Event`]s (the sync protocol's type): an alert
-//! when the battery runs low, the link goes silent, the GPS degrades, or the autopilot warns
+//! when the battery runs low, the link goes silent, an armed vehicle leaves its geofences,
+//! the GPS degrades, or the autopilot warns
 //! of a failsafe, EKF trouble or anything critical; a state change when a vehicle arms or
 //! changes mode, an identity record when it is first heard or reports its autopilot uid. The
 //! store commits them durably at once, and sync sends them on the events lane, ahead of any
@@ -37,6 +38,7 @@ pub struct Raised {
     pub gps_seen_good: bool,
     /// The last autopilot warning raised (a hash of its text) and when.
     pub last_text: Option<(u64, i64)>,
+    pub geofence: bool,
 }
 
 fn event(
@@ -184,6 +186,42 @@ pub fn statustext(
         code,
         level,
         format!("{}: {text}", v.name),
+    ))
+}
+
+/// A geofence-breach alert when an armed vehicle leaves its fences or passes a ceiling
+/// (`breach` says how), once per episode; back inside (or disarmed), a `geofence_clear`
+/// tells the pilot so, and the next breach fires again.
+pub fn geofence(
+    v: &Vehicle,
+    breach: Option<String>,
+    raised: &mut Raised,
+    t_us: i64,
+) -> Option<Event> {
+    let Some(why) = breach else {
+        if !std::mem::take(&mut raised.geofence) {
+            return None;
+        }
+        return Some(event(
+            v,
+            t_us,
+            Kind::Alert,
+            "geofence_clear",
+            Severity::Info,
+            format!("{} back inside its geofences", v.name),
+        ));
+    };
+    if raised.geofence {
+        return None;
+    }
+    raised.geofence = true;
+    Some(event(
+        v,
+        t_us,
+        Kind::Alert,
+        "geofence_breach",
+        Severity::Critical,
+        format!("{} geofence breach: {why}", v.name),
     ))
 }
 

@@ -7,6 +7,7 @@
 //! sync sends to the relay.
 
 pub mod events;
+pub mod geofence;
 pub mod modes;
 pub mod quality;
 mod view;
@@ -20,6 +21,7 @@ use crate::clock::{Clock, TimeSource};
 use crate::dialect::MavMessage;
 use crate::frame::Frame;
 use crate::link::LinkId;
+use crate::survey::LatLon;
 pub use events::Event;
 use quality::{RadioStatus, SeqTracker};
 pub use view::{FleetSnapshot, VehicleView};
@@ -206,6 +208,7 @@ pub struct Fleet {
     link_radio: HashMap<LinkId, RadioStatus>,
     link_lost_after: Duration,
     low_battery_pct: i8,
+    geofences: geofence::Geofences,
     records: Vec<VehicleRecord>,
     events: Vec<Event>,
     /// Vehicles with a new position, and vehicles with another change of state, since
@@ -225,6 +228,7 @@ impl Fleet {
             link_radio: HashMap::new(),
             link_lost_after,
             low_battery_pct: DEFAULT_LOW_BATTERY_PCT,
+            geofences: geofence::Geofences::default(),
             records: Vec::new(),
             events: Vec::new(),
             moved: BTreeSet::new(),
@@ -248,6 +252,11 @@ impl Fleet {
 
     pub fn set_low_battery_pct(&mut self, pct: i8) {
         self.low_battery_pct = pct;
+    }
+
+    /// The geofences every armed vehicle's position is checked against from now on.
+    pub fn set_geofences(&mut self, geofences: geofence::Geofences) {
+        self.geofences = geofences;
     }
 
     pub fn get(&self, sysid: u8) -> Option<&Vehicle> {
@@ -354,6 +363,20 @@ impl Fleet {
                 }
                 vehicle.samples += 1;
                 sample = Some(vehicle.sample(clock.wall_us(at), clock.source()));
+                let breach = vehicle
+                    .armed()
+                    .then(|| {
+                        let p = LatLon {
+                            lat: f64::from(m.lat) / 1e7,
+                            lon: f64::from(m.lon) / 1e7,
+                        };
+                        self.geofences.breach(p, f64::from(m.relative_alt) / 1e3)
+                    })
+                    .flatten();
+                let mut raised = vehicle.raised;
+                let alert = events::geofence(vehicle, breach, &mut raised, clock.wall_us(at));
+                vehicle.raised = raised;
+                self.events.extend(alert);
             }
             MavMessage::SYS_STATUS(m) => {
                 vehicle.battery_mv = m.voltage_battery;
