@@ -62,7 +62,8 @@ def main():
     battery = a.battery
     assert (m.WIRE_PROTOCOL_VERSION == "1.0") == a.mavlink1, m.WIRE_PROTOCOL_VERSION
     print(json.dumps({"event": "ready"}), flush=True)
-    sent = {"HEARTBEAT": 0, "GLOBAL_POSITION_INT": 0, "ATTITUDE": 0}
+    # Every frame it sends, by type (the acks too: a test waits for all of them to be stored).
+    sent = {"HEARTBEAT": 0, "GLOBAL_POSITION_INT": 0, "ATTITUDE": 0, "COMMAND_ACK": 0}
     period = 1.0 / a.rate
     t0 = time.time()
     i = 0
@@ -114,6 +115,7 @@ def main():
                 # Addressed to the asker, as ArduPilot does.
                 mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED, 0, 0,
                                      msg.get_srcSystem(), msg.get_srcComponent())
+                sent["COMMAND_ACK"] += 1
     print(json.dumps({"event": "done", "sent": sent}), flush=True)
 
 
