@@ -240,6 +240,17 @@ pub fn autopilot(connect: &str, sysid: u8, extra: &[&str]) -> Proc {
     v
 }
 
+/// A relay with org `vineyard-co` and its station `pi-north` enrolled, HQ answering, and
+/// that station running with `udpin` on `udp`, syncing to it.
+pub fn synced_station(udp: u16) -> (CloudRelay, EdgeDaemon) {
+    let mut relay = CloudRelay::new();
+    let data = relay.enroll_pi_north();
+    relay.start();
+    relay.wait_hq();
+    let station = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    (relay, station)
+}
+
 /// An independent WebSocket client (`peers/stream_client.py`, the `websockets` library) on
 /// the daemon's `/api/v1/stream{query}`, open when this returns; one JSON message per line.
 pub fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {

@@ -20,13 +20,9 @@ fn alert_in(list: &Value, seq: &Value) -> Option<Value> {
 
 #[test]
 fn a_pilot_acknowledges_an_alert_once_and_hq_learns_who() {
-    let mut relay = CloudRelay::new();
-    let data = relay.enroll_pi_north();
-    relay.start();
-    relay.wait_hq();
-    let admin = relay.token("vineyard-co", "admin");
     let udp = free_udp_port();
-    let daemon = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let (relay, daemon) = synced_station(udp);
+    let admin = relay.token("vineyard-co", "admin");
     let mut v = pymavlink_vehicle(udp, 4, 5);
     wait_for("the vehicle", T, || daemon.vehicle(4));
 

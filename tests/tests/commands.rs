@@ -261,12 +261,8 @@ fn the_cli_sends_a_command_and_says_how_it_ended() {
 
 #[test]
 fn hq_sees_who_commanded_what_and_how_it_ended() {
-    let mut relay = CloudRelay::new();
-    let data = relay.enroll_pi_north();
-    relay.start();
-    relay.wait_hq();
     let udp = free_udp_port();
-    let daemon = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let (relay, daemon) = synced_station(udp);
     let _ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 5, &["--deny", "400"]);
     wait_for("the vehicle", T, || daemon.vehicle(5));
     let pilot = daemon.new_token("anna", "pilot");

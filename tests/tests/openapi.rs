@@ -90,12 +90,8 @@ fn the_stations_document_describes_every_answer_it_gives() {
 
 #[test]
 fn hqs_document_describes_every_answer_it_gives() {
-    let mut relay = CloudRelay::new();
-    let data = relay.enroll_pi_north();
-    relay.start();
-    relay.wait_hq();
     let udp = free_udp_port();
-    let _edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let (relay, _edge) = synced_station(udp);
     let _fleet = sim_fleet(udp, 2, 5);
     let admin = relay.token("vineyard-co", "admin");
     wait_for("the fleet at HQ", Duration::from_secs(30), || {

@@ -10,12 +10,8 @@ const T: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_proposal_reaches_a_vehicle_only_after_a_pilot_approves_it_and_hq_sees_the_decision() {
-    let mut relay = CloudRelay::new();
-    let data = relay.enroll_pi_north();
-    relay.start();
-    relay.wait_hq();
     let udp = free_udp_port();
-    let daemon = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let (relay, daemon) = synced_station(udp);
     let mut ap = autopilot(
         &format!("udpout:127.0.0.1:{udp}"),
         3,
