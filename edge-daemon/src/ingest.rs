@@ -96,6 +96,7 @@ impl Ingest {
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.batch.vehicles.extend(self.fleet.take_records());
         self.batch.events.extend(self.fleet.take_events());
+        self.batch.params.extend(self.gcs.take_param_updates());
         self.batch.commands.extend(self.gcs.take_command_updates());
         if self.batch.is_empty() {
             return Ok(());

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod link;
 pub mod live;
 pub mod planner;
+pub mod profile;
 pub mod router;
 pub mod sim;
 pub mod store;

@@ -9,7 +9,9 @@
 //!   behaves as configured whether or not QGroundControl is connected;
 //! - for every vehicle, the data it needs ([`asks`]): data streams, AUTOPILOT_VERSION and
 //!   HOME_POSITION, asked again after a reboot or a link that came back;
-//! - the commands people send ([`command`]), until the vehicle answers or they time out.
+//! - the commands people send ([`command`]), until the vehicle answers or they time out;
+//! - the transfers of its missions, fences and rally points ([`mission`]) and of its
+//!   parameters ([`params`]).
 //!
 //! It lives inside the ingest loop (one task, no locks): ingest shows it every frame after
 //! routing and the fleet's update, and sends what it queues through the router to the links
@@ -19,6 +21,7 @@
 mod asks;
 mod command;
 mod mission;
+mod params;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,6 +38,8 @@ use command::Commands;
 pub use command::{Command, CommandUpdate, Outcome};
 use mission::Transfers;
 pub use mission::{MissionItem, MissionKind, Operation, Progress};
+use params::Params;
+pub use params::{ParamOp, ParamUpdate, ParamValue};
 
 /// How often the station's heartbeat goes out.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -58,6 +63,7 @@ pub enum Action {
         /// The stored mission an upload comes from.
         mission: Option<String>,
     },
+    Params(ParamOp),
 }
 
 impl Action {
@@ -65,6 +71,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Command(c) => c.name(),
+            Action::Params(op) => op.name(),
             Action::Mission { op, .. } => match op {
                 Operation::Upload(_) => "upload_mission",
                 Operation::Download => "download_mission",
@@ -78,6 +85,7 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::Command(c) => c.describe(),
+            Action::Params(op) => op.describe(),
             Action::Mission { kind, op, mission } => {
                 let list = match kind {
                     MissionKind::Mission => "mission",
@@ -105,6 +113,7 @@ impl Action {
     pub fn args(&self) -> serde_json::Value {
         match self {
             Action::Command(c) => serde_json::to_value(c).unwrap_or_default(),
+            Action::Params(op) => op.args(),
             Action::Mission { kind, op, mission } => {
                 let mut args = serde_json::json!({ "command": self.name(), "kind": kind });
                 match op {
@@ -147,6 +156,7 @@ pub struct Gcs {
     vehicles: BTreeMap<u8, Asks>,
     commands: Commands,
     transfers: Transfers,
+    params: Params,
     outbox: Vec<(To, Frame)>,
 }
 
@@ -166,6 +176,7 @@ impl Gcs {
             vehicles: BTreeMap::new(),
             commands: Commands::default(),
             transfers: Transfers::default(),
+            params: Params::default(),
             outbox: Vec::new(),
         }
     }
@@ -185,6 +196,25 @@ impl Gcs {
                     .or_insert_with(|| Asks::new(system, vehicle.autopilot, frame.version(), at));
                 asks.observe(frame, at, self.link_lost_after);
                 match frame.message_id() {
+                    22 => {
+                        if let Some(MavMessage::PARAM_VALUE(m)) = frame.decode() {
+                            let px4 = crate::vehicle::modes::firmware(
+                                vehicle.autopilot,
+                                vehicle.mav_type,
+                            ) == crate::vehicle::modes::Firmware::Px4;
+                            let version = vehicle.firmware.map(|f| {
+                                let [major, minor, ..] = f.to_be_bytes();
+                                (major, minor)
+                            });
+                            self.params.set_firmware(system, px4, version);
+                            self.params.observe(system, &m, at);
+                            let version = asks.version();
+                            for (vehicle, mut m) in self.params.take_out() {
+                                params::address(&mut m, (vehicle, frame.component_id()));
+                                self.send(To::Vehicle(vehicle), version, &m);
+                            }
+                        }
+                    }
                     77 => {
                         if let Some(MavMessage::COMMAND_ACK(ack)) = frame.decode() {
                             let me = self.address;
@@ -264,6 +294,18 @@ impl Gcs {
         match action {
             Action::Command(command) => self.commands.start(id, vehicle, command),
             Action::Mission { kind, op, .. } => self.transfers.start(id, vehicle, kind, op),
+            Action::Params(op) => {
+                if let Some(v) = fleet.get(vehicle) {
+                    let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
+                        == crate::vehicle::modes::Firmware::Px4;
+                    let version = v.firmware.map(|f| {
+                        let [major, minor, ..] = f.to_be_bytes();
+                        (major, minor)
+                    });
+                    self.params.set_firmware(vehicle, px4, version);
+                }
+                self.params.start(id, vehicle, op);
+            }
         }
         self.send_commands(now, fleet);
     }
@@ -283,6 +325,18 @@ impl Gcs {
                 == crate::vehicle::modes::Firmware::Px4;
             Some(((system, v.compid), px4))
         };
+        self.params.due(now, |system| fleet.get(system).is_some());
+        for (system, mut message) in self.params.take_out() {
+            let Some(v) = fleet.get(system) else {
+                continue;
+            };
+            params::address(&mut message, (system, v.compid));
+            let version = self
+                .vehicles
+                .get(&system)
+                .map_or(Version::V2, Asks::version);
+            self.send(To::Vehicle(system), version, &message);
+        }
         for (system, message) in self.commands.due(now, target) {
             let version = self
                 .vehicles
@@ -295,6 +349,7 @@ impl Gcs {
     /// Command and transfer outcomes since the last call, for the store.
     pub fn take_command_updates(&mut self) -> Vec<CommandUpdate> {
         let mut updates = self.commands.take_updates();
+        updates.extend(self.params.take_outcomes());
         updates.extend(self.transfers.take_updates().into_iter().map(|u| {
             let (outcome, progress, detail) = match u.progress {
                 Progress::Working { done, total } => (
@@ -327,7 +382,14 @@ impl Gcs {
     }
 
     pub fn has_command_updates(&self) -> bool {
-        self.commands.has_updates() || self.transfers.has_updates()
+        self.commands.has_updates() || self.transfers.has_updates() || self.params.has_outcomes()
+    }
+
+    /// What the vehicles reported of their parameters since the last call, for the store.
+    /// Taken before the command updates of the same moment, so that a job's outcome is
+    /// committed with (or after) the values it read.
+    pub fn take_param_updates(&mut self) -> Vec<ParamUpdate> {
+        self.params.take_updates()
     }
 
     /// Frames queued since the last call, with where each goes.

@@ -8,6 +8,7 @@
 //! block the writer.
 
 mod commands;
+mod params;
 mod query;
 mod quota;
 mod records;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
 pub use commands::CommandRow;
+pub use params::{ParamChange, ParamList, ParamRow};
 pub use query::{EventRow, Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
 use sync_protocol::records::FieldChange;
 
@@ -134,6 +136,8 @@ pub struct IngestBatch {
     pub events: Vec<Event>,
     /// Outcomes of commands to vehicles; committed at once too (each is an event).
     pub commands: Vec<crate::gcs::CommandUpdate>,
+    /// What vehicles reported of their parameters.
+    pub params: Vec<crate::gcs::ParamUpdate>,
 }
 
 impl IngestBatch {
@@ -143,6 +147,7 @@ impl IngestBatch {
             && self.vehicles.is_empty()
             && self.events.is_empty()
             && self.commands.is_empty()
+            && self.params.is_empty()
     }
 }
 

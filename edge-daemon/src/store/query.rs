@@ -215,12 +215,32 @@ impl Reader {
             .unwrap_or(0))
     }
 
-    /// Up to `limit` events after sequence `after`, as sync sends them.
     /// One command and where it stands.
     pub fn command(&self, id: i64) -> Result<Option<super::CommandRow>, StoreError> {
         Ok(super::commands::get(&self.connect()?, id)?)
     }
 
+    /// A vehicle's parameters as last reported, and the profile it follows.
+    pub fn params(&self, vehicle: u8) -> Result<super::ParamList, StoreError> {
+        Ok(super::params::list(&self.connect()?, vehicle)?)
+    }
+
+    /// A vehicle's parameter changes, newest first.
+    pub fn param_history(
+        &self,
+        vehicle: u8,
+        name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<super::ParamChange>, StoreError> {
+        Ok(super::params::history(
+            &self.connect()?,
+            vehicle,
+            name,
+            limit,
+        )?)
+    }
+
+    /// Up to `limit` events after sequence `after`, as sync sends them.
     pub fn events_outbox(&self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
         let conn = self.connect()?;
         let mut stmt =

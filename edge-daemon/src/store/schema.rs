@@ -116,6 +116,34 @@ const MIGRATIONS: &[&str] = &[
         updated_us INTEGER NOT NULL
      );
      CREATE INDEX commands_by_vehicle ON commands (vehicle, id);",
+    // 6: vehicles' parameters (store/params.rs): the last value of each, every change, and
+    // the profile each vehicle follows.
+    "CREATE TABLE params (
+        vehicle    INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        value      REAL NOT NULL,
+        type       INTEGER NOT NULL,
+        idx        INTEGER,
+        updated_us INTEGER NOT NULL,
+        PRIMARY KEY (vehicle, name)
+     ) WITHOUT ROWID;
+     CREATE TABLE param_history (
+        id       INTEGER PRIMARY KEY,
+        vehicle  INTEGER NOT NULL,
+        name     TEXT NOT NULL,
+        previous REAL NOT NULL,
+        value    REAL NOT NULL,
+        command  INTEGER,
+        t_us     INTEGER NOT NULL
+     );
+     CREATE INDEX param_history_by_vehicle ON param_history (vehicle, id);
+     CREATE TABLE param_lists (
+        vehicle    INTEGER PRIMARY KEY,
+        count      INTEGER,
+        listed_us  INTEGER,
+        profile    TEXT,
+        profile_us INTEGER
+     );",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -198,6 +198,9 @@ impl Writer {
         for e in &batch.events {
             self.insert_event(e.clone())?;
         }
+        for update in &batch.params {
+            super::params::apply(&self.conn, update, crate::clock::system_now_us())?;
+        }
         for update in &batch.commands {
             let t_us = crate::clock::system_now_us();
             match super::commands::update(&self.conn, update, t_us)? {
