@@ -48,6 +48,8 @@ pub struct Profile {
     pub versions: Vec<(u8, u8)>,
     /// Its parameters, in file order (the order they are written in).
     pub entries: Vec<(String, f64)>,
+    /// The file as given, kept with the vehicles that follow it.
+    pub text: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -173,6 +175,7 @@ pub fn parse(name: &str, text: &str) -> Result<Profile, ProfileError> {
         family,
         versions,
         entries,
+        text: text.to_string(),
     })
 }
 

@@ -18,19 +18,32 @@ Acks carry the asker as their target, as ArduPilot's do.
 Missions, fences and rally points: the mission protocol as ArduPilot plays it (it asks for each
 item with MISSION_REQUEST_INT and asks again after 0.5 s of silence; an upload from a second
 ground station while one is under way is DENIED; download, clear, set current).
+Parameters, as ArduPilot serves them: PARAM_REQUEST_LIST streams every one with its index,
+PARAM_REQUEST_READ answers one (by index or name; an unknown name gets no answer),
+PARAM_SET sets it (an integer type keeps the whole number) and answers PARAM_VALUE with index
+65535. The list is --params FILE (a Mission Planner .param read with pymavlink's own parser,
+or a QGroundControl .params with its types), changed by --param NAME=VALUE, padded to --pad N
+parameters. --firmware 4.7.x renames as ArduCopter 4.7 did (SRn_ -> MAV{n+1}_, SYSID_MYGCS
+-> MAV_GCS_SYSID, RTL_ALT in cm -> RTL_ALT_M in m). --hidden PREFIX:ENABLE keeps PREFIX*
+out of the list until ENABLE is 1 at boot; --refuse NAME keeps NAME's value whatever is set;
+--lose-params F drops that fraction of the listed values (seeded), as a lossy radio would.
+With --autopilot px4, integers travel byte-wise in the float, as PX4 sends them.
 
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
 request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
 params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an upload
-completes; rebooted.
+completes; rebooted; param_set (name, value, from) for each PARAM_SET; params_listed
+(count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range).
 """
 import argparse
 import json
 import os
+import random
 import select
+import struct
 import sys
 import time
 
@@ -70,6 +83,9 @@ class Autopilot:
         self.lists = {0: [], 1: [], 2: []}  # mission type -> items (dicts of MISSION_ITEM_INT)
         self.receiving = None  # an upload under way: dict(type, count, items, src, asked)
         self.current = 0
+        self.params = load_params(a)  # name -> [value, MAV_PARAM_TYPE], in list order
+        self.listing = []  # names still to stream for a PARAM_REQUEST_LIST
+        self.lose = random.Random(1)
         self.reboot()
 
     def reboot(self):
@@ -79,6 +95,60 @@ class Autopilot:
         # Hz per message name; HEARTBEAT and SYS_STATUS always go out.
         self.rates = {"HEARTBEAT": 1.0, "SYS_STATUS": 1.0}
         self.next = {}
+        self.visible = [n for n in self.params if self.shown(n)]
+        self.listing = []
+
+    def shown(self, name):
+        for rule in self.a.hidden:
+            prefix, enable = rule.split(":")
+            if name.startswith(prefix) and name != enable and self.params.get(enable, [0])[0] != 1:
+                return False
+        return True
+
+    def param_value(self, name, index):
+        value, ptype = self.params[name]
+        raw = value
+        if self.px4 and ptype != mavlink.MAV_PARAM_TYPE_REAL32:
+            raw = struct.unpack("<f", struct.pack("<i", int(value)))[0]
+        self.m.mav.param_value_send(name.encode(), raw, ptype, len(self.visible), index)
+
+    def parameters(self, msg):
+        t, src = msg.get_type(), msg.get_srcSystem()
+        if t == "PARAM_REQUEST_LIST":
+            self.listing = list(self.visible)
+            self.listed = 0
+        elif t == "PARAM_REQUEST_READ":
+            if msg.param_index >= 0:
+                if msg.param_index < len(self.visible):
+                    self.param_value(self.visible[msg.param_index], msg.param_index)
+            else:
+                name = msg.param_id
+                if name in self.visible:
+                    self.param_value(name, self.visible.index(name))
+        elif t == "PARAM_SET":
+            name = msg.param_id
+            if name not in self.visible:
+                return  # as ArduPilot: nothing
+            raw = msg.param_value
+            ptype = self.params[name][1]
+            if self.px4 and ptype != mavlink.MAV_PARAM_TYPE_REAL32:
+                raw = struct.unpack("<i", struct.pack("<f", raw))[0]
+            value = float32(raw) if ptype == mavlink.MAV_PARAM_TYPE_REAL32 else float(round(raw))
+            emit(event="param_set", name=name, value=value, **{"from": src})
+            if name not in self.a.refuse:
+                self.params[name][0] = value
+            self.param_value(name, 65535)
+
+    def stream_params(self):
+        # ArduPilot sends the list a few at a time, as its link has room.
+        for _ in range(min(10, len(self.listing))):
+            name = self.listing.pop(0)
+            index = self.visible.index(name)
+            if self.lose.random() >= self.a.lose_params:
+                self.param_value(name, index)
+                self.listed += 1
+            if not self.listing:
+                emit(event="params_listed", count=len(self.visible), sent=self.listed)
 
     def boot_ms(self):
         return int((time.monotonic() - self.boot) * 1000)
@@ -130,6 +200,8 @@ class Autopilot:
             self.command(msg)
         elif t.startswith("MISSION_") and getattr(msg, "target_system", None) == self.a.sysid:
             self.mission(msg)
+        elif t.startswith("PARAM_") and getattr(msg, "target_system", None) == self.a.sysid:
+            self.parameters(msg)
 
     def mission_ack(self, to, mission_type, result):
         self.m.mav.mission_ack_send(to[0], to[1], result, mission_type)
@@ -233,6 +305,11 @@ class Autopilot:
             if c in option:
                 self.ack(msg, result)
                 return
+        if c == mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN and msg.param1 == 1:
+            self.ack(msg, mavlink.MAV_RESULT_ACCEPTED)
+            self.reboot()
+            emit(event="rebooted")
+            return
         if c == mavlink.MAV_CMD_COMPONENT_ARM_DISARM:
             self.armed = msg.param1 == 1.0
         elif c == mavlink.MAV_CMD_DO_SET_MODE:
@@ -262,6 +339,8 @@ class Autopilot:
                 self.receiving = None  # the ground station gave up, as ArduPilot assumes
             elif r and now - r["asked"] > 0.5:
                 self.request_item()
+            if self.listing and now >= quiet_until:
+                self.stream_params()
             for answer in [x for x in self.later if x[0] <= now]:
                 self.later.remove(answer)
                 self.ack(answer[1], answer[2], answer[3])
@@ -282,6 +361,51 @@ class Autopilot:
                     emit(event="silent", seconds=float(words[1]))
 
 
+def float32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+# ArduCopter 4.7's renames: (old, new, scale).
+RENAMES_4_7 = [("SYSID_MYGCS", "MAV_GCS_SYSID", 1), ("RTL_ALT", "RTL_ALT_M", 0.01)]
+
+
+def load_params(a):
+    """name -> [value, MAV_PARAM_TYPE], in the vehicle's list order."""
+    params = {}
+    if a.params and a.params.endswith(".params"):
+        for line in open(a.params):
+            cols = line.strip().split("\t")
+            if line.startswith("#") or len(cols) != 5:
+                continue
+            params[cols[2]] = [float32(float(cols[3])), int(cols[4])]
+    elif a.params:
+        from pymavlink import mavparm
+        loaded = mavparm.MAVParmDict()
+        loaded.load(a.params, use_excludes=False)
+        for name, value in loaded.items():
+            whole = float(value).is_integer()
+            ptype = mavlink.MAV_PARAM_TYPE_INT16 if whole else mavlink.MAV_PARAM_TYPE_REAL32
+            params[name] = [float32(value), ptype]
+    for change in a.param:
+        name, value = change.split("=")
+        ptype = params.get(name, [0, mavlink.MAV_PARAM_TYPE_REAL32])[1]
+        params[name] = [float32(float(value)), ptype]
+    if a.firmware.startswith("4.7"):
+        renamed = {}
+        for name, v in params.items():
+            if name.startswith("SR") and name[2:3].isdigit():
+                n, rest = name[2:].split("_", 1)
+                name = f"MAV{int(n) + 1}_{rest}"
+            for old, new, scale in RENAMES_4_7:
+                if name == old:
+                    name, v = new, [float32(v[0] * scale), mavlink.MAV_PARAM_TYPE_REAL32 if scale != 1 else v[1]]
+            renamed[name] = v
+        params = renamed
+    for i in range(len(params), a.pad):
+        params[f"PAD_{i:05d}"] = [float(i), mavlink.MAV_PARAM_TYPE_INT32]
+    return params
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--connect", required=True, help="pymavlink connection string")
@@ -293,6 +417,12 @@ def main():
     p.add_argument("--autopilot", choices=["ardupilot", "px4"], default="ardupilot")
     p.add_argument("--no-message-interval", action="store_true")
     p.add_argument("--no-home", action="store_true")
+    p.add_argument("--params", help=".param or .params file: the vehicle's parameters")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--pad", type=int, default=0, metavar="N")
+    p.add_argument("--hidden", action="append", default=[], metavar="PREFIX:ENABLE")
+    p.add_argument("--refuse", action="append", default=[], metavar="NAME")
+    p.add_argument("--lose-params", type=float, default=0.0, metavar="FRACTION")
     for answer in ("deny", "fail", "unsupported", "ignore"):
         p.add_argument(f"--{answer}", type=int, action="append", default=[], metavar="MAV_CMD")
     Autopilot(p.parse_args()).run()

@@ -478,10 +478,21 @@ fn parameters_plans_and_decisions_check_their_requests() {
     wait_for("the token to be read", T, || {
         (daemon.get_as(&pilot, "/api/v1/vehicles").0 == 200).then_some(())
     });
-    // Bad requests are refused as on any route, naming what is wrong (commands, which work,
-    // are tested in commands.rs); a valid one is not pretended: 501, never a silent 200.
+    // Bad requests are refused as on any route, naming what is wrong (what valid ones do is
+    // tested in commands.rs, params.rs and missions.rs).
     let (code, body) = daemon.get_as(&pilot, "/api/v1/vehicles/1/params");
-    assert_eq!(code, 501, "{body}");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/vehicles/1/params/read",
+        &json!({ "names": [] }),
+    );
+    assert_eq!(
+        (code, &body["error"]["field"]),
+        (422, &json!("names")),
+        "{body}"
+    );
     let (code, body) = daemon.get_as(&pilot, "/api/v1/missions");
     assert_eq!(code, 200, "missions are kept: {body}");
     let plan = json!({ "alt_m": 30, "speed_mps": 5, "row_spacing_m": 2.5 });

@@ -1,19 +1,16 @@
-//! Command and control: commands, parameters, missions and missions planned from fields,
-//! approving HQ's proposals.
+//! Command and control: commands, missions and missions planned from fields, approving HQ's
+//! proposals (parameters are in `params.rs`).
 //!
 //! Commands and mission transfers are stored (with who asked) before they go to the vehicle,
 //! answered with their id at once, their outcome in `GET /api/v1/commands/{id}`, on the
 //! stream and at HQ. Missions are records, planned from fields or given as items; HQ's
-//! proposals reach a vehicle only through a pilot's decision here. Parameters are declared,
-//! described and checked (the role, the vehicle, the body) so that clients and the OpenAPI
-//! document have their shape; the daemon does not read or set them yet, so a valid request
-//! there is answered `501 not_implemented`, never accepted and silently dropped.
+//! proposals reach a vehicle only through a pilot's decision here.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use trellis_web::openapi::{EditRefusals, NotYet, ReadRefusals};
+use trellis_web::openapi::{EditRefusals, ReadRefusals};
 use trellis_web::{Json as JsonBody, Path};
 use utoipa::ToSchema;
 
@@ -21,9 +18,6 @@ use super::{auth, ApiError, AppState};
 use crate::gcs::{Action, Command, MissionItem, MissionKind, Operation, SendCommand};
 use crate::store::{CommandRow, Record};
 use crate::vehicle::modes;
-
-const NOT_YET: &str = "this station does not read or set vehicle parameters yet; use a \
-    ground control station through the router";
 
 /// What a command asks a vehicle to do.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -194,47 +188,6 @@ pub async fn command_outcome(
         .map_err(ApiError::internal)??
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no command {id}")))
-}
-
-/// A vehicle's parameters, as last read from it.
-#[utoipa::path(get, path = "/api/v1/vehicles/{id}/params", tag = "control",
-    params(("id" = String, Path, description = "system id or fleet name")),
-    responses((status = 200, description = "the parameters, by name",
-        body = std::collections::BTreeMap<String, f64>), ReadRefusals, NotYet))]
-pub async fn params(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<std::collections::BTreeMap<String, f64>>, ApiError> {
-    super::vehicles::find(&s, &id)?;
-    Err(ApiError::not_implemented(NOT_YET))
-}
-
-/// Sets parameters on a vehicle (needs a pilot), each read back to verify it.
-#[utoipa::path(put, path = "/api/v1/vehicles/{id}/params", tag = "control",
-    params(("id" = String, Path, description = "system id or fleet name")),
-    request_body(content = std::collections::BTreeMap<String, f64>,
-        description = "the parameters to set, by name"),
-    responses((status = 200, description = "set and read back",
-        body = std::collections::BTreeMap<String, f64>), EditRefusals, NotYet))]
-pub async fn set_params(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    JsonBody(values): JsonBody<std::collections::BTreeMap<String, f64>>,
-) -> Result<Json<std::collections::BTreeMap<String, f64>>, ApiError> {
-    super::vehicles::find(&s, &id)?;
-    if values.is_empty() {
-        return Err(ApiError::invalid("body", "name at least one parameter"));
-    }
-    if let Some(name) = values
-        .keys()
-        .find(|n| n.is_empty() || n.len() > 16 || !n.is_ascii())
-    {
-        return Err(ApiError::invalid(
-            "body",
-            format!("{name:?} is not a MAVLink parameter name (1 to 16 ASCII characters)"),
-        ));
-    }
-    Err(ApiError::not_implemented(NOT_YET))
 }
 
 /// A pilot's decision on a mission HQ proposed.
@@ -553,7 +506,7 @@ fn plan_refusal(e: crate::planner::PlanError) -> ApiError {
 }
 
 /// Stores `action` for `vehicle` as `caller`'s, queues it for the ingest loop, answers 202.
-async fn start(
+pub(super) async fn start(
     s: &AppState,
     caller: &auth::Caller,
     vehicle: u8,

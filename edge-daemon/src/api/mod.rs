@@ -7,6 +7,7 @@ mod control;
 mod export;
 mod links;
 mod metrics;
+mod params;
 mod records;
 pub mod stream;
 pub mod tiles;
@@ -113,7 +114,13 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(tiles::tile))
         .routes(routes!(control::command))
         .routes(routes!(control::command_outcome))
-        .routes(routes!(control::params, control::set_params))
+        .routes(routes!(params::params, params::set_params))
+        .routes(routes!(params::fetch))
+        .routes(routes!(params::read))
+        .routes(routes!(params::history))
+        .routes(routes!(params::diff))
+        .routes(routes!(params::apply))
+        .routes(routes!(params::profiles))
         .routes(routes!(control::decide))
         .routes(routes!(control::missions))
         .routes(routes!(control::put_mission))

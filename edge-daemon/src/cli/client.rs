@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ClientArgs {
     /// The daemon's API.
     #[arg(
@@ -49,6 +49,16 @@ pub fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
 /// POSTs a JSON body. A refusal of the request itself (404, 409, 422) comes back with the
 /// daemon's message; unreachable or refused tokens are printed and become exit codes.
 pub fn post(args: &ClientArgs, path: &str, body: &Value) -> Result<Value, super::command::Refusal> {
+    send(args, "POST", path, body)
+}
+
+/// Sends a JSON body with `method` (POST, PUT); answers as [`post`].
+pub fn send(
+    args: &ClientArgs,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Result<Value, super::command::Refusal> {
     use super::command::Refusal;
     let url = format!("{}{path}", args.api.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -56,7 +66,11 @@ pub fn post(args: &ClientArgs, path: &str, body: &Value) -> Result<Value, super:
         .timeout_global(Some(std::time::Duration::from_secs(30)))
         .build()
         .into();
-    let mut request = agent.post(&url).header("Content-Type", "application/json");
+    let request = match method {
+        "PUT" => agent.put(&url),
+        _ => agent.post(&url),
+    };
+    let mut request = request.header("Content-Type", "application/json");
     if let Some(token) = &args.token {
         request = request.header("Authorization", format!("Bearer {token}"));
     }

@@ -6,6 +6,7 @@
 mod client;
 mod command;
 mod export;
+mod params;
 mod serve;
 mod sim;
 mod sync;
@@ -41,6 +42,10 @@ enum Commands {
     /// Send a command to a vehicle through a running daemon and wait for its answer
     /// (a pilot's token): `command V-03 arm`, `command V-03 mode LOITER`, `command 3 rtl`.
     Command(command::CommandArgs),
+    /// A vehicle's parameters, and the fleet's profiles compared and applied:
+    /// `params diff V-03 ardupilot/copter-survey.param`, `params set V-03 RTL_ALT=4000`.
+    #[command(subcommand)]
+    Params(params::ParamsCommand),
     /// Sync with the cloud relay.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
         Commands::Status(args) => client::status(args),
         Commands::Vehicles(args) => client::vehicles(args),
         Commands::Command(args) => command::run(args),
+        Commands::Params(cmd) => params::run(cmd),
         Commands::Export(cmd) => export::run(cmd),
         Commands::Sync(cmd) => sync::run(cmd),
         Commands::Token(cmd) => token::run(cmd),

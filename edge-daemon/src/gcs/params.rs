@@ -124,8 +124,12 @@ pub enum ParamUpdate {
     },
     /// The whole list was read: the vehicle has exactly these names.
     Listed { vehicle: u8, names: Vec<String> },
-    /// The vehicle now follows this profile (applied to it).
-    Follows { vehicle: u8, profile: String },
+    /// The vehicle now follows this profile (applied to it): its name and text.
+    Follows {
+        vehicle: u8,
+        profile: String,
+        text: String,
+    },
 }
 
 /// One thing a job does on the wire.
@@ -574,6 +578,7 @@ impl Params {
                 self.updates.push(ParamUpdate::Follows {
                     vehicle,
                     profile: profile.name.clone(),
+                    text: profile.text.clone(),
                 });
             }
             let outcome = if report.failed.is_empty() {

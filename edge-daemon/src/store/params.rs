@@ -39,6 +39,8 @@ pub struct ParamList {
     pub listed_us: Option<i64>,
     /// The profile applied to it last, which drift is measured against.
     pub profile: Option<String>,
+    #[serde(skip)]
+    pub profile_text: Option<String>,
     pub params: Vec<ParamRow>,
 }
 
@@ -148,24 +150,30 @@ pub(super) fn apply(conn: &Connection, update: &ParamUpdate, t_us: i64) -> rusql
             )?
             .execute(params![vehicle, names.len(), t_us])?;
         }
-        ParamUpdate::Follows { vehicle, profile } => {
+        ParamUpdate::Follows {
+            vehicle,
+            profile,
+            text,
+        } => {
             conn.prepare_cached(
-                "INSERT INTO param_lists (vehicle, profile, profile_us) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (vehicle) DO UPDATE SET
-                    profile = excluded.profile, profile_us = excluded.profile_us",
+                "INSERT INTO param_lists (vehicle, profile, profile_text, profile_us)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (vehicle) DO UPDATE SET profile = excluded.profile,
+                    profile_text = excluded.profile_text, profile_us = excluded.profile_us",
             )?
-            .execute(params![vehicle, profile, t_us])?;
+            .execute(params![vehicle, profile, text, t_us])?;
         }
     }
     Ok(())
 }
 
 pub(super) fn list(conn: &Connection, vehicle: u8) -> rusqlite::Result<ParamList> {
-    let (count, listed_us, profile): (Option<u16>, Option<i64>, Option<String>) = conn
+    type Head = (Option<u16>, Option<i64>, Option<String>, Option<String>);
+    let (count, listed_us, profile, profile_text): Head = conn
         .query_row(
-            "SELECT count, listed_us, profile FROM param_lists WHERE vehicle = ?1",
+            "SELECT count, listed_us, profile, profile_text FROM param_lists WHERE vehicle = ?1",
             [vehicle],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?
         .unwrap_or_default();
@@ -192,6 +200,7 @@ pub(super) fn list(conn: &Connection, vehicle: u8) -> rusqlite::Result<ParamList
         complete,
         listed_us,
         profile,
+        profile_text,
         params,
     })
 }

@@ -142,6 +142,7 @@ const MIGRATIONS: &[&str] = &[
         count      INTEGER,
         listed_us  INTEGER,
         profile    TEXT,
+        profile_text TEXT,
         profile_us INTEGER
      );",
 ];
