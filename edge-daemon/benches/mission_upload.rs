@@ -16,135 +16,23 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_daemon::frame::FrameScanner;
+use common::radio::{api, try_api, Radio, Wire, BYTES_PER_S};
 use serde_json::{json, Value};
 
-/// 57,600 baud, 8 data bits, no parity, 1 stop bit: 10 bits a byte.
-const BYTES_PER_S: f64 = 5_760.0;
 const ITEMS: usize = 200;
 /// MISSION_REQUEST, MISSION_COUNT, MISSION_ACK, MISSION_REQUEST_INT, MISSION_ITEM_INT.
 const MISSION_IDS: [u32; 5] = [40, 44, 47, 51, 73];
 
-/// One pty pair: the master, and the slave's path (kept open so the pair lives until the
-/// daemon or the simulator opens it).
-fn pty() -> (File, String, File) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors into the integers it is given; no name, termios
-    // or window size is passed.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: `slave` is a descriptor openpty just opened; ttyname returns a pointer to a
-    // static buffer, copied at once.
-    let path = unsafe {
-        let name = libc::ttyname(slave);
-        assert!(!name.is_null(), "ttyname");
-        std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned()
-    };
-    // SAFETY: both descriptors were opened above and are owned by these Files from now on.
-    unsafe { (File::from_raw_fd(master), path, File::from_raw_fd(slave)) }
-}
-
-/// What one direction of the link carried.
-#[derive(Default)]
-struct Wire {
-    /// (time, message id, bytes) of every frame.
-    frames: Vec<(Instant, u32, usize)>,
-}
-
-/// Copies `from` to `to` at the link's rate, noting every frame.
-fn forward(mut from: File, mut to: File, wire: Arc<Mutex<Wire>>) {
-    std::thread::spawn(move || {
-        let mut scanner = FrameScanner::new();
-        let mut buf = [0u8; 256];
-        let mut free_at = Instant::now();
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            // The wire is busy until the bytes before these are out; these take their time.
-            let now = Instant::now();
-            free_at = free_at.max(now) + Duration::from_secs_f64(n as f64 / BYTES_PER_S);
-            std::thread::sleep(free_at.saturating_duration_since(now));
-            if to.write_all(&buf[..n]).is_err() {
-                return;
-            }
-            scanner.push(&buf[..n]);
-            let at = Instant::now();
-            let mut wire = wire.lock().unwrap_or_else(|e| e.into_inner());
-            while let Some(frame) = scanner.next_frame() {
-                wire.frames.push((at, frame.message_id(), frame.len()));
-            }
-        }
-    });
-}
-
-/// A JSON answer, or why there is none.
-fn try_api(method: &str, url: &str, token: &str, body: Option<&Value>) -> Result<Value, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let auth = format!("Bearer {token}");
-    let result = match body {
-        Some(b) => agent
-            .run(
-                ureq::http::Request::builder()
-                    .method(method)
-                    .uri(url)
-                    .header("Authorization", &auth)
-                    .header("Content-Type", "application/json")
-                    .body(b.to_string())
-                    .expect("request"),
-            )
-            .map(|mut r| r.body_mut().read_json::<Value>()),
-        None => agent
-            .get(url)
-            .header("Authorization", &auth)
-            .call()
-            .map(|mut r| r.body_mut().read_json::<Value>()),
-    };
-    match result {
-        Ok(Ok(v)) => Ok(v),
-        other => Err(format!("{method} {url}: {other:?}")),
-    }
-}
-
-fn api(method: &str, url: &str, token: &str, body: Option<&Value>) -> Value {
-    try_api(method, url, token, body).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn main() {
-    let (station_master, station_path, _station_slave) = pty();
-    let (vehicle_master, vehicle_path, _vehicle_slave) = pty();
-    let down = Arc::new(Mutex::new(Wire::default()));
-    let up = Arc::new(Mutex::new(Wire::default()));
-    let clone = |f: &File| f.try_clone().expect("dup");
-    forward(clone(&station_master), clone(&vehicle_master), down.clone());
-    forward(vehicle_master, station_master, up.clone());
-
-    let daemon = common::Daemon::start_with(&[format!("serial:{station_path}:57600")], "pilot");
+    let radio = Radio::start();
+    let daemon = common::Daemon::start_with(&[format!("serial:{}:57600", radio.station)], "pilot");
     let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/autopilot.py");
     let mut vehicle = Command::new("python3")
         .arg(peer)
-        .args(["--connect", &vehicle_path, "--sysid", "1"])
+        .args(["--connect", &radio.vehicle, "--sysid", "1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -210,8 +98,8 @@ fn main() {
     let _ = vehicle.wait();
 
     let (down, up) = (
-        down.lock().unwrap_or_else(|e| e.into_inner()),
-        up.lock().unwrap_or_else(|e| e.into_inner()),
+        radio.down.lock().unwrap_or_else(|e| e.into_inner()),
+        radio.up.lock().unwrap_or_else(|e| e.into_inner()),
     );
     let count_at = down
         .frames

@@ -4,6 +4,8 @@
 // Each bench includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod radio;
+
 use std::process::{Child, Command, Stdio};
 
 use edge_daemon::dialect::MavMessage;
