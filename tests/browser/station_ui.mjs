@@ -49,6 +49,7 @@ await run({
   await page.waitForSelector("#vehicle:not([hidden]) #vehicle-values dd");
   found.viewer_sees_rename = await page.locator("#rename").isVisible();
   found.viewer_sees_controls = await page.locator("#control").isVisible();
+  found.viewer_sees_param_fetch = await page.locator("#params-fetch").isVisible();
   await page.locator('#tabs [data-tab="alerts"]').click();
   await page.waitForSelector("#alert-list li");
   found.viewer_alerts = await page.locator("#alert-list li").count();
@@ -88,6 +89,11 @@ await run({
   await onPhone.waitForSelector(
     '#control-log li[data-outcome]:not([data-outcome="pending"]):not([data-outcome="in_progress"])');
   found.pilot_command = await onPhone.locator("#control-log li").first().textContent();
+  // The pilot has the station read the vehicle's parameters; the page shows what came.
+  await onPhone.locator("#params-fetch").tap();
+  await onPhone.waitForFunction(() => /^\d+ parameters;/.test(
+    document.querySelector("#params-summary").textContent));
+  found.pilot_params = await onPhone.locator("#params-summary").textContent();
   await onPhone.screenshot({ path: `${a.shots}/station-phone.png`, fullPage: true });
   await onPhone.locator('#tabs [data-tab="alerts"]').tap();
   await onPhone.locator("#alert-list li:not(.acked) button.ack").first().tap();

@@ -157,6 +157,12 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         found["viewer_sees_controls"], false,
         "a viewer has no command buttons"
     );
+    assert_eq!(found["viewer_sees_param_fetch"], false, "{found}");
+    let params = found["pilot_params"].as_str().unwrap_or("");
+    assert!(
+        params.ends_with("parameters; no profile applied"),
+        "the simulated copter's list, read: {params}"
+    );
     let command = found["pilot_command"].as_str().unwrap_or("");
     assert!(command.ends_with("mode LOITER: accepted"), "{command}");
     assert_eq!(found["viewer_alerts"], 1, "{found}");

@@ -514,6 +514,7 @@ function select(key) {
   $("vehicle").hidden = false;
   renderVehicle();
   loadChart(key);
+  loadParams(key);
   // On a phone the page sits below the lists: bring it to the thumb.
   if (window.matchMedia("(max-width: 899px)").matches) {
     $("vehicle").scrollIntoView({ block: "start" });
@@ -561,6 +562,53 @@ function renderVehicle() {
       ? ["Hold", "Mission", "Return", "Land", "Takeoff", "Position", "Altitude", "Manual"]
       : ["LOITER", "GUIDED", "AUTO", "RTL", "LAND", "BRAKE", "ALT_HOLD", "POSHOLD", "STABILIZE"];
     $("control-modes").innerHTML = modes.map((m) => `<option value="${m}">`).join("");
+  }
+}
+
+// --- parameters (at a station) ---------------------------------------------------------------
+
+/** The vehicle's parameters as the station last read them, and its drift from its profile. */
+async function loadParams(key) {
+  const v = state.vehicles.get(key)?.data;
+  $("params").hidden = site.kind !== "station" || !v;
+  if ($("params").hidden) return;
+  $("params-fetch").hidden = !allowed("pilot");
+  try {
+    const p = await api(`/api/v1/vehicles/${v.sysid}/params`);
+    if (state.selected !== key) return;
+    const read = p.complete
+      ? `${p.params.length} parameters`
+      : `${p.params.length} of ${p.count ?? "?"} parameters read`;
+    const drift = p.drift?.differences ?? [];
+    const profile = !p.profile ? "no profile applied"
+      : !p.drift ? `follows ${p.profile}`
+        : drift.length ? `${drift.length} drifted from ${p.profile}`
+          : `matches ${p.profile}`;
+    $("params-summary").textContent = `${read}; ${profile}`;
+    $("params-summary").className = drift.length ? "drifted" : "";
+    $("params-drift").innerHTML = drift.map((d) => `<li><b>${escape(d.name)}</b> ${
+      d.vehicle === null ? "missing" : escape(d.vehicle)} (profile ${escape(d.profile)})</li>`).join("");
+  } catch (err) {
+    $("params-summary").textContent = err.message;
+  }
+}
+
+/** A pilot asks the station to read the whole list again; the page follows the job. */
+async function fetchParams() {
+  const key = state.selected;
+  const v = state.vehicles.get(key)?.data;
+  if (!v) return;
+  $("params-summary").textContent = "reading…";
+  try {
+    let job = await api(`/api/v1/vehicles/${v.sysid}/params/fetch`, { method: "POST" });
+    while (job.outcome === "pending" || job.outcome === "in_progress") {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await api(`/api/v1/commands/${job.id}`);
+    }
+    if (job.outcome !== "accepted") throw new Error(job.detail?.error || job.outcome);
+    await loadParams(key);
+  } catch (err) {
+    $("params-summary").textContent = `could not read them: ${err.message}`;
   }
 }
 
@@ -779,6 +827,7 @@ async function start() {
   $("vehicle-close").addEventListener("click", () => { state.selected = null; $("vehicle").hidden = true; });
   $("rename").addEventListener("submit", rename);
   $("control").addEventListener("click", command);
+  $("params-fetch").addEventListener("click", fetchParams);
   $("control").addEventListener("submit", (e) => e.preventDefault());
   $("propose").addEventListener("submit", propose);
   initMap(health);
