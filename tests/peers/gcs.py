@@ -1,8 +1,10 @@
 """A pymavlink ground station: listens where the daemon's udpout sends, reports the vehicles it
-hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK, or asks for data
-streams.
+hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK, asks for data
+streams, or sets a parameter as QGroundControl does (PARAM_SET, then the vehicle's
+PARAM_VALUE answer).
 
-Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null}.
+Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null,
+"param": {name, value}|null}.
 """
 import argparse
 import json
@@ -21,11 +23,14 @@ def main():
     p.add_argument("--stream", action="append", default=[],
                    help="ID:HZ: once every vehicle is heard, ask each for this data stream, as "
                         "QGroundControl does on connecting to an ArduPilot")
+    p.add_argument("--param-set", metavar="SYSID:NAME=VALUE",
+                   help="once the vehicle is heard, set one parameter and wait for its answer")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
 
     m = mavutil.mavlink_connection(a.listen, source_system=255, source_component=190)
-    heartbeats, positions, ack = {}, {}, None
+    heartbeats, positions, ack, param = {}, {}, None, None
+    param_asked = 0.0
     deadline = time.time() + a.timeout
     sent_command = False
     last_hb = 0.0
@@ -43,6 +48,8 @@ def main():
             heartbeats[src] = heartbeats.get(src, 0) + 1
         elif t == "GLOBAL_POSITION_INT":
             positions[src] = [msg.lat / 1e7, msg.lon / 1e7]
+        elif t == "PARAM_VALUE" and a.param_set and msg.param_id == a.param_set.split(":")[1].split("=")[0]:
+            param = {"name": msg.param_id, "value": msg.param_value}
         elif t == "COMMAND_ACK" and sent_command and msg.command == mavutil.mavlink.MAV_CMD_DO_SET_MODE:
             ack = {"from": src, "command": msg.command, "result": msg.result}
         heard_all = all(s in heartbeats for s in a.expect)
@@ -55,9 +62,16 @@ def main():
         if heard_all and a.command_target and not sent_command:
             m.mav.command_long_send(a.command_target, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, 1, 4, 0, 0, 0, 0, 0)
             sent_command = True
-        if heard_all and (not a.command_target or ack is not None):
+        if heard_all and a.param_set and param is None and time.time() - param_asked > 1.0:
+            target, change = a.param_set.split(":")
+            name, value = change.split("=")
+            m.mav.param_set_send(int(target), 1, name.encode(), float(value),
+                                 mavutil.mavlink.MAV_PARAM_TYPE_REAL32)
+            param_asked = time.time()
+        if heard_all and (not a.command_target or ack is not None) and (not a.param_set or param):
             break
-    print(json.dumps({"heartbeats": heartbeats, "positions": positions, "ack": ack}), flush=True)
+    print(json.dumps({"heartbeats": heartbeats, "positions": positions, "ack": ack, "param": param}),
+          flush=True)
 
 
 if __name__ == "__main__":

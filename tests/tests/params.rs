@@ -24,8 +24,15 @@ fn profile_file(name: &str) -> String {
 
 /// A station hearing autopilot 5 (with `options`) directly, and a pilot's token.
 fn station(options: &[&str]) -> (EdgeDaemon, Proc, String) {
+    station_with(&[], options)
+}
+
+/// The same with more links (a ground station's `udpout`).
+fn station_with(links: &[String], options: &[&str]) -> (EdgeDaemon, Proc, String) {
     let udp = free_udp_port();
-    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut all = vec![format!("udpin:127.0.0.1:{udp}")];
+    all.extend_from_slice(links);
+    let daemon = EdgeDaemon::start(&all);
     let ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 5, options);
     wait_for("the vehicle's firmware version", T, || {
         daemon.vehicle(5)?["firmware_version"]
@@ -222,22 +229,26 @@ fn a_set_counts_only_when_the_vehicle_holds_the_value_and_every_change_is_kept()
 #[test]
 fn a_profile_is_compared_applied_and_its_drift_shown() {
     let survey = profile_file(SURVEY);
-    let (daemon, mut ap, pilot) = station(&[
-        "--params",
-        &survey,
-        "--param",
-        "RTL_ALT=1500",
-        "--param",
-        "BATT_LOW_VOLT=20.5",
-        "--param",
-        "SYSID_MYGCS=255",
-        "--refuse",
-        "FENCE_ALT_MAX",
-        "--param",
-        "FENCE_ALT_MAX=100",
-        "--pad",
-        "400",
-    ]);
+    let qgc = free_udp_port();
+    let (daemon, mut ap, pilot) = station_with(
+        &[format!("udpout:127.0.0.1:{qgc}")],
+        &[
+            "--params",
+            &survey,
+            "--param",
+            "RTL_ALT=1500",
+            "--param",
+            "BATT_LOW_VOLT=20.5",
+            "--param",
+            "SYSID_MYGCS=255",
+            "--refuse",
+            "FENCE_ALT_MAX",
+            "--param",
+            "FENCE_ALT_MAX=100",
+            "--pad",
+            "400",
+        ],
+    );
     // diff reads the list first when the station has not, and exits 1 on drift.
     let (code, out) = cli(&daemon, &pilot, &["diff", "5", SURVEY]);
     assert_eq!(code, Some(1), "{out}");
@@ -305,10 +316,36 @@ fn a_profile_is_compared_applied_and_its_drift_shown() {
         .filter_map(|d| d["name"].as_str())
         .collect();
     assert_eq!(drift, vec!["FENCE_ALT_MAX"], "{}", view["drift"]);
-    // A change made elsewhere shows as drift too, and in the history without a command.
+    // A change made elsewhere (a ground station through the router) shows as drift too,
+    // and in the history without a command.
+    let set_elsewhere = python_json(
+        "gcs.py",
+        &[
+            "--listen",
+            &format!("udpin:127.0.0.1:{qgc}"),
+            "--expect",
+            "5",
+            "--param-set",
+            "5:RTL_ALT=2500",
+        ],
+    );
+    assert_eq!(set_elsewhere["param"]["value"], 2500.0, "{set_elsewhere}");
+    wait_for("the drift from the change elsewhere", T, || {
+        let (_, view) = daemon.get_as(&pilot, "/api/v1/vehicles/5/params");
+        let drift = view["drift"]["differences"].as_array()?.clone();
+        drift.iter().any(|d| d["name"] == "RTL_ALT").then_some(())
+    });
     let (code, out) = cli(&daemon, &pilot, &["history", "5", "RTL_ALT"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("RTL_ALT") && out.contains("command"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("4000 -> 2500") && lines[0].contains("elsewhere"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("1500 -> 4000") && lines[1].contains("command"),
+        "{out}"
+    );
 
     // Profiles that cannot be used are refused with why.
     let (code, body) = daemon.send_as(
