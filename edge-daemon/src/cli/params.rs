@@ -79,6 +79,15 @@ pub enum ParamsCommand {
     },
 }
 
+/// A number as people write it: `4000`, `21.6`.
+fn number(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
+        Some(x) => x.to_string(),
+        None => v.to_string(),
+    }
+}
+
 fn name_value(s: &str) -> Result<(String, f64), String> {
     let (name, value) = s
         .split_once('=')
@@ -173,7 +182,7 @@ fn list(client: &ClientArgs, vehicle: &str, prefix: Option<&str>) -> ExitCode {
     for p in &params {
         let name = p["name"].as_str().unwrap_or("?");
         if prefix.is_none_or(|x| name.starts_with(x)) {
-            println!("{name:<16} {}", p["value"]);
+            println!("{name:<16} {}", number(&p["value"]));
         }
     }
     let complete = if view["complete"].as_bool() == Some(true) {
@@ -266,7 +275,7 @@ fn print_differences(differences: &[Value]) {
         let vehicle = if d["vehicle"].is_null() {
             "missing".to_string()
         } else {
-            d["vehicle"].to_string()
+            number(&d["vehicle"])
         };
         let note = d["note"]
             .as_str()
@@ -274,7 +283,7 @@ fn print_differences(differences: &[Value]) {
             .unwrap_or_default();
         println!(
             "{name:<32} profile {:<10} vehicle {vehicle}{note}",
-            d["profile"]
+            number(&d["profile"])
         );
     }
 }
@@ -305,14 +314,18 @@ fn job(client: &ClientArgs, method: &str, path: &str, body: &Value) -> ExitCode 
             );
         }
         for r in detail["read"].as_array().into_iter().flatten() {
-            println!("  {:<16} {}", r["name"].as_str().unwrap_or("?"), r["value"]);
+            println!(
+                "  {:<16} {}",
+                r["name"].as_str().unwrap_or("?"),
+                number(&r["value"])
+            );
         }
         for c in detail["set"].as_array().into_iter().flatten() {
             println!(
                 "  set {:<16} {} (was {})",
                 c["name"].as_str().unwrap_or("?"),
-                c["value"],
-                c["previous"]
+                number(&c["value"]),
+                number(&c["previous"])
             );
         }
         for f in detail["failed"].as_array().into_iter().flatten() {
@@ -407,8 +420,8 @@ fn history(client: &ClientArgs, vehicle: &str, name: Option<&str>) -> ExitCode {
         println!(
             "{when}  {:<16} {} -> {}  ({by})",
             c["name"].as_str().unwrap_or("?"),
-            c["previous"],
-            c["value"]
+            number(&c["previous"]),
+            number(&c["value"])
         );
     }
     ExitCode::SUCCESS
