@@ -346,3 +346,88 @@ fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
     );
     assert_eq!(code, 409, "{body}");
 }
+
+#[test]
+fn a_geofence_goes_to_the_vehicle_as_its_fence_with_its_ceiling() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let survey = root().join("firmware-configs/ardupilot/copter-survey.param");
+    let mut ap = autopilot(
+        &format!("udpout:127.0.0.1:{udp}"),
+        5,
+        &["--params", &survey.to_string_lossy()],
+    );
+    wait_for("the vehicle", T, || daemon.vehicle(5));
+    let pilot = daemon.new_token("anna", "pilot");
+    // A block with a shed in it, as GeoJSON (closed rings), and a 45 m ceiling.
+    let fence = json!({ "name": "Block 2", "ceiling_m": 45, "geometry": { "type": "Polygon",
+        "coordinates": [
+            [[149.160, -35.360], [149.170, -35.360], [149.170, -35.366], [149.160, -35.366],
+             [149.160, -35.360]],
+            [[149.164, -35.362], [149.165, -35.362], [149.165, -35.363], [149.164, -35.362]]
+        ] } });
+    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/geofences/block-2", &fence);
+    assert_eq!(code, 200, "{body}");
+    let (code, started) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/geofences/block-2/upload",
+        &json!({ "vehicle": "V-05" }),
+    );
+    assert_eq!(code, 202, "{started}");
+    let fence_done = daemon.command_ended(&pilot, started["fence"]["id"].as_i64().expect("id"));
+    assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
+    // The fence and the ceiling go out side by side: the vehicle's two events in either order.
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let line = ap.wait_line(T, |l| {
+            json_line(l)["event"] == "mission_stored" || json_line(l)["event"] == "param_set"
+        });
+        heard.push(json_line(&line));
+    }
+    heard.sort_by_key(|e| e["event"].as_str().map(str::to_string));
+    let (stored, set) = (&heard[0], &heard[1]);
+    assert_eq!(
+        (stored["type"].as_u64(), stored["count"].as_u64()),
+        (Some(1), Some(7))
+    );
+    assert_eq!(
+        (set["name"].as_str(), set["value"].as_f64()),
+        (Some("FENCE_ALT_MAX"), Some(45.0))
+    );
+    let items = &fence_done["detail"]["items"];
+    let commands: Vec<u64> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["command"].as_u64())
+        .collect();
+    assert_eq!(
+        commands,
+        [5001, 5001, 5001, 5001, 5002, 5002, 5002],
+        "{items}"
+    );
+    assert_eq!(
+        items[0]["params"][0], 4.0,
+        "each vertex names its polygon's size"
+    );
+    assert_eq!(items[0]["x"], -353_600_000);
+    let ceiling_done = daemon.command_ended(&pilot, started["ceiling"]["id"].as_i64().expect("id"));
+    assert_eq!(ceiling_done["outcome"], "accepted", "{ceiling_done}");
+
+    let (code, _) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/geofences/no-such/upload",
+        &json!({ "vehicle": "5" }),
+    );
+    assert_eq!(code, 404);
+    let viewer = daemon.new_token("crew", "viewer");
+    let (code, _) = daemon.send_as(
+        &viewer,
+        "POST",
+        "/api/v1/geofences/block-2/upload",
+        &json!({ "vehicle": "5" }),
+    );
+    assert_eq!(code, 403);
+}

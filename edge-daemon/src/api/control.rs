@@ -505,6 +505,92 @@ fn plan_refusal(e: crate::planner::PlanError) -> ApiError {
     }
 }
 
+/// What uploading a geofence started: the fence list, and the ceiling as a parameter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FenceUpload {
+    /// The upload of the polygon (inclusion) and its holes (exclusion) as the vehicle's fence.
+    fence: CommandRow,
+    /// Setting the vehicle's altitude limit to the geofence's ceiling (ArduPilot
+    /// `FENCE_ALT_MAX`, PX4 `GF_MAX_VER_DIST`), when it has one.
+    ceiling: Option<CommandRow>,
+}
+
+/// Uploads a geofence to a vehicle as its own fence (needs a pilot), so the autopilot enforces
+/// it too: the polygon as inclusion vertices and each hole as exclusion vertices, read back
+/// and compared, and its ceiling as the vehicle's altitude limit. Whether the vehicle acts on
+/// its fence (ArduPilot `FENCE_ENABLE`, `FENCE_TYPE`; PX4 `GF_ACTION`) is its profile's.
+#[utoipa::path(post, path = "/api/v1/geofences/{key}/upload", tag = "control",
+    params(("key" = String, Path, min_length = 1, max_length = 200)),
+    request_body = UploadRequest,
+    responses((status = 202, description = "stored and started; each part's outcome follows \
+        as a command's", body = FenceUpload), EditRefusals))]
+pub async fn upload_geofence(
+    State(s): State<AppState>,
+    caller: auth::Caller,
+    Path(key): Path<String>,
+    JsonBody(request): JsonBody<UploadRequest>,
+) -> Result<(StatusCode, Json<FenceUpload>), ApiError> {
+    let vehicle = super::vehicles::find(&s, &request.vehicle)
+        .map_err(|_| ApiError::invalid("vehicle", format!("no vehicle {:?}", request.vehicle)))?;
+    let record = records(&s, "geofences")
+        .await?
+        .into_iter()
+        .find(|r| r.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("no geofence {key:?}")))?;
+    let shape = crate::planner::shape_of(&record.fields).map_err(plan_refusal)?;
+    let ring = |points: &[crate::survey::LatLon], command: u16| -> Vec<MissionItem> {
+        // A closed ring (GeoJSON's) repeats its first vertex; a fence lists each once.
+        let points = match points {
+            [first, rest @ .., last] if first == last && rest.len() >= 2 => {
+                &points[..points.len() - 1]
+            }
+            _ => points,
+        };
+        points
+            .iter()
+            .map(|p| MissionItem {
+                command,
+                frame: 0,
+                params: [points.len() as f32, 0.0, 0.0, 0.0],
+                x: (p.lat * 1e7).round() as i32,
+                y: (p.lon * 1e7).round() as i32,
+                z: 0.0,
+                autocontinue: false,
+            })
+            .collect()
+    };
+    // MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, _EXCLUSION.
+    let mut items = ring(&shape.outer, 5001);
+    for hole in &shape.holes {
+        items.extend(ring(hole, 5002));
+    }
+    let action = Action::Mission {
+        kind: MissionKind::Fence,
+        op: Operation::Upload(items),
+        mission: Some(key),
+    };
+    let (_, Json(fence)) = start(&s, &caller, vehicle.sysid, action).await?;
+    let ceiling_m = record.fields.get("ceiling_m").and_then(|c| c.as_f64());
+    let ceiling = match ceiling_m {
+        Some(m) if m.is_finite() && m > 0.0 => {
+            let name = if vehicle.autopilot == "px4" {
+                "GF_MAX_VER_DIST"
+            } else {
+                "FENCE_ALT_MAX"
+            };
+            let op = crate::gcs::ParamOp::Set(vec![(name.to_string(), m)]);
+            Some(
+                start(&s, &caller, vehicle.sysid, Action::Params(op))
+                    .await?
+                    .1
+                     .0,
+            )
+        }
+        _ => None,
+    };
+    Ok((StatusCode::ACCEPTED, Json(FenceUpload { fence, ceiling })))
+}
+
 /// Stores `action` for `vehicle` as `caller`'s, queues it for the ingest loop, answers 202.
 pub(super) async fn start(
     s: &AppState,

@@ -125,6 +125,7 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(control::missions))
         .routes(routes!(control::put_mission))
         .routes(routes!(control::upload))
+        .routes(routes!(control::upload_geofence))
         .routes(routes!(control::plan))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
