@@ -55,7 +55,8 @@ pub struct PlanRequest {
     #[schema(minimum = 0, maximum = 360)]
     pub heading_deg: Option<f64>,
     /// How far past the block's edge the vehicle may turn, metres; 0 (the default) keeps
-    /// every turn inside.
+    /// spray turns inside. A survey pass reaches as far as the field does within its swath,
+    /// so its ends may lie up to half a spacing more outside a slanted edge.
     #[schema(minimum = 0, maximum = 100)]
     pub turn_outside_m: Option<f64>,
     /// The key to store the mission under; default `plan-<field>`.
@@ -218,6 +219,8 @@ pub fn plan(field: &FieldShape, request: &PlanRequest) -> Result<Planned, PlanEr
             speed_mps: speed,
             overlap: 0.0,
             turnaround_m: turn,
+            // A survey's camera covers its swath; a sprayer flies its vine row and no further.
+            cover_swath: request.pattern == Pattern::Survey,
         },
     );
     let first = *path.first().ok_or(PlanError::Empty)?;

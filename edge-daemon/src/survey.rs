@@ -14,6 +14,13 @@
 //! overlap one to one, the boustrophedon cell decomposition) and each cell is flown as its own
 //! lawnmower, cells chained nearest-entry first. A rectangle is a single cell, so its rows
 //! simply alternate direction.
+//!
+//! Where a pass ends depends on what it is for. A sprayer's pass is its vine row: it ends
+//! where its own line leaves the field. A camera's pass covers a swath half a spacing either
+//! side, so it reaches as far as the field does anywhere in that swath (`cover_swath`): every
+//! point of the field is then within half a spacing of a pass, and no waypoint is farther
+//! outside the field than the room to turn plus half a spacing (property-tested below on
+//! random convex and concave fields, with holes).
 
 /// A point in WGS84 degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +45,11 @@ pub struct SurveyPlan {
     /// Extension past the boundary at each row end, metres (room to turn outside the rows),
     /// can be 0.
     pub turnaround_m: f64,
+    /// How far a pass reaches: `true`, as far as the field does anywhere in the pass's swath
+    /// (half a spacing either side), so every point of the field is within half a spacing of
+    /// a pass, as a camera's footprint needs; `false`, to where the pass's own line leaves the
+    /// field, as a sprayer flying one vine row needs (a corner between rows is not sprayed).
+    pub cover_swath: bool,
 }
 
 /// WGS84 semi-major axis, metres.
@@ -220,6 +232,60 @@ fn clip_row(rings: &[Vec<(f64, f64)>], v: f64) -> Vec<Segment> {
         .collect()
 }
 
+/// The stretches along `u` a pass at `v` must fly so that its swath, `v ± half`, covers the
+/// field: the projection onto `u` of the part of the field inside the band. Between two
+/// consecutive levels where a vertex lies (or the band's edges), the edges crossing the band
+/// are straight and do not cross each other, so the field there is a set of trapezoids, paired
+/// by the even–odd rule; the union of their `u` extents is the answer.
+fn clip_band(rings: &[Vec<(f64, f64)>], v: f64, half: f64) -> Vec<Segment> {
+    let (lo, hi) = (v - half, v + half);
+    let mut levels: Vec<f64> = rings
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .filter(|&pv| pv > lo && pv < hi)
+        .chain([lo, hi])
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    for w in levels.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let mid = (a + b) / 2.0;
+        // (u at the middle, u at a, u at b) of each edge spanning [a, b].
+        let mut crossing: Vec<(f64, f64, f64)> = Vec::new();
+        for ring in rings {
+            let n = ring.len();
+            for i in 0..n {
+                let (ua, va) = ring[i];
+                let (ub, vb) = ring[(i + 1) % n];
+                if va.min(vb) <= a && va.max(vb) >= b && va != vb {
+                    let at = |level: f64| ua + (level - va) * (ub - ua) / (vb - va);
+                    crossing.push((at(mid), at(a), at(b)));
+                }
+            }
+        }
+        crossing.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for pair in crossing.chunks_exact(2) {
+            let (left, right) = (pair[0], pair[1]);
+            spans.push((left.1.min(left.2), right.1.max(right.2)));
+        }
+    }
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut merged: Vec<(f64, f64)> = Vec::new();
+    for (u0, u1) in spans {
+        match merged.last_mut() {
+            Some(last) if u0 <= last.1 => last.1 = last.1.max(u1),
+            _ => merged.push((u0, u1)),
+        }
+    }
+    merged
+        .into_iter()
+        .filter(|(u0, u1)| u1 - u0 >= MIN_SEGMENT_M)
+        .map(|(u0, u1)| Segment { v, u0, u1 })
+        .collect()
+}
+
 /// Groups row segments into cells: a segment continues the cell of the segment in the
 /// previous row when the two overlap each other and nothing else (no split or merge of the
 /// free space between them), otherwise it opens a new cell.
@@ -371,7 +437,14 @@ pub fn lawnmower_with_holes(
     let first_v = vmin + (width - (n_rows as f64 - 1.0) * spacing) / 2.0;
 
     let rows: Vec<Vec<Segment>> = (0..n_rows)
-        .map(|i| clip_row(&rings, first_v + i as f64 * spacing))
+        .map(|i| {
+            let v = first_v + i as f64 * spacing;
+            if plan.cover_swath {
+                clip_band(&rings, v, spacing / 2.0)
+            } else {
+                clip_row(&rings, v)
+            }
+        })
         .filter(|r| !r.is_empty())
         .collect();
     let cells = decompose_cells(&rows);
@@ -472,6 +545,7 @@ mod tests {
             speed_mps: 6.0,
             overlap: 0.0,
             turnaround_m: turnaround,
+            cover_swath: false,
         }
     }
 
@@ -804,5 +878,132 @@ mod tests {
         assert!((n - 111.13).abs() < 0.02, "{n}");
         assert_eq!(path_length_m(&[]), 0.0);
         assert_eq!(path_length_m(&[ORIGIN]), 0.0);
+    }
+
+    /// A random simple field: a star-shaped polygon (vertices at increasing angles around a
+    /// centre, each at its own distance), so convex and concave blocks both come up. `gaps`
+    /// are the angles between vertices, relative; none is half the circle, so the centre is
+    /// inside.
+    fn star(radii: &[f64], gaps: &[f64]) -> Vec<(f64, f64)> {
+        let total: f64 = gaps.iter().sum();
+        let mut angle = 0.0;
+        radii
+            .iter()
+            .zip(gaps)
+            .map(|(r, g)| {
+                angle += g / total * std::f64::consts::TAU;
+                (r * angle.cos(), r * angle.sin())
+            })
+            .collect()
+    }
+
+    fn to_seg_distance((x, y): (f64, f64), (xa, ya): (f64, f64), (xb, yb): (f64, f64)) -> f64 {
+        let (dx, dy) = (xb - xa, yb - ya);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 == 0.0 {
+            0.0
+        } else {
+            (((x - xa) * dx + (y - ya) * dy) / len2).clamp(0.0, 1.0)
+        };
+        (x - xa - t * dx).hypot(y - ya - t * dy)
+    }
+
+    fn inside_local(pts: &[(f64, f64)], (x, y): (f64, f64)) -> bool {
+        let mut inside = false;
+        for i in 0..pts.len() {
+            let (xa, ya) = pts[i];
+            let (xb, yb) = pts[(i + 1) % pts.len()];
+            if (ya > y) != (yb > y) && x < xa + (y - ya) * (xb - xa) / (yb - ya) {
+                inside = !inside;
+            }
+        }
+        inside
+    }
+
+    fn to_ring_distance(pts: &[(f64, f64)], p: (f64, f64)) -> f64 {
+        (0..pts.len())
+            .map(|i| to_seg_distance(p, pts[i], pts[(i + 1) % pts.len()]))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Every point of the field (outside its hole) is within half a spacing of a pass, and
+        /// no waypoint is farther outside the field than the turn margin: the room to turn
+        /// plus half a spacing (a pass reaches as far as the field does within its swath).
+        #[test]
+        fn a_survey_covers_the_field_within_half_a_spacing_and_stays_within_its_margin(
+            radii in proptest::collection::vec(40.0f64..250.0, 3..12),
+            gaps in proptest::collection::vec(0.6f64..1.0, 12),
+            spacing in 2.0f64..30.0,
+            heading in 0.0f64..180.0,
+            turnaround in 0.0f64..15.0,
+            hole in proptest::option::of(5.0f64..30.0),
+            samples in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 300),
+        ) {
+            let outer = star(&radii, &gaps[..radii.len()]);
+            let hole: Option<Vec<(f64, f64)>> = hole
+                .filter(|r| radii.iter().all(|x| x > &(r * 2.0)))
+                .map(|r| vec![(-r, -r), (r, -r), (r, r), (-r, r)]);
+            let holes: Vec<Vec<LatLon>> = hole.iter().map(|h| poly(ORIGIN, h)).collect();
+            let mut survey = plan(spacing, heading, turnaround);
+            survey.cover_swath = true;
+            let path = lawnmower_with_holes(&poly(ORIGIN, &outer), &holes, &survey);
+            proptest::prop_assert!(path.len() >= 2 && path.len().is_multiple_of(2));
+            let local: Vec<(f64, f64)> = path.iter().map(|&p| to_local_m(ORIGIN, p)).collect();
+            let passes: Vec<((f64, f64), (f64, f64))> =
+                local.chunks_exact(2).map(|w| (w[0], w[1])).collect();
+            // Projection and rounding: centimetres.
+            const SLACK: f64 = 0.05;
+            let reach = radii.iter().cloned().fold(0.0, f64::max);
+            for (sx, sy) in samples {
+                let p = (sx * reach, sy * reach);
+                let in_hole = hole.as_ref().is_some_and(|h| inside_local(h, p));
+                if !inside_local(&outer, p) || in_hole {
+                    continue;
+                }
+                let nearest = passes
+                    .iter()
+                    .map(|&(a, b)| to_seg_distance(p, a, b))
+                    .fold(f64::INFINITY, f64::min);
+                proptest::prop_assert!(
+                    nearest <= spacing / 2.0 + SLACK,
+                    "{p:?} is {nearest:.2} m from the nearest pass (spacing {spacing:.2})"
+                );
+            }
+            let margin = turnaround + spacing / 2.0 + SLACK;
+            for &w in &local {
+                if !inside_local(&outer, w) {
+                    let out = to_ring_distance(&outer, w);
+                    proptest::prop_assert!(
+                        out <= margin,
+                        "waypoint {w:?} is {out:.2} m outside (margin {margin:.2})"
+                    );
+                }
+            }
+        }
+
+        /// A spray pass is its vine row: it never leaves the field by more than the room to
+        /// turn, and every row through the field is flown where it is inside it.
+        #[test]
+        fn a_spray_pass_ends_where_its_row_leaves_the_field(
+            radii in proptest::collection::vec(40.0f64..250.0, 3..12),
+            gaps in proptest::collection::vec(0.6f64..1.0, 12),
+            spacing in 2.0f64..30.0,
+            heading in 0.0f64..180.0,
+            turnaround in 0.0f64..15.0,
+        ) {
+            let outer = star(&radii, &gaps[..radii.len()]);
+            let path = lawnmower(&poly(ORIGIN, &outer), &plan(spacing, heading, turnaround));
+            proptest::prop_assert!(!path.is_empty());
+            for p in &path {
+                let w = to_local_m(ORIGIN, *p);
+                if !inside_local(&outer, w) {
+                    let out = to_ring_distance(&outer, w);
+                    proptest::prop_assert!(out <= turnaround + 0.05, "{w:?} is {out:.2} m out");
+                }
+            }
+        }
     }
 }

@@ -345,6 +345,63 @@ fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
         &json!({ "alt_m": 12, "speed_mps": 4, "row_spacing_m": 2.5 }),
     );
     assert_eq!(code, 409, "{body}");
+
+    // The same from the CLI, as a survey uploaded in the same step.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin("edge-daemon"))
+            .arg("plan")
+            .args(args)
+            .args(["--api", &daemon.api, "--token", &pilot])
+            .output()
+            .expect("edge-daemon runs");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = cli(&[
+        "block-7",
+        "--alt-m",
+        "40",
+        "--speed-mps",
+        "6",
+        "--pattern",
+        "survey",
+        "--footprint-m",
+        "20",
+        "--side-overlap",
+        "0.25",
+        "--mission",
+        "survey-7",
+        "--upload",
+        "V-04",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("planned survey-7: 6 passes 15"),
+        "78.75 m at 15 m: {out}"
+    );
+    assert!(
+        out.contains("upload to V-04") && out.contains("accepted"),
+        "{out}"
+    );
+    let stored = ap.wait_event("mission_stored", T);
+    assert!(stored["count"].as_u64() > Some(10), "{stored}");
+    let (code, out) = cli(&[
+        "block-7",
+        "--alt-m",
+        "900",
+        "--speed-mps",
+        "6",
+        "--row-spacing-m",
+        "2",
+    ]);
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("alt_m"), "{out}");
 }
 
 #[test]

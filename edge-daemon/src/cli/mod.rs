@@ -7,6 +7,7 @@ mod client;
 mod command;
 mod export;
 mod params;
+mod plan;
 mod serve;
 mod sim;
 mod sync;
@@ -46,6 +47,9 @@ enum Commands {
     /// `params diff V-03 ardupilot/copter-survey.param`, `params set V-03 RTL_ALT=4000`.
     #[command(subcommand)]
     Params(params::ParamsCommand),
+    /// Plan a mission over a field (a pilot's token), and upload it with `--upload V-03`:
+    /// `plan block-3 --alt-m 30 --speed-mps 4 --row-spacing-m 2.5`.
+    Plan(plan::PlanArgs),
     /// Sync with the cloud relay.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         Commands::Vehicles(args) => client::vehicles(args),
         Commands::Command(args) => command::run(args),
         Commands::Params(cmd) => params::run(cmd),
+        Commands::Plan(args) => plan::run(args),
         Commands::Export(cmd) => export::run(cmd),
         Commands::Sync(cmd) => sync::run(cmd),
         Commands::Token(cmd) => token::run(cmd),

@@ -34,6 +34,7 @@ impl Mission {
             speed_mps: SURVEY_SPEED_MPS,
             overlap: 0.0,
             turnaround_m: 0.0,
+            cover_swath: false,
         };
         let mut waypoints = survey::lawnmower(field, &plan);
         // MISSION_CURRENT and MISSION_ITEM_REACHED carry u16 sequence numbers.
