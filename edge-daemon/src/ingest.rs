@@ -98,6 +98,9 @@ impl Ingest {
         self.batch.events.extend(self.fleet.take_events());
         self.batch.params.extend(self.gcs.take_param_updates());
         self.batch.commands.extend(self.gcs.take_command_updates());
+        for (vehicle, mission) in self.gcs.take_missions_changed() {
+            self.fleet.set_mission(vehicle, mission);
+        }
         if self.batch.is_empty() {
             return Ok(());
         }

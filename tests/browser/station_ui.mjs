@@ -36,10 +36,13 @@ await run({
   // Leaflet draws what is on screen, simplified: a track is a path of two points or more.
   const drawn = (selector) => page.$$eval(selector, (ps) => ps
     .filter((p) => (p.getAttribute("d") || "").includes("L")).length);
+  // Every vehicle but one that holds still on the ground draws a track.
   await page.waitForFunction((n) => [...document.querySelectorAll("path.track")]
-    .filter((p) => (p.getAttribute("d") || "").includes("L")).length >= n, n);
+    .filter((p) => (p.getAttribute("d") || "").includes("L")).length >= n - 1, n);
   found.tracks = await drawn("path.track");
   found.fields = await drawn("path.field");
+  await page.waitForFunction(() => /reached/.test(document.querySelector("#field-list")?.textContent));
+  found.field_progress = await page.locator("#field-list li").first().textContent();
   if (a.basemap) {
     await page.waitForFunction(() => [...document.querySelectorAll("img.leaflet-tile")]
       .some((img) => img.src.includes("/tiles/") && img.complete && img.naturalWidth > 0));

@@ -36,7 +36,8 @@ params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an
 completes; rebooted; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
-"silence SECONDS" (sends nothing and ignores everything, as a radio out of range).
+"silence SECONDS" (sends nothing and ignores everything, as a radio out of range),
+"reached SEQ" (reports mission item SEQ reached and SEQ+1 current, as in flight).
 """
 import argparse
 import json
@@ -356,6 +357,11 @@ class Autopilot:
                 if words[0] == "reboot":
                     self.reboot()
                     emit(event="rebooted")
+                elif words[0] == "reached":
+                    seq = int(words[1])
+                    self.m.mav.mission_item_reached_send(seq)
+                    self.current = seq + 1
+                    self.m.mav.mission_current_send(self.current, len(self.lists[0]))
                 elif words[0] == "silence":
                     quiet_until = time.monotonic() + float(words[1])
                     emit(event="silent", seconds=float(words[1]))

@@ -330,6 +330,14 @@ fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
     assert_eq!(done["outcome"], "accepted", "{done}");
     let stored = ap.wait_event("mission_stored", T);
     assert_eq!(stored["count"].as_u64(), Some(items.len() as u64));
+    // The vehicle now flies that mission: its progress is the field's.
+    ap.send_line("reached 5");
+    let mission = wait_for("the vehicle's progress", T, || {
+        let m = daemon.vehicle(4)?["mission"].clone();
+        (m["reached"] == 5).then_some(m)
+    });
+    assert_eq!(mission["key"], "plan-block-7", "{mission}");
+    assert_eq!(mission["current"], 6, "{mission}");
 
     // A field without a shape cannot be planned.
     daemon.send_as(

@@ -1,12 +1,13 @@
 //! The station's web UI in real headless Chromium (Debian's `chromium`, driven by Playwright's
-//! `playwright-core` in `tests/browser/`), against a daemon with five vehicles (four simulated
-//! copters and a pymavlink one on a low battery, so there is an alert to acknowledge), a
-//! field, and an offline basemap from an MBTiles file this test makes. Screenshots (phone and
+//! `playwright-core` in `tests/browser/`), against a daemon with six vehicles (four simulated
+//! copters, a pymavlink one on a low battery, so there is an alert to acknowledge, and the
+//! pymavlink autopilot flying a mission planned over the field), a field, and an offline
+//! basemap from an MBTiles file this test makes. Screenshots (phone and
 //! desktop) are kept in `target/screenshots/`.
 
 use std::process::Stdio;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use trellis_tests::*;
 
 /// A 1×1 PNG: every basemap tile of the test's MBTiles file.
@@ -97,6 +98,28 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         &json!({ "name": "Block 1", "polygon": block }),
     );
     assert_eq!(code, 200, "{body}");
+    // A sixth vehicle, the pymavlink autopilot, is given a mission planned over the block: the
+    // page shows its progress against that field.
+    let mut worker = autopilot(&format!("udpout:127.0.0.1:{udp}"), 6, &[]);
+    let items: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({ "command": 16, "frame": 3, "params": [0, 0, 0, 0],
+            "x": ((ORIGIN.0 + 0.0001 * f64::from(i)) * 1e7) as i32,
+            "y": (ORIGIN.1 * 1e7) as i32, "z": 20, "autocontinue": true })
+        })
+        .collect();
+    let mission = json!({ "name": "Block 1 survey", "field": "block-1", "items": items });
+    let (code, body) = daemon.send("PUT", "/api/v1/missions/block-1-survey", &mission);
+    assert_eq!(code, 200, "{body}");
+    let (code, sent) = daemon.send(
+        "POST",
+        "/api/v1/missions/block-1-survey/upload",
+        &json!({ "vehicle": "6" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    let done = daemon.command_ended(&daemon.token, sent["id"].as_i64().expect("an id"));
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    worker.send_line("reached 1");
     let viewer = station_token(daemon.data.path(), "crew phone", "viewer");
     let pilot = station_token(daemon.data.path(), "ana", "pilot");
 
@@ -129,7 +152,7 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
             "--pilot",
             &pilot,
             "--vehicles",
-            "5",
+            "6",
             "--basemap",
             "--daemon-pid",
             &pid,
@@ -139,8 +162,13 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         found["token_left_in_address"], false,
         "the QR token stays in the address bar"
     );
-    assert_eq!(found["rows"], 5, "{found}");
-    assert_eq!(found["markers"], 5, "{found}");
+    assert_eq!(found["rows"], 6, "{found}");
+    assert_eq!(found["markers"], 6, "{found}");
+    let progress = found["field_progress"].as_str().unwrap_or("");
+    assert!(
+        progress.contains("V-06: item 2 of 4, reached 1"),
+        "the block's progress is its mission's: {progress}"
+    );
     assert!(found["moved"].as_u64() >= Some(4), "markers moved: {found}");
     assert!(found["tracks"].as_u64() >= Some(5), "tracks drawn: {found}");
     assert!(

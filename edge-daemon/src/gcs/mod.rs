@@ -157,6 +157,11 @@ pub struct Gcs {
     commands: Commands,
     transfers: Transfers,
     params: Params,
+    /// Uploads and clears of a vehicle's mission list under way: id → (vehicle, the stored
+    /// mission uploaded, or `None` for a clear).
+    mission_changes: BTreeMap<i64, (u8, Option<String>)>,
+    /// Those that succeeded, for the fleet.
+    missions_changed: Vec<(u8, Option<String>)>,
     outbox: Vec<(To, Frame)>,
 }
 
@@ -177,6 +182,8 @@ impl Gcs {
             commands: Commands::default(),
             transfers: Transfers::default(),
             params: Params::default(),
+            mission_changes: BTreeMap::new(),
+            missions_changed: Vec::new(),
             outbox: Vec::new(),
         }
     }
@@ -293,7 +300,20 @@ impl Gcs {
         tracing::info!(vehicle, command = id, what = %action.describe(), "sending a command");
         match action {
             Action::Command(command) => self.commands.start(id, vehicle, command),
-            Action::Mission { kind, op, .. } => self.transfers.start(id, vehicle, kind, op),
+            Action::Mission { kind, op, mission } => {
+                if kind == MissionKind::Mission {
+                    match &op {
+                        Operation::Upload(_) => {
+                            self.mission_changes.insert(id, (vehicle, mission));
+                        }
+                        Operation::Clear => {
+                            self.mission_changes.insert(id, (vehicle, None));
+                        }
+                        Operation::Download | Operation::SetCurrent(_) => {}
+                    }
+                }
+                self.transfers.start(id, vehicle, kind, op)
+            }
             Action::Params(op) => {
                 if let Some(v) = fleet.get(vehicle) {
                     let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
@@ -378,11 +398,23 @@ impl Gcs {
                 detail,
             }
         }));
+        for u in updates.iter().filter(|u| u.outcome.is_final()) {
+            if let Some(change) = self.mission_changes.remove(&u.id) {
+                if u.outcome == Outcome::Accepted {
+                    self.missions_changed.push(change);
+                }
+            }
+        }
         updates
     }
 
     pub fn has_command_updates(&self) -> bool {
         self.commands.has_updates() || self.transfers.has_updates() || self.params.has_outcomes()
+    }
+
+    /// Vehicles whose mission list the station replaced or cleared since the last call.
+    pub fn take_missions_changed(&mut self) -> Vec<(u8, Option<String>)> {
+        std::mem::take(&mut self.missions_changed)
     }
 
     /// What the vehicles reported of their parameters since the last call, for the store.

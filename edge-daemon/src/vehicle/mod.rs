@@ -83,6 +83,10 @@ pub struct Vehicle {
     pub gps_eph: u16,
     pub mission_current: u16,
     pub mission_total: u16,
+    /// The last item the vehicle reported reaching (MISSION_ITEM_REACHED).
+    pub mission_reached: Option<u16>,
+    /// The stored mission the station last uploaded to it, which tells whose field it flies.
+    pub mission_key: Option<String>,
     pub last_text: Option<(u8, String)>,
     pub first_heard: Instant,
     pub last_heard: Instant,
@@ -132,6 +136,8 @@ impl Vehicle {
             gps_eph: u16::MAX,
             mission_current: 0,
             mission_total: 0,
+            mission_reached: None,
+            mission_key: None,
             last_text: None,
             first_heard: at,
             last_heard: at,
@@ -277,6 +283,15 @@ impl Fleet {
     }
 
     /// A registry rename (from HQ or this station's API) for a vehicle heard here.
+    /// The station uploaded stored mission `key` to `sysid` (or cleared its mission: `None`).
+    pub fn set_mission(&mut self, sysid: u8, key: Option<String>) {
+        if let Some(v) = self.vehicles.get_mut(&sysid) {
+            v.mission_key = key;
+            v.mission_reached = None;
+            self.changed.insert(sysid);
+        }
+    }
+
     pub fn rename(&mut self, sysid: u8, name: String) {
         if let Some(v) = self.vehicles.get_mut(&sysid) {
             tracing::info!(vehicle = sysid, from = %v.name, to = %name, "renamed");
@@ -421,6 +436,7 @@ impl Fleet {
                     vehicle.mission_total = m.total;
                 }
             }
+            MavMessage::MISSION_ITEM_REACHED(m) => vehicle.mission_reached = Some(m.seq),
             MavMessage::SYSTEM_TIME(m) => clock.observe_gps(m.time_unix_usec, at),
             MavMessage::AUTOPILOT_VERSION(m) => {
                 if m.flight_sw_version != 0 {
@@ -572,7 +588,7 @@ const GLOBAL_POSITION_INT: u32 = 33;
 fn is_state_message(msgid: u32) -> bool {
     matches!(
         msgid,
-        1 | 2 | 24 | 30 | 33 | 42 | 74 | 147 | 148 | 242 | 253
+        1 | 2 | 24 | 30 | 33 | 42 | 46 | 74 | 147 | 148 | 242 | 253
     )
 }
 

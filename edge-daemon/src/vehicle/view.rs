@@ -96,6 +96,11 @@ pub struct GpsView {
 pub struct MissionView {
     pub current: u16,
     pub total: u16,
+    /// The last item it reported reaching.
+    pub reached: Option<u16>,
+    /// The stored mission (`/api/v1/missions`) the station uploaded to it last; its `field`
+    /// is the block it is flying.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -206,6 +211,8 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
         mission: MissionView {
             current: v.mission_current,
             total: v.mission_total,
+            reached: v.mission_reached,
+            key: v.mission_key.clone(),
         },
         link: LinkQualityView {
             state: if fleet.link_lost(v, now) {

@@ -307,7 +307,12 @@ function polygonOf(fields) {
 }
 
 async function loadRecords() {
-  const [fields, fences] = await Promise.all([api(path("fields")), api(path("geofences"))]);
+  const [fields, fences, missions] = await Promise.all([
+    api(path("fields")), api(path("geofences")),
+    site.kind === "station" ? api("/api/v1/missions") : { missions: [] },
+  ]);
+  // Which field each stored mission was planned over: a vehicle flying it works that field.
+  state.missionField = new Map(missions.missions.map((m) => [m.key, m.fields.field]));
   state.fields = fields.fields.map((r) => ({ key: r.key, ...r.fields, polygon: polygonOf(r.fields) }));
   state.geofences = fences.geofences.map((r) => ({ key: r.key, ...r.fields, polygon: polygonOf(r.fields) }));
   fieldLayer.clearLayers();
@@ -336,12 +341,17 @@ function inside([lat, lon], polygon) {
 function renderFields() {
   $("field-list").replaceChildren(...state.fields.map((f) => {
     const li = document.createElement("li");
-    const working = f.polygon && [...state.vehicles.values()].map((e) => e.data)
-      .find((v) => v.position && v.mission.total > 0 && inside([v.position.lat, v.position.lon], f.polygon));
+    const vehicles = [...state.vehicles.values()].map((e) => e.data);
+    // The vehicle flying a mission planned over this field; else one flying any mission in it.
+    const working = vehicles.find((v) => v.mission.key && state.missionField?.get(v.mission.key) === f.key)
+      || (f.polygon && vehicles.find((v) => v.position && v.mission.total > 0
+        && inside([v.position.lat, v.position.lon], f.polygon)));
+    const reached = working?.mission.reached;
     const progress = working
       ? `<progress max="${working.mission.total}" value="${working.mission.current}"></progress>
-         ${escape(working.name)}: item ${working.mission.current} of ${working.mission.total}`
-      : "no vehicle surveying";
+         ${escape(working.name)}: item ${working.mission.current} of ${working.mission.total}${
+  reached === null || reached === undefined ? "" : `, reached ${reached}`}`
+      : "no vehicle working it";
     li.innerHTML = `<strong>${escape(f.name || f.key)}</strong><br>${progress}`;
     return li;
   }));
