@@ -142,6 +142,49 @@ impl Frame {
         dialect::MavMessage::parse(version, self.message_id(), self.payload()).ok()
     }
 
+    /// The same MAVLink 2 message signed with `key`: the signed flag set, the checksum
+    /// recomputed over the new header, and the 13-byte signature appended (`link_id`, the
+    /// 48-bit `timestamp` in 10 µs since 2015-01-01, and the first six bytes of SHA-256 over
+    /// the key, the frame and both). `None` for MAVLink 1, which has no signing, or a message
+    /// the dialect does not define (its checksum cannot be made).
+    pub fn signed(&self, key: &[u8; 32], link_id: u8, timestamp: u64) -> Option<Frame> {
+        if self.version() != Version::V2 {
+            return None;
+        }
+        let extra = dialect::extra_crc(self.message_id())?;
+        let crc_at = V2_HEADER + usize::from(self.0[1]);
+        let mut bytes = BytesMut::with_capacity(crc_at + CRC_LEN + SIGNATURE_LEN);
+        bytes.extend_from_slice(&self.0[..crc_at]);
+        bytes[2] |= IFLAG_SIGNED;
+        let crc = mavlink::calculate_crc(&bytes[1..crc_at], extra);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(&[link_id]);
+        bytes.extend_from_slice(&timestamp.to_le_bytes()[..6]);
+        let signature = signature_of(key, &bytes);
+        bytes.extend_from_slice(&signature);
+        Some(Frame(bytes.freeze()))
+    }
+
+    /// A signed frame's link id and timestamp.
+    pub fn signature_stamp(&self) -> Option<(u8, u64)> {
+        if !self.is_signed() {
+            return None;
+        }
+        let at = self.0.len() - SIGNATURE_LEN;
+        let mut ts = [0u8; 8];
+        ts[..6].copy_from_slice(&self.0[at + 1..at + 7]);
+        Some((self.0[at], u64::from_le_bytes(ts)))
+    }
+
+    /// Whether this frame carries a signature made with `key`.
+    pub fn signature_matches(&self, key: &[u8; 32]) -> bool {
+        if !self.is_signed() {
+            return false;
+        }
+        let value_at = self.0.len() - 6;
+        signature_of(key, &self.0[..value_at]) == self.0[value_at..]
+    }
+
     /// Builds a frame from a dialect message, as the simulator and the daemon's own
     /// transmissions do.
     pub fn encode(
@@ -170,6 +213,18 @@ impl Frame {
         };
         Frame(bytes)
     }
+}
+
+/// MAVLink 2's signature: the first six bytes of SHA-256(key ‖ frame up to the signature's
+/// own six bytes, that is header, payload, checksum, link id and timestamp).
+fn signature_of(key: &[u8; 32], signed_part: &[u8]) -> [u8; 6] {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    hash.update(key);
+    hash.update(signed_part);
+    let digest = hash.finish();
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&digest.as_ref()[..6]);
+    out
 }
 
 impl std::fmt::Debug for Frame {

@@ -14,10 +14,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::config::GcsSection;
+use crate::frame::Frame;
 use crate::gcs::{Gcs, SendCommand, To};
 use crate::link::{Inbound, Links};
 use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
+use crate::signing::{Admission, Signing, Verdict};
 use crate::store::{IngestBatch, Reader, StoreError, StoreSender};
 use crate::vehicle::geofence::Geofences;
 use crate::vehicle::{Fleet, FleetSnapshot};
@@ -35,7 +37,9 @@ pub struct Ingest {
     store: StoreSender,
     snapshots: watch::Sender<Arc<FleetSnapshot>>,
     live: LivePublisher,
-    /// Where the geofences are read from, when the store says they changed (and at start).
+    /// Signing keys, checked on every frame to or from a vehicle that has one.
+    signing: Signing,
+    /// Where the geofences (and, at start, the signing keys) are read from, when the store says they changed (and at start).
     geofences: Option<(Reader, bool)>,
     /// Advances every tick; the systemd watchdog checks it moves.
     pub alive: Arc<AtomicU64>,
@@ -59,6 +63,7 @@ impl Ingest {
             store,
             snapshots,
             live: LivePublisher::default(),
+            signing: Signing::default(),
             geofences: None,
             alive: Arc::new(AtomicU64::new(0)),
         }
@@ -67,7 +72,11 @@ impl Ingest {
     pub fn process(&mut self, inbound: Inbound) -> Result<(), StoreError> {
         self.router.refresh();
         let t_us = self.clock.wall_us(inbound.received);
+        let stamp = crate::signing::timestamp_now();
         for frame in inbound.frames {
+            if !self.check_signature(&frame, stamp) {
+                continue;
+            }
             self.router.route(inbound.link, &frame);
             if let Some(sample) =
                 self.fleet
@@ -123,8 +132,50 @@ impl Ingest {
         self.flush()
     }
 
+    /// Whether a frame may go on: to or from a signing vehicle it must be signed as
+    /// `signing.rs` says; a dropped one is counted against that vehicle, and neither routed,
+    /// stored nor believed.
+    fn check_signature(&mut self, frame: &Frame, stamp: u64) -> bool {
+        let source = frame.system_id();
+        match self.signing.inbound(frame, stamp) {
+            Admission::Dropped { vehicle, verdict } => {
+                tracing::debug!(
+                    vehicle,
+                    from = source,
+                    verdict = verdict.as_str(),
+                    "dropped"
+                );
+                self.fleet.count_signing(vehicle, verdict, false);
+                false
+            }
+            Admission::Admitted { vehicle, verdict } => {
+                self.fleet.count_signing(vehicle, verdict, true);
+                if source == vehicle && self.gcs.is_setting_up_signing(vehicle) {
+                    let valid = verdict == Verdict::Valid;
+                    self.gcs
+                        .signing_seen(vehicle, valid, verdict == Verdict::Unsigned);
+                }
+                true
+            }
+            Admission::Unchecked => {
+                if self.gcs.is_setting_up_signing(source) {
+                    self.gcs.signing_seen(source, false, !frame.is_signed());
+                }
+                true
+            }
+        }
+    }
+
     /// Sends a command a person made (stored already) to its vehicle.
     pub fn command(&mut self, c: SendCommand) -> Result<(), StoreError> {
+        if let crate::gcs::Action::Signing(op) = &c.action {
+            let key = match op {
+                crate::gcs::SigningOp::Install(key) => Some(key.clone()),
+                crate::gcs::SigningOp::Remove => None,
+            };
+            self.fleet.set_signing(c.vehicle, key.is_some());
+            self.signing.install(c.vehicle, key);
+        }
         self.gcs
             .command(c.id, c.vehicle, c.action, Instant::now(), &self.fleet);
         self.send_own_frames();
@@ -136,10 +187,25 @@ impl Ingest {
         if !self.gcs.has_outbox() {
             return;
         }
+        let stamp = crate::signing::timestamp_now();
         for (to, frame) in self.gcs.take_outbox() {
             match to {
-                To::Vehicle(system) => self.router.send_to([system], &frame),
-                To::EveryVehicleLink => self.router.send_to(self.fleet.ids(), &frame),
+                To::Vehicle(system) => {
+                    let frame = self.signing.outbound(&frame, system, stamp);
+                    self.router.send_to([system], &frame);
+                }
+                // Each signing vehicle gets its own signed copy; the others share one.
+                To::EveryVehicleLink => {
+                    let (signed, plain): (Vec<u8>, Vec<u8>) =
+                        self.fleet.ids().partition(|v| self.signing.is_on(*v));
+                    if !plain.is_empty() {
+                        self.router.send_to(plain, &frame);
+                    }
+                    for vehicle in signed {
+                        let frame = self.signing.outbound(&frame, vehicle, stamp);
+                        self.router.send_to([vehicle], &frame);
+                    }
+                }
             }
         }
     }
@@ -167,6 +233,28 @@ impl Ingest {
             }
             _ => read(),
         };
+        if !*loaded {
+            let keys = match tokio::runtime::Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| reader.signing_keys())
+                }
+                _ => reader.signing_keys(),
+            };
+            match keys {
+                Ok(keys) => {
+                    tracing::info!(vehicles = keys.len(), "signing keys read");
+                    for (vehicle, _, _) in &keys {
+                        self.fleet.set_signing(*vehicle, true);
+                    }
+                    self.signing
+                        .load(keys.into_iter().map(|(vehicle, key, _)| (vehicle, key)));
+                }
+                Err(e) => {
+                    tracing::warn!("signing keys not read, retrying next tick: {e}");
+                    return;
+                }
+            }
+        }
         match result {
             Ok(records) => {
                 *loaded = true;

@@ -19,6 +19,7 @@ pub mod live;
 pub mod planner;
 pub mod profile;
 pub mod router;
+pub mod signing;
 pub mod sim;
 pub mod store;
 pub mod survey;

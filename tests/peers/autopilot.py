@@ -28,12 +28,15 @@ parameters. --firmware 4.7.x renames as ArduCopter 4.7 did (SRn_ -> MAV{n+1}_, S
 out of the list until ENABLE is 1 at boot; --refuse NAME keeps NAME's value whatever is set;
 --lose-params F drops that fraction of the listed values (seeded), as a lossy radio would.
 With --autopilot px4, integers travel byte-wise in the float, as PX4 sends them.
+Signing: SETUP_SIGNING installs its key with pymavlink's own MAVLink 2 signing (an all-zero
+key turns it off); from then on it signs what it sends and, as ArduPilot does, drops every
+unsigned or badly signed frame but RADIO_STATUS.
 
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
 request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
 params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an upload
-completes; rebooted; param_set (name, value, from) for each PARAM_SET; params_listed
+completes; rebooted; signing (enabled) on SETUP_SIGNING; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range),
@@ -203,6 +206,17 @@ class Autopilot:
             self.mission(msg)
         elif t.startswith("PARAM_") and getattr(msg, "target_system", None) == self.a.sysid:
             self.parameters(msg)
+        elif t == "SETUP_SIGNING" and msg.target_system == self.a.sysid:
+            key = bytes(msg.secret_key)
+            if not any(key):
+                self.m.mav.signing.secret_key = None
+                self.m.mav.signing.sign_outgoing = False
+                self.m.mav.signing.allow_unsigned_callback = None
+                emit(event="signing", enabled=False)
+                return
+            self.m.setup_signing(key, sign_outgoing=True, initial_timestamp=msg.initial_timestamp,
+                                 link_id=0, allow_unsigned_callback=lambda mav, msg_id: msg_id == 109)
+            emit(event="signing", enabled=True)
 
     def mission_ack(self, to, mission_type, result):
         self.m.mav.mission_ack_send(to[0], to[1], result, mission_type)

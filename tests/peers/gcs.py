@@ -25,10 +25,14 @@ def main():
                         "QGroundControl does on connecting to an ArduPilot")
     p.add_argument("--param-set", metavar="SYSID:NAME=VALUE",
                    help="once the vehicle is heard, set one parameter and wait for its answer")
+    p.add_argument("--signing-key", metavar="HEX", help="sign what it sends with this key")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
 
     m = mavutil.mavlink_connection(a.listen, source_system=255, source_component=190)
+    if a.signing_key:
+        m.setup_signing(bytes.fromhex(a.signing_key), sign_outgoing=True,
+                        allow_unsigned_callback=lambda mav, msg_id: True)
     heartbeats, positions, ack, param = {}, {}, None, None
     param_asked = 0.0
     deadline = time.time() + a.timeout

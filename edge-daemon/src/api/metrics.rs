@@ -128,6 +128,27 @@ fn render(s: &AppState) -> String {
         &one(lost as f64),
     );
 
+    let mut dropped = Vec::new();
+    for v in snapshot.vehicles.iter().filter(|v| v.signing.on) {
+        for (reason, n) in [
+            ("unsigned", v.signing.rejected_unsigned),
+            ("bad", v.signing.rejected_bad),
+            ("replayed", v.signing.rejected_replayed),
+        ] {
+            dropped.push((
+                format!("{{vehicle=\"{}\",reason=\"{reason}\"}}", v.sysid),
+                n as f64,
+            ));
+        }
+    }
+    family(
+        &mut out,
+        "trellis_signing_dropped_total",
+        "counter",
+        "Frames to or from a signing vehicle dropped for their signature",
+        &dropped,
+    );
+
     let st = &s.store_status;
     let counter = |v: &std::sync::atomic::AtomicU64| one(v.load(Relaxed) as f64);
     family(

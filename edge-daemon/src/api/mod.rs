@@ -9,6 +9,7 @@ mod links;
 mod metrics;
 mod params;
 mod records;
+mod signing;
 pub mod stream;
 pub mod tiles;
 mod vehicles;
@@ -121,6 +122,7 @@ pub fn router(state: AppState, auth: auth::Auth) -> Router {
         .routes(routes!(params::diff))
         .routes(routes!(params::apply))
         .routes(routes!(params::profiles))
+        .routes(routes!(signing::enable, signing::disable, signing::status))
         .routes(routes!(control::decide))
         .routes(routes!(control::missions))
         .routes(routes!(control::put_mission))

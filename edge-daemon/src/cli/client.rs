@@ -66,15 +66,25 @@ pub fn send(
         .timeout_global(Some(std::time::Duration::from_secs(30)))
         .build()
         .into();
-    let request = match method {
-        "PUT" => agent.put(&url),
-        _ => agent.post(&url),
+    let auth = args.token.as_ref().map(|t| format!("Bearer {t}"));
+    let sent = if method == "DELETE" {
+        let mut request = agent.delete(&url);
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
+        }
+        request.call()
+    } else {
+        let request = match method {
+            "PUT" => agent.put(&url),
+            _ => agent.post(&url),
+        };
+        let mut request = request.header("Content-Type", "application/json");
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
+        }
+        request.send(body.to_string())
     };
-    let mut request = request.header("Content-Type", "application/json");
-    if let Some(token) = &args.token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let mut response = request.send(body.to_string()).map_err(|e| {
+    let mut response = sent.map_err(|e| {
         eprintln!("error: cannot reach the daemon at {url}: {e}");
         Refusal::Exit(ExitCode::from(super::EXIT_UNREACHABLE))
     })?;

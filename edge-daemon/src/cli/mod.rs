@@ -9,6 +9,7 @@ mod export;
 mod params;
 mod plan;
 mod serve;
+mod signing;
 mod sim;
 mod sync;
 mod token;
@@ -50,6 +51,10 @@ enum Commands {
     /// Plan a mission over a field (a pilot's token), and upload it with `--upload V-03`:
     /// `plan block-3 --alt-m 30 --speed-mps 4 --row-spacing-m 2.5`.
     Plan(plan::PlanArgs),
+    /// MAVLink 2 signing of a vehicle (an admin's token): `signing enable V-03`, `signing
+    /// status V-03`, `signing disable V-03`.
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
     /// Sync with the cloud relay.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
@@ -83,6 +88,7 @@ pub fn main() -> ExitCode {
         Commands::Command(args) => command::run(args),
         Commands::Params(cmd) => params::run(cmd),
         Commands::Plan(args) => plan::run(args),
+        Commands::Signing(cmd) => signing::run(cmd),
         Commands::Export(cmd) => export::run(cmd),
         Commands::Sync(cmd) => sync::run(cmd),
         Commands::Token(cmd) => token::run(cmd),

@@ -64,6 +64,28 @@ pub enum Action {
         mission: Option<String>,
     },
     Params(ParamOp),
+    Signing(SigningOp),
+}
+
+/// Installing a MAVLink 2 signing key on a vehicle (SETUP_SIGNING), or turning signing off
+/// (an all-zero key). Done when the vehicle's frames show it: signed with the new key, or
+/// unsigned again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SigningOp {
+    Install(crate::signing::Key),
+    Remove,
+}
+
+/// SETUP_SIGNING has no answer; it is sent this often until the vehicle's frames show it took.
+const SIGNING_RESEND: Duration = Duration::from_millis(1_500);
+const SIGNING_SENDS: u8 = 4;
+
+#[derive(Debug)]
+struct SigningJob {
+    id: i64,
+    key: Option<crate::signing::Key>,
+    sends: u8,
+    next: Instant,
 }
 
 impl Action {
@@ -72,6 +94,8 @@ impl Action {
         match self {
             Action::Command(c) => c.name(),
             Action::Params(op) => op.name(),
+            Action::Signing(SigningOp::Install(_)) => "setup_signing",
+            Action::Signing(SigningOp::Remove) => "remove_signing",
             Action::Mission { op, .. } => match op {
                 Operation::Upload(_) => "upload_mission",
                 Operation::Download => "download_mission",
@@ -86,6 +110,8 @@ impl Action {
         match self {
             Action::Command(c) => c.describe(),
             Action::Params(op) => op.describe(),
+            Action::Signing(SigningOp::Install(_)) => "install a signing key".into(),
+            Action::Signing(SigningOp::Remove) => "turn signing off".into(),
             Action::Mission { kind, op, mission } => {
                 let list = match kind {
                     MissionKind::Mission => "mission",
@@ -114,6 +140,8 @@ impl Action {
         match self {
             Action::Command(c) => serde_json::to_value(c).unwrap_or_default(),
             Action::Params(op) => op.args(),
+            // Never the key.
+            Action::Signing(_) => serde_json::json!({ "command": self.name() }),
             Action::Mission { kind, op, mission } => {
                 let mut args = serde_json::json!({ "command": self.name(), "kind": kind });
                 match op {
@@ -162,6 +190,8 @@ pub struct Gcs {
     mission_changes: BTreeMap<i64, (u8, Option<String>)>,
     /// Those that succeeded, for the fleet.
     missions_changed: Vec<(u8, Option<String>)>,
+    signing_jobs: BTreeMap<u8, SigningJob>,
+    signing_updates: Vec<CommandUpdate>,
     outbox: Vec<(To, Frame)>,
 }
 
@@ -184,6 +214,8 @@ impl Gcs {
             params: Params::default(),
             mission_changes: BTreeMap::new(),
             missions_changed: Vec::new(),
+            signing_jobs: BTreeMap::new(),
+            signing_updates: Vec::new(),
             outbox: Vec::new(),
         }
     }
@@ -314,6 +346,22 @@ impl Gcs {
                 }
                 self.transfers.start(id, vehicle, kind, op)
             }
+            Action::Signing(op) => {
+                let key = match op {
+                    SigningOp::Install(key) => Some(key),
+                    SigningOp::Remove => None,
+                };
+                let job = SigningJob {
+                    id,
+                    key,
+                    sends: 0,
+                    next: now,
+                };
+                if let Some(old) = self.signing_jobs.insert(vehicle, job) {
+                    self.signing_updates
+                        .push(ended(old.id, vehicle, Outcome::Failed, old.sends));
+                }
+            }
             Action::Params(op) => {
                 if let Some(v) = fleet.get(vehicle) {
                     let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
@@ -345,6 +393,7 @@ impl Gcs {
                 == crate::vehicle::modes::Firmware::Px4;
             Some(((system, v.compid), px4))
         };
+        self.send_signing(now, fleet);
         self.params.due(now, |system| fleet.get(system).is_some());
         for (system, mut message) in self.params.take_out() {
             let Some(v) = fleet.get(system) else {
@@ -370,6 +419,7 @@ impl Gcs {
     pub fn take_command_updates(&mut self) -> Vec<CommandUpdate> {
         let mut updates = self.commands.take_updates();
         updates.extend(self.params.take_outcomes());
+        updates.append(&mut self.signing_updates);
         updates.extend(self.transfers.take_updates().into_iter().map(|u| {
             let (outcome, progress, detail) = match u.progress {
                 Progress::Working { done, total } => (
@@ -409,7 +459,63 @@ impl Gcs {
     }
 
     pub fn has_command_updates(&self) -> bool {
-        self.commands.has_updates() || self.transfers.has_updates() || self.params.has_outcomes()
+        self.commands.has_updates()
+            || self.transfers.has_updates()
+            || self.params.has_outcomes()
+            || !self.signing_updates.is_empty()
+    }
+
+    /// Whether a signing key is being installed on (or removed from) `vehicle`.
+    pub fn is_setting_up_signing(&self, vehicle: u8) -> bool {
+        self.signing_jobs.contains_key(&vehicle)
+    }
+
+    /// A frame from `vehicle` while its signing is being set up: signed with the key being
+    /// installed (`valid`), or unsigned. Either ends the job when it is what was asked for.
+    pub fn signing_seen(&mut self, vehicle: u8, valid: bool, unsigned: bool) {
+        let Some(job) = self.signing_jobs.get(&vehicle) else {
+            return;
+        };
+        let took = job.sends > 0 && if job.key.is_some() { valid } else { unsigned };
+        if took {
+            tracing::info!(vehicle, command = job.id, "signing set up");
+            self.signing_updates
+                .push(ended(job.id, vehicle, Outcome::Accepted, job.sends));
+            self.signing_jobs.remove(&vehicle);
+        }
+    }
+
+    fn send_signing(&mut self, now: Instant, fleet: &Fleet) {
+        let mut out = Vec::new();
+        self.signing_jobs.retain(|&vehicle, job| {
+            if now < job.next {
+                return true;
+            }
+            let Some(v) = fleet.get(vehicle).filter(|_| job.sends < SIGNING_SENDS) else {
+                self.signing_updates
+                    .push(ended(job.id, vehicle, Outcome::TimedOut, job.sends));
+                return false;
+            };
+            job.sends += 1;
+            job.next = now + SIGNING_RESEND;
+            out.push((
+                vehicle,
+                MavMessage::SETUP_SIGNING(apm::SETUP_SIGNING_DATA {
+                    initial_timestamp: crate::signing::timestamp_now(),
+                    target_system: vehicle,
+                    target_component: v.compid,
+                    secret_key: job.key.as_ref().map_or([0; 32], |k| k.0),
+                }),
+            ));
+            true
+        });
+        for (vehicle, message) in out {
+            let version = self
+                .vehicles
+                .get(&vehicle)
+                .map_or(Version::V2, Asks::version);
+            self.send(To::Vehicle(vehicle), version, &message);
+        }
     }
 
     /// Vehicles whose mission list the station replaced or cleared since the last call.
@@ -461,6 +567,19 @@ impl Gcs {
         );
         self.sequence = self.sequence.wrapping_add(1);
         self.outbox.push((to, frame));
+    }
+}
+
+/// A command's final outcome, with no MAV_RESULT to give.
+fn ended(id: i64, vehicle: u8, outcome: Outcome, sends: u8) -> CommandUpdate {
+    CommandUpdate {
+        id,
+        vehicle,
+        outcome,
+        result: None,
+        progress: None,
+        sends,
+        detail: None,
     }
 }
 

@@ -220,6 +220,28 @@ impl Reader {
         Ok(super::commands::get(&self.connect()?, id)?)
     }
 
+    /// Every vehicle's signing key, with when it was installed.
+    pub fn signing_keys(&self) -> Result<Vec<(u8, crate::signing::Key, i64)>, StoreError> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare("SELECT vehicle, key, created_us FROM signing_keys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, u8>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (vehicle, key, since) = row?;
+            let key: [u8; 32] = key
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("vehicle {vehicle}'s signing key")))?;
+            keys.push((vehicle, crate::signing::Key(key), since));
+        }
+        Ok(keys)
+    }
+
     /// A vehicle's parameters as last reported, and the profile it follows.
     pub fn params(&self, vehicle: u8) -> Result<super::ParamList, StoreError> {
         Ok(super::params::list(&self.connect()?, vehicle)?)

@@ -145,6 +145,14 @@ const MIGRATIONS: &[&str] = &[
         profile_text TEXT,
         profile_us INTEGER
      );",
+    // 7: MAVLink 2 signing keys (signing.rs), one per vehicle, written with the command that
+    // installs them. Secret: never synced, never served.
+    "CREATE TABLE signing_keys (
+        vehicle    INTEGER PRIMARY KEY,
+        key        BLOB NOT NULL,
+        command    INTEGER NOT NULL,
+        created_us INTEGER NOT NULL
+     );",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -398,6 +398,23 @@ impl Writer {
         let t_us = crate::clock::system_now_us();
         let result = self.begin().and_then(|()| {
             let id = super::commands::insert(&self.conn, vehicle, action, by, t_us)?;
+            // A signing key is stored with the command that installs it, in one transaction.
+            match action {
+                crate::gcs::Action::Signing(crate::gcs::SigningOp::Install(key)) => {
+                    self.conn.execute(
+                        "INSERT INTO signing_keys (vehicle, key, command, created_us)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (vehicle) DO UPDATE SET key = excluded.key,
+                            command = excluded.command, created_us = excluded.created_us",
+                        rusqlite::params![vehicle, &key.0[..], id, t_us],
+                    )?;
+                }
+                crate::gcs::Action::Signing(crate::gcs::SigningOp::Remove) => {
+                    self.conn
+                        .execute("DELETE FROM signing_keys WHERE vehicle = ?1", [vehicle])?;
+                }
+                _ => {}
+            }
             let row = super::commands::get(&self.conn, id)?
                 .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             self.insert_event(command_event(&row, t_us))?;

@@ -24,7 +24,7 @@ use crate::link::LinkId;
 use crate::survey::LatLon;
 pub use events::Event;
 use quality::{RadioStatus, SeqTracker};
-pub use view::{FleetSnapshot, VehicleView};
+pub use view::{FleetSnapshot, SigningView, VehicleView};
 
 /// `MAV_AUTOPILOT_INVALID`: the sender is not a flight controller.
 const AUTOPILOT_INVALID: u8 = 8;
@@ -87,6 +87,8 @@ pub struct Vehicle {
     pub mission_reached: Option<u16>,
     /// The stored mission the station last uploaded to it, which tells whose field it flies.
     pub mission_key: Option<String>,
+    /// MAVLink 2 signing: whether it has a key, and what the checks found.
+    pub signing: view::SigningView,
     pub last_text: Option<(u8, String)>,
     pub first_heard: Instant,
     pub last_heard: Instant,
@@ -138,6 +140,7 @@ impl Vehicle {
             mission_total: 0,
             mission_reached: None,
             mission_key: None,
+            signing: view::SigningView::default(),
             last_text: None,
             first_heard: at,
             last_heard: at,
@@ -221,6 +224,8 @@ pub struct Fleet {
     /// [`Fleet::take_changes`] was last called.
     moved: BTreeSet<u8>,
     changed: BTreeSet<u8>,
+    /// Vehicles with a signing key that have not been heard yet.
+    signing_on: BTreeSet<u8>,
 }
 
 /// Battery percentage at or below which a low-battery alert is raised, unless configured.
@@ -239,6 +244,7 @@ impl Fleet {
             events: Vec::new(),
             moved: BTreeSet::new(),
             changed: BTreeSet::new(),
+            signing_on: BTreeSet::new(),
         }
     }
 
@@ -283,6 +289,34 @@ impl Fleet {
     }
 
     /// A registry rename (from HQ or this station's API) for a vehicle heard here.
+    /// Whether `sysid` has a signing key.
+    pub fn set_signing(&mut self, sysid: u8, on: bool) {
+        if let Some(v) = self.vehicles.get_mut(&sysid) {
+            v.signing.on = on;
+        } else if on {
+            self.signing_on.insert(sysid);
+        }
+        if !on {
+            self.signing_on.remove(&sysid);
+        }
+    }
+
+    /// A frame to or from signing vehicle `sysid` was checked: let through or dropped.
+    pub fn count_signing(&mut self, sysid: u8, verdict: crate::signing::Verdict, passed: bool) {
+        use crate::signing::Verdict;
+        let Some(v) = self.vehicles.get_mut(&sysid) else {
+            return;
+        };
+        let s = &mut v.signing;
+        match (verdict, passed) {
+            (Verdict::Valid, _) => s.accepted += 1,
+            (Verdict::Unsigned, true) => s.unsigned_from_vehicle += 1,
+            (Verdict::Unsigned, false) => s.rejected_unsigned += 1,
+            (Verdict::Bad, _) => s.rejected_bad += 1,
+            (Verdict::Replayed, _) => s.rejected_replayed += 1,
+        }
+    }
+
     /// The station uploaded stored mission `key` to `sysid` (or cleared its mission: `None`).
     pub fn set_mission(&mut self, sysid: u8, key: Option<String>) {
         if let Some(v) = self.vehicles.get_mut(&sysid) {
@@ -495,7 +529,9 @@ impl Fleet {
                 .cloned()
                 .unwrap_or_else(|| default_name(sysid));
             tracing::info!(vehicle = sysid, link, %name, "new vehicle");
-            Vehicle::new(sysid, compid, name, at)
+            let mut v = Vehicle::new(sysid, compid, name, at);
+            v.signing.on = self.signing_on.remove(&sysid);
+            v
         });
         if vehicle.compid != compid {
             return; // another component of the same system reporting as an autopilot

@@ -57,6 +57,7 @@ pub struct VehicleView {
     pub gps: GpsView,
     pub mission: MissionView,
     pub link: LinkQualityView,
+    pub signing: SigningView,
     pub last_text: Option<String>,
     pub samples: u64,
 }
@@ -101,6 +102,23 @@ pub struct MissionView {
     /// The stored mission (`/api/v1/missions`) the station uploaded to it last; its `field`
     /// is the block it is flying.
     pub key: Option<String>,
+}
+
+/// MAVLink 2 signing: whether the vehicle has a key, and what the station's checks of the
+/// frames to and from it found.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct SigningView {
+    pub on: bool,
+    /// Frames with a valid signature.
+    pub accepted: u64,
+    /// Unsigned frames from the vehicle itself, let through (before it takes its key).
+    pub unsigned_from_vehicle: u64,
+    /// Unsigned frames addressed to it by others, dropped.
+    pub rejected_unsigned: u64,
+    /// Frames signed with another key (or altered), dropped.
+    pub rejected_bad: u64,
+    /// Frames whose signature was replayed, dropped.
+    pub rejected_replayed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -225,6 +243,7 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             loss_pct,
             links,
         },
+        signing: v.signing.clone(),
         last_text: v.last_text.as_ref().map(|(_, t)| t.clone()),
         samples: v.samples,
     }
