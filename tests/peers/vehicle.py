@@ -112,9 +112,12 @@ def main():
                 kind = "request" if msg.command in REQUESTS else "command"
                 print(json.dumps({"event": kind, "command": msg.command, "target_system": msg.target_system,
                                   "from": msg.get_srcSystem()}), flush=True)
-                # Addressed to the asker, as ArduPilot does.
-                mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED, 0, 0,
-                                     msg.get_srcSystem(), msg.get_srcComponent())
+                # Addressed to the asker, as ArduPilot does (MAVLink 1's ack has no target).
+                if a.mavlink1:
+                    mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED)
+                else:
+                    mav.command_ack_send(msg.command, mavutil.mavlink.MAV_RESULT_ACCEPTED, 0, 0,
+                                         msg.get_srcSystem(), msg.get_srcComponent())
                 sent["COMMAND_ACK"] += 1
     print(json.dumps({"event": "done", "sent": sent}), flush=True)
 

@@ -101,6 +101,11 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
     // A sixth vehicle, the pymavlink autopilot, is given a mission planned over the block: the
     // page shows its progress against that field.
     let mut worker = autopilot(&format!("udpout:127.0.0.1:{udp}"), 6, &[]);
+    wait_for(
+        "the autopilot heard",
+        std::time::Duration::from_secs(30),
+        || daemon.vehicle(6),
+    );
     let items: Vec<Value> = (0..4)
         .map(|i| {
             json!({ "command": 16, "frame": 3, "params": [0, 0, 0, 0],
