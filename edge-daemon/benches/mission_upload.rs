@@ -19,7 +19,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::radio::{api, try_api, Radio, Wire, BYTES_PER_S};
+use common::radio::{api, Radio, Wire, BYTES_PER_S};
 use serde_json::{json, Value};
 
 const ITEMS: usize = 200;
@@ -38,24 +38,7 @@ fn main() {
         .spawn()
         .expect("python3 tests/peers/autopilot.py (pymavlink)");
     let base = format!("http://127.0.0.1:{}", daemon.api);
-    let started = Instant::now();
-    loop {
-        // Refused while the daemon starts, 404 until the vehicle is heard.
-        let v = try_api(
-            "GET",
-            &format!("{base}/api/v1/vehicles/1"),
-            &daemon.token,
-            None,
-        );
-        if v.is_ok_and(|v| v["position"].is_object()) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the vehicle never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::radio::wait_for_vehicle(&base, &daemon.token, 1);
     let items: Vec<Value> = (0..ITEMS)
         .map(|i| {
             json!({ "command": 16, "frame": 3, "params": [0, 0, 0, 0],
@@ -81,18 +64,7 @@ fn main() {
         Some(&json!({ "vehicle": "1" })),
     );
     let id = sent["id"].as_i64().expect("an id");
-    let done = loop {
-        let c = api(
-            "GET",
-            &format!("{base}/api/v1/commands/{id}"),
-            &daemon.token,
-            None,
-        );
-        if !matches!(c["outcome"].as_str(), Some("pending" | "in_progress")) {
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let done = common::radio::wait_for_command(&base, &daemon.token, id);
     assert_eq!(done["outcome"], "accepted", "{done}");
     let _ = vehicle.kill();
     let _ = vehicle.wait();

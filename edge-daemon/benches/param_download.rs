@@ -18,7 +18,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::radio::{api, try_api, Radio, BYTES_PER_S};
+use common::radio::{api, Radio, BYTES_PER_S};
 use serde_json::json;
 
 const PARAMS: usize = 1_300;
@@ -42,24 +42,7 @@ fn main() {
         .spawn()
         .expect("python3 tests/peers/autopilot.py (pymavlink)");
     let base = format!("http://127.0.0.1:{}", daemon.api);
-    let started = Instant::now();
-    loop {
-        // Refused while the daemon starts, 404 until the vehicle is heard.
-        let v = try_api(
-            "GET",
-            &format!("{base}/api/v1/vehicles/1"),
-            &daemon.token,
-            None,
-        );
-        if v.is_ok_and(|v| v["position"].is_object()) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the vehicle never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::radio::wait_for_vehicle(&base, &daemon.token, 1);
     // Telemetry alone for a while, for its share of the link.
     let quiet_from = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
@@ -71,18 +54,7 @@ fn main() {
         Some(&json!({})),
     );
     let id = sent["id"].as_i64().expect("an id");
-    let done = loop {
-        let c = api(
-            "GET",
-            &format!("{base}/api/v1/commands/{id}"),
-            &daemon.token,
-            None,
-        );
-        if !matches!(c["outcome"].as_str(), Some("pending" | "in_progress")) {
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let done = common::radio::wait_for_command(&base, &daemon.token, id);
     assert_eq!(done["outcome"], "accepted", "{done}");
     assert_eq!(done["detail"]["count"], PARAMS, "{done}");
     let _ = vehicle.kill();

@@ -552,31 +552,13 @@ mod tests {
     /// Even–odd point in polygon in local metres around `origin`.
     fn inside(origin: LatLon, field: &[LatLon], p: LatLon) -> bool {
         let pts: Vec<(f64, f64)> = field.iter().map(|&q| to_local_m(origin, q)).collect();
-        let (x, y) = to_local_m(origin, p);
-        let mut inside = false;
-        for i in 0..pts.len() {
-            let (xa, ya) = pts[i];
-            let (xb, yb) = pts[(i + 1) % pts.len()];
-            if (ya > y) != (yb > y) && x < xa + (y - ya) * (xb - xa) / (yb - ya) {
-                inside = !inside;
-            }
-        }
-        inside
+        inside_local(&pts, to_local_m(origin, p))
     }
 
     /// Distance from a point to the polygon boundary, metres.
     fn boundary_distance(origin: LatLon, field: &[LatLon], p: LatLon) -> f64 {
         let pts: Vec<(f64, f64)> = field.iter().map(|&q| to_local_m(origin, q)).collect();
-        let (x, y) = to_local_m(origin, p);
-        (0..pts.len())
-            .map(|i| {
-                let (xa, ya) = pts[i];
-                let (xb, yb) = pts[(i + 1) % pts.len()];
-                let (dx, dy) = (xb - xa, yb - ya);
-                let t = (((x - xa) * dx + (y - ya) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
-                (x - xa - t * dx).hypot(y - ya - t * dy)
-            })
-            .fold(f64::INFINITY, f64::min)
+        to_ring_distance(&pts, to_local_m(origin, p))
     }
 
     fn angle_diff(a: f64, b: f64) -> f64 {

@@ -514,6 +514,33 @@ impl EdgeDaemon {
         token
     }
 
+    /// Runs `edge-daemon ARGS --api … --token TOKEN` against this daemon, as an operator
+    /// would; its exit code and what it printed (stdout, then stderr).
+    pub fn cli(&self, token: &str, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(bin("edge-daemon"))
+            .args(args)
+            .args(["--api", &self.api, "--token", token])
+            .output()
+            .expect("edge-daemon runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+
+    /// The Prometheus text of `/metrics` (no token needed).
+    pub fn metrics(&self) -> String {
+        agent()
+            .get(format!("{}/metrics", self.api))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("metrics text")
+    }
+
     /// Waits for command (or transfer) `id` to end, read as `token`; its final row.
     pub fn command_ended(&self, token: &str, id: i64) -> Value {
         wait_for(

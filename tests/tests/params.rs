@@ -51,18 +51,7 @@ fn job(daemon: &EdgeDaemon, token: &str, method: &str, path: &str, body: Value) 
 }
 
 fn cli(daemon: &EdgeDaemon, token: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Process::new(bin("edge-daemon"))
-        .arg("params")
-        .args(args)
-        .args(["--api", &daemon.api, "--token", token])
-        .output()
-        .expect("edge-daemon runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    daemon.cli(token, &[&["params"], args].concat())
 }
 
 fn value_of(list: &Value, name: &str) -> Option<f64> {

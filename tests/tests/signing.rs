@@ -12,18 +12,7 @@ use trellis_tests::*;
 const T: Duration = Duration::from_secs(30);
 
 fn cli(daemon: &EdgeDaemon, token: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Process::new(bin("edge-daemon"))
-        .arg("signing")
-        .args(args)
-        .args(["--api", &daemon.api, "--token", token])
-        .output()
-        .expect("edge-daemon runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    daemon.cli(token, &[&["signing"], args].concat())
 }
 
 /// A ground station on `port` sending DO_SET_MODE to vehicle 5, signed with `key` if given;
@@ -123,13 +112,7 @@ fn a_signing_vehicle_hears_only_what_is_signed_with_its_key() {
     assert!(out.contains("signing on"), "{out}");
     let counts = signing(&daemon);
     assert!(counts["accepted"].as_u64() > Some(10), "{counts}");
-    let metrics = agent()
-        .get(format!("{}/metrics", daemon.api))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("metrics text");
+    let metrics = daemon.metrics();
     assert!(
         metrics.contains("trellis_signing_dropped_total{vehicle=\"5\",reason=\"unsigned\"}"),
         "{metrics}"

@@ -147,13 +147,7 @@ fn clients_that_never_read_slow_neither_ingest_nor_other_clients() {
         stream_stalled >= 0.8 * stream_alone,
         "the reading client slowed: {stream_alone:.0} → {stream_stalled:.0} state messages/s"
     );
-    let metrics = agent()
-        .get(format!("{}/metrics", daemon.api))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("metrics text");
+    let metrics = daemon.metrics();
     assert!(
         metrics.contains("trellis_stream_clients 11"),
         "one reading and ten stalled clients:\n{metrics}"

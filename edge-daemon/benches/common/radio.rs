@@ -149,3 +149,31 @@ pub fn try_api(
 pub fn api(method: &str, url: &str, token: &str, body: Option<&Value>) -> Value {
     try_api(method, url, token, body).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Waits until the daemon at `base` shows vehicle `id` with a position.
+pub fn wait_for_vehicle(base: &str, token: &str, id: u8) {
+    let started = Instant::now();
+    loop {
+        // Refused while the daemon starts, 404 until the vehicle is heard.
+        let v = try_api("GET", &format!("{base}/api/v1/vehicles/{id}"), token, None);
+        if v.is_ok_and(|v| v["position"].is_object()) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the vehicle never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls command (or job) `id` until it ends; its final row.
+pub fn wait_for_command(base: &str, token: &str, id: i64) -> Value {
+    loop {
+        let c = api("GET", &format!("{base}/api/v1/commands/{id}"), token, None);
+        if !matches!(c["outcome"].as_str(), Some("pending" | "in_progress")) {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -237,6 +237,39 @@ pub struct CommandUpdate {
     pub detail: Option<serde_json::Value>,
 }
 
+impl CommandUpdate {
+    /// An outcome with no MAV_RESULT to give (the station's own jobs: parameters, signing).
+    pub fn of(
+        id: i64,
+        vehicle: u8,
+        outcome: Outcome,
+        sends: u8,
+        detail: Option<serde_json::Value>,
+    ) -> CommandUpdate {
+        CommandUpdate {
+            id,
+            vehicle,
+            outcome,
+            result: None,
+            progress: None,
+            sends,
+            detail,
+        }
+    }
+
+    /// A failure, and why.
+    pub fn failed(id: i64, vehicle: u8, why: impl Into<String>) -> CommandUpdate {
+        let why: String = why.into();
+        CommandUpdate::of(
+            id,
+            vehicle,
+            Outcome::Failed,
+            0,
+            Some(serde_json::json!({ "error": why })),
+        )
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     id: i64,

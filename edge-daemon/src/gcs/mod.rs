@@ -358,8 +358,13 @@ impl Gcs {
                     next: now,
                 };
                 if let Some(old) = self.signing_jobs.insert(vehicle, job) {
-                    self.signing_updates
-                        .push(ended(old.id, vehicle, Outcome::Failed, old.sends));
+                    self.signing_updates.push(CommandUpdate::of(
+                        old.id,
+                        vehicle,
+                        Outcome::Failed,
+                        old.sends,
+                        None,
+                    ));
                 }
             }
             Action::Params(op) => {
@@ -479,8 +484,13 @@ impl Gcs {
         let took = job.sends > 0 && if job.key.is_some() { valid } else { unsigned };
         if took {
             tracing::info!(vehicle, command = job.id, "signing set up");
-            self.signing_updates
-                .push(ended(job.id, vehicle, Outcome::Accepted, job.sends));
+            self.signing_updates.push(CommandUpdate::of(
+                job.id,
+                vehicle,
+                Outcome::Accepted,
+                job.sends,
+                None,
+            ));
             self.signing_jobs.remove(&vehicle);
         }
     }
@@ -492,8 +502,13 @@ impl Gcs {
                 return true;
             }
             let Some(v) = fleet.get(vehicle).filter(|_| job.sends < SIGNING_SENDS) else {
-                self.signing_updates
-                    .push(ended(job.id, vehicle, Outcome::TimedOut, job.sends));
+                self.signing_updates.push(CommandUpdate::of(
+                    job.id,
+                    vehicle,
+                    Outcome::TimedOut,
+                    job.sends,
+                    None,
+                ));
                 return false;
             };
             job.sends += 1;
@@ -567,19 +582,6 @@ impl Gcs {
         );
         self.sequence = self.sequence.wrapping_add(1);
         self.outbox.push((to, frame));
-    }
-}
-
-/// A command's final outcome, with no MAV_RESULT to give.
-fn ended(id: i64, vehicle: u8, outcome: Outcome, sends: u8) -> CommandUpdate {
-    CommandUpdate {
-        id,
-        vehicle,
-        outcome,
-        result: None,
-        progress: None,
-        sends,
-        detail: None,
     }
 }
 

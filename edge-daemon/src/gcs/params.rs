@@ -340,18 +340,14 @@ impl Params {
                             got.clear();
                             got.resize(usize::from(m.param_count), false);
                             if *list_tries == 1 {
-                                let sample = now.saturating_duration_since(*list_sent);
-                                let srtt = v.rtt.get_or_insert(sample);
-                                *srtt = (*srtt * 7 + sample) / 8;
+                                smooth(&mut v.rtt, now.saturating_duration_since(*list_sent));
                             }
                         } else {
                             let since = now.saturating_duration_since(*last_heard);
                             *gap = (*gap * 7 + since) / 8;
                         }
                         if let Some((sent, 1)) = asked.remove(&i) {
-                            let sample = now.saturating_duration_since(sent);
-                            let srtt = v.rtt.get_or_insert(sample);
-                            *srtt = (*srtt * 7 + sample) / 8;
+                            smooth(&mut v.rtt, now.saturating_duration_since(sent));
                         }
                         if let Some(slot) = got.get_mut(usize::from(i)) {
                             *slot = true;
@@ -378,9 +374,7 @@ impl Params {
                     command = Some(job.id);
                     if profile::same_value(value, *target) {
                         if *tries == 1 {
-                            let sample = now.saturating_duration_since(*sent);
-                            let srtt = v.rtt.get_or_insert(sample);
-                            *srtt = (*srtt * 7 + sample) / 8;
+                            smooth(&mut v.rtt, now.saturating_duration_since(*sent));
                         }
                         job.report.set.push(Changed {
                             name: name.clone(),
@@ -588,15 +582,8 @@ impl Params {
             };
             (job.id, outcome, serde_json::to_value(&report).ok())
         };
-        self.outcomes.push(CommandUpdate {
-            id,
-            vehicle,
-            outcome,
-            result: None,
-            progress: None,
-            sends: 0,
-            detail,
-        });
+        self.outcomes
+            .push(CommandUpdate::of(id, vehicle, outcome, 0, detail));
         self.start_waiting(vehicle, now);
     }
 
@@ -621,17 +608,11 @@ impl Params {
         if let ParamOp::Apply(p) = &op {
             let px4 = p.family == Family::Px4;
             if px4 != v.bytewise {
-                self.outcomes.push(CommandUpdate {
+                self.outcomes.push(CommandUpdate::failed(
                     id,
                     vehicle,
-                    outcome: Outcome::Failed,
-                    result: None,
-                    progress: None,
-                    sends: 0,
-                    detail: Some(serde_json::json!({
-                        "error": "the profile is for other firmware than the vehicle runs"
-                    })),
-                });
+                    "the profile is for other firmware than the vehicle runs",
+                ));
                 return self.start_waiting(vehicle, now);
             }
         }
@@ -782,7 +763,7 @@ impl Params {
         if let Some(why) = failed {
             let id = job.id;
             v.job = None;
-            self.outcomes.push(failure(id, vehicle, why));
+            self.outcomes.push(CommandUpdate::failed(id, vehicle, why));
             self.start_waiting(vehicle, now);
             return;
         }
@@ -821,7 +802,7 @@ impl Params {
             .chain(v.waiting.drain(..).map(|(id, _)| id))
             .collect();
         for id in ids {
-            self.outcomes.push(failure(id, vehicle, why.into()));
+            self.outcomes.push(CommandUpdate::failed(id, vehicle, why));
         }
     }
 
@@ -842,16 +823,10 @@ impl Params {
     }
 }
 
-fn failure(id: i64, vehicle: u8, why: String) -> CommandUpdate {
-    CommandUpdate {
-        id,
-        vehicle,
-        outcome: Outcome::Failed,
-        result: None,
-        progress: None,
-        sends: 0,
-        detail: Some(serde_json::json!({ "error": why })),
-    }
+/// Folds a round-trip sample into a smoothed round trip, as TCP does.
+fn smooth(rtt: &mut Option<Duration>, sample: Duration) {
+    let srtt = rtt.get_or_insert(sample);
+    *srtt = (*srtt * 7 + sample) / 8;
 }
 
 /// A value for people: `21.6`, `600`.
