@@ -132,6 +132,10 @@ impl Signing {
 
     /// Checks an arriving frame against the keys.
     pub fn inbound(&mut self, frame: &Frame, now: u64) -> Admission {
+        // The common case, on every frame: nobody signs.
+        if self.keys.is_empty() {
+            return Admission::Unchecked;
+        }
         let source = frame.system_id();
         let (vehicle, from_vehicle) = if self.keys.contains_key(&source) {
             (source, true)

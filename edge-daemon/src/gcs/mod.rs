@@ -472,7 +472,7 @@ impl Gcs {
 
     /// Whether a signing key is being installed on (or removed from) `vehicle`.
     pub fn is_setting_up_signing(&self, vehicle: u8) -> bool {
-        self.signing_jobs.contains_key(&vehicle)
+        !self.signing_jobs.is_empty() && self.signing_jobs.contains_key(&vehicle)
     }
 
     /// A frame from `vehicle` while its signing is being set up: signed with the key being

@@ -145,7 +145,8 @@ enum Step {
     Idle,
     Listing {
         count: Option<u16>,
-        got: Vec<bool>,
+        /// The name heard at each index so far.
+        got: Vec<Option<String>>,
         /// The vehicle is still streaming the list.
         streaming: bool,
         last_heard: Instant,
@@ -338,7 +339,7 @@ impl Params {
                         if *count != Some(m.param_count) {
                             *count = Some(m.param_count);
                             got.clear();
-                            got.resize(usize::from(m.param_count), false);
+                            got.resize(usize::from(m.param_count), None);
                             if *list_tries == 1 {
                                 smooth(&mut v.rtt, now.saturating_duration_since(*list_sent));
                             }
@@ -350,10 +351,10 @@ impl Params {
                             smooth(&mut v.rtt, now.saturating_duration_since(sent));
                         }
                         if let Some(slot) = got.get_mut(usize::from(i)) {
-                            *slot = true;
+                            *slot = Some(name.clone());
                         }
                         *last_heard = now;
-                        finished = got.iter().all(|g| *g);
+                        finished = got.iter().all(Option::is_some);
                     }
                 }
                 Step::Reading { name: wanted, .. } if *wanted == name => {
@@ -428,11 +429,12 @@ impl Params {
         let Some(job) = v.job.as_mut() else {
             return;
         };
-        if let Step::Listing { count, .. } = &job.step {
+        if let Step::Listing { count, got, .. } = &job.step {
             v.complete = true;
             job.report.count = *count;
-            let names = v.table.iter().filter(|(_, p)| p.index.is_some());
-            let names: Vec<String> = names.map(|(n, _)| n.clone()).collect();
+            let mut names: Vec<String> = got.iter().flatten().cloned().collect();
+            names.sort();
+            names.dedup();
             // Names the vehicle no longer lists (a reboot after a change) are forgotten.
             v.table.retain(|n, _| names.binary_search(n).is_ok());
             self.updates.push(ParamUpdate::Listed { vehicle, names });
@@ -703,7 +705,7 @@ impl Params {
                             *sent = now;
                             self.out.push((vehicle, request_read("", i as i16)));
                         }
-                        let missing = got.iter().enumerate().filter(|(_, g)| !**g);
+                        let missing = got.iter().enumerate().filter(|(_, g)| g.is_none());
                         for (i, _) in missing {
                             if asked.len() >= WINDOW {
                                 break;
@@ -716,7 +718,7 @@ impl Params {
                             }
                         }
                     }
-                    let have = got.iter().filter(|g| **g).count();
+                    let have = got.iter().filter(|g| g.is_some()).count();
                     progress = Some((have * 100 / got.len().max(1)) as u8);
                 }
             }
@@ -999,6 +1001,30 @@ mod tests {
             _ => None,
         });
         assert_eq!(listed.unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_name_the_vehicle_no_longer_lists_is_forgotten() {
+        let mut p = Params::default();
+        let t0 = Instant::now();
+        let listed = |p: &mut Params| {
+            p.take_updates().into_iter().find_map(|u| match u {
+                ParamUpdate::Listed { names, .. } => Some(names),
+                _ => None,
+            })
+        };
+        p.start(1, V, ParamOp::Fetch);
+        p.due(t0, |_| true);
+        for (i, name) in ["A", "SPRAY_RATE", "Z"].iter().enumerate() {
+            p.observe(V, &value(name, 1.0, 9, i as u16, 3), t0);
+        }
+        assert_eq!(listed(&mut p).unwrap(), ["A", "SPRAY_RATE", "Z"]);
+        // After a reboot the vehicle lists two; the old index 1 now holds another name.
+        p.start(2, V, ParamOp::Fetch);
+        p.due(t0, |_| true);
+        p.observe(V, &value("A", 1.0, 9, 0, 2), t0);
+        p.observe(V, &value("Z", 1.0, 9, 1, 2), t0);
+        assert_eq!(listed(&mut p).unwrap(), ["A", "Z"]);
     }
 
     #[test]
