@@ -53,6 +53,7 @@ await run({
   found.viewer_sees_rename = await page.locator("#rename").isVisible();
   found.viewer_sees_controls = await page.locator("#control").isVisible();
   found.viewer_sees_param_fetch = await page.locator("#params-fetch").isVisible();
+  found.vehicle_values = await page.$$eval("#vehicle-values dt", (dts) => dts.map((d) => d.textContent));
   await page.locator('#tabs [data-tab="alerts"]').click();
   await page.waitForSelector("#alert-list li");
   found.viewer_alerts = await page.locator("#alert-list li").count();

@@ -191,6 +191,11 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "a viewer has no command buttons"
     );
     assert_eq!(found["viewer_sees_param_fetch"], false, "{found}");
+    let labels = found["vehicle_values"].to_string();
+    assert!(
+        labels.contains("\"Signing\"") && labels.contains("\"Link\""),
+        "{labels}"
+    );
     let params = found["pilot_params"].as_str().unwrap_or("");
     assert!(
         params.ends_with("parameters; no profile applied"),

@@ -559,6 +559,7 @@ function renderVehicle() {
       GPS: `${v.gps.fix}, ${v.gps.satellites} satellites`,
       Mission: v.mission.total ? `item ${v.mission.current} of ${v.mission.total}` : "none",
       Link: `${v.link.state}, ${v.link.loss_pct.toFixed(1)}% loss, heard ${v.link.since_heard_s.toFixed(1)} s ago`,
+      Signing: signingText(v.signing),
       Identity: v.uid || "not reported",
     };
   $("vehicle-values").innerHTML = Object.entries(values)
@@ -573,6 +574,14 @@ function renderVehicle() {
       : ["LOITER", "GUIDED", "AUTO", "RTL", "LAND", "BRAKE", "ALT_HOLD", "POSHOLD", "STABILIZE"];
     $("control-modes").innerHTML = modes.map((m) => `<option value="${m}">`).join("");
   }
+}
+
+/** MAVLink 2 signing as a line: on or off, and what the station dropped for it. */
+function signingText(s) {
+  if (!s?.on) return "off";
+  const dropped = s.rejected_unsigned + s.rejected_bad + s.rejected_replayed;
+  return dropped ? `on, ${dropped} frames dropped (unsigned ${s.rejected_unsigned}, `
+    + `bad ${s.rejected_bad}, replayed ${s.rejected_replayed})` : "on";
 }
 
 // --- parameters (at a station) ---------------------------------------------------------------
