@@ -77,7 +77,17 @@ impl Ingest {
             if !self.check_signature(&frame, stamp) {
                 continue;
             }
-            self.router.route(inbound.link, &frame);
+            let refused = self.signing.broadcast_refused(&frame);
+            if refused.is_empty() {
+                self.router.route(inbound.link, &frame);
+            } else {
+                for &(vehicle, verdict) in &refused {
+                    self.fleet.count_signing(vehicle, verdict, false);
+                }
+                let withheld: Vec<u8> = refused.iter().map(|(v, _)| *v).collect();
+                self.router
+                    .route_withholding(inbound.link, &frame, &withheld);
+            }
             if let Some(sample) =
                 self.fleet
                     .observe(inbound.link, &frame, inbound.received, &mut self.clock)

@@ -76,6 +76,13 @@ impl Router {
     }
 
     pub fn route(&mut self, from: LinkId, frame: &Frame) {
+        self.route_withholding(from, frame, &[]);
+    }
+
+    /// Routes `frame` as [`Router::route`] does, but a broadcast goes to none of the links
+    /// `withheld` systems are heard on (signing vehicles a broadcast request was not signed
+    /// for, `signing.rs`).
+    pub fn route_withholding(&mut self, from: LinkId, frame: &Frame, withheld: &[u8]) {
         let heard = &mut self.heard[usize::from(frame.system_id())];
         if !heard.contains(&from) {
             heard.push(from);
@@ -96,8 +103,13 @@ impl Router {
                 }
             }
             _ => {
+                let withheld_on = |id: &LinkId| {
+                    withheld
+                        .iter()
+                        .any(|&s| self.heard[usize::from(s)].contains(id))
+                };
                 for link in &self.live {
-                    if link.id != from {
+                    if link.id != from && !withheld_on(&link.id) {
                         link.send(frame.clone());
                     }
                 }

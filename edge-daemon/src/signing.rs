@@ -12,6 +12,10 @@
 //!   not the vehicle); an unsigned one passes and is counted, since a vehicle signs only once
 //!   it has processed SETUP_SIGNING.
 //!
+//! A broadcast addressed to no vehicle in particular (target system 0) still reaches the
+//! signing vehicles' links only if it is signed with that vehicle's key; elsewhere it goes as
+//! it came.
+//!
 //! Replay: each signing stream (link id, system, component) must carry rising timestamps, as
 //! the MAVLink signing specification says; a new stream may start at most a minute behind the
 //! newest timestamp seen. Frames passing through unaddressed (broadcasts, other vehicles) are
@@ -158,6 +162,29 @@ impl Signing {
         }
     }
 
+    /// The signing vehicles a broadcast request (a frame with a target field, addressed to
+    /// system 0) must not reach, with why: those whose key did not sign it. A signing vehicle
+    /// sending it is not asked.
+    pub fn broadcast_refused(&self, frame: &Frame) -> Vec<(u8, Verdict)> {
+        if self.keys.is_empty() || !matches!(frame.target(), Some((0, _))) {
+            return Vec::new();
+        }
+        let source = frame.system_id();
+        self.keys
+            .iter()
+            .filter(|(&vehicle, _)| vehicle != source)
+            .filter_map(|(&vehicle, key)| {
+                if !frame.is_signed() {
+                    Some((vehicle, Verdict::Unsigned))
+                } else if !frame.signature_matches(&key.0) {
+                    Some((vehicle, Verdict::Bad))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     fn verdict(&mut self, frame: &Frame, vehicle: u8, now: u64) -> Verdict {
         let Some(key) = self.keys.get(&vehicle) else {
             return Verdict::Unsigned;
@@ -293,6 +320,15 @@ mod tests {
         assert!(matches!(s.inbound(&stale, now), Admission::Dropped { .. }));
         // Other vehicles' traffic is not checked.
         assert_eq!(s.inbound(&command(255, 4), now), Admission::Unchecked);
+        // A broadcast request reaches a signing vehicle only signed with its key.
+        let broadcast = command(255, 0);
+        assert_eq!(s.broadcast_refused(&broadcast), [(3, Verdict::Unsigned)]);
+        let signed = broadcast.signed(&key.0, 0, now + 10).expect("v2");
+        assert!(s.broadcast_refused(&signed).is_empty());
+        assert!(
+            s.broadcast_refused(&command(3, 0)).is_empty(),
+            "the vehicle's own"
+        );
         // The vehicle's own unsigned frames pass (it may not have the key yet), counted.
         let from_3 = Frame::encode(
             Version::V2,

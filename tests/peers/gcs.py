@@ -19,7 +19,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True, help="udpin:IP:PORT")
     p.add_argument("--expect", type=int, nargs="+", required=True, help="vehicle sysids to hear")
-    p.add_argument("--command-target", type=int)
+    p.add_argument("--command-target", type=int, help="0 broadcasts the command to every vehicle")
     p.add_argument("--stream", action="append", default=[],
                    help="ID:HZ: once every vehicle is heard, ask each for this data stream, as "
                         "QGroundControl does on connecting to an ArduPilot")
@@ -63,7 +63,7 @@ def main():
                     stream, hz = (int(x) for x in spec.split(":"))
                     m.mav.request_data_stream_send(target, 1, stream, hz, 1)
             a.stream = []
-        if heard_all and a.command_target and not sent_command:
+        if heard_all and a.command_target is not None and not sent_command:
             m.mav.command_long_send(a.command_target, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, 1, 4, 0, 0, 0, 0, 0)
             sent_command = True
         if heard_all and a.param_set and param is None and time.time() - param_asked > 1.0:
@@ -72,7 +72,7 @@ def main():
             m.mav.param_set_send(int(target), 1, name.encode(), float(value),
                                  mavutil.mavlink.MAV_PARAM_TYPE_REAL32)
             param_asked = time.time()
-        if heard_all and (not a.command_target or ack is not None) and (not a.param_set or param):
+        if heard_all and (a.command_target is None or ack is not None) and (not a.param_set or param):
             break
     print(json.dumps({"heartbeats": heartbeats, "positions": positions, "ack": ack, "param": param}),
           flush=True)

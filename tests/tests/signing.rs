@@ -15,9 +15,10 @@ fn cli(daemon: &EdgeDaemon, token: &str, args: &[&str]) -> (Option<i32>, String)
     daemon.cli(token, &[&["signing"], args].concat())
 }
 
-/// A ground station on `port` sending DO_SET_MODE to vehicle 5, signed with `key` if given;
-/// its report (`ack` null when no answer came within `timeout_s`).
-fn ground_station(port: u16, key: Option<&str>, timeout_s: &str) -> Value {
+/// A ground station on `port` sending DO_SET_MODE to vehicle 5 (to every vehicle with
+/// `broadcast`), signed with `key` if given; its report (`ack` null when no answer came
+/// within `timeout_s`).
+fn ground_station(port: u16, key: Option<&str>, timeout_s: &str, broadcast: bool) -> Value {
     let listen = format!("udpin:127.0.0.1:{port}");
     let mut args = vec![
         "--listen",
@@ -25,7 +26,7 @@ fn ground_station(port: u16, key: Option<&str>, timeout_s: &str) -> Value {
         "--expect",
         "5",
         "--command-target",
-        "5",
+        if broadcast { "0" } else { "5" },
         "--timeout",
         timeout_s,
     ];
@@ -93,19 +94,26 @@ fn a_signing_vehicle_hears_only_what_is_signed_with_its_key() {
     assert_eq!(armed["outcome"], "accepted", "{armed}");
 
     // A ground station with the key commands it through the router.
-    let with_key = ground_station(qgc, Some(&key), "20");
+    let with_key = ground_station(qgc, Some(&key), "20", false);
     assert_eq!(with_key["ack"]["result"], 0, "{with_key}");
     // Without the key, or with another, its command never reaches the vehicle.
-    let without = ground_station(qgc, None, "3");
+    let without = ground_station(qgc, None, "3", false);
     assert!(without["ack"].is_null(), "{without}");
     wait_for("the unsigned command counted", T, || {
         (signing(&daemon)["rejected_unsigned"].as_u64()? >= 1).then_some(())
     });
     let wrong_key = passphrase_key("another passphrase entirely");
-    let wrong = ground_station(qgc, Some(&wrong_key), "3");
+    let wrong = ground_station(qgc, Some(&wrong_key), "3", false);
     assert!(wrong["ack"].is_null(), "{wrong}");
     wait_for("the badly signed command counted", T, || {
         (signing(&daemon)["rejected_bad"].as_u64()? >= 1).then_some(())
+    });
+    // Nor does an unsigned command broadcast to every vehicle.
+    let before = signing(&daemon)["rejected_unsigned"].as_u64().unwrap_or(0);
+    let broadcast = ground_station(qgc, None, "3", true);
+    assert!(broadcast["ack"].is_null(), "{broadcast}");
+    wait_for("the unsigned broadcast counted", T, || {
+        (signing(&daemon)["rejected_unsigned"].as_u64()? > before).then_some(())
     });
     let (code, out) = cli(&daemon, &pilot, &["status", "5"]);
     assert_eq!(code, Some(0), "{out}");
@@ -122,7 +130,7 @@ fn a_signing_vehicle_hears_only_what_is_signed_with_its_key() {
     let (code, out) = cli(&daemon, &admin, &["disable", "5"]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(signing(&daemon)["on"], false);
-    let unsigned = ground_station(qgc, None, "20");
+    let unsigned = ground_station(qgc, None, "20", false);
     assert_eq!(unsigned["ack"]["result"], 0, "{unsigned}");
     // What the vehicle heard from the ground station, in order: the signed command, its
     // signing turned off, the unsigned one after; the two refused never arrived.
