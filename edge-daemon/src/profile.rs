@@ -482,6 +482,16 @@ pub fn round_to_f32(x: f64) -> f64 {
     f.to_string().parse().unwrap_or(f64::from(f))
 }
 
+/// A parameter value as people read it, whatever its type: whole numbers as they are (an
+/// int32 needs all its digits), others as the 32-bit float the vehicle holds.
+pub fn tidy(value: f64) -> f64 {
+    if value.fract() == 0.0 {
+        value
+    } else {
+        round_to_f32(value)
+    }
+}
+
 /// Whether a changed parameter takes effect only after a reboot (serial ports and their
 /// stream rates).
 pub fn needs_reboot(family: Family, name: &str) -> bool {

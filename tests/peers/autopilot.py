@@ -16,8 +16,10 @@ for long commands; anything else is accepted. --deny, --fail, --unsupported and 
 (a command number, repeatable) make it answer DENIED, FAILED, UNSUPPORTED or nothing.
 Acks carry the asker as their target, as ArduPilot's do.
 Missions, fences and rally points: the mission protocol as ArduPilot plays it (it asks for each
-item with MISSION_REQUEST_INT and asks again after 0.5 s of silence; an upload from a second
-ground station while one is under way is DENIED; download, clear, set current).
+item with the older MISSION_REQUEST and takes MISSION_ITEM_INT or MISSION_ITEM in answer, asks
+again after 0.5 s of silence; an upload from a second ground station while one is under way is
+DENIED; it stores altitudes to the centimetre and a command without a position in frame 0, so
+that is what a download gives back; download, clear, set current).
 Parameters, as ArduPilot serves them: PARAM_REQUEST_LIST streams every one with its index,
 PARAM_REQUEST_READ answers one (by index or name; an unknown name gets no answer),
 PARAM_SET sets it (an integer type keeps the whole number) and answers PARAM_VALUE with index
@@ -29,7 +31,7 @@ out of the list until ENABLE is 1 at boot; --refuse NAME keeps NAME's value what
 --lose-params F drops that fraction of the listed values (seeded), as a lossy radio would.
 With --autopilot px4, integers travel byte-wise in the float, as PX4 sends them.
 Signing: SETUP_SIGNING installs its key with pymavlink's own MAVLink 2 signing (an all-zero
-key turns it off); from then on it signs what it sends and, as ArduPilot does, drops every
+key with a zero timestamp turns it off, as in ArduPilot; a zero key with a timestamp is a key); from then on it signs what it sends and, as ArduPilot does, drops every
 unsigned or badly signed frame but RADIO_STATUS.
 
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
@@ -208,7 +210,7 @@ class Autopilot:
             self.parameters(msg)
         elif t == "SETUP_SIGNING" and msg.target_system == self.a.sysid:
             key = bytes(msg.secret_key)
-            if not any(key):
+            if not any(key) and msg.initial_timestamp == 0:  # ArduPilot's rule for "off"
                 self.m.mav.signing.secret_key = None
                 self.m.mav.signing.sign_outgoing = False
                 self.m.mav.signing.allow_unsigned_callback = None
@@ -224,7 +226,7 @@ class Autopilot:
     def request_item(self):
         r = self.receiving
         r["asked"] = time.monotonic()
-        self.m.mav.mission_request_int_send(r["src"][0], r["src"][1], len(r["items"]), r["type"])
+        self.m.mav.mission_request_send(r["src"][0], r["src"][1], len(r["items"]), r["type"])
 
     def mission(self, msg):
         t, src = msg.get_type(), (msg.get_srcSystem(), msg.get_srcComponent())
@@ -250,6 +252,9 @@ class Autopilot:
                 "autocontinue")}
             if t == "MISSION_ITEM":  # degrees as floats, from older ground stations
                 item["x"], item["y"] = round(msg.x * 1e7), round(msg.y * 1e7)
+            item["z"] = round(item["z"] * 100) / 100
+            if item["command"] >= 100 and not 5000 <= item["command"] < 5200:
+                item["frame"] = 0  # no position: ArduPilot keeps none
             r["items"].append(item)
             if len(r["items"]) < r["count"]:
                 self.request_item()
@@ -305,8 +310,11 @@ class Autopilot:
         self.ack(msg, mavlink.MAV_RESULT_ACCEPTED)
         if wanted == 148:
             major, minor, patch = (int(x) for x in self.a.firmware.split("."))
-            version = (major << 24) | (minor << 16) | (patch << 8) | 255
-            self.m.mav.autopilot_version_send(0, version, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8, 0, 0, self.a.uid)
+            version = (major << 24) | (minor << 16) | (patch << 8) | (0 if self.a.dev else 255)
+            # ArduPilot leaves uid 0 and sends its board id in uid2 (--uid2).
+            uid2 = list(self.a.uid2.encode().ljust(18, b"\0"))[:18]
+            self.m.mav.autopilot_version_send(0, version, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8, 0, 0,
+                                              0 if self.a.uid2 else self.a.uid, uid2)
         elif wanted == 242 and not self.a.no_home:
             lat, lon = int(self.a.lat * 1e7), int(self.a.lon * 1e7)
             self.m.mav.home_position_send(lat, lon, 150000, 0, 0, 0, [1, 0, 0, 0], 0, 0, 0)
@@ -434,6 +442,8 @@ def main():
     p.add_argument("--lon", type=float, default=149.1652)
     p.add_argument("--uid", type=lambda s: int(s, 16), default=0x1234_5678_9ABC_DEF0)
     p.add_argument("--firmware", default="4.5.7")
+    p.add_argument("--uid2", default="", help="send no uid but this board id in uid2, as ArduPilot")
+    p.add_argument("--dev", action="store_true", help="a development build (FIRMWARE_VERSION_TYPE_DEV)")
     p.add_argument("--autopilot", choices=["ardupilot", "px4"], default="ardupilot")
     p.add_argument("--no-message-interval", action="store_true")
     p.add_argument("--no-home", action="store_true")

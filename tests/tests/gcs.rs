@@ -45,6 +45,40 @@ fn requested(events: &[Value], from: u64, message: u64) -> bool {
     of(events, "request").any(|e| e["from"] == from && e["message"] == message)
 }
 
+/// ArduPilot sends no uid but its board id in uid2, and SITL's version is a development
+/// build: the vehicle still gets a stable identity (the id's SHA-256, first 8 bytes), and
+/// its version says "-dev".
+#[test]
+fn an_ardupilot_without_a_uid_is_known_by_its_board_id() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let _ap = autopilot(
+        &format!("udpout:127.0.0.1:{udp}"),
+        8,
+        &[
+            "--uid2",
+            "3d1219c7c4c5404aa",
+            "--firmware",
+            "4.7.0",
+            "--dev",
+        ],
+    );
+    let v = wait_for("vehicle 8 with a uid", T, || {
+        let v = daemon.vehicle(8)?;
+        v["uid"].is_string().then_some(v)
+    });
+    let expected = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib; print(hashlib.sha256(b'3d1219c7c4c5404aa' + bytes(1)).hexdigest()[:16])",
+        ])
+        .output()
+        .expect("python3");
+    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
+    assert_eq!(v["uid"], expected.as_str(), "{v}");
+    assert_eq!(v["firmware_version"], "4.7.0-dev");
+}
+
 #[test]
 fn a_fresh_autopilot_shows_its_position_uid_and_home_with_no_ground_station_connected() {
     let udp = free_udp_port();

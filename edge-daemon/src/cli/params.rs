@@ -79,11 +79,12 @@ pub enum ParamsCommand {
     },
 }
 
-/// A number as people write it: `4000`, `21.6`.
+/// A number as people write it: `4000`, `21.6` (a parameter is a 32-bit float at most, so
+/// not `21.600000381469727`).
 fn number(v: &Value) -> String {
     match v.as_f64() {
         Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
-        Some(x) => x.to_string(),
+        Some(x) => (x as f32).to_string(),
         None => v.to_string(),
     }
 }

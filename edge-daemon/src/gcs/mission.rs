@@ -104,31 +104,6 @@ impl MissionItem {
         }))
     }
 
-    /// The same item as the older MISSION_ITEM (float degrees), for a vehicle that asks with
-    /// MISSION_REQUEST.
-    fn to_float(self, seq: u16, kind: MissionKind, to: (u8, u8)) -> Option<MavMessage> {
-        let MavMessage::MISSION_ITEM_INT(m) = self.to_int(seq, kind, to)? else {
-            return None;
-        };
-        Some(MavMessage::MISSION_ITEM(apm::MISSION_ITEM_DATA {
-            param1: m.param1,
-            param2: m.param2,
-            param3: m.param3,
-            param4: m.param4,
-            x: m.x as f32 / 1e7,
-            y: m.y as f32 / 1e7,
-            z: m.z,
-            seq,
-            command: m.command,
-            target_system: m.target_system,
-            target_component: m.target_component,
-            frame: m.frame,
-            current: m.current,
-            autocontinue: m.autocontinue,
-            mission_type: m.mission_type,
-        }))
-    }
-
     fn from_int(m: &apm::MISSION_ITEM_INT_DATA) -> MissionItem {
         MissionItem {
             command: m.command as u16,
@@ -139,6 +114,24 @@ impl MissionItem {
             z: m.z,
             autocontinue: m.autocontinue != 0,
         }
+    }
+
+    /// Whether a vehicle reading back `self` holds the `sent` item: the same, but for what
+    /// autopilots normalise. A command without a position (DO_*, CONDITION_*) comes back in
+    /// whatever frame they store it in (ArduPilot: 0) with its position unused; altitudes
+    /// come back to the centimetre.
+    pub fn holds(&self, sent: &MissionItem) -> bool {
+        // NAV_* commands, and fence and rally points, are where they are.
+        let positional = sent.command < 100 || (5000..5200).contains(&sent.command);
+        let place = !positional
+            || (self.frame == sent.frame
+                && self.x == sent.x
+                && self.y == sent.y
+                && (self.z - sent.z).abs() <= 0.011);
+        self.command == sent.command
+            && self.params == sent.params
+            && self.autocontinue == sent.autocontinue
+            && place
     }
 
     /// Whether the dialect can put it on the wire.
@@ -275,12 +268,14 @@ impl Transfers {
                     .and_then(|i| i.to_int(r.seq, t.kind, to));
                 *highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
             }
+            // ArduPilot asks with the older MISSION_REQUEST, and takes MISSION_ITEM_INT in
+            // answer; the float MISSION_ITEM would cost positions their last decimetre.
             (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST(r))
                 if r.mission_type == t.kind.mav() =>
             {
                 reply = items
                     .get(usize::from(r.seq))
-                    .and_then(|i| i.to_float(r.seq, t.kind, to));
+                    .and_then(|i| i.to_int(r.seq, t.kind, to));
                 *highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
             }
             (Step::Uploading { .. }, MavMessage::MISSION_ACK(a))
@@ -602,7 +597,7 @@ fn downloaded(items: &mut Vec<MissionItem>, verify: &mut Option<Vec<MissionItem>
         ));
     }
     // ArduPilot keeps its home in item 0, whatever was sent there.
-    match (1..items.len()).find(|&i| items[i] != sent[i]) {
+    match (1..items.len()).find(|&i| !items[i].holds(&sent[i])) {
         Some(i) => Progress::Failed(format!("read back differs at item {i}")),
         None => Progress::Done(Some(items)),
     }
@@ -841,6 +836,87 @@ mod tests {
             assert_eq!(progress, Progress::Done(Some(items(3))), "{lost} lost");
             assert_eq!(vehicle.list, items(3));
         }
+    }
+
+    #[test]
+    fn an_item_read_back_as_an_autopilot_normalises_it_still_counts() {
+        let sent = MissionItem {
+            command: 178, // DO_CHANGE_SPEED: no position
+            frame: 2,
+            params: [1.0, 4.0, -1.0, 0.0],
+            x: 0,
+            y: 0,
+            z: 0.0,
+            autocontinue: true,
+        };
+        assert!(MissionItem { frame: 0, ..sent }.holds(&sent));
+        assert!(!MissionItem {
+            params: [1.0, 5.0, -1.0, 0.0],
+            ..sent
+        }
+        .holds(&sent));
+        let waypoint = MissionItem {
+            command: 16,
+            frame: 3,
+            params: [0.0; 4],
+            x: -353_630_296,
+            y: 1_491_650_000,
+            z: 12.34,
+            autocontinue: true,
+        };
+        assert!(
+            MissionItem {
+                z: 12.34 + 0.009,
+                ..waypoint
+            }
+            .holds(&waypoint),
+            "cm"
+        );
+        // A waypoint moved by the float message's rounding (10 cm) is not the one sent.
+        assert!(!MissionItem {
+            x: -353_630_304,
+            ..waypoint
+        }
+        .holds(&waypoint));
+        assert!(!MissionItem {
+            frame: 0,
+            ..waypoint
+        }
+        .holds(&waypoint));
+    }
+
+    #[test]
+    fn an_item_asked_for_with_mission_request_goes_as_mission_item_int() {
+        let mut t = Transfers::default();
+        let now = Instant::now();
+        let item = MissionItem {
+            command: 16,
+            frame: 3,
+            params: [0.0; 4],
+            x: -353_630_296,
+            y: 1_491_650_000,
+            z: 20.0,
+            autocontinue: true,
+        };
+        t.start(
+            1,
+            1,
+            MissionKind::Mission,
+            Operation::Upload(vec![item, item]),
+        );
+        t.due(now, |_| Some(TO));
+        let ask = MavMessage::MISSION_REQUEST(apm::MISSION_REQUEST_DATA {
+            seq: 1,
+            target_system: 245,
+            target_component: 190,
+            mission_type: apm::MavMissionType::MAV_MISSION_TYPE_MISSION,
+        });
+        t.observe(1, TO, &ask, now);
+        let out = t.take_out();
+        assert!(
+            matches!(&out[..], [(1, MavMessage::MISSION_ITEM_INT(m))] if m.x == -353_630_296),
+            "{out:?}"
+        );
     }
 
     #[test]

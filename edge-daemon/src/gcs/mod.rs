@@ -516,7 +516,12 @@ impl Gcs {
             out.push((
                 vehicle,
                 MavMessage::SETUP_SIGNING(apm::SETUP_SIGNING_DATA {
-                    initial_timestamp: crate::signing::timestamp_now(),
+                    // ArduPilot turns signing off only for a zero key with a zero timestamp.
+                    initial_timestamp: if job.key.is_some() {
+                        crate::signing::timestamp_now()
+                    } else {
+                        0
+                    },
                     target_system: vehicle,
                     target_component: v.compid,
                     secret_key: job.key.as_ref().map_or([0; 32], |k| k.0),

@@ -379,8 +379,8 @@ impl Params {
                         }
                         job.report.set.push(Changed {
                             name: name.clone(),
-                            value,
-                            previous: *previous,
+                            value: profile::tidy(value),
+                            previous: profile::tidy(*previous),
                         });
                         if profile::is_enable(&name) && matches!(job.op, ParamOp::Apply(_)) {
                             job.enabled.push(name.clone());

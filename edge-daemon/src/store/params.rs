@@ -82,15 +82,6 @@ fn shown(value: f64, kind: u8) -> f64 {
     }
 }
 
-/// A value whose type is not kept with it: whole numbers as they are, others as floats.
-fn shown_any(value: f64) -> f64 {
-    if value.fract() == 0.0 {
-        value
-    } else {
-        profile::round_to_f32(value)
-    }
-}
-
 pub(super) fn apply(conn: &Connection, update: &ParamUpdate, t_us: i64) -> rusqlite::Result<()> {
     match update {
         ParamUpdate::Value {
@@ -228,8 +219,8 @@ pub(super) fn history(
         Ok(ParamChange {
             id: r.get(0)?,
             name: r.get(1)?,
-            previous: shown_any(r.get(2)?),
-            value: shown_any(r.get(3)?),
+            previous: profile::tidy(r.get(2)?),
+            value: profile::tidy(r.get(3)?),
             command: r.get(4)?,
             t_us: r.get(5)?,
         })

@@ -476,8 +476,9 @@ impl Fleet {
                 if m.flight_sw_version != 0 {
                     vehicle.firmware = Some(m.flight_sw_version);
                 }
-                if m.uid != 0 && vehicle.uid != Some(m.uid) {
-                    vehicle.uid = Some(m.uid);
+                let uid = uid_of(m.uid, &m.uid2);
+                if uid.is_some() && vehicle.uid != uid {
+                    vehicle.uid = uid;
                     self.records.push(record(vehicle, clock.wall_us(at)));
                     self.events
                         .push(events::identity(vehicle, clock.wall_us(at)));
@@ -621,6 +622,22 @@ fn record(v: &Vehicle, seen_us: i64) -> VehicleRecord {
 const GLOBAL_POSITION_INT: u32 = 33;
 
 /// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
+/// A vehicle's fleet identity from AUTOPILOT_VERSION: `uid`, or, when the autopilot leaves
+/// that 0 and gives its board's id in `uid2` (ArduPilot does), the first eight bytes of that
+/// id's SHA-256, so that the same board always gets the same identity.
+fn uid_of(uid: u64, uid2: &[u8]) -> Option<u64> {
+    if uid != 0 {
+        return Some(uid);
+    }
+    if uid2.iter().all(|b| *b == 0) {
+        return None;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, uid2);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    Some(u64::from_be_bytes(first))
+}
+
 fn is_state_message(msgid: u32) -> bool {
     matches!(
         msgid,

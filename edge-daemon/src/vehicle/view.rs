@@ -34,7 +34,8 @@ pub struct VehicleView {
     pub sysid: u8,
     pub compid: u8,
     pub name: String,
-    /// Fleet-wide identity (AUTOPILOT_VERSION uid), as 16 hex digits.
+    /// Fleet-wide identity (AUTOPILOT_VERSION uid, or a hash of the board id ArduPilot sends
+    /// in uid2 instead), as 16 hex digits.
     pub uid: Option<String>,
     pub autopilot: &'static str,
     /// The autopilot's firmware version ("4.5.7"), from AUTOPILOT_VERSION.
@@ -194,8 +195,16 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             _ => "ardupilot",
         },
         firmware_version: v.firmware.map(|f| {
-            let [major, minor, patch, _release] = f.to_be_bytes();
-            format!("{major}.{minor}.{patch}")
+            // FIRMWARE_VERSION_TYPE in the low byte: a development build says so.
+            let [major, minor, patch, kind] = f.to_be_bytes();
+            let kind = match kind {
+                0..=63 => "-dev",
+                64..=127 => "-alpha",
+                128..=191 => "-beta",
+                192..=254 => "-rc",
+                255 => "",
+            };
+            format!("{major}.{minor}.{patch}{kind}")
         }),
         vehicle_type: v.mav_type,
         mode: v.mode_name(),
