@@ -253,7 +253,8 @@ class Autopilot:
             if t == "MISSION_ITEM":  # degrees as floats, from older ground stations
                 item["x"], item["y"] = round(msg.x * 1e7), round(msg.y * 1e7)
             item["z"] = round(item["z"] * 100) / 100
-            if item["command"] >= 100 and not 5000 <= item["command"] < 5200:
+            nav = item["command"] < 100 or 5000 <= item["command"] < 5200
+            if not nav or (item["x"], item["y"]) == (0, 0):
                 item["frame"] = 0  # no position: ArduPilot keeps none
             r["items"].append(item)
             if len(r["items"]) < r["count"]:

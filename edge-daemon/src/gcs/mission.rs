@@ -117,12 +117,13 @@ impl MissionItem {
     }
 
     /// Whether a vehicle reading back `self` holds the `sent` item: the same, but for what
-    /// autopilots normalise. A command without a position (DO_*, CONDITION_*) comes back in
-    /// whatever frame they store it in (ArduPilot: 0) with its position unused; altitudes
-    /// come back to the centimetre.
+    /// autopilots normalise. A command without a position (DO_*, CONDITION_*, or a NAV_*
+    /// sent with none, as RTL is) comes back in whatever frame they store it in (ArduPilot:
+    /// 0) with its position unused; altitudes come back to the centimetre.
     pub fn holds(&self, sent: &MissionItem) -> bool {
-        // NAV_* commands, and fence and rally points, are where they are.
-        let positional = sent.command < 100 || (5000..5200).contains(&sent.command);
+        // NAV_* commands, and fence and rally points, with a place are where they are.
+        let nav = sent.command < 100 || (5000..5200).contains(&sent.command);
+        let positional = nav && (sent.x, sent.y) != (0, 0);
         let place = !positional
             || (self.frame == sent.frame
                 && self.x == sent.x
@@ -883,6 +884,15 @@ mod tests {
             ..waypoint
         }
         .holds(&waypoint));
+        // RTL has no place: ArduPilot gives it back in frame 0.
+        let rtl = MissionItem {
+            command: 20,
+            x: 0,
+            y: 0,
+            z: 0.0,
+            ..waypoint
+        };
+        assert!(MissionItem { frame: 0, ..rtl }.holds(&rtl));
     }
 
     #[test]
