@@ -35,7 +35,7 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `invalid`, `too_many_requests`,
-    /// `internal`, `not_implemented`.
+    /// `internal`.
     pub code: &'a str,
     pub message: &'a str,
     /// The request field (query parameter, body member) that was wrong.
@@ -85,12 +85,6 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    /// A route that is declared, and checks its request, but whose work this build cannot
-    /// do yet.
-    pub fn not_implemented(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
     }
 
     pub fn too_many_requests(message: impl Into<String>, retry_after_s: u64) -> ApiError {

@@ -113,18 +113,6 @@ impl IntoResponses for EditRefusals {
     }
 }
 
-/// What a declared route whose work is still to come answers, once the request is valid.
-pub struct NotYet;
-
-impl IntoResponses for NotYet {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([(
-            "501".into(),
-            error("declared and checked, but this build cannot do it yet"),
-        )])
-    }
-}
-
 /// `GET /api/v1/openapi.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(doc: utoipa::openapi::OpenApi) -> Router<S> {
     let doc = Arc::new(doc);
