@@ -288,7 +288,6 @@ impl Fleet {
         std::mem::take(&mut self.records)
     }
 
-    /// A registry rename (from HQ or this station's API) for a vehicle heard here.
     /// Whether `sysid` has a signing key.
     pub fn set_signing(&mut self, sysid: u8, on: bool) {
         if let Some(v) = self.vehicles.get_mut(&sysid) {
@@ -326,6 +325,7 @@ impl Fleet {
         }
     }
 
+    /// A registry rename (from HQ or this station's API) for a vehicle heard here.
     pub fn rename(&mut self, sysid: u8, name: String) {
         if let Some(v) = self.vehicles.get_mut(&sysid) {
             tracing::info!(vehicle = sysid, from = %v.name, to = %name, "renamed");
@@ -422,24 +422,18 @@ impl Fleet {
                         self.geofences.breach(p, f64::from(m.relative_alt) / 1e3)
                     })
                     .flatten();
-                let mut raised = vehicle.raised;
-                let alert = events::geofence(vehicle, breach, &mut raised, clock.wall_us(at));
-                vehicle.raised = raised;
-                self.events.extend(alert);
+                let t_us = clock.wall_us(at);
+                self.events
+                    .extend(raise(vehicle, |v, r| events::geofence(v, breach, r, t_us)));
             }
             MavMessage::SYS_STATUS(m) => {
                 vehicle.battery_mv = m.voltage_battery;
                 vehicle.battery_ca = m.current_battery;
                 vehicle.battery_pct = m.battery_remaining;
-                let mut raised = vehicle.raised;
-                let alert = events::battery(
-                    vehicle,
-                    &mut raised,
-                    self.low_battery_pct,
-                    clock.wall_us(at),
-                );
-                vehicle.raised = raised;
-                self.events.extend(alert);
+                let (threshold, t_us) = (self.low_battery_pct, clock.wall_us(at));
+                self.events.extend(raise(vehicle, |v, r| {
+                    events::battery(v, r, threshold, t_us)
+                }));
             }
             MavMessage::BATTERY_STATUS(m) if m.id == 0 => {
                 if m.current_consumed >= 0 {
@@ -453,10 +447,9 @@ impl Fleet {
                 vehicle.gps_fix = m.fix_type as u8;
                 vehicle.satellites = m.satellites_visible;
                 vehicle.gps_eph = m.eph;
-                let mut raised = vehicle.raised;
-                let alert = events::gps(vehicle, &mut raised, clock.wall_us(at));
-                vehicle.raised = raised;
-                self.events.extend(alert);
+                let t_us = clock.wall_us(at);
+                self.events
+                    .extend(raise(vehicle, |v, r| events::gps(v, r, t_us)));
             }
             MavMessage::VFR_HUD(m) => {
                 vehicle.groundspeed = m.groundspeed;
@@ -496,16 +489,10 @@ impl Fleet {
                 let text = String::from_utf8_lossy(m.text.as_ref())
                     .trim_end_matches('\0')
                     .to_string();
-                let mut raised = vehicle.raised;
-                let alert = events::statustext(
-                    vehicle,
-                    m.severity as u8,
-                    &text,
-                    &mut raised,
-                    clock.wall_us(at),
-                );
-                vehicle.raised = raised;
-                self.events.extend(alert);
+                let (severity, t_us) = (m.severity as u8, clock.wall_us(at));
+                self.events.extend(raise(vehicle, |v, r| {
+                    events::statustext(v, severity, &text, r, t_us)
+                }));
                 vehicle.last_text = Some((m.severity as u8, text));
             }
             _ => {}
@@ -621,7 +608,17 @@ fn record(v: &Vehicle, seen_us: i64) -> VehicleRecord {
 
 const GLOBAL_POSITION_INT: u32 = 33;
 
-/// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
+/// Runs an alert check that reads the vehicle and updates which of its alerts are raised.
+fn raise(
+    vehicle: &mut Vehicle,
+    check: impl FnOnce(&Vehicle, &mut events::Raised) -> Option<Event>,
+) -> Option<Event> {
+    let mut raised = vehicle.raised;
+    let alert = check(vehicle, &mut raised);
+    vehicle.raised = raised;
+    alert
+}
+
 /// A vehicle's fleet identity from AUTOPILOT_VERSION: `uid`, or, when the autopilot leaves
 /// that 0 and gives its board's id in `uid2` (ArduPilot does), the first eight bytes of that
 /// id's SHA-256, so that the same board always gets the same identity.
@@ -638,6 +635,7 @@ fn uid_of(uid: u64, uid2: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(first))
 }
 
+/// Message ids that change vehicle state (besides HEARTBEAT and RADIO_STATUS).
 fn is_state_message(msgid: u32) -> bool {
     matches!(
         msgid,
