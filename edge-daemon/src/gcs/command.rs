@@ -257,6 +257,14 @@ impl CommandUpdate {
         }
     }
 
+    /// A station's job under way, `percent` done.
+    pub fn working(id: i64, vehicle: u8, percent: u8) -> CommandUpdate {
+        CommandUpdate {
+            progress: Some(percent),
+            ..CommandUpdate::of(id, vehicle, Outcome::InProgress, 1, None)
+        }
+    }
+
     /// A failure, and why.
     pub fn failed(id: i64, vehicle: u8, why: impl Into<String>) -> CommandUpdate {
         let why: String = why.into();

@@ -217,9 +217,17 @@ pub struct Transfers {
     updates: Vec<TransferUpdate>,
 }
 
-/// How long to wait for an answer from a vehicle whose smoothed round trip is `rtt`.
-fn timeout(rtt: Option<&Duration>) -> Duration {
-    rtt.map_or(MAX_TIMEOUT, |r| (*r * 4).clamp(MIN_TIMEOUT, MAX_TIMEOUT))
+/// How long try number `tries` of a step waits for its answer from a vehicle whose smoothed
+/// round trip is `rtt`: four round trips, doubling with each repeat, within
+/// [`MIN_TIMEOUT`]..[`MAX_TIMEOUT`]. Parameter jobs wait the same way.
+pub(super) fn wait_for_answer(rtt: Option<Duration>, tries: u8) -> Duration {
+    let base = rtt.map_or(MAX_TIMEOUT, |r| (r * 4).clamp(MIN_TIMEOUT, MAX_TIMEOUT));
+    (base * 2u32.pow(u32::from(tries.saturating_sub(1)).min(4))).min(MAX_TIMEOUT)
+}
+
+/// A smoothed round trip with one more sample folded in, as TCP does.
+pub(super) fn smooth(srtt: Option<Duration>, sample: Duration) -> Duration {
+    srtt.map_or(sample, |s| (s * 7 + sample) / 8)
 }
 
 impl Transfers {
@@ -379,15 +387,15 @@ impl Transfers {
         if t.tries == 1 {
             // An answer to a step sent once: a clean round-trip sample.
             let sample = now.saturating_duration_since(t.sent_at);
-            let srtt = self.rtt.entry(vehicle).or_insert(sample);
-            *srtt = (*srtt * 7 + sample) / 8;
+            let srtt = smooth(self.rtt.get(&vehicle).copied(), sample);
+            self.rtt.insert(vehicle, srtt);
         }
         if let Some(message) = reply {
             self.out.push((vehicle, message.clone()));
             t.last = Some(message);
             t.tries = 1;
             t.sent_at = now;
-            t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+            t.deadline = Some(now + wait_for_answer(self.rtt.get(&vehicle).copied(), 1));
         }
         let id = t.id;
         if let Some(progress) = finished {
@@ -481,7 +489,7 @@ impl Transfers {
                     kind,
                     step,
                     last: Some(first),
-                    deadline: Some(now + timeout(self.rtt.get(&vehicle))),
+                    deadline: Some(now + wait_for_answer(self.rtt.get(&vehicle).copied(), 1)),
                     tries: 1,
                     sent_at: now,
                     readbacks: 0,
@@ -512,7 +520,8 @@ impl Transfers {
                         t.last = Some(list);
                         t.tries = 1;
                         t.sent_at = now;
-                        t.deadline = Some(now + timeout(self.rtt.get(&vehicle)));
+                        t.deadline =
+                            Some(now + wait_for_answer(self.rtt.get(&vehicle).copied(), 1));
                         continue;
                     }
                 }
@@ -529,8 +538,7 @@ impl Transfers {
             // Each repeat waits twice as long as the one before, up to the longest wait: a
             // vehicle asks again on its own timer (ArduPilot's is slower than a fast link's
             // round trip), and a silent one is given about 18 s before the transfer fails.
-            let wait = timeout(self.rtt.get(&vehicle)) * (1 << (t.tries - 1).min(4));
-            t.deadline = Some(now + wait.min(MAX_TIMEOUT));
+            t.deadline = Some(now + wait_for_answer(self.rtt.get(&vehicle).copied(), t.tries));
         }
         for (vehicle, id) in failed {
             self.active.remove(&vehicle);

@@ -237,19 +237,11 @@ impl Gcs {
                 match frame.message_id() {
                     22 => {
                         if let Some(MavMessage::PARAM_VALUE(m)) = frame.decode() {
-                            let px4 = crate::vehicle::modes::firmware(
-                                vehicle.autopilot,
-                                vehicle.mav_type,
-                            ) == crate::vehicle::modes::Firmware::Px4;
-                            let version = vehicle.firmware.map(|f| {
-                                let [major, minor, ..] = f.to_be_bytes();
-                                (major, minor)
-                            });
-                            self.params.set_firmware(system, px4, version);
+                            self.params.set_firmware(system, vehicle);
                             self.params.observe(system, &m, at);
                             let version = asks.version();
                             for (vehicle, mut m) in self.params.take_out() {
-                                params::address(&mut m, (vehicle, frame.component_id()));
+                                address_to(&mut m, (vehicle, frame.component_id()));
                                 self.send(To::Vehicle(vehicle), version, &m);
                             }
                         }
@@ -321,7 +313,7 @@ impl Gcs {
             }
         }
         for (system, component, version, mut message) in requests {
-            address_to(&mut message, system, component);
+            address_to(&mut message, (system, component));
             self.send(To::Vehicle(system), version, &message);
         }
     }
@@ -369,13 +361,7 @@ impl Gcs {
             }
             Action::Params(op) => {
                 if let Some(v) = fleet.get(vehicle) {
-                    let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
-                        == crate::vehicle::modes::Firmware::Px4;
-                    let version = v.firmware.map(|f| {
-                        let [major, minor, ..] = f.to_be_bytes();
-                        (major, minor)
-                    });
-                    self.params.set_firmware(vehicle, px4, version);
+                    self.params.set_firmware(vehicle, v);
                 }
                 self.params.start(id, vehicle, op);
             }
@@ -386,10 +372,7 @@ impl Gcs {
     fn send_commands(&mut self, now: Instant, fleet: &Fleet) {
         let address = |system: u8| fleet.get(system).map(|v| (system, v.compid));
         for (system, message) in self.transfers.due(now, address) {
-            let version = self
-                .vehicles
-                .get(&system)
-                .map_or(Version::V2, Asks::version);
+            let version = self.version_of(system);
             self.send(To::Vehicle(system), version, &message);
         }
         let target = |system: u8| {
@@ -404,18 +387,12 @@ impl Gcs {
             let Some(v) = fleet.get(system) else {
                 continue;
             };
-            params::address(&mut message, (system, v.compid));
-            let version = self
-                .vehicles
-                .get(&system)
-                .map_or(Version::V2, Asks::version);
+            address_to(&mut message, (system, v.compid));
+            let version = self.version_of(system);
             self.send(To::Vehicle(system), version, &message);
         }
         for (system, message) in self.commands.due(now, target) {
-            let version = self
-                .vehicles
-                .get(&system)
-                .map_or(Version::V2, Asks::version);
+            let version = self.version_of(system);
             self.send(To::Vehicle(system), version, &message);
         }
     }
@@ -472,7 +449,7 @@ impl Gcs {
 
     /// Whether a signing key is being installed on (or removed from) `vehicle`.
     pub fn is_setting_up_signing(&self, vehicle: u8) -> bool {
-        !self.signing_jobs.is_empty() && self.signing_jobs.contains_key(&vehicle)
+        self.signing_jobs.contains_key(&vehicle)
     }
 
     /// A frame from `vehicle` while its signing is being set up: signed with the key being
@@ -530,10 +507,7 @@ impl Gcs {
             true
         });
         for (vehicle, message) in out {
-            let version = self
-                .vehicles
-                .get(&vehicle)
-                .map_or(Version::V2, Asks::version);
+            let version = self.version_of(vehicle);
             self.send(To::Vehicle(vehicle), version, &message);
         }
     }
@@ -557,6 +531,13 @@ impl Gcs {
 
     pub fn has_outbox(&self) -> bool {
         !self.outbox.is_empty()
+    }
+
+    /// The MAVLink version `system` speaks (2 until heard otherwise).
+    fn version_of(&self, system: u8) -> Version {
+        self.vehicles
+            .get(&system)
+            .map_or(Version::V2, Asks::version)
     }
 
     fn send_heartbeat(&mut self) {
@@ -590,18 +571,14 @@ impl Gcs {
     }
 }
 
-/// Fills in the target of a request built without one.
-fn address_to(message: &mut MavMessage, system: u8, component: u8) {
-    match message {
-        MavMessage::REQUEST_DATA_STREAM(m) => {
-            m.target_system = system;
-            m.target_component = component;
-        }
-        MavMessage::COMMAND_LONG(m) => {
-            m.target_system = system;
-            m.target_component = component;
-        }
-        _ => {}
+/// Fills in the target of a message built without one (requests, parameter messages).
+fn address_to(message: &mut MavMessage, (system, component): (u8, u8)) {
+    use mavlink::Message as _;
+    if let Some(s) = message.target_system_id_mut() {
+        *s = system;
+    }
+    if let Some(c) = message.target_component_id_mut() {
+        *c = component;
     }
 }
 

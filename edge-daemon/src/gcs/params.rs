@@ -32,7 +32,7 @@ use mavlink::dialects::ardupilotmega as apm;
 use num_traits::FromPrimitive as _;
 use serde::Serialize;
 
-use super::mission::{MAX_TIMEOUT, MIN_TIMEOUT, TRIES};
+use super::mission::{smooth, wait_for_answer, MAX_TIMEOUT, TRIES};
 use super::{CommandUpdate, Outcome};
 use crate::dialect::MavMessage;
 use crate::profile::{self, Family, Profile};
@@ -119,9 +119,10 @@ pub enum ParamUpdate {
         vehicle: u8,
         name: String,
         value: ParamValue,
-        count: u16,
         command: Option<i64>,
     },
+    /// The vehicle says it has this many parameters (a new count: first heard, or changed).
+    Count { vehicle: u8, count: u16 },
     /// The whole list was read: the vehicle has exactly these names.
     Listed { vehicle: u8, names: Vec<String> },
     /// The vehicle now follows this profile (applied to it): its name and text.
@@ -165,6 +166,8 @@ enum Step {
     Setting {
         name: String,
         value: f64,
+        /// Its MAV_PARAM_TYPE, which every repeat sends with it.
+        kind: u8,
         previous: f64,
         sent: Instant,
         tries: u8,
@@ -246,13 +249,6 @@ fn values(table: &BTreeMap<String, ParamValue>) -> BTreeMap<String, f64> {
     table.iter().map(|(n, v)| (n.clone(), v.value)).collect()
 }
 
-/// How long try number `tries` waits for its answer, on a link whose smoothed round trip is
-/// `rtt`: four round trips, doubling with each repeat.
-fn timeout(rtt: Option<Duration>, tries: u8) -> Duration {
-    let base = rtt.map_or(MAX_TIMEOUT, |r| (r * 4).clamp(MIN_TIMEOUT, MAX_TIMEOUT));
-    (base * 2u32.pow(u32::from(tries.saturating_sub(1)).min(5))).min(MAX_TIMEOUT)
-}
-
 /// One vehicle's parameters as the station knows them, and its jobs.
 #[derive(Debug, Default)]
 struct Vehicle {
@@ -267,12 +263,6 @@ struct Vehicle {
     rtt: Option<Duration>,
     job: Option<Job>,
     waiting: VecDeque<(i64, ParamOp)>,
-}
-
-impl Vehicle {
-    fn values(&self) -> BTreeMap<String, f64> {
-        values(&self.table)
-    }
 }
 
 /// Every vehicle's parameters and parameter jobs.
@@ -294,12 +284,16 @@ impl Params {
             .push_back((id, op));
     }
 
-    /// What the station knows of the vehicle's firmware: PX4 encodes integers byte-wise,
-    /// and renamed parameters follow the version.
-    pub fn set_firmware(&mut self, vehicle: u8, px4: bool, version: Option<(u8, u8)>) {
+    /// What the station knows of `vehicle`'s firmware (`heard`, the fleet's): PX4 encodes
+    /// integers byte-wise, and renamed parameters follow the version.
+    pub fn set_firmware(&mut self, vehicle: u8, heard: &crate::vehicle::Vehicle) {
+        use crate::vehicle::modes;
         let v = self.vehicles.entry(vehicle).or_default();
-        v.bytewise = px4;
-        v.version = version;
+        v.bytewise = modes::firmware(heard.autopilot, heard.mav_type) == modes::Firmware::Px4;
+        v.version = heard.firmware.map(|f| {
+            let [major, minor, ..] = f.to_be_bytes();
+            (major, minor)
+        });
     }
 
     /// A PARAM_VALUE from `vehicle`'s autopilot.
@@ -317,6 +311,10 @@ impl Params {
         if v.count != Some(m.param_count) && index.is_some() {
             v.count = Some(m.param_count);
             v.complete = false;
+            self.updates.push(ParamUpdate::Count {
+                vehicle,
+                count: m.param_count,
+            });
         }
         let known = v.table.get(&name).copied();
         let index = index.or(known.and_then(|k| k.index));
@@ -341,14 +339,15 @@ impl Params {
                             got.clear();
                             got.resize(usize::from(m.param_count), None);
                             if *list_tries == 1 {
-                                smooth(&mut v.rtt, now.saturating_duration_since(*list_sent));
+                                v.rtt =
+                                    Some(smooth(v.rtt, now.saturating_duration_since(*list_sent)));
                             }
                         } else {
                             let since = now.saturating_duration_since(*last_heard);
                             *gap = (*gap * 7 + since) / 8;
                         }
                         if let Some((sent, 1)) = asked.remove(&i) {
-                            smooth(&mut v.rtt, now.saturating_duration_since(sent));
+                            v.rtt = Some(smooth(v.rtt, now.saturating_duration_since(sent)));
                         }
                         if let Some(slot) = got.get_mut(usize::from(i)) {
                             *slot = Some(name.clone());
@@ -371,11 +370,12 @@ impl Params {
                     mismatches,
                     sent,
                     tries,
+                    ..
                 } if *wanted == name => {
                     command = Some(job.id);
                     if profile::same_value(value, *target) {
                         if *tries == 1 {
-                            smooth(&mut v.rtt, now.saturating_duration_since(*sent));
+                            v.rtt = Some(smooth(v.rtt, now.saturating_duration_since(*sent)));
                         }
                         job.report.set.push(Changed {
                             name: name.clone(),
@@ -412,7 +412,6 @@ impl Params {
                 vehicle,
                 name,
                 value: reported,
-                count: m.param_count,
                 command,
             });
         }
@@ -523,6 +522,7 @@ impl Params {
                     job.step = Step::Setting {
                         name: name.clone(),
                         value,
+                        kind: known.kind,
                         previous: known.value,
                         sent: now,
                         tries: 1,
@@ -540,7 +540,7 @@ impl Params {
             };
             let mut report = job.report;
             if let ParamOp::Apply(profile) = &job.op {
-                let comparison = profile::compare(profile, &v.values(), v.version);
+                let comparison = profile::compare(profile, &values(&v.table), v.version);
                 report.profile = Some(profile.name.clone());
                 report.unchanged = Some(comparison.matching.saturating_sub(report.set.len()));
                 report.warnings = comparison.warnings;
@@ -627,15 +627,7 @@ impl Params {
             enabled: Vec::new(),
             tenths: 0,
         });
-        self.outcomes.push(CommandUpdate {
-            id,
-            vehicle,
-            outcome: Outcome::InProgress,
-            result: None,
-            progress: Some(0),
-            sends: 1,
-            detail: None,
-        });
+        self.outcomes.push(CommandUpdate::working(id, vehicle, 0));
         self.next_task(vehicle, now);
     }
 
@@ -658,7 +650,7 @@ impl Params {
             return;
         };
         let rtt = v.rtt;
-        let timeout = |tries: u8| timeout(rtt, tries);
+        let timeout = |tries: u8| wait_for_answer(rtt, tries);
         let Some(job) = v.job.as_mut() else {
             return;
         };
@@ -742,6 +734,7 @@ impl Params {
             Step::Setting {
                 name,
                 value,
+                kind,
                 sent,
                 tries,
                 ..
@@ -753,10 +746,10 @@ impl Params {
                             error: "the vehicle did not answer".into(),
                         });
                         next = true;
-                    } else if let Some(known) = v.table.get(name) {
+                    } else {
                         *tries += 1;
                         *sent = now;
-                        let m = set(name, encode(*value, known.kind, v.bytewise), known.kind);
+                        let m = set(name, encode(*value, *kind, v.bytewise), *kind);
                         self.out.push((vehicle, m));
                     }
                 }
@@ -779,15 +772,7 @@ impl Params {
             // Progress once per tenth, not per tick.
             if p / 10 != job.tenths {
                 job.tenths = p / 10;
-                self.outcomes.push(CommandUpdate {
-                    id,
-                    vehicle,
-                    outcome: Outcome::InProgress,
-                    result: None,
-                    progress: Some(p),
-                    sends: 1,
-                    detail: None,
-                });
+                self.outcomes.push(CommandUpdate::working(id, vehicle, p));
             }
         }
     }
@@ -825,12 +810,6 @@ impl Params {
     }
 }
 
-/// Folds a round-trip sample into a smoothed round trip, as TCP does.
-fn smooth(rtt: &mut Option<Duration>, sample: Duration) {
-    let srtt = rtt.get_or_insert(sample);
-    *srtt = (*srtt * 7 + sample) / 8;
-}
-
 /// A value for people: `21.6`, `600`.
 fn show(v: f64) -> String {
     profile::round_to_f32(v).to_string()
@@ -861,25 +840,6 @@ fn set(name: &str, raw: f32, kind: u8) -> MavMessage {
         param_type: apm::MavParamType::from_u8(kind)
             .unwrap_or(apm::MavParamType::MAV_PARAM_TYPE_REAL32),
     })
-}
-
-/// Fills in the vehicle's address in a parameter message built without one.
-pub fn address(message: &mut MavMessage, (system, component): (u8, u8)) {
-    match message {
-        MavMessage::PARAM_REQUEST_LIST(m) => {
-            m.target_system = system;
-            m.target_component = component;
-        }
-        MavMessage::PARAM_REQUEST_READ(m) => {
-            m.target_system = system;
-            m.target_component = component;
-        }
-        MavMessage::PARAM_SET(m) => {
-            m.target_system = system;
-            m.target_component = component;
-        }
-        _ => {}
-    }
 }
 
 /// The number a PARAM_VALUE carries, by its type and the vehicle's encoding.

@@ -88,7 +88,6 @@ pub(super) fn apply(conn: &Connection, update: &ParamUpdate, t_us: i64) -> rusql
             vehicle,
             name,
             value,
-            count,
             command,
         } => {
             let before: Option<f64> = conn
@@ -127,6 +126,8 @@ pub(super) fn apply(conn: &Connection, update: &ParamUpdate, t_us: i64) -> rusql
                 t_us,
                 changed
             ])?;
+        }
+        ParamUpdate::Count { vehicle, count } => {
             conn.prepare_cached(
                 "INSERT INTO param_lists (vehicle, count) VALUES (?1, ?2)
                  ON CONFLICT (vehicle) DO UPDATE SET count = excluded.count",
