@@ -39,7 +39,8 @@ pub struct Ingest {
     live: LivePublisher,
     /// Signing keys, checked on every frame to or from a vehicle that has one.
     signing: Signing,
-    /// Where the geofences (and, at start, the signing keys) are read from, when the store says they changed (and at start).
+    /// Where geofences (at start and when the store says one changed) and signing keys (at
+    /// start) are read from.
     geofences: Option<(Reader, bool)>,
     /// Advances every tick; the systemd watchdog checks it moves.
     pub alive: Arc<AtomicU64>,
@@ -235,22 +236,9 @@ impl Ingest {
         if *loaded && !changed {
             return;
         }
-        // A small read, a few times a day; ingest waits for it as it waits for the writer.
-        let read = || reader.records("geofences");
-        let result = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(read)
-            }
-            _ => read(),
-        };
+        // Small reads, a few times a day; ingest waits for them as it waits for the writer.
         if !*loaded {
-            let keys = match tokio::runtime::Handle::try_current() {
-                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(|| reader.signing_keys())
-                }
-                _ => reader.signing_keys(),
-            };
-            match keys {
+            match blocking(|| reader.signing_keys()) {
                 Ok(keys) => {
                     tracing::info!(vehicles = keys.len(), "signing keys read");
                     for (vehicle, _, _) in &keys {
@@ -265,7 +253,7 @@ impl Ingest {
                 }
             }
         }
-        match result {
+        match blocking(|| reader.records("geofences")) {
             Ok(records) => {
                 *loaded = true;
                 let fences = Geofences::from_records(&records);
@@ -297,6 +285,18 @@ impl Ingest {
 }
 
 /// Runs the loop until `shutdown` turns true, then hands the last batch to the store.
+/// Runs a blocking store read from the ingest task: `block_in_place` on the multi-threaded
+/// runtime, so other tasks keep running; directly elsewhere (tests, a current-thread
+/// runtime).
+fn blocking<T>(read: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(read)
+        }
+        _ => read(),
+    }
+}
+
 pub async fn run(
     mut ingest: Ingest,
     mut inbound: mpsc::Receiver<Inbound>,

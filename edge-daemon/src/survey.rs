@@ -171,7 +171,7 @@ impl Segment {
 
 /// Removes non-finite input (returns None), a closing vertex equal to the first (GeoJSON
 /// rings are closed) and consecutive duplicates.
-fn clean_ring(field: &[LatLon]) -> Option<Vec<LatLon>> {
+pub fn clean_ring(field: &[LatLon]) -> Option<Vec<LatLon>> {
     if field
         .iter()
         .any(|p| !p.lat.is_finite() || !p.lon.is_finite() || p.lat.abs() > 90.0)

@@ -540,12 +540,10 @@ pub async fn upload_geofence(
     let shape = crate::planner::shape_of(&record.fields).map_err(plan_refusal)?;
     let ring = |points: &[crate::survey::LatLon], command: u16| -> Vec<MissionItem> {
         // A closed ring (GeoJSON's) repeats its first vertex; a fence lists each once.
-        let points = match points {
-            [first, rest @ .., last] if first == last && rest.len() >= 2 => {
-                &points[..points.len() - 1]
-            }
-            _ => points,
-        };
+        let points = crate::survey::clean_ring(points).unwrap_or_default();
+        if points.len() < 3 {
+            return Vec::new();
+        }
         points
             .iter()
             .map(|p| MissionItem {

@@ -114,6 +114,28 @@ pub fn send(
     }
 }
 
+/// Polls command (or job) `first` (its row as the POST answered it) until it ends or `wait`
+/// has passed; its last row.
+pub fn wait_for_command(
+    args: &ClientArgs,
+    first: Value,
+    wait: std::time::Duration,
+) -> Result<Value, ExitCode> {
+    let id = first["id"].as_i64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + wait;
+    let mut row = first;
+    while is_open(&row) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        row = get(args, &format!("/api/v1/commands/{id}"))?;
+    }
+    Ok(row)
+}
+
+/// Whether a command's outcome is still to come.
+pub fn is_open(command: &Value) -> bool {
+    matches!(command["outcome"].as_str(), Some("pending" | "in_progress"))
+}
+
 pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let health = match get(&args, "/api/v1/health") {
         Ok(v) => v,

@@ -6,7 +6,7 @@
 //! was wrong (no such vehicle or mode).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -88,22 +88,14 @@ pub fn run(args: CommandArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/v1/vehicles/{}/commands", args.vehicle);
     let mut command = match super::client::post(&args.client, &path, &args.action.body()) {
         Ok(v) => v,
-        Err(Refusal::Exit(code)) => return Ok(code),
-        Err(Refusal::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+        Err(refusal) => return Ok(refusal.exit_code(EXIT_INVALID)),
     };
     let id = command["id"].as_i64().unwrap_or(0);
     if !args.no_wait {
-        let deadline = Instant::now() + WAIT;
-        while !is_final(&command) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-            command = match super::client::get(&args.client, &format!("/api/v1/commands/{id}")) {
-                Ok(v) => v,
-                Err(code) => return Ok(code),
-            };
-        }
+        command = match super::client::wait_for_command(&args.client, command, WAIT) {
+            Ok(v) => v,
+            Err(code) => return Ok(code),
+        };
     }
     let outcome = command["outcome"].as_str().unwrap_or("?");
     if args.client.json {
@@ -127,14 +119,24 @@ pub fn run(args: CommandArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn is_final(command: &Value) -> bool {
-    !matches!(command["outcome"].as_str(), Some("pending" | "in_progress"))
-}
-
 /// Why a request got no usable answer.
 pub enum Refusal {
     /// Unreachable or refused: exit with this code (the message is printed).
     Exit(ExitCode),
     /// The daemon found the request wrong; its message.
     Invalid(String),
+}
+
+impl Refusal {
+    /// The exit code for it: its own, or `invalid` for a wrong request, whose message is
+    /// printed.
+    pub fn exit_code(self, invalid: u8) -> ExitCode {
+        match self {
+            Refusal::Exit(code) => code,
+            Refusal::Invalid(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(invalid)
+            }
+        }
+    }
 }

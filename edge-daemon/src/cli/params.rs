@@ -8,7 +8,7 @@
 //! otherwise; 3 the daemon could not be reached, 4 a token was refused.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -236,11 +236,7 @@ fn diff(client: &ClientArgs, vehicle: &str, profile: &str) -> anyhow::Result<Exi
     }
     let comparison = match answer {
         Ok(v) => v,
-        Err(Refusal::Exit(code)) => return Ok(code),
-        Err(Refusal::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_CANNOT));
-        }
+        Err(refusal) => return Ok(refusal.exit_code(EXIT_CANNOT)),
     };
     let differences = comparison["differences"]
         .as_array()
@@ -380,23 +376,11 @@ fn wait_for(
     path: &str,
     body: &Value,
 ) -> Result<Value, ExitCode> {
-    let mut job = match super::client::send(client, method, path, body) {
+    let job = match super::client::send(client, method, path, body) {
         Ok(v) => v,
-        Err(Refusal::Exit(code)) => return Err(code),
-        Err(Refusal::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return Err(ExitCode::from(EXIT_CANNOT));
-        }
+        Err(refusal) => return Err(refusal.exit_code(EXIT_CANNOT)),
     };
-    let id = job["id"].as_i64().unwrap_or(0);
-    let deadline = Instant::now() + WAIT;
-    while matches!(job["outcome"].as_str(), Some("pending" | "in_progress"))
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(200));
-        job = super::client::get(client, &format!("/api/v1/commands/{id}"))?;
-    }
-    Ok(job)
+    super::client::wait_for_command(client, job, WAIT)
 }
 
 fn history(client: &ClientArgs, vehicle: &str, name: Option<&str>) -> ExitCode {

@@ -6,12 +6,11 @@
 //! field, a value out of range).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::client::ClientArgs;
-use super::command::Refusal;
 
 const EXIT_INVALID: u8 = 5;
 /// Longer than a 200-item upload with its read-back takes over a lossy radio.
@@ -74,11 +73,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/v1/fields/{}/plan", a.field);
     let planned = match super::client::post(&a.client, &path, &body) {
         Ok(v) => v,
-        Err(Refusal::Exit(code)) => return Ok(code),
-        Err(Refusal::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+        Err(refusal) => return Ok(refusal.exit_code(EXIT_INVALID)),
     };
     let key = planned["key"].as_str().unwrap_or_default().to_string();
     let plan = &planned["fields"]["plan"];
@@ -96,23 +91,15 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let path = format!("/api/v1/missions/{key}/upload");
-    let mut job = match super::client::post(&a.client, &path, &json!({ "vehicle": vehicle })) {
+    let job = match super::client::post(&a.client, &path, &json!({ "vehicle": vehicle })) {
         Ok(v) => v,
-        Err(Refusal::Exit(code)) => return Ok(code),
-        Err(Refusal::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+        Err(refusal) => return Ok(refusal.exit_code(EXIT_INVALID)),
     };
     let id = job["id"].as_i64().unwrap_or(0);
-    let deadline = Instant::now() + WAIT;
-    while is_open(&job) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        job = match super::client::get(&a.client, &format!("/api/v1/commands/{id}")) {
-            Ok(v) => v,
-            Err(code) => return Ok(code),
-        };
-    }
+    let job = match super::client::wait_for_command(&a.client, job, WAIT) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let outcome = job["outcome"].as_str().unwrap_or("?");
     if a.client.json {
         println!("{}", json!({ "mission": planned, "upload": job }));
@@ -131,8 +118,4 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn is_open(job: &Value) -> bool {
-    matches!(job["outcome"].as_str(), Some("pending" | "in_progress"))
 }

@@ -8,12 +8,11 @@
 //! admin's token is needed, 5 the request was wrong.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::client::ClientArgs;
-use super::command::Refusal;
 
 const EXIT_INVALID: u8 = 5;
 /// Longer than SETUP_SIGNING's four sends 1.5 s apart.
@@ -65,14 +64,14 @@ pub fn run(command: SigningCommand) -> anyhow::Result<ExitCode> {
                     }
                     code
                 }
-                Err(refusal) => refused(refusal),
+                Err(refusal) => refusal.exit_code(EXIT_INVALID),
             }
         }
         SigningCommand::Disable { vehicle, client } => {
             let path = format!("/api/v1/vehicles/{vehicle}/signing");
             match super::client::send(&client, "DELETE", &path, &Value::Null) {
                 Ok(command) => wait(&client, &vehicle, &command),
-                Err(refusal) => refused(refusal),
+                Err(refusal) => refusal.exit_code(EXIT_INVALID),
             }
         }
         SigningCommand::Status { vehicle, client } => {
@@ -101,30 +100,13 @@ pub fn run(command: SigningCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn refused(refusal: Refusal) -> ExitCode {
-    match refusal {
-        Refusal::Exit(code) => code,
-        Refusal::Invalid(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_INVALID)
-        }
-    }
-}
-
 /// Waits for the installation (or removal) to end and says how.
 fn wait(client: &ClientArgs, vehicle: &str, command: &Value) -> ExitCode {
     let id = command["id"].as_i64().unwrap_or(0);
-    let mut command = command.clone();
-    let deadline = Instant::now() + WAIT;
-    while matches!(command["outcome"].as_str(), Some("pending" | "in_progress"))
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(200));
-        command = match super::client::get(client, &format!("/api/v1/commands/{id}")) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-    }
+    let command = match super::client::wait_for_command(client, command.clone(), WAIT) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let outcome = command["outcome"].as_str().unwrap_or("?");
     if client.json {
         println!("{command}");
