@@ -100,7 +100,14 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
     assert_eq!(code, 200, "{body}");
     // A sixth vehicle, the pymavlink autopilot, is given a mission planned over the block: the
     // page shows its progress against that field.
-    let mut worker = autopilot(&format!("udpout:127.0.0.1:{udp}"), 6, &[]);
+    // Over the block, as the others: one far away would zoom the map out until the
+    // others' tracks are a pixel long.
+    let (lat, lon) = (ORIGIN.0.to_string(), ORIGIN.1.to_string());
+    let mut worker = autopilot(
+        &format!("udpout:127.0.0.1:{udp}"),
+        6,
+        &["--lat", &lat, "--lon", &lon],
+    );
     wait_for(
         "the autopilot heard",
         std::time::Duration::from_secs(30),
