@@ -205,6 +205,15 @@ pub fn plan(field: &FieldShape, request: &PlanRequest) -> Result<Planned, PlanEr
         heading,
         turn,
     } = request.checked()?;
+    survey::check_holes(&field.outer, &field.holes).map_err(|i| {
+        PlanError::Invalid(
+            "geometry",
+            format!(
+                "ring {} (a hole) must lie inside the field's boundary and not overlap another hole",
+                i + 1
+            ),
+        )
+    })?;
     let heading = match heading {
         Some(h) => h,
         None => survey::dominant_heading_deg(&field.outer).ok_or(PlanError::NoShape)?,
@@ -359,5 +368,37 @@ mod tests {
             shape_of(&record(json!({ "name": "x" }))),
             Err(PlanError::NoShape)
         );
+    }
+
+    /// By the even–odd rule a hole's part outside the boundary, or the overlap of two holes,
+    /// would be flown as field: such a shape is refused, naming the hole.
+    #[test]
+    fn holes_outside_the_boundary_or_overlapping_are_refused() {
+        let at = |lat: f64, lon: f64| LatLon { lat, lon };
+        let square = |lat: f64, lon: f64, d: f64| {
+            vec![
+                at(lat, lon),
+                at(lat, lon + d),
+                at(lat + d, lon + d),
+                at(lat + d, lon),
+            ]
+        };
+        let field = |holes: Vec<Vec<LatLon>>| FieldShape {
+            outer: square(38.0, -122.0, 0.01),
+            holes,
+        };
+        let mut r = request(10.0);
+        r.pattern = Pattern::Survey;
+        let pond = square(38.004, -121.996, 0.002);
+        assert!(plan(&field(vec![pond.clone()]), &r).is_ok());
+        let refused = |holes| match plan(&field(holes), &r) {
+            Err(PlanError::Invalid("geometry", why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Across the boundary, wholly outside it, and overlapping the pond.
+        assert!(refused(vec![square(38.009, -121.996, 0.002)]).starts_with("ring 1 "));
+        assert!(refused(vec![square(38.02, -121.996, 0.002)]).starts_with("ring 1 "));
+        let why = refused(vec![pond, square(38.005, -121.995, 0.002)]);
+        assert!(why.starts_with("ring 2 "), "{why}");
     }
 }

@@ -203,6 +203,68 @@ fn signed_area(pts: &[(f64, f64)]) -> f64 {
         / 2.0
 }
 
+/// Even–odd point in polygon, in the plane.
+fn inside_ring(ring: &[(f64, f64)], (x, y): (f64, f64)) -> bool {
+    let mut inside = false;
+    for i in 0..ring.len() {
+        let (xa, ya) = ring[i];
+        let (xb, yb) = ring[(i + 1) % ring.len()];
+        if (ya > y) != (yb > y) && x < xa + (y - ya) * (xb - xa) / (yb - ya) {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+/// Whether an edge of `a` properly crosses an edge of `b` (touching is not crossing).
+fn rings_cross(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
+    let side = |(xa, ya): (f64, f64), (xb, yb): (f64, f64), (x, y): (f64, f64)| {
+        ((xb - xa) * (y - ya) - (yb - ya) * (x - xa)).signum()
+    };
+    let edges = |r: &[(f64, f64)]| {
+        (0..r.len())
+            .map(|i| (r[i], r[(i + 1) % r.len()]))
+            .collect::<Vec<_>>()
+    };
+    let (ea, eb) = (edges(a), edges(b));
+    ea.iter().any(|&(p, q)| {
+        eb.iter().any(|&(r, s)| {
+            side(p, q, r) * side(p, q, s) < 0.0 && side(r, s, p) * side(r, s, q) < 0.0
+        })
+    })
+}
+
+/// Checks what the even–odd rule of the planner takes for granted and GeoJSON requires of a
+/// polygon: every hole lies inside the boundary and no two holes overlap. Were it not so, the
+/// part of a hole outside the boundary, or where two holes overlap, would count as field and
+/// be flown. Returns the index of the first hole that breaks it.
+pub fn check_holes(outer: &[LatLon], holes: &[Vec<LatLon>]) -> Result<(), usize> {
+    let Some(origin) = outer.first().copied() else {
+        return Ok(());
+    };
+    let local = |r: &[LatLon]| -> Vec<(f64, f64)> {
+        clean_ring(r)
+            .unwrap_or_default()
+            .iter()
+            .map(|&p| to_local_m(origin, p))
+            .collect()
+    };
+    let outer = local(outer);
+    let holes: Vec<Vec<(f64, f64)>> = holes.iter().map(|h| local(h)).collect();
+    for (i, hole) in holes.iter().enumerate() {
+        let outside = hole.iter().any(|&p| !inside_ring(&outer, p));
+        let overlaps = holes[..i].iter().any(|other| {
+            rings_cross(hole, other)
+                || hole.iter().any(|&p| inside_ring(other, p))
+                || other.iter().any(|&p| inside_ring(hole, p))
+        });
+        if outside || rings_cross(hole, &outer) || overlaps {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
 /// The inside stretches of the line `v = const` through the polygon (row frame), by the
 /// even–odd rule. The half-open crossing test (`> v` on one end only) counts a vertex lying
 /// exactly on the line once per side, so crossings always pair up.
@@ -368,7 +430,8 @@ pub fn lawnmower(field: &[LatLon], plan: &SurveyPlan) -> Vec<LatLon> {
 
 /// [`lawnmower`] over a field with holes (a pond, a shed, a block left unplanted): rows stop
 /// at each hole's edge and go on past it; the stretches either side are cells of their own.
-/// A hole with fewer than 3 distinct points or non-finite coordinates is ignored.
+/// A hole with fewer than 3 distinct points or non-finite coordinates is ignored; the holes
+/// must pass [`check_holes`] (the planner refuses a field whose holes do not).
 pub fn lawnmower_with_holes(
     field: &[LatLon],
     holes: &[Vec<LatLon>],
@@ -552,7 +615,7 @@ mod tests {
     /// Even–odd point in polygon in local metres around `origin`.
     fn inside(origin: LatLon, field: &[LatLon], p: LatLon) -> bool {
         let pts: Vec<(f64, f64)> = field.iter().map(|&q| to_local_m(origin, q)).collect();
-        inside_local(&pts, to_local_m(origin, p))
+        inside_ring(&pts, to_local_m(origin, p))
     }
 
     /// Distance from a point to the polygon boundary, metres.
@@ -890,18 +953,6 @@ mod tests {
         (x - xa - t * dx).hypot(y - ya - t * dy)
     }
 
-    fn inside_local(pts: &[(f64, f64)], (x, y): (f64, f64)) -> bool {
-        let mut inside = false;
-        for i in 0..pts.len() {
-            let (xa, ya) = pts[i];
-            let (xb, yb) = pts[(i + 1) % pts.len()];
-            if (ya > y) != (yb > y) && x < xa + (y - ya) * (xb - xa) / (yb - ya) {
-                inside = !inside;
-            }
-        }
-        inside
-    }
-
     fn to_ring_distance(pts: &[(f64, f64)], p: (f64, f64)) -> f64 {
         (0..pts.len())
             .map(|i| to_seg_distance(p, pts[i], pts[(i + 1) % pts.len()]))
@@ -925,13 +976,15 @@ mod tests {
             samples in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 300),
         ) {
             let outer = star(&radii, &gaps[..radii.len()]);
+            // A field's holes lie inside it (the planner refuses others).
+            let field = poly(ORIGIN, &outer);
             let hole: Option<Vec<(f64, f64)>> = hole
-                .filter(|r| radii.iter().all(|x| x > &(r * 2.0)))
-                .map(|r| vec![(-r, -r), (r, -r), (r, r), (-r, r)]);
+                .map(|r| vec![(-r, -r), (r, -r), (r, r), (-r, r)])
+                .filter(|h| check_holes(&field, &[poly(ORIGIN, h)]).is_ok());
             let holes: Vec<Vec<LatLon>> = hole.iter().map(|h| poly(ORIGIN, h)).collect();
             let mut survey = plan(spacing, heading, turnaround);
             survey.cover_swath = true;
-            let path = lawnmower_with_holes(&poly(ORIGIN, &outer), &holes, &survey);
+            let path = lawnmower_with_holes(&field, &holes, &survey);
             proptest::prop_assert!(path.len() >= 2 && path.len().is_multiple_of(2));
             let local: Vec<(f64, f64)> = path.iter().map(|&p| to_local_m(ORIGIN, p)).collect();
             let passes: Vec<((f64, f64), (f64, f64))> =
@@ -941,8 +994,8 @@ mod tests {
             let reach = radii.iter().cloned().fold(0.0, f64::max);
             for (sx, sy) in samples {
                 let p = (sx * reach, sy * reach);
-                let in_hole = hole.as_ref().is_some_and(|h| inside_local(h, p));
-                if !inside_local(&outer, p) || in_hole {
+                let in_hole = hole.as_ref().is_some_and(|h| inside_ring(h, p));
+                if !inside_ring(&outer, p) || in_hole {
                     continue;
                 }
                 let nearest = passes
@@ -956,7 +1009,7 @@ mod tests {
             }
             let margin = turnaround + spacing / 2.0 + SLACK;
             for &w in &local {
-                if !inside_local(&outer, w) {
+                if !inside_ring(&outer, w) {
                     let out = to_ring_distance(&outer, w);
                     proptest::prop_assert!(
                         out <= margin,
@@ -981,7 +1034,7 @@ mod tests {
             proptest::prop_assert!(!path.is_empty());
             for p in &path {
                 let w = to_local_m(ORIGIN, *p);
-                if !inside_local(&outer, w) {
+                if !inside_ring(&outer, w) {
                     let out = to_ring_distance(&outer, w);
                     proptest::prop_assert!(out <= turnaround + 0.05, "{w:?} is {out:.2} m out");
                 }
