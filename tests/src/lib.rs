@@ -2,6 +2,7 @@
 //! things with bounded polls that fail with a message saying what never happened.
 
 pub mod impair;
+pub mod lazyfs;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
