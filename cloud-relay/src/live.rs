@@ -209,6 +209,8 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Connections refused: no identity, unknown or revoked edge.
     pub refused: AtomicU64,
+    /// Sessions closed because the relay's store could not store a batch (disk full, I/O).
+    pub store_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -230,7 +232,9 @@ impl Metrics {
              # TYPE trellis_relay_protocol_errors_total counter\n\
              trellis_relay_protocol_errors_total {}\n\
              # TYPE trellis_relay_refused_total counter\n\
-             trellis_relay_refused_total {}\n",
+             trellis_relay_refused_total {}\n\
+             # TYPE trellis_relay_store_failures_total counter\n\
+             trellis_relay_store_failures_total {}\n",
             sessions,
             c(&self.telemetry_batches),
             c(&self.event_batches),
@@ -240,6 +244,7 @@ impl Metrics {
             c(&self.datagrams_dropped),
             c(&self.protocol_errors),
             c(&self.refused),
+            c(&self.store_failures),
         )
     }
 }

@@ -40,6 +40,9 @@ const DOWNSYNC_POLL: Duration = Duration::from_secs(5);
 pub const CLOSE_DONE: u32 = 0;
 pub const CLOSE_PROTOCOL: u32 = 1;
 pub const CLOSE_FORBIDDEN: u32 = 2;
+/// The relay could not store what the edge sent (disk full, I/O error): nothing unstored was
+/// acknowledged, and the edge resends after its backoff.
+pub const CLOSE_UNAVAILABLE: u32 = 3;
 
 /// How often an open session re-checks that its edge is still enrolled.
 const REVOCATION_CHECK: Duration = Duration::from_secs(1);
@@ -197,6 +200,15 @@ async fn session(
                         Ok(()) => {}
                         Err(e) if conn.close_reason().is_some() => {
                             tracing::debug!("lane ended with its connection: {e:#}");
+                        }
+                        // The relay's own storage failed: not the edge's fault.
+                        Err(e)
+                            if e.downcast_ref::<StoreError>()
+                                .is_some_and(StoreError::is_storage_failure) =>
+                        {
+                            tracing::error!("storage failed, closing the session: {e:#}");
+                            live.metrics.store_failures.fetch_add(1, Relaxed);
+                            conn.close(CLOSE_UNAVAILABLE.into(), b"relay storage unavailable");
                         }
                         Err(e) => {
                             tracing::warn!("lane closed the session: {e:#}");

@@ -17,6 +17,7 @@
 //!   on every operation fails with EIO (the disk is gone) until the test kills the processes
 //!   and calls [`LazyFs::power_cut`]. This lands cuts inside a transaction's writes, between a
 //!   write and its fsync, and inside a checkpoint, which a cut at a random instant rarely does.
+//! - fsync can be made slow ([`LazyFs::set_fsync_delay`]).
 //! - Optionally some unsynced pages reach the disk anyway, as a drive's own write-back may
 //!   ([`LazyFs::power_cut`]'s `seed`); pages are 4 KiB and never torn.
 
@@ -94,9 +95,22 @@ impl LazyFs {
         }
     }
 
+    /// Makes every fsync take `delay` (other operations go on meanwhile).
+    pub fn set_fsync_delay(&self, delay: Duration) {
+        self.shared
+            .fsync_delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
     /// Arms a cut: after `n` more writes (of any file), every operation fails with EIO.
     pub fn fail_after_writes(&self, n: u64) {
         self.shared.writes_left.store(n.max(1), Ordering::SeqCst);
+    }
+
+    /// The power goes now: every operation fails with EIO until [`LazyFs::power_cut`].
+    pub fn fail_now(&self) -> SystemTime {
+        let mut state = self.shared.lock();
+        *state.dead_at.get_or_insert_with(SystemTime::now)
     }
 
     /// Waits until an armed cut has happened; returns when it did.
@@ -174,6 +188,8 @@ impl Drop for LazyFs {
 fn spawn(base: &Path, mountpoint: &Path, shared: &Arc<Shared>) -> fuser::BackgroundSession {
     *shared.lock() = State::new(base);
     let mut config = fuser::Config::default();
+    // Several threads, so that a slow fsync does not stall every other operation.
+    config.n_threads = Some(4);
     config.mount_options = vec![
         fuser::MountOption::FSName("lazyfs".into()),
         fuser::MountOption::Subtype("trellis-tests".into()),
@@ -199,6 +215,8 @@ struct Shared {
     died: Condvar,
     /// Writes until an armed cut; 0 when none is armed.
     writes_left: AtomicU64,
+    /// What every fsync takes, in microseconds (a slow card, a failing disk).
+    fsync_delay_us: AtomicU64,
 }
 
 impl Shared {
@@ -488,7 +506,7 @@ impl State {
     }
 }
 
-/// The FUSE side: every operation takes the state's lock (the session runs one thread).
+/// The FUSE side: every operation takes the state's lock, so they apply one at a time.
 struct Fs {
     shared: Arc<Shared>,
 }
@@ -769,6 +787,11 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let delay = self.shared.fsync_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            // Outside the lock: a slow sync holds up its caller, not the whole disk.
+            std::thread::sleep(Duration::from_micros(delay));
+        }
         let result = self.live().and_then(|mut s| s.sync(ino.0));
         match result {
             Ok(()) => reply.ok(),

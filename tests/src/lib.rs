@@ -87,7 +87,7 @@ impl Proc {
         self.child.id()
     }
 
-    /// SIGKILL, as a power cut would.
+    /// SIGKILL: a crash. (A power cut also loses what was never synced: `lazyfs`.)
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -720,7 +720,11 @@ impl CloudRelay {
     /// A relay on `port` whose enrollment bundles send edges to `public` (an impairment
     /// proxy, say) rather than to that port.
     pub fn on_port(port: u16, public: Option<SocketAddr>) -> CloudRelay {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::in_dir(tempfile::tempdir().expect("temp dir"), port, public)
+    }
+
+    /// A relay whose config and data live in `dir` (a test file system, say).
+    pub fn in_dir(dir: tempfile::TempDir, port: u16, public: Option<SocketAddr>) -> CloudRelay {
         let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());
         let config = dir.path().join("relay.toml");
         let hq_port = free_tcp_port();
@@ -976,4 +980,34 @@ fn rows_of(db: &rusqlite::Connection, sql: &str, args: &[&str]) -> Vec<Vec<i64>>
     })
     .and_then(|rows| rows.collect())
     .unwrap_or_default()
+}
+
+/// A small real file system (tmpfs), unmounted when dropped.
+pub struct SmallDisk {
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (the test command runs as root)"
+        );
+        SmallDisk { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }

@@ -1,6 +1,5 @@
 //! The store's guarantees under abuse: SIGKILL mid-ingest, and a disk quota reached.
 
-use std::process::Command;
 use std::time::Duration;
 
 use trellis_tests::*;
@@ -98,36 +97,6 @@ fn over_quota_the_oldest_synced_telemetry_goes_first_and_the_daemon_keeps_runnin
         let s = daemon.try_get("/api/v1/health")?["store"].clone();
         (s["committed_samples"].as_u64()? > before + 500).then_some(())
     });
-}
-
-/// A small real file system (tmpfs), unmounted when dropped.
-struct SmallDisk {
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (the test command runs as root)"
-        );
-        SmallDisk { path, _dir: dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
 }
 
 #[test]

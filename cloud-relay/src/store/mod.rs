@@ -49,6 +49,25 @@ pub enum StoreError {
     Group(std::sync::Arc<StoreError>),
 }
 
+impl StoreError {
+    /// Whether the relay's own storage failed (disk full, I/O error, the writer gone), as
+    /// against a batch the store refused on its merits (a gap, a bad range, a revoked edge).
+    pub fn is_storage_failure(&self) -> bool {
+        match self {
+            StoreError::Sql(_)
+            | StoreError::Random
+            | StoreError::WriterStopped
+            | StoreError::WriterStart(_) => true,
+            StoreError::Group(inner) => inner.is_storage_failure(),
+            StoreError::NoSuchOrg(_)
+            | StoreError::OrgExists(_)
+            | StoreError::Gap { .. }
+            | StoreError::BadRange { .. }
+            | StoreError::NotActive(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeStatus {
     Unknown,
