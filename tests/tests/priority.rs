@@ -10,8 +10,11 @@ use trellis_tests::*;
 const T: Duration = Duration::from_secs(60);
 const BACKLOG: i64 = 1_000_000;
 /// What an alert may take beyond the round trip: the edge's commit (one fsync), a wake-up
-/// of the sync client, the relay's commit (one fsync), on a machine busy with the drain.
-const BOUND_MS: f64 = 250.0;
+/// of the sync client, the relay's commit (one fsync), on two cores busy with the drain and
+/// whatever else CI runs. Usually 10–200 ms (printed); 250 ms flaked once in CI. An alert
+/// queued behind the backlog would wait for all of it, seconds, so 1 s still tells
+/// overtaking from waiting; the figure itself is in BENCHMARKS.md.
+const BOUND_MS: f64 = 1_000.0;
 
 /// A day of samples from 50 vehicles, written straight into the edge's outbox.
 fn fill_backlog(db: &std::path::Path) {
