@@ -24,6 +24,10 @@ pub struct SimArgs {
     /// Stay on the ground until commanded, instead of flying surveys.
     #[arg(long)]
     idle: bool,
+    /// Report positions, altitudes and velocities with GPS noise, as a real receiver gives
+    /// them (about 0.4 m horizontally, 0.7 m vertically, 0.1 m/s), instead of exact tracks.
+    #[arg(long)]
+    gps_noise: bool,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         telemetry_hz: args.rate,
         first_sysid: args.first_sysid,
         auto_fly: !args.idle,
+        gps_noise: args.gps_noise,
         ..SimConfig::new(args.link)
     };
     super::serve::block_on(async {

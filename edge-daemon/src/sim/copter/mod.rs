@@ -24,6 +24,10 @@
 //! - A 6S 5000 mAh LiPo with a realistic discharge curve and sag, capacity and voltage
 //!   failsafes (`BATT_LOW_MAH` 25 % → RTL, `BATT_CRT_MAH` 10 % → LAND) announced the way
 //!   ArduPilot words them, and the GCS failsafe when `FS_GCS_ENABLE` is set.
+//! - GPS noise, when asked for (`gps_noise`): what a receiver without corrections adds to the
+//!   reported position, altitude and velocity (a slow wandering error of about 0.4 m
+//!   horizontally and 0.7 m vertically, white noise on each fix and on velocity), on
+//!   GLOBAL_POSITION_INT, GPS_RAW_INT and VFR_HUD. Off, the copter reports its exact track.
 //! - A parameter table of about 40 real ArduCopter parameters, several of which change the
 //!   behaviour (`WPNAV_SPEED`, `RTL_ALT`, `BATT_*`, `DISARM_DELAY`, `SR1_*`, `SYSID_ENFORCE`).
 //!
@@ -49,7 +53,7 @@
 //! - `params.rs`: the parameter table and the PARAM_* protocol.
 //! - `telemetry.rs`: stream scheduling and rates (MAV_CMD_SET_MESSAGE_INTERVAL) and every
 //!   message builder.
-//! - `noise.rs`: the seeded PRNG and slow random walks.
+//! - `noise.rs`: the seeded PRNG, slow random walks and GPS noise.
 //! - `tests.rs`: whole flights driven through `step` and `handle`.
 
 mod arming;
@@ -75,7 +79,7 @@ use self::commands::Command;
 use self::guidance::RtlStage;
 use self::mission::Mission;
 use self::mode::FlightMode;
-use self::noise::{Wander, XorShift64};
+use self::noise::{GpsNoise, Wander, XorShift64};
 use self::params::Params;
 use self::physics::Kinematics;
 use self::telemetry::{default_streams, Stream};
@@ -100,10 +104,14 @@ pub struct CopterConfig {
     pub auto_fly: bool,
     /// Seed of the noise generator: the same seed gives the same run.
     pub seed: u64,
+    /// Report positions and velocities with GPS noise, as a real receiver gives them (the
+    /// copter still flies its exact track); off, it reports the track itself.
+    pub gps_noise: bool,
 }
 
 impl CopterConfig {
-    /// A configuration with the defaults: 10 Hz telemetry, auto_fly on, seed = sysid.
+    /// A configuration with the defaults: 10 Hz telemetry, auto_fly on, seed = sysid, no GPS
+    /// noise.
     pub fn new(sysid: u8, home: LatLon, field: Vec<LatLon>) -> Self {
         Self {
             sysid,
@@ -112,6 +120,7 @@ impl CopterConfig {
             telemetry_hz: 10.0,
             auto_fly: true,
             seed: u64::from(sysid),
+            gps_noise: false,
         }
     }
 }
@@ -162,6 +171,8 @@ pub struct Copter {
     noise: Wander,
     remnoise: Wander,
     txbuf: Wander,
+    /// What GPS adds to the reported position and velocity, when `gps_noise` is on.
+    gps_noise: Option<GpsNoise>,
     rx_errors: u16,
     fixed: u16,
 }
@@ -201,6 +212,7 @@ impl Copter {
             noise: Wander::new(&mut rng, 40.0, 60.0, 1.5),
             remnoise: Wander::new(&mut rng, 40.0, 60.0, 1.5),
             txbuf: Wander::new(&mut rng, 95.0, 100.0, 1.0),
+            gps_noise: cfg.gps_noise.then(|| GpsNoise::new(cfg.seed)),
             rx_errors: 0,
             fixed: 0,
             cfg,
@@ -274,6 +286,9 @@ impl Copter {
         for _ in 0..slices as u64 {
             self.time_s += h;
             self.physics_step(h, out);
+            if let Some(gps) = &mut self.gps_noise {
+                gps.advance(h);
+            }
         }
         self.emit_streams(out);
     }

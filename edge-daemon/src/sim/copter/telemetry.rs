@@ -13,6 +13,7 @@ use mavlink::types::CharArray;
 use mavlink::MessageData;
 
 use super::battery::{BatteryFailsafe, HOVER_CURRENT_A};
+use super::physics::Kinematics;
 use super::{Copter, HOME_AMSL_M};
 use crate::survey::{self, LatLon};
 
@@ -228,9 +229,25 @@ impl Copter {
         ((self.kin.yaw.to_degrees() * 100.0).round() as i64).rem_euclid(36000) as u16
     }
 
+    /// Position and velocity as the copter reports them: its track, plus GPS noise when
+    /// that is on (the EKF follows the receiver, so the estimate carries its error).
+    fn reported(&self) -> Kinematics {
+        let mut k = self.kin.clone();
+        if let Some(gps) = &self.gps_noise {
+            let e = gps.error();
+            k.east += e.east;
+            k.north += e.north;
+            k.alt += e.up;
+            k.ve += e.ve;
+            k.vn += e.vn;
+            k.vz += e.vz;
+        }
+        k
+    }
+
     fn global_position_int(&self) -> MavMessage {
-        let p = self.position();
-        let k = &self.kin;
+        let k = &self.reported();
+        let p = survey::from_local_m(self.origin, k.east, k.north);
         MavMessage::GLOBAL_POSITION_INT(GLOBAL_POSITION_INT_DATA {
             time_boot_ms: self.time_boot_ms(),
             lat: deg_e7(p.lat),
@@ -274,7 +291,7 @@ impl Copter {
     }
 
     fn vfr_hud(&self) -> MavMessage {
-        let k = &self.kin;
+        let k = &self.reported();
         // No airspeed sensor and no wind: ArduCopter reports its airspeed estimate, which
         // then equals the ground speed. Altitude is AMSL, as ArduCopter sends it by default.
         MavMessage::VFR_HUD(VFR_HUD_DATA {
@@ -292,8 +309,13 @@ impl Copter {
         let err_n = self.gps_err_n.next(&mut self.rng);
         let sats = self.sats.next(&mut self.rng).floor() as u8;
         let hdop = self.hdop.next(&mut self.rng);
-        let p = survey::from_local_m(self.origin, self.kin.east + err_e, self.kin.north + err_n);
-        let k = &self.kin;
+        // With GPS noise on, the receiver's error is the one the position reports carry;
+        // without, a mild wander keeps GPS_RAW_INT from matching them exactly.
+        let (k, err_e, err_n, err_up) = match &self.gps_noise {
+            Some(_) => (self.reported(), 0.0, 0.0, 0.0),
+            None => (self.kin.clone(), err_e, err_n, 0.5 * err_n),
+        };
+        let p = survey::from_local_m(self.origin, k.east + err_e, k.north + err_n);
         let cog = if k.ground_speed() > 0.2 {
             ((k.ve.atan2(k.vn).to_degrees() * 100.0).round() as i64).rem_euclid(36000) as u16
         } else {
@@ -304,7 +326,7 @@ impl Copter {
             time_usec: self.last_unix_us,
             lat: deg_e7(p.lat),
             lon: deg_e7(p.lon),
-            alt: ((HOME_AMSL_M + k.alt + 0.5 * err_n) * 1000.0).round() as i32,
+            alt: ((HOME_AMSL_M + k.alt + err_up) * 1000.0).round() as i32,
             eph: hdop.round() as u16,
             epv: (hdop * 1.5).round() as u16,
             vel: (k.ground_speed() * 100.0).round().clamp(0.0, 65534.0) as u16,

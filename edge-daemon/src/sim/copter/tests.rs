@@ -908,3 +908,140 @@ fn degenerate_field_still_behaves() {
     c.step(3.0, 0, &mut log);
     assert_serialises(&log);
 }
+
+fn noisy_copter(seed: u64) -> Copter {
+    let mut cfg = CopterConfig::new(7, HOME, field());
+    cfg.seed = seed;
+    cfg.gps_noise = true;
+    Copter::new(cfg)
+}
+
+fn positions(log: &[MavMessage]) -> Vec<GLOBAL_POSITION_INT_DATA> {
+    log.iter()
+        .filter_map(|m| match m {
+            MavMessage::GLOBAL_POSITION_INT(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Flies a copter with GPS noise beside the same copter without, `seconds` in lockstep:
+/// per GLOBAL_POSITION_INT, what the noise added (east, north, up in metres; vx, vy, vz in
+/// m/s).
+fn gps_errors(seconds: f64) -> Vec<[f64; 6]> {
+    let (mut exact, mut noisy) = (copter(true), noisy_copter(42));
+    let (mut le, mut ln) = (Vec::new(), Vec::new());
+    run(&mut exact, seconds, &mut le);
+    run(&mut noisy, seconds, &mut ln);
+    // The noise changes what the copter reports, never how it flies.
+    assert_eq!(exact.kin.east, noisy.kin.east);
+    assert_eq!(exact.armed(), noisy.armed());
+    let (pe, pn) = (positions(&le), positions(&ln));
+    assert_eq!(pe.len(), pn.len());
+    pe.iter()
+        .zip(&pn)
+        .map(|(e, n)| {
+            let at = |p: &GLOBAL_POSITION_INT_DATA| LatLon {
+                lat: f64::from(p.lat) / 1e7,
+                lon: f64::from(p.lon) / 1e7,
+            };
+            let (de, dn) = survey::to_local_m(at(e), at(n));
+            assert_eq!(n.alt - e.alt, n.relative_alt - e.relative_alt);
+            assert_eq!((e.time_boot_ms, e.hdg), (n.time_boot_ms, n.hdg));
+            [
+                de,
+                dn,
+                f64::from(n.relative_alt - e.relative_alt) / 1e3,
+                f64::from(n.vy - e.vy) / 1e2,
+                f64::from(n.vx - e.vx) / 1e2,
+                f64::from(e.vz - n.vz) / 1e2,
+            ]
+        })
+        .collect()
+}
+
+fn rms(errors: &[[f64; 6]], axis: usize) -> f64 {
+    (errors.iter().map(|e| e[axis] * e[axis]).sum::<f64>() / errors.len() as f64).sqrt()
+}
+
+#[test]
+fn gps_noise_is_off_unless_asked_for() {
+    let mut c = copter(true);
+    let mut log = Vec::new();
+    run(&mut c, 120.0, &mut log);
+    assert!(c.armed(), "flying");
+    let last = positions(&log).pop().expect("positions");
+    let p = c.position();
+    assert_eq!((last.lat, last.lon), (deg_e7(p.lat), deg_e7(p.lon)));
+    assert_eq!(last.relative_alt, (c.altitude_m() * 1000.0).round() as i32);
+}
+
+#[test]
+fn gps_noise_is_present_and_bounded() {
+    // Ten minutes: take-off, survey and landing, 6,000 positions.
+    let errors = gps_errors(600.0);
+    assert!(errors.len() > 5_000);
+    // Present on every axis, of the size asked for: the wandering part over ten minutes
+    // (a tenth of its memory) is a sample of a few draws, so the bounds are loose.
+    for (axis, lo, hi) in [
+        (0, 0.05, 1.0),
+        (1, 0.05, 1.0),
+        (2, 0.1, 1.8),
+        (3, 0.07, 0.14),
+        (4, 0.07, 0.14),
+        (5, 0.07, 0.14),
+    ] {
+        let r = rms(&errors, axis);
+        assert!((lo..hi).contains(&r), "axis {axis}: rms {r}");
+    }
+    // Bounded: draws are truncated at 4σ (plus rounding to 1e-7° and mm).
+    for e in &errors {
+        assert!(e[0].abs() <= 2.01 && e[1].abs() <= 2.01, "{e:?}");
+        assert!(e[2].abs() <= 3.61, "{e:?}");
+        assert!(e[3..].iter().all(|v| v.abs() <= 0.41), "{e:?}");
+    }
+    // A random walk plus white noise, not white noise alone: 100 ms apart, positions
+    // differ by about the white part (√2 × 0.1 m), far less than the error itself.
+    let step: Vec<[f64; 6]> = errors
+        .windows(2)
+        .map(|w| std::array::from_fn(|i| w[1][i] - w[0][i]))
+        .collect();
+    assert!(rms(&step, 0) < 0.2, "{}", rms(&step, 0));
+    assert!(rms(&step, 0) > 0.08, "{}", rms(&step, 0));
+}
+
+#[test]
+fn gps_noise_over_hours_has_the_modelled_spread() {
+    // The model alone, long enough for the wandering part to show its σ: 4 hours at 50 Hz.
+    let mut gps = noise::GpsNoise::new(1);
+    let (mut sum, mut n) = ([0.0f64; 3], 0.0);
+    for _ in 0..(4 * 3600 * 50) {
+        gps.advance(DT);
+        let e = gps.error();
+        for (s, v) in sum.iter_mut().zip([e.east, e.north, e.up]) {
+            *s += v * v;
+        }
+        n += 1.0;
+    }
+    let h = (noise::GPS_SLOW_H_M.powi(2) + noise::GPS_WHITE_H_M.powi(2)).sqrt();
+    let v = (noise::GPS_SLOW_V_M.powi(2) + noise::GPS_WHITE_V_M.powi(2)).sqrt();
+    for (axis, want) in [(0, h), (1, h), (2, v)] {
+        let got = (sum[axis] / n).sqrt();
+        assert!(
+            (0.7 * want..1.3 * want).contains(&got),
+            "axis {axis}: σ {got}, modelled {want}"
+        );
+    }
+}
+
+#[test]
+fn gps_noise_is_deterministic_with_a_seed() {
+    let flight = |seed| {
+        let mut c = noisy_copter(seed);
+        let mut log = Vec::new();
+        run(&mut c, 60.0, &mut log);
+        log
+    };
+    assert_eq!(flight(42), flight(42));
+    assert_ne!(positions(&flight(42)), positions(&flight(43)));
+}
