@@ -433,19 +433,15 @@ impl State {
         let Some(dirty) = self.cache.remove(&ino) else {
             return Ok(());
         };
-        let result = self.write_through(ino, &dirty, |_| true);
+        let result = self.write_through(ino, &dirty);
         if result.is_err() {
             self.cache.insert(ino, dirty);
         }
         result
     }
 
-    fn write_through(
-        &mut self,
-        ino: u64,
-        dirty: &Dirty,
-        mut keep: impl FnMut(u64) -> bool,
-    ) -> Result<(), Errno> {
+    /// Writes `dirty` to the disk file: truncated to its floor, its pages, its size.
+    fn write_through(&mut self, ino: u64, dirty: &Dirty) -> Result<(), Errno> {
         let file = self.file(ino)?;
         let len = file.metadata().map_err(Errno::from)?.len();
         if dirty.floor < len {
@@ -453,7 +449,7 @@ impl State {
         }
         for (&index, page) in &dirty.pages {
             let start = index * PAGE;
-            if start >= dirty.size || !keep(index) {
+            if start >= dirty.size {
                 continue;
             }
             let n = (dirty.size - start).min(PAGE) as usize;
@@ -463,10 +459,14 @@ impl State {
         Ok(())
     }
 
+    /// The power cut itself: forgets every unsynced page, or with `seed` writes a
+    /// pseudo-random half of them first.
     fn drop_unsynced(&mut self, seed: Option<u64>) -> Cut {
         let mut cut = Cut::default();
         let mut rng = seed.map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let cache = std::mem::take(&mut self.cache);
+        // In inode order, so that a seed always keeps the same pages.
+        let mut cache: Vec<(u64, Dirty)> = std::mem::take(&mut self.cache).into_iter().collect();
+        cache.sort_by_key(|(ino, _)| *ino);
         for (ino, dirty) in cache {
             cut.files_touched += 1;
             let Some(state) = rng.as_mut() else {
@@ -499,7 +499,7 @@ impl State {
                     })
                     .collect(),
             };
-            let _ = self.write_through(ino, &kept, |_| true);
+            let _ = self.write_through(ino, &kept);
         }
         self.files.clear();
         cut
