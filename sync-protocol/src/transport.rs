@@ -75,6 +75,16 @@ pub fn server_config(
     Ok(config)
 }
 
+/// No minimum time between two stateless resets. quinn's default, 20 ms, allows one reset
+/// per 20 ms for the whole endpoint (and, as it stamps a whole batch of received datagrams
+/// with one instant, any non-zero interval allows only one per batch): a relay restarted
+/// under 1,000 edges ignored most of their packets, and about half of them waited out their
+/// idle timeout (20 s) instead of reconnecting at once (`cloud-relay/benches/relay_restart.rs`).
+/// The limit guards against floods; here the connection-id check already drops every packet
+/// whose id this relay's key did not make, and a reset is always smaller than the packet that
+/// prompted it, so resets stay bounded by, and smaller than, what the relay receives.
+const MIN_RESET_INTERVAL: Duration = Duration::ZERO;
+
 /// The relay's endpoint. `reset_secret` keys QUIC stateless resets and the connection-id
 /// check: kept across restarts, both let a restarted relay recognise packets meant for its
 /// previous run and reset those connections, so every edge reconnects at once instead of
@@ -93,6 +103,7 @@ pub fn server_endpoint(
     endpoint_config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
+    endpoint_config.min_reset_interval(MIN_RESET_INTERVAL);
     let socket = std::net::UdpSocket::bind(addr)?;
     quinn::Endpoint::new(
         endpoint_config,
@@ -245,5 +256,137 @@ mod tests {
         };
         let (server, client) = tokio::join!(accept_one(&relay), client);
         assert!(server.is_err() && client.is_err(), "{server:?} {client:?}");
+    }
+
+    /// A relay's run: its endpoint on its own runtime, accepting every connection and
+    /// holding it open. Shutting the runtime down drops everything unsent, as a crash does.
+    fn relay_run(
+        config: &quinn::ServerConfig,
+        addr: std::net::SocketAddr,
+        secret: &[u8; 32],
+    ) -> (
+        tokio::runtime::Runtime,
+        std::net::SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let endpoint = {
+            let _guard = runtime.enter();
+            // The previous run's socket closes as its runtime finishes dropping it.
+            let mut tries = 0;
+            loop {
+                match server_endpoint(config.clone(), addr, secret) {
+                    Ok(e) => break e,
+                    Err(_) if tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("binding {addr}: {e}"),
+                }
+            }
+        };
+        let addr = endpoint.local_addr().unwrap();
+        let counter = accepted.clone();
+        runtime.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        conn.closed().await;
+                    }
+                });
+            }
+        });
+        (runtime, addr, accepted)
+    }
+
+    /// A relay restarted on the same address with the same secret answers a packet of each of
+    /// its previous run's connections with a stateless reset, however many arrive at once, so
+    /// every edge reconnects at once instead of waiting out its idle timeout (quinn's default
+    /// of one reset per 20 ms reset only a few of these and left the rest to time out).
+    #[test]
+    fn a_restarted_relay_resets_all_its_former_connections_at_once() {
+        const EDGES: usize = 100;
+        let (ca, _) = Ca::generate("test relay CA").unwrap();
+        let relay = ca.issue_relay(&["localhost".into()]).unwrap();
+        let config = server_config(
+            relay.cert_der().unwrap(),
+            relay.key_der().unwrap(),
+            ca.cert_der().unwrap(),
+        )
+        .unwrap();
+        let secret = [9u8; 32];
+        let (first, addr, accepted) = relay_run(&config, "127.0.0.1:0".parse().unwrap(), &secret);
+
+        let edges = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conns: Vec<quinn::Connection> = edges.block_on(async {
+            let mut conns = Vec::new();
+            for i in 0..EDGES {
+                let id = EdgeIdentity::new("vineyard-co", &format!("pi-{i}")).unwrap();
+                let edge = ca.issue_edge(&id).unwrap();
+                let client = client_config(
+                    edge.cert_der().unwrap(),
+                    edge.key_der().unwrap(),
+                    ca.cert_der().unwrap(),
+                )
+                .unwrap();
+                // One socket per edge, as each station has its own.
+                let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                conns.push(
+                    endpoint
+                        .connect_with(client, addr, "localhost")
+                        .unwrap()
+                        .await
+                        .unwrap(),
+                );
+            }
+            conns
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while accepted.load(std::sync::atomic::Ordering::SeqCst) < EDGES {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "relay accepted too few"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        // The crash: nothing more leaves the first run, not even a close.
+        first.shutdown_timeout(Duration::from_secs(1));
+        let (_second, _, _) = relay_run(&config, addr, &secret);
+        let reasons = edges.block_on(async {
+            let mut waits = tokio::task::JoinSet::new();
+            for (i, conn) in conns.iter().cloned().enumerate() {
+                waits.spawn(async move {
+                    // Anything the edge sends now reaches the new run.
+                    if let Ok(mut lane) = conn.open_uni().await {
+                        let _ = lane.write_all(b"batch").await;
+                    }
+                    let closed = tokio::time::timeout(Duration::from_secs(3), conn.closed());
+                    (i, closed.await.map_err(|_| "still open after 3 s"))
+                });
+            }
+            let mut reasons = vec![Err("not waited for"); EDGES];
+            while let Some(joined) = waits.join_next().await {
+                let (i, reason) = joined.unwrap();
+                reasons[i] = reason;
+            }
+            reasons
+        });
+        for (i, reason) in reasons.iter().enumerate() {
+            assert!(
+                matches!(reason, Ok(quinn::ConnectionError::Reset)),
+                "edge {i}: {reason:?}"
+            );
+        }
     }
 }
