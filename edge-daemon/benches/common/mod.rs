@@ -28,6 +28,16 @@ impl Daemon {
 
     /// With `links` besides its `udpin`, and a token with `role`.
     pub fn start_with(links: &[String], role: &str) -> Daemon {
+        Daemon::start_configured(links, role, |_| {})
+    }
+
+    /// As `start_with`, with `configure` applied to the daemon's command before it starts
+    /// (its CPU affinity, say).
+    pub fn start_configured(
+        links: &[String],
+        role: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let bin = env!("CARGO_BIN_EXE_edge-daemon");
         let dir = tempfile::tempdir().expect("temp dir");
         let token = Command::new(bin)
@@ -39,7 +49,8 @@ impl Daemon {
             .expect("token create");
         let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
         let (api, udp) = (free_port(), free_port());
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
@@ -47,9 +58,9 @@ impl Daemon {
             .args(["--link", &format!("udpin:127.0.0.1:{udp}")])
             .args(links.iter().flat_map(|l| ["--link", l.as_str()]))
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
+            .stdin(Stdio::null());
+        configure(&mut command);
+        let child = command.spawn().expect("start the daemon");
         Daemon {
             api,
             udp,
@@ -63,22 +74,30 @@ impl Daemon {
 impl Daemon {
     /// CPU time the daemon has used, user and system, from /proc (Linux).
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_seconds(self.child.id())
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time process `pid` has used, user and system, from /proc (Linux); 0 once it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Drop for Daemon {
