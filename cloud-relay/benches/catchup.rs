@@ -1,7 +1,8 @@
 //! `catchup`: rows/s draining a 1,000,000-row telemetry backlog from an edge store into the
 //! relay's store over loopback QUIC (SPEC §8 target ≥ 1,000,000). See `common/mod.rs`.
 
-// Shared with wire_bytes, which reads the .tlog fields this bench does not.
+// Shared with fanin and relay_restart, which use other parts of it; the .tlog export in
+// `drain` served the old wire_bytes bench (now tests/benches/wire_bytes.rs).
 #[allow(dead_code)]
 mod common;
 
