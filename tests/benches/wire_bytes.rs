@@ -19,12 +19,16 @@
 //! (seeded). Sample timestamps are the station's receive times, so they carry that jitter as
 //! in the field, instead of collapsing onto one instant per 64 frames. Ingest's 100 ms tick
 //! is not run during the replay (its clock would re-anchor replayed instants to the real
-//! system time); the store's commit window runs in real time, which changes only how rows
-//! are grouped into transactions, not the rows. Then the edge's real sync client
+//! system time), only once after the last arrival, to publish the fleet state Live sends; the
+//! store's commit window runs in real time, which changes only how rows are grouped into
+//! transactions, not the rows. Then the edge's real sync client
 //! (`edge_daemon::sync::run`, Live datagrams at the product's 1 s) drains the backlog through
 //! the proxy to a real relay (`cloud_relay::server::run`, `SqliteStore` on a file, QUIC with
 //! mutual TLS) on loopback, from the handshake until the connection is closed after the
 //! relay has acknowledged every sample and event. The relay must then hold every sample.
+//! To show what the payload is made of, the backlog is also re-encoded as the client encodes
+//! it with each group of columns in turn held constant (time, position, altitude, velocity,
+//! ...): the bytes that saves is roughly what the group costs.
 //!
 //! **Steady**: nothing replayed. The release binaries run as their own processes (`cargo
 //! build --release --workspace --bins` first): `cloud-relay serve`, `edge-daemon serve`
@@ -401,7 +405,17 @@ fn catchup(vehicles: usize, flight_seconds: f64, with_tlog: bool) -> Catchup {
     let relay_dir = dir.path().join("relay");
     std::fs::create_dir_all(&relay_dir).expect("relay dir");
 
-    let store = Store::open(&edge_dir, StoreConfig::default()).expect("edge store");
+    // The simulator's GPS time starts at a fixed date (2026-09-22), and a station whose
+    // system clock is not synchronised (this one's may not be) anchors its receive times to
+    // it after its first second: the raw frames of that second, stamped with the system
+    // clock, would then be the newest data by weeks, and raw-frame retention (30 days,
+    // measured against the newest data) would delete the rest of the hour before the .tlog
+    // anchor is exported. Samples are kept either way; retention is long here.
+    let config = StoreConfig {
+        frame_retention: Duration::from_secs(10 * 365 * 24 * 3600),
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&edge_dir, config).expect("edge store");
     let links = Links::default();
     let radio = links.add(
         "udpin:radio".into(),
@@ -450,6 +464,10 @@ fn catchup(vehicles: usize, flight_seconds: f64, with_tlog: bool) -> Catchup {
     assert_eq!(
         view.quota_deleted_samples, 0,
         "the quota thinned the backlog"
+    );
+    assert_eq!(
+        view.quota_deleted_frames, 0,
+        "raw frames deleted before the .tlog export"
     );
     eprintln!(
         "replayed {} frames of {flight_seconds} s in {replay_seconds:.0} s: {rows} samples, {events} events",
