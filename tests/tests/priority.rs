@@ -1,5 +1,5 @@
 //! Priority lanes: with a million-row telemetry backlog draining to the relay, a new alert
-//! still arrives within one round trip plus a small bound. (Its own test binary: the drain
+//! arrives while the backlog is still draining; its latency is printed. (Its own test binary: the drain
 //! keeps both cores busy, and other tests must not share the machine with it.)
 
 use std::process::Stdio;
@@ -9,13 +9,6 @@ use trellis_tests::*;
 
 const T: Duration = Duration::from_secs(60);
 const BACKLOG: i64 = 1_000_000;
-/// What an alert may take beyond the round trip: the edge's commit (one fsync), a wake-up
-/// of the sync client, the relay's commit (one fsync), on two cores busy with the drain and
-/// whatever else CI runs. Usually 10–200 ms (printed); 250 ms flaked once in CI. An alert
-/// queued behind the backlog would wait for all of it, seconds, so 1 s still tells
-/// overtaking from waiting; the figure itself is in BENCHMARKS.md.
-const BOUND_MS: f64 = 1_000.0;
-
 /// A day of samples from 50 vehicles, written straight into the edge's outbox.
 fn fill_backlog(db: &std::path::Path) {
     let conn = rusqlite::Connection::open(db).expect("edge database");
@@ -90,13 +83,12 @@ fn a_new_alert_overtakes_a_million_row_backlog() {
         "alert stored at the relay {latency_ms:.1} ms after the edge raised it (rtt {rtt_ms:.2} ms); \
          the relay then held {acked_after} of {BACKLOG} backlog rows"
     );
+    // Overtaking, without a clock: an alert queued behind the telemetry would reach the
+    // relay only after the whole backlog. (Its latency is the printed figure; a timed bound
+    // failed CI on a loaded machine at 1.5 s with 967k rows still to go.)
     assert!(
         acked_after < BACKLOG as u64,
-        "the backlog had finished draining before the alert could be tested ({acked_after} rows)"
-    );
-    assert!(
-        latency_ms <= rtt_ms + BOUND_MS,
-        "the alert took {latency_ms:.1} ms (round trip {rtt_ms:.2} ms + {BOUND_MS} ms allowed)"
+        "the alert arrived only after the backlog ({acked_after} rows): it did not overtake"
     );
 
     // And the backlog still completes, exactly once.
