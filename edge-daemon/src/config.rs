@@ -147,6 +147,11 @@ impl Default for VehiclesSection {
     }
 }
 
+/// Longest `store.frame_retention_days`: a century.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+/// Longest `vehicles.link_lost_after_s`: a day.
+pub const MAX_LINK_LOST_S: f64 = 86_400.0;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {0}: {1}")]
@@ -172,10 +177,24 @@ impl Config {
                 "store.commit_window_ms must be between 1 and 60000".into(),
             ));
         }
-        if self.vehicles.link_lost_after_s.is_nan() || self.vehicles.link_lost_after_s <= 0.0 {
-            return Err(ConfigError::Invalid(
-                "vehicles.link_lost_after_s must be positive".into(),
-            ));
+        // Also what `store_config` and `link_lost_after` need: a quota in bytes and a
+        // retention in seconds that fit in 64 bits, a finite number of seconds (`inf` is TOML).
+        if self.store.quota_mb > u64::MAX >> 20 {
+            return Err(ConfigError::Invalid(format!(
+                "store.quota_mb must be at most {}",
+                u64::MAX >> 20
+            )));
+        }
+        if self.store.frame_retention_days > MAX_RETENTION_DAYS {
+            return Err(ConfigError::Invalid(format!(
+                "store.frame_retention_days must be at most {MAX_RETENTION_DAYS}"
+            )));
+        }
+        let link_lost = self.vehicles.link_lost_after_s;
+        if !(link_lost > 0.0 && link_lost <= MAX_LINK_LOST_S) {
+            return Err(ConfigError::Invalid(format!(
+                "vehicles.link_lost_after_s must be positive and at most {MAX_LINK_LOST_S} (a day)"
+            )));
         }
         if !(0..=100).contains(&self.vehicles.low_battery_pct) {
             return Err(ConfigError::Invalid(
@@ -263,6 +282,35 @@ mod tests {
         .unwrap();
         assert_eq!(c.links.len(), 2);
         assert!(!c.links[1].filter_out.permits(22));
+    }
+
+    /// Found by the `edge_config` fuzz target: each validated, then panicked (`inf` seconds
+    /// in `link_lost_after`, the retention's multiplication) or wrapped (the quota's shift).
+    #[test]
+    fn values_the_daemon_cannot_hold_are_refused() {
+        for (text, what) in [
+            ("[vehicles]\nlink_lost_after_s = inf", "link_lost_after_s"),
+            ("[vehicles]\nlink_lost_after_s = 1e300", "link_lost_after_s"),
+            ("[vehicles]\nlink_lost_after_s = nan", "link_lost_after_s"),
+            (
+                "[store]\nframe_retention_days = 999999999999999",
+                "frame_retention_days",
+            ),
+            ("[store]\nquota_mb = 99999999999999999", "quota_mb"),
+        ] {
+            let config: Config = toml::from_str(text).unwrap();
+            let err = config.validate().expect_err(text).to_string();
+            assert!(err.contains(what), "{text}: {err}");
+        }
+        let mut config = Config::default();
+        config.vehicles.link_lost_after_s = MAX_LINK_LOST_S;
+        config.store.frame_retention_days = MAX_RETENTION_DAYS;
+        config.store.quota_mb = u64::MAX >> 20;
+        config.validate().unwrap();
+        let store = config.store_config();
+        assert_eq!(store.quota_bytes >> 20, config.store.quota_mb);
+        assert_eq!(store.frame_retention.as_secs(), MAX_RETENTION_DAYS * 86_400);
+        assert_eq!(config.link_lost_after().as_secs(), 86_400);
     }
 
     #[test]
