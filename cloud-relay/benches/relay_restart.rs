@@ -49,7 +49,8 @@
 //! `RESTART_DOWN_MS` (crash to new start, 5000: systemd's `RestartSec`), `RESTART_TAIL_SECS`
 //! (streaming after all are synced, 5), `RESTART_SOCKETS` (client UDP sockets, 4),
 //! `RESTART_RESEND` (`relay`, the client's behaviour, or `believed`), `RESTART_KEEP` (keep the
-//! temp directory with both runs' logs and the database).
+//! temp directory with both runs' logs and the database), `RESTART_RELAY_BIN` (another
+//! `cloud-relay` binary, to compare builds side by side).
 
 #[allow(dead_code)]
 mod common;
@@ -516,7 +517,9 @@ fn spawn_relay(config: &Path, notify: &Path, log: &Path) -> tokio::process::Chil
         .append(true)
         .open(log)
         .expect("relay log");
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_cloud-relay"))
+    let binary = std::env::var_os("RESTART_RELAY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cloud-relay").into());
+    tokio::process::Command::new(binary)
         .arg("serve")
         .arg("--config")
         .arg(config)
