@@ -298,7 +298,7 @@ async fn deliver(
 #[error("router stopped")]
 pub struct LinkClosed;
 
-fn count_tx(link: &Link, bytes: usize) {
-    link.stats.tx_frames.fetch_add(1, Relaxed);
+fn count_tx(link: &Link, frames: u64, bytes: usize) {
+    link.stats.tx_frames.fetch_add(frames, Relaxed);
     link.stats.tx_bytes.fetch_add(bytes as u64, Relaxed);
 }

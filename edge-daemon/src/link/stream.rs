@@ -48,7 +48,7 @@ where
             bytes.clear();
             for frame in batch.drain(..) {
                 bytes.extend_from_slice(frame.as_bytes());
-                count_tx(link, frame.len());
+                count_tx(link, 1, frame.len());
             }
             writer.write_all(&bytes).await.context("writing")?;
             writer.flush().await.context("flushing")?;

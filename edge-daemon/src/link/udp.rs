@@ -1,7 +1,7 @@
 //! UDP links. `udpin` listens and answers every peer it has heard from recently (a GCS and a
 //! companion computer can share one port); `udpout` sends to one address and hears its replies.
 //!
-//! One datagram may carry several frames; a frame never spans datagrams. The receive buffer is
+//! One datagram may carry several frames, both ways; a frame never spans datagrams. The receive buffer is
 //! made large and the socket drained in bursts: at high rates the losses a router sees are
 //! kernel drops on a default-sized buffer, not CPU.
 
@@ -20,6 +20,15 @@ use crate::frame::FrameScanner;
 const RECV_BUFFER: usize = 8 << 20;
 /// Datagrams read in one burst before handing the batch to the router.
 const BURST: usize = 64;
+/// Frames that wait together leave packed into datagrams of at most this many bytes, a frame
+/// never split across two. One datagram per frame costs a system call and a loopback or NIC
+/// delivery each, and at 100,000 frames/s that alone is a core: the writer fell behind and the
+/// GCS got coalesced telemetry instead of every frame. Every MAVLink peer (QGroundControl,
+/// MAVProxy, pymavlink, mavlink-router) parses several frames per datagram, which is how
+/// ArduPilot itself sends; 1,400 bytes stays under a 1,500-byte Ethernet or IP-radio MTU
+/// with IPv6 headers. A frame sent alone still leaves at once: packing only gathers what
+/// is already queued, it never waits for more.
+const MAX_DATAGRAM: usize = 1_400;
 /// A `udpin` peer silent this long stops receiving our traffic.
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -131,6 +140,7 @@ enum Destination {
 async fn write_loop(link: Arc<Link>, socket: Arc<UdpSocket>, destination: Destination) {
     let mut batch = Vec::new();
     let mut targets = Vec::new();
+    let mut datagram = Vec::with_capacity(MAX_DATAGRAM);
     loop {
         link.out.next_batch(&mut batch).await;
         targets.clear();
@@ -138,14 +148,23 @@ async fn write_loop(link: Arc<Link>, socket: Arc<UdpSocket>, destination: Destin
             Destination::One(addr) => targets.push(*addr),
             Destination::Peers(peers) => peers.current(Instant::now(), &mut targets),
         }
-        for frame in batch.drain(..) {
+        let mut frames = batch.drain(..).peekable();
+        while frames.peek().is_some() {
+            datagram.clear();
+            let mut packed = 0;
+            while let Some(frame) = frames.next_if(|f| {
+                datagram.is_empty() || datagram.len() + f.as_bytes().len() <= MAX_DATAGRAM
+            }) {
+                datagram.extend_from_slice(frame.as_bytes());
+                packed += 1;
+            }
             for target in &targets {
-                match socket.send_to(frame.as_bytes(), target).await {
-                    Ok(n) => count_tx(&link, n),
+                match socket.send_to(&datagram, target).await {
+                    Ok(n) => count_tx(&link, packed, n),
                     Err(_) => {
                         link.stats
                             .tx_errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            .fetch_add(packed, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
@@ -182,5 +201,100 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::MavMessage;
+    use crate::frame::{Frame, Version};
+    use crate::link::{Endpoint, Links};
+    use mavlink::dialects::ardupilotmega as apm;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn position(seq: u16) -> Frame {
+        let msg = MavMessage::GLOBAL_POSITION_INT(apm::GLOBAL_POSITION_INT_DATA {
+            time_boot_ms: u32::from(seq),
+            ..Default::default()
+        });
+        Frame::encode(Version::V2, 1, 1, seq as u8, &msg)
+    }
+
+    /// Reads datagrams until `frames` frames came, or fails after 5 s.
+    async fn receive(socket: &UdpSocket, frames: usize) -> (Vec<usize>, Vec<Frame>) {
+        let mut sizes = Vec::new();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        let mut scanner = FrameScanner::new();
+        while got.len() < frames {
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {frames} frames arrived", got.len()))
+                .expect("receiving");
+            sizes.push(n);
+            scanner.push(&buf[..n]);
+            while let Some(f) = scanner.next_frame() {
+                got.push(f);
+            }
+            scanner.end_datagram();
+            assert_eq!(
+                scanner.take_errors().total(),
+                0,
+                "a datagram held a partial frame"
+            );
+        }
+        (sizes, got)
+    }
+
+    #[tokio::test]
+    async fn queued_frames_leave_packed_in_order_and_a_lone_frame_at_once() {
+        let gcs = UdpSocket::bind("127.0.0.1:0").await.expect("binding");
+        let target = gcs.local_addr().expect("address");
+        let links = Links::default();
+        let link = links.add("udpout".into(), Endpoint::UdpOut(target.to_string()).into());
+        link.set_connected(true);
+        // Queued before the writer runs, as a burst waits while the writer is busy.
+        let queued = 1_000;
+        for seq in 0..queued {
+            link.send(position(seq));
+        }
+        let socket = Arc::new(bind("127.0.0.1:0".parse().expect("address")).expect("binding"));
+        let _writer = AbortOnDrop(tokio::spawn(write_loop(
+            link.clone(),
+            socket,
+            Destination::One(target),
+        )));
+
+        let (sizes, frames) = receive(&gcs, queued.into()).await;
+        let sent: Vec<u32> = frames
+            .iter()
+            .map(|f| match f.decode() {
+                Some(MavMessage::GLOBAL_POSITION_INT(p)) => p.time_boot_ms,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            (0..u32::from(queued)).collect::<Vec<_>>(),
+            "every frame, in order"
+        );
+        assert!(sizes.iter().all(|&n| n <= MAX_DATAGRAM), "{sizes:?}");
+        let frame_len = frames[0].as_bytes().len();
+        assert_eq!(
+            sizes.len(),
+            usize::from(queued).div_ceil(MAX_DATAGRAM / frame_len),
+            "datagrams are filled: {sizes:?}"
+        );
+        assert_eq!(link.stats.tx_frames.load(Relaxed), u64::from(queued));
+        assert_eq!(link.stats.tx_coalesced.load(Relaxed), 0);
+
+        link.send(position(7));
+        let (sizes, _) = receive(&gcs, 1).await;
+        assert_eq!(
+            sizes,
+            [frame_len],
+            "a frame alone is sent alone, without waiting"
+        );
     }
 }
