@@ -2,20 +2,27 @@
 //!
 //! A 57600-baud radio drains about 5 KB/s while fifty vehicles produce far more. When a link
 //! falls behind, periodic telemetry is coalesced to the latest frame per (system, component,
-//! message id): the pilot sees current state, never a stale backlog. Commands, acks, missions,
+//! message id): the pilot sees current state, never a stale backlog. Behind means both many
+//! frames waiting and the oldest of them waiting long: a fast link whose writer a busy core
+//! left unscheduled for a few milliseconds is not behind, and its GCS still gets every frame. Commands, acks, missions,
 //! parameters and text ([`dialect::is_coalescable`] is false) are never coalesced; they are only
 //! dropped, and counted, past a hard cap that keeps a dead-slow link from exhausting memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::dialect;
 use crate::frame::Frame;
 
-/// Frames queued before telemetry starts being coalesced.
+/// Frames queued before telemetry may be coalesced...
 const QUEUE_SOFT_LIMIT: usize = 1_024;
+/// ...once the oldest of them has also waited this long. At 200,000 frames/s the soft limit
+/// is 5 ms of traffic, one scheduler time slice on a core the store shares; a radio link
+/// that is really behind has waited seconds.
+const BEHIND_AFTER: Duration = Duration::from_millis(50);
 /// Frames queued before even must-deliver frames are dropped.
 const QUEUE_HARD_LIMIT: usize = 16_384;
 
@@ -35,6 +42,9 @@ struct State {
     queue: VecDeque<Frame>,
     /// Latest telemetry frame per stream while the link is behind.
     latest: HashMap<(u8, u8, u32), Frame>,
+    /// When the oldest frame waiting was pushed (the writer takes everything at once, so this
+    /// is the first push since the queue was last empty).
+    oldest: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -60,17 +70,29 @@ impl OutQueue {
         if !open {
             s.queue.clear();
             s.latest.clear();
+            s.oldest = None;
         }
     }
 
     pub fn push(&self, frame: Frame) -> Pushed {
+        self.push_at(frame, Instant::now)
+    }
+
+    /// [`push`](Self::push) with the clock given, read only when the queue is long or empty.
+    fn push_at(&self, frame: Frame, now: impl Fn() -> Instant) -> Pushed {
         let outcome = {
             let mut s = self.lock();
             if !s.open {
                 return Pushed::Dropped;
             }
             let len = s.queue.len() + s.latest.len();
-            if len < QUEUE_SOFT_LIMIT {
+            let behind = len >= QUEUE_SOFT_LIMIT
+                && s.oldest
+                    .is_some_and(|t| now().saturating_duration_since(t) >= BEHIND_AFTER);
+            if len == 0 {
+                s.oldest = Some(now());
+            }
+            if !behind && len < QUEUE_HARD_LIMIT {
                 s.queue.push_back(frame);
                 Pushed::Queued
             } else if dialect::is_coalescable(frame.message_id()) {
@@ -105,6 +127,7 @@ impl OutQueue {
                 if !s.queue.is_empty() || !s.latest.is_empty() {
                     out.extend(s.queue.drain(..));
                     out.extend(s.latest.drain().map(|(_, f)| f));
+                    s.oldest = None;
                     return;
                 }
             }
@@ -163,21 +186,48 @@ mod tests {
     async fn a_slow_link_gets_latest_telemetry_and_every_command() {
         let q = OutQueue::default();
         q.set_open(true);
+        let t0 = Instant::now();
         for i in 0..QUEUE_SOFT_LIMIT {
-            q.push(position(1, i as u8));
+            q.push_at(position(1, i as u8), || t0);
         }
+        // Many waiting, but not for long: a busy moment, not a slow link.
+        let soon = t0 + BEHIND_AFTER / 2;
+        assert_eq!(q.push_at(position(2, 0), || soon), Pushed::Queued);
+        assert_eq!(q.push_at(position(2, 0), || soon), Pushed::Queued);
         // Behind now: telemetry coalesces, commands still queue.
-        assert_eq!(q.push(position(2, 1)), Pushed::Queued);
-        assert_eq!(q.push(position(2, 2)), Pushed::Coalesced);
+        let late = t0 + BEHIND_AFTER;
+        assert_eq!(q.push_at(position(2, 1), || late), Pushed::Queued);
+        assert_eq!(q.push_at(position(2, 2), || late), Pushed::Coalesced);
         for i in 0..10 {
-            assert_eq!(q.push(command(i)), Pushed::Queued);
+            assert_eq!(q.push_at(command(i), || late), Pushed::Queued);
         }
         let mut out = Vec::new();
         q.next_batch(&mut out).await;
         assert_eq!(out.iter().filter(|f| f.message_id() == 76).count(), 10);
-        let from_2: Vec<_> = out.iter().filter(|f| f.system_id() == 2).collect();
-        assert_eq!(from_2.len(), 1);
-        assert_eq!(from_2[0].sequence(), 2, "the latest copy wins");
+        let from_2: Vec<u8> = out
+            .iter()
+            .filter(|f| f.system_id() == 2)
+            .map(|f| f.sequence())
+            .collect();
+        assert_eq!(from_2, [0, 0, 2], "the latest copy wins");
         assert!(q.is_empty());
+
+        // Drained: the next frame starts a new wait, and a full queue of new frames queues.
+        let later = late + BEHIND_AFTER * 10;
+        for i in 0..=QUEUE_SOFT_LIMIT {
+            assert_eq!(q.push_at(position(3, i as u8), || later), Pushed::Queued);
+        }
+    }
+
+    #[test]
+    fn past_the_hard_limit_even_a_fresh_queue_drops() {
+        let q = OutQueue::default();
+        q.set_open(true);
+        let t0 = Instant::now();
+        for i in 0..QUEUE_HARD_LIMIT {
+            assert_eq!(q.push_at(command(i as u8), || t0), Pushed::Queued);
+        }
+        assert_eq!(q.push_at(command(0), || t0), Pushed::Dropped);
+        assert_eq!(q.push_at(position(1, 0), || t0), Pushed::Dropped);
     }
 }
