@@ -186,7 +186,8 @@ impl Frame {
     }
 
     /// Builds a frame from a dialect message, as the simulator and the daemon's own
-    /// transmissions do.
+    /// transmissions do. A message numbered above 255 (SETUP_SIGNING, …) exists only in
+    /// MAVLink 2 and goes as MAVLink 2 whatever `version` asks: a MAVLink 1 peer ignores it.
     pub fn encode(
         version: Version,
         system_id: u8,
@@ -198,6 +199,11 @@ impl Frame {
             system_id: u32::from(system_id),
             component_id,
             sequence,
+        };
+        let version = if mavlink::Message::message_id(message) > 255 {
+            Version::V2
+        } else {
+            version
         };
         let bytes = match version {
             Version::V2 => {
@@ -454,6 +460,21 @@ mod tests {
             mavlink_version: 3,
         });
         Frame::encode(version, sys, 1, seq, &msg)
+    }
+
+    #[test]
+    fn a_mavlink_2_only_message_asked_for_as_mavlink_1_goes_as_mavlink_2() {
+        // Found by the link_ingest fuzz target: signing a vehicle heard in MAVLink 1 panicked.
+        let msg = MavMessage::SETUP_SIGNING(apm::SETUP_SIGNING_DATA {
+            target_system: 1,
+            target_component: 1,
+            ..Default::default()
+        });
+        let frame = Frame::encode(Version::V1, 245, 190, 0, &msg);
+        assert_eq!(frame.version(), Version::V2);
+        assert_eq!(frame.message_id(), 256);
+        assert!(matches!(frame.decode(), Some(MavMessage::SETUP_SIGNING(_))));
+        assert_eq!(heartbeat(1, 0, Version::V1).version(), Version::V1);
     }
 
     fn command_long(target_sys: u8, target_comp: u8) -> Frame {
