@@ -16,6 +16,7 @@ pub mod gcs;
 pub mod ingest;
 pub mod link;
 pub mod live;
+pub mod memory;
 pub mod planner;
 pub mod profile;
 pub mod router;

@@ -38,6 +38,70 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb * 1024.0 / 1e6)
 }
 
+/// Where the resident memory is: anonymous (the heap, split into the main heap and the
+/// other anonymous mappings, which hold malloc's per-thread arenas and thread stacks), file
+/// pages (the binary and libraries) and shared memory (SQLite's WAL index), and the thread
+/// count. From `/proc/<pid>/status` and `/proc/<pid>/smaps`.
+fn rss_breakdown(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0.0, |v| {
+                let kb: f64 = v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.0);
+                kb * 1024.0 / 1e6
+            })
+    };
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut heap, mut other_anon, mut mappings) = (0.0, 0.0, 0);
+    let mut current: Option<bool> = None; // Some(is_heap) for an anonymous mapping
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let name = line.split_whitespace().nth(5);
+            current = match name {
+                None => Some(false),
+                Some("[heap]") => Some(true),
+                _ => None,
+            };
+        } else if first == "Rss:" {
+            let mb = words
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                * 1024.0
+                / 1e6;
+            match current {
+                Some(true) => heap += mb,
+                Some(false) if mb > 0.0 => {
+                    other_anon += mb;
+                    mappings += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map_or("?", str::trim)
+        .to_string();
+    format!(
+        "anonymous {:.1} MB ([heap] {heap:.1}, other anonymous {other_anon:.1} in {mappings} \
+         mappings), file {:.1} MB, shared {:.1} MB; {threads} threads",
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("RssShmem:"),
+    )
+}
+
 /// The file system a path is on, as `df -T` names it.
 fn fs_type(path: &std::path::Path) -> String {
     let out = std::process::Command::new("df")
@@ -113,6 +177,7 @@ fn main() {
         "backlog of {backlog}+ rows built in {:.0} s (RSS {built_rss:.1} MB)",
         t.elapsed().as_secs_f64()
     );
+    println!("  {}", rss_breakdown(pid));
 
     // The field: 50 vehicles at 10 Hz, 10 clients, then the relay comes back.
     let _fleet = sim_fleet(udp, 50, 10);
@@ -171,6 +236,7 @@ fn main() {
         "catch-up drained in {:.1} s with the fleet, the GCS and 10 clients: peak RSS {catchup_peak:.1} MB",
         drained.as_secs_f64()
     );
+    println!("  after the catch-up: {}", rss_breakdown(pid));
 
     // Steady: everything connected, in sync.
     let t = Instant::now();
@@ -200,6 +266,7 @@ fn main() {
         samples.iter().cloned().fold(0.0, f64::max),
         gcs_bytes as f64 / 1e6
     );
+    println!("  at the end: {}", rss_breakdown(pid));
     println!("FIGURE footprint {steady_peak:.1} MB");
     println!("FIGURE footprint_catchup_peak {catchup_peak:.1} MB");
 }

@@ -75,10 +75,14 @@ pub const EXIT_REFUSED: u8 = 4;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(
+    let long_running = matches!(
         cli.command,
         Commands::Serve(_) | Commands::Demo(_) | Commands::Sim(_)
-    ));
+    );
+    if long_running {
+        edge_daemon::memory::limit_arenas();
+    }
+    init_tracing(long_running);
     let result = match cli.command {
         Commands::Serve(args) => serve::serve(args),
         Commands::Demo(args) => serve::demo(args),

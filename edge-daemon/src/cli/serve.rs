@@ -54,6 +54,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     block_on(async {
         let signals = StopSignals::install()?;
+        edge_daemon::memory::spawn_trim();
         let daemon = Daemon::start(&config).await?;
         daemon.notify_systemd();
         signals.stopping().await;
@@ -199,6 +200,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     block_on(async {
         let signals = StopSignals::install()?;
+        edge_daemon::memory::spawn_trim();
         let (relay, hq_token) = demo_relay(
             &config.data_dir.join("relay"),
             &[
