@@ -4,9 +4,10 @@
 //! falls behind, periodic telemetry is coalesced to the latest frame per (system, component,
 //! message id): the pilot sees current state, never a stale backlog. Behind means both many
 //! frames waiting and the oldest of them waiting long: a fast link whose writer a busy core
-//! left unscheduled for a few milliseconds is not behind, and its GCS still gets every frame. Commands, acks, missions,
-//! parameters and text ([`dialect::is_coalescable`] is false) are never coalesced; they are only
-//! dropped, and counted, past a hard cap that keeps a dead-slow link from exhausting memory.
+//! left unscheduled for a few milliseconds is not behind, and its GCS still gets every frame.
+//! Commands, acks, missions, parameters and text ([`dialect::is_coalescable`] is false) are
+//! never coalesced; they are only dropped, and counted, past a hard cap that keeps a dead-slow
+//! link from exhausting memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -1,9 +1,9 @@
 //! UDP links. `udpin` listens and answers every peer it has heard from recently (a GCS and a
 //! companion computer can share one port); `udpout` sends to one address and hears its replies.
 //!
-//! One datagram may carry several frames, both ways; a frame never spans datagrams. The receive buffer is
-//! made large and the socket drained in bursts: at high rates the losses a router sees are
-//! kernel drops on a default-sized buffer, not CPU.
+//! One datagram may carry several frames, both ways; a frame never spans datagrams. The
+//! receive buffer is made large and the socket drained in bursts: at high rates the losses a
+//! router sees are kernel drops on a default-sized buffer, not CPU.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
