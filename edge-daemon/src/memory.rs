@@ -7,7 +7,7 @@
 //! resident for good (the footprint bench: 13.7 MB of anonymous memory before a catch-up,
 //! 33.3 MB after it). Two arenas are enough for two busy threads at a time (the ingest loop
 //! and the store writer); what a burst freed is handed back to the kernel by a periodic trim.
-//! That brought it to 18.7 MB; the 7 MB still left after a catch-up sit in the second arena
+//! That brought it to 18.7 MB; the 7–12 MB still left after a catch-up sit in the second arena
 //! where a trim cannot reach them (BENCHMARKS.md, footprint). Both are glibc's: elsewhere
 //! (musl) these are no-ops.
 
