@@ -99,6 +99,8 @@ pub enum CodecError {
     Version(u8),
     #[error("payload does not decompress: {0}")]
     Decompress(String),
+    #[error("zstd cannot compress: {0}")]
+    Compress(String),
     #[error("column {column}: {problem}")]
     Column {
         column: &'static str,
@@ -132,8 +134,7 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
             prev_delta = delta;
         }
     }
-    let compressed =
-        compress(&columns, level).map_err(|e| CodecError::Decompress(e.to_string()))?;
+    let compressed = compress(&columns, level).map_err(|e| CodecError::Compress(e.to_string()))?;
 
     let mut out = Vec::with_capacity(compressed.len() + 16);
     out.push(VERSION);
