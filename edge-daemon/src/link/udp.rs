@@ -213,9 +213,12 @@ mod tests {
     use mavlink::dialects::ardupilotmega as apm;
     use std::sync::atomic::Ordering::Relaxed;
 
+    /// All the same length: MAVLink 2 trims a payload's trailing zeros, and the heading is
+    /// its last field.
     fn position(seq: u16) -> Frame {
         let msg = MavMessage::GLOBAL_POSITION_INT(apm::GLOBAL_POSITION_INT_DATA {
             time_boot_ms: u32::from(seq),
+            hdg: 9_000,
             ..Default::default()
         });
         Frame::encode(Version::V2, 1, 1, seq as u8, &msg)
@@ -281,6 +284,7 @@ mod tests {
         );
         assert!(sizes.iter().all(|&n| n <= MAX_DATAGRAM), "{sizes:?}");
         let frame_len = frames[0].as_bytes().len();
+        assert!(frames.iter().all(|f| f.as_bytes().len() == frame_len));
         assert_eq!(
             sizes.len(),
             usize::from(queued).div_ceil(MAX_DATAGRAM / frame_len),
