@@ -1,6 +1,6 @@
 //! Priority lanes: with a million-row telemetry backlog draining to the relay, a new alert
-//! arrives while the backlog is still draining; its latency is printed. (Its own test binary: the drain
-//! keeps both cores busy, and other tests must not share the machine with it.)
+//! arrives while the backlog is still draining; its latency is printed. (Its own test
+//! binary: the drain keeps both cores busy, and other tests must not share the machine.)
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
