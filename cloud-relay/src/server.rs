@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::live::{LiveView, Sighting, State, Update};
+use crate::store::chunk::Chunk;
 use crate::store::{EdgeStatus, Pending, RelayStore, StoreError, TelemetryBatch};
 
 /// The streams an edge sends, by protocol name.
@@ -360,13 +361,14 @@ async fn lane(
                 ),
             }
             let payload = batch.payload;
-            // A live batch decodes in microseconds, less than handing it to another thread
-            // costs; a catch-up batch takes milliseconds, too long for an async worker. (A
-            // batch understating its rows costs one such stall, then closes its session.)
-            let rows = if batch.rows <= DECODE_INLINE_ROWS {
-                codec::decode(&payload)
+            // Decoding checks the payload whole before it is kept as the chunk it is. A live
+            // batch decodes in microseconds, less than handing it to another thread costs; a
+            // catch-up batch takes milliseconds, too long for an async worker. (A batch
+            // understating its rows costs one such stall, then closes its session.)
+            let (chunk, rows) = if batch.rows <= DECODE_INLINE_ROWS {
+                Chunk::decode(payload)
             } else {
-                tokio::task::spawn_blocking(move || codec::decode(&payload)).await?
+                tokio::task::spawn_blocking(move || Chunk::decode(payload)).await?
             }
             .context("telemetry payload")?;
             if rows.len() != batch.rows as usize {
@@ -384,7 +386,7 @@ async fn lane(
                 edge: edge.clone(),
                 first,
                 last,
-                rows,
+                chunk,
             });
             slot.send(Queued::Telemetry {
                 first,

@@ -930,7 +930,8 @@ impl CloudRelay {
         self.dir.path().join("data").join("relay.db")
     }
 
-    /// Telemetry rows the relay holds for one edge, in sequence order, as comparable tuples.
+    /// Telemetry rows the relay holds for one edge, in sequence order, as comparable tuples:
+    /// its chunks decoded with the protocol's codec.
     pub fn rows(&self, org: &str, edge: &str) -> Vec<Vec<i64>> {
         let db = match rusqlite::Connection::open_with_flags(
             self.db_path(),
@@ -940,15 +941,46 @@ impl CloudRelay {
             Err(_) => return Vec::new(),
         };
         let _ = db.busy_timeout(Duration::from_secs(5));
-        rows_of(
-            &db,
-            "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy, vz,
-                heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
-                custom_mode, armed, mission_seq
-             FROM telemetry JOIN edges ON edges.id = telemetry.edge_id
-             WHERE edges.org = ?1 AND edges.edge = ?2 ORDER BY seq",
-            &[org, edge],
-        )
+        let Ok(mut stmt) = db.prepare(
+            "SELECT payload FROM telemetry_chunks JOIN edges ON edges.id = telemetry_chunks.edge_id
+             WHERE edges.org = ?1 AND edges.edge = ?2",
+        ) else {
+            return Vec::new();
+        };
+        let payloads: Vec<Vec<u8>> = stmt
+            .query_map([org, edge], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .unwrap_or_default();
+        let mut rows: Vec<Vec<i64>> = payloads
+            .iter()
+            .flat_map(|p| sync_protocol::codec::decode(p).expect("a stored chunk decodes"))
+            .map(|r| {
+                vec![
+                    r.seq as i64,
+                    r.vehicle.into(),
+                    r.t_us,
+                    r.time_source.into(),
+                    r.lat_e7.into(),
+                    r.lon_e7.into(),
+                    r.alt_mm.into(),
+                    r.rel_alt_mm.into(),
+                    r.vx.into(),
+                    r.vy.into(),
+                    r.vz.into(),
+                    r.heading_cdeg.into(),
+                    r.battery_mv.into(),
+                    r.battery_ca.into(),
+                    r.battery_pct.into(),
+                    r.gps_fix.into(),
+                    r.satellites.into(),
+                    r.custom_mode.into(),
+                    r.armed.into(),
+                    r.mission_seq.into(),
+                ]
+            })
+            .collect();
+        rows.sort_by_key(|r| r[0]);
+        rows
     }
 }
 

@@ -1,11 +1,15 @@
 //! Relay storage behind one trait: SQLite embedded by default (`sqlite.rs`); PostgreSQL for
-//! scale-out comes later behind the same trait, so the SQL here stays portable (the one
-//! SQLite-only statement, the writer's bulk insert, says why). Telemetry is written through
-//! the group-commit writer (`writer.rs`), which any backend can drive with its own
-//! transaction ([`ApplyGroup`]).
+//! scale-out comes later behind the same trait, so the SQL here stays portable. Telemetry is
+//! kept as the chunks stations send (`chunk.rs`), written through the group-commit writer
+//! (`writer.rs`), which any backend can drive with its own transaction ([`ApplyGroup`]), and
+//! read back merged across stations by `history.rs`.
 //!
 //! Every record is keyed by org first: tenancy is in the schema, not only in the API.
 
+pub mod chunk;
+#[cfg(test)]
+mod conformance;
+pub mod history;
 pub mod hq;
 mod sqlite;
 mod writer;
@@ -36,6 +40,11 @@ pub enum StoreError {
     },
     #[error("batch range {first}..={last} is empty or holds rows outside it")]
     BadRange { first: u64, last: u64 },
+    #[error("telemetry batch: {0}")]
+    Codec(#[from] sync_protocol::codec::CodecError),
+    /// Something the relay stored does not read back (a damaged chunk).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
     #[error("the system random generator failed")]
     Random,
     #[error("edge {0} is not enrolled, or was revoked")]
@@ -55,6 +64,7 @@ impl StoreError {
     pub fn is_storage_failure(&self) -> bool {
         match self {
             StoreError::Sql(_)
+            | StoreError::Corrupt(_)
             | StoreError::Random
             | StoreError::WriterStopped
             | StoreError::WriterStart(_) => true,
@@ -63,6 +73,7 @@ impl StoreError {
             | StoreError::OrgExists(_)
             | StoreError::Gap { .. }
             | StoreError::BadRange { .. }
+            | StoreError::Codec(_)
             | StoreError::NotActive(_) => false,
         }
     }
@@ -85,10 +96,10 @@ pub trait RelayStore: Send + Sync + 'static {
     /// The durable high-water mark of one edge's stream.
     fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError>;
     /// Stores rows `first..=last` of the telemetry stream (rows missing from the range were
-    /// never written or are gone at the edge) and returns the new durable high-water mark.
-    /// Idempotent: a range already held changes nothing and returns the same mark. Refuses
-    /// an edge that is not active. Blocks until durable: not for async code, which uses
-    /// [`RelayStore::submit_telemetry`].
+    /// never written or are gone at the edge) as one chunk and returns the new durable
+    /// high-water mark. Idempotent: a range already held changes nothing and returns the
+    /// same mark. Refuses an edge that is not active. Blocks until durable: not for async
+    /// code, which uses [`RelayStore::submit_telemetry`].
     fn apply_telemetry(
         &self,
         edge: &EdgeIdentity,
@@ -108,6 +119,8 @@ pub trait RelayStore: Send + Sync + 'static {
         from: u64,
         to: u64,
     ) -> Result<(), StoreError>;
+    /// Telemetry samples the org's edges have delivered (a sample two stations heard counts
+    /// twice).
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError>;
     /// Stores events `first..=last` (same rules as telemetry) and folds identity events into
     /// the org's vehicle registry, where a vehicle heard by two edges (same autopilot uid)

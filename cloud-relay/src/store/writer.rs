@@ -41,6 +41,7 @@ use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use tokio::sync::oneshot;
 
+use super::chunk::Chunk;
 use super::StoreError;
 
 /// Rows one group may gather before it is committed: bounds how long one transaction keeps
@@ -48,13 +49,38 @@ use super::StoreError;
 pub const GROUP_ROWS: usize = 65_536;
 
 /// Rows `first..=last` of one edge's telemetry stream (rows missing from the range were never
-/// written or are gone at the edge).
+/// written or are gone at the edge), as the chunk that holds them.
 #[derive(Debug, Clone)]
 pub struct TelemetryBatch {
     pub edge: EdgeIdentity,
     pub first: u64,
     pub last: u64,
-    pub rows: Vec<TelemetryRow>,
+    pub chunk: Chunk,
+}
+
+impl TelemetryBatch {
+    /// A batch of rows the relay encodes itself (tests, tools); a session passes the chunk
+    /// it received.
+    pub fn new(
+        edge: EdgeIdentity,
+        first: u64,
+        last: u64,
+        rows: &[TelemetryRow],
+    ) -> Result<TelemetryBatch, StoreError> {
+        Ok(TelemetryBatch {
+            edge,
+            first,
+            last,
+            chunk: Chunk::encode(rows)?,
+        })
+    }
+
+    /// Whether the range is a range and every row lies inside it.
+    pub fn in_range(&self) -> bool {
+        self.first <= self.last
+            && (self.chunk.rows == 0
+                || (self.chunk.first_seq >= self.first && self.chunk.last_seq <= self.last))
+    }
 }
 
 /// Why a group's transaction did not commit.
@@ -155,12 +181,12 @@ impl Drop for GroupWriter {
 
 fn run(mut backend: impl ApplyGroup, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
     while let Ok(first) = jobs.recv() {
-        let mut rows = first.batch.rows.len();
+        let mut rows = first.batch.chunk.rows as usize;
         let mut group = vec![first];
         while rows < GROUP_ROWS {
             match jobs.try_recv() {
                 Ok(job) => {
-                    rows += job.batch.rows.len();
+                    rows += job.batch.chunk.rows as usize;
                     group.push(job);
                 }
                 Err(_) => break,
@@ -186,7 +212,7 @@ fn run(mut backend: impl ApplyGroup, jobs: &mpsc::Receiver<Job>, stats: &WriterS
                     error,
                 }) if i < batches.len() => {
                     tracing::warn!(edge = %batches[i].edge, "batch not stored: {error}");
-                    rows -= batches[i].rows.len();
+                    rows -= batches[i].chunk.rows as usize;
                     batches.remove(i);
                     let _ = replies.remove(i).send(Err(error));
                     if batches.is_empty() {
@@ -236,12 +262,7 @@ mod tests {
     }
 
     fn batch(edge: &str, last: u64) -> TelemetryBatch {
-        TelemetryBatch {
-            edge: EdgeIdentity::new("org", edge).unwrap(),
-            first: last,
-            last,
-            rows: Vec::new(),
-        }
+        TelemetryBatch::new(EdgeIdentity::new("org", edge).unwrap(), last, last, &[]).unwrap()
     }
 
     #[test]

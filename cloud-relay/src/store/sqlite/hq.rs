@@ -5,8 +5,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::proto::{event_kind_name, severity_name};
 
+use super::telemetry::Chunks;
 use super::SqliteStore;
 use crate::now_us;
+use crate::store::history::{self, Sighting};
 use crate::store::hq::{
     Acknowledged, EdgeRecord, EventCursor, EventRecord, FleetVehicle, HqStore, Role, Share,
     TokenInfo,
@@ -33,10 +35,6 @@ CREATE TABLE IF NOT EXISTS shares (
     revoked_us INTEGER
 );
 ";
-
-/// Samples of one vehicle from two edges closer in time than this, at the same position,
-/// are the same MAVLink message heard twice.
-const DUPLICATE_WINDOW_US: i64 = 200_000;
 
 use trellis_web::auth::hash;
 
@@ -140,50 +138,25 @@ impl HqStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<TelemetryRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT t.edge_id, t.seq, t.vehicle, t.t_us, t.time_source, t.lat_e7, t.lon_e7,
-                t.alt_mm, t.rel_alt_mm, t.vx, t.vy, t.vz, t.heading_cdeg, t.battery_mv,
-                t.battery_ca, t.battery_pct, t.gps_fix, t.satellites, t.custom_mode, t.armed,
-                t.mission_seq
-             FROM sightings s
-             JOIN edges e ON e.id = s.edge_id
-             JOIN telemetry t ON t.edge_id = s.edge_id AND t.vehicle = s.sysid
-             WHERE s.vehicle_id = ?1 AND e.org = ?2 AND t.t_us >= ?3 AND t.t_us < ?4
-             ORDER BY t.t_us
-             LIMIT ?5",
-        )?;
-        let rows = stmt.query_map(
-            params![vehicle_id, org, from_us, to_us, i64::from(limit) * 2],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    TelemetryRow {
-                        seq: r.get::<_, i64>(1)? as u64,
-                        vehicle: r.get(2)?,
-                        t_us: r.get(3)?,
-                        time_source: r.get(4)?,
-                        lat_e7: r.get(5)?,
-                        lon_e7: r.get(6)?,
-                        alt_mm: r.get(7)?,
-                        rel_alt_mm: r.get(8)?,
-                        vx: r.get(9)?,
-                        vy: r.get(10)?,
-                        vz: r.get(11)?,
-                        heading_cdeg: r.get(12)?,
-                        battery_mv: r.get(13)?,
-                        battery_ca: r.get(14)?,
-                        battery_pct: r.get(15)?,
-                        gps_fix: r.get(16)?,
-                        satellites: r.get(17)?,
-                        custom_mode: r.get(18)?,
-                        armed: r.get(19)?,
-                        mission_seq: r.get(20)?,
-                    },
-                ))
-            },
-        )?;
-        let rows: Vec<(i64, TelemetryRow)> = rows.collect::<Result<_, _>>()?;
-        Ok(dedupe(rows, limit as usize))
+        let sightings: Vec<Sighting> = conn
+            .prepare_cached(
+                "SELECT s.edge_id, s.sysid FROM sightings s JOIN edges e ON e.id = s.edge_id
+                 WHERE s.vehicle_id = ?1 AND e.org = ?2",
+            )?
+            .query_map(params![vehicle_id, org], |r| {
+                Ok(Sighting {
+                    edge_id: r.get(0)?,
+                    sysid: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        history::merged(
+            &mut Chunks(&conn),
+            &sightings,
+            from_us,
+            to_us,
+            limit as usize,
+        )
     }
 
     fn events(
@@ -320,58 +293,10 @@ impl HqStore for SqliteStore {
     }
 }
 
-/// Keeps one of each sample heard by several edges: rows in time order, and a row from a
-/// different edge than one already kept, within [`DUPLICATE_WINDOW_US`] and at the same
-/// position, is that sample again.
-fn dedupe(rows: Vec<(i64, TelemetryRow)>, limit: usize) -> Vec<TelemetryRow> {
-    let mut kept: Vec<(i64, TelemetryRow)> = Vec::with_capacity(rows.len().min(limit));
-    for (edge, row) in rows {
-        let duplicate = kept
-            .iter()
-            .rev()
-            .take_while(|(_, k)| row.t_us - k.t_us < DUPLICATE_WINDOW_US)
-            .any(|(e, k)| {
-                *e != edge
-                    && k.lat_e7 == row.lat_e7
-                    && k.lon_e7 == row.lon_e7
-                    && k.alt_mm == row.alt_mm
-            });
-        if !duplicate {
-            kept.push((edge, row));
-            if kept.len() == limit {
-                break;
-            }
-        }
-    }
-    kept.into_iter().map(|(_, r)| r).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use sync_protocol::proto::event::Kind;
-
-    fn row(t_us: i64, lat_e7: i32) -> TelemetryRow {
-        TelemetryRow {
-            t_us,
-            lat_e7,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_sample_heard_by_two_edges_is_kept_once() {
-        let rows = vec![
-            (1, row(1_000_000, 10)),
-            (2, row(1_030_000, 10)), // edge 2 heard the same message 30 ms later
-            (1, row(1_100_000, 11)),
-            (2, row(1_120_000, 11)),
-            (2, row(1_200_000, 12)), // only edge 2 heard this one
-            (1, row(1_500_000, 12)), // same position, but outside the window: a hover
-        ];
-        let kept: Vec<i64> = dedupe(rows, 100).iter().map(|r| r.t_us).collect();
-        assert_eq!(kept, vec![1_000_000, 1_100_000, 1_200_000, 1_500_000]);
-    }
 
     use crate::store::RelayStore;
     use sync_protocol::identity::EdgeIdentity;
@@ -486,11 +411,5 @@ mod tests {
             .unwrap();
         assert_eq!(store.fleet("vineyard-co").unwrap().len(), 1);
         assert_eq!(store.fleet("other-co").unwrap()[0].name, "X-1");
-    }
-
-    #[test]
-    fn a_hovering_vehicle_seen_by_one_edge_keeps_every_sample() {
-        let rows = (0..5).map(|i| (1, row(i * 100_000, 10))).collect();
-        assert_eq!(dedupe(rows, 100).len(), 5);
     }
 }

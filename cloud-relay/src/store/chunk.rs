@@ -1,0 +1,162 @@
+//! Telemetry as the relay keeps it: the chunks stations send.
+//!
+//! A station sends its samples as columnar, compressed batches (`sync_protocol::codec`, a
+//! byte or two a sample). The relay keeps each acknowledged batch as it arrived: its payload,
+//! checked by decoding it once on arrival, and beside it what a query seeks on: the edge, the
+//! sequence and time range, and each vehicle's time range inside it. Writing a batch is then
+//! one row and a few index entries, not thousands of B-tree inserts, and reading decodes
+//! only the chunks a query overlaps (`history.rs`), as time-series engines do with their
+//! compressed chunks.
+
+use sync_protocol::codec::{self, CodecError, TelemetryRow};
+
+/// zstd level for the chunks the relay encodes itself (a resend's new part, compaction):
+/// a tenth of level 6's CPU for a few per cent more bytes.
+pub const RELAY_LEVEL: i32 = 3;
+
+/// A codec payload and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub payload: Vec<u8>,
+    /// Sequence numbers of the first and last row (0 and 0 when empty).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub rows: u32,
+    pub t_min_us: i64,
+    pub t_max_us: i64,
+    /// One entry per vehicle in the chunk, by system id.
+    pub vehicles: Vec<VehicleSpan>,
+}
+
+/// One vehicle's samples inside a chunk: what a history query of that vehicle seeks on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VehicleSpan {
+    pub vehicle: u32,
+    pub t_min_us: i64,
+    pub t_max_us: i64,
+    pub rows: u32,
+}
+
+impl Chunk {
+    /// A payload as it arrived: decoded (which checks it whole, checksum to last column) and
+    /// summarised. The rows come back too, for the caller's live picture.
+    pub fn decode(payload: Vec<u8>) -> Result<(Chunk, Vec<TelemetryRow>), CodecError> {
+        let rows = codec::decode(&payload)?;
+        Ok((Chunk::summarise(payload, &rows), rows))
+    }
+
+    /// Encodes rows (strictly increasing `seq`) at [`RELAY_LEVEL`].
+    pub fn encode(rows: &[TelemetryRow]) -> Result<Chunk, CodecError> {
+        let payload = codec::encode(rows, RELAY_LEVEL)?;
+        Ok(Chunk::summarise(payload, rows))
+    }
+
+    /// The rows, in sequence order.
+    pub fn rows(&self) -> Result<Vec<TelemetryRow>, CodecError> {
+        codec::decode(&self.payload)
+    }
+
+    /// The part of this chunk after sequence `acked` (what a resend overlapping rows already
+    /// held adds), re-encoded; itself when every row is new.
+    pub fn after(self, acked: u64) -> Result<Chunk, CodecError> {
+        if self.rows == 0 || self.first_seq > acked {
+            return Ok(self);
+        }
+        let fresh: Vec<TelemetryRow> = self.rows()?.into_iter().filter(|r| r.seq > acked).collect();
+        Chunk::encode(&fresh)
+    }
+
+    fn summarise(payload: Vec<u8>, rows: &[TelemetryRow]) -> Chunk {
+        let mut vehicles: Vec<VehicleSpan> = Vec::new();
+        for r in rows {
+            // A batch holds a handful of vehicles: a linear search beats hashing.
+            match vehicles.iter_mut().find(|v| v.vehicle == r.vehicle) {
+                Some(v) => {
+                    v.t_min_us = v.t_min_us.min(r.t_us);
+                    v.t_max_us = v.t_max_us.max(r.t_us);
+                    v.rows += 1;
+                }
+                None => vehicles.push(VehicleSpan {
+                    vehicle: r.vehicle,
+                    t_min_us: r.t_us,
+                    t_max_us: r.t_us,
+                    rows: 1,
+                }),
+            }
+        }
+        vehicles.sort_by_key(|v| v.vehicle);
+        Chunk {
+            payload,
+            first_seq: rows.first().map_or(0, |r| r.seq),
+            last_seq: rows.last().map_or(0, |r| r.seq),
+            rows: rows.len() as u32,
+            t_min_us: vehicles.iter().map(|v| v.t_min_us).min().unwrap_or(0),
+            t_max_us: vehicles.iter().map(|v| v.t_max_us).max().unwrap_or(0),
+            vehicles,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: u64, vehicle: u32, t_us: i64) -> TelemetryRow {
+        TelemetryRow {
+            seq,
+            vehicle,
+            t_us,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_chunk_indexes_each_vehicle_it_holds() {
+        let rows = [
+            row(4, 2, 500),
+            row(5, 1, 100),
+            row(6, 2, 300),
+            row(7, 1, 900),
+        ];
+        let chunk = Chunk::encode(&rows).unwrap();
+        assert_eq!((chunk.first_seq, chunk.last_seq, chunk.rows), (4, 7, 4));
+        assert_eq!((chunk.t_min_us, chunk.t_max_us), (100, 900));
+        assert_eq!(
+            chunk.vehicles,
+            vec![
+                VehicleSpan {
+                    vehicle: 1,
+                    t_min_us: 100,
+                    t_max_us: 900,
+                    rows: 2
+                },
+                VehicleSpan {
+                    vehicle: 2,
+                    t_min_us: 300,
+                    t_max_us: 500,
+                    rows: 2
+                },
+            ]
+        );
+        let (decoded, back) = Chunk::decode(chunk.payload.clone()).unwrap();
+        assert_eq!(decoded, chunk);
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn the_part_after_a_mark_keeps_only_newer_rows() {
+        let rows: Vec<_> = (1..=10).map(|s| row(s, 1, s as i64)).collect();
+        let chunk = Chunk::encode(&rows).unwrap();
+        assert_eq!(chunk.clone().after(0).unwrap(), chunk, "all new: as it was");
+        let tail = chunk.after(6).unwrap();
+        assert_eq!((tail.first_seq, tail.last_seq, tail.rows), (7, 10, 4));
+        assert_eq!(tail.rows().unwrap(), rows[6..]);
+    }
+
+    #[test]
+    fn damage_is_an_error() {
+        let mut payload = Chunk::encode(&[row(1, 1, 1)]).unwrap().payload;
+        payload[2] ^= 1;
+        assert!(Chunk::decode(payload).is_err());
+    }
+}
