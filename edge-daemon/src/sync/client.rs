@@ -416,11 +416,100 @@ async fn events_lane(
     }
 }
 
-/// Drains the telemetry backlog behind everything else.
+/// A telemetry batch read from the outbox: rows `first..=last` (the rows it has of them).
+struct ReadBatch {
+    first: u64,
+    last: u64,
+    rows: Vec<codec::TelemetryRow>,
+}
+
+/// A batch encoded and ready to go.
+struct Prepared {
+    first: u64,
+    last: u64,
+    rows: u32,
+    payload: Vec<u8>,
+}
+
+/// Drains the telemetry backlog behind everything else, in three stages that overlap: the
+/// next batch is read from the outbox while the one before it is compressed and the one
+/// before that is on its way (in a catch-up the read and the compression cost about the
+/// same, and each alone would leave the other core idle). Each stage holds at most one
+/// batch ahead of the next, so a paced or stalled lane reads no further.
 async fn bulk_lane(
     client: &Client,
     conn: &quinn::Connection,
     acked: u64,
+    acks: watch::Receiver<u64>,
+) -> anyhow::Result<()> {
+    let (read_tx, read_rx) = tokio::sync::mpsc::channel(1);
+    let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(1);
+    tokio::try_join!(
+        read_stage(client, acked + 1, read_tx),
+        encode_stage(read_rx, ready_tx),
+        send_stage(client, conn, ready_rx, acks),
+    )?;
+    Ok(())
+}
+
+/// Reads committed rows from `next` on, a batch at a time.
+async fn read_stage(
+    client: &Client,
+    mut next: u64,
+    out: tokio::sync::mpsc::Sender<ReadBatch>,
+) -> anyhow::Result<()> {
+    loop {
+        // Everything up to this mark is committed, so the read below sees all of it.
+        let mark = committed_seq(&client.committed, Stream::Telemetry);
+        if mark < next {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        let r = client.reader.clone();
+        let rows = blocking(move || r.outbox(next - 1, BATCH_ROWS)).await?;
+        let last = match rows.last() {
+            Some(row) if rows.len() == BATCH_ROWS as usize => row.seq,
+            Some(row) => row.seq.max(mark),
+            None => mark,
+        };
+        let batch = ReadBatch {
+            first: next,
+            last,
+            rows,
+        };
+        if out.send(batch).await.is_err() {
+            return Ok(()); // the lane is ending
+        }
+        next = last + 1;
+    }
+}
+
+async fn encode_stage(
+    mut batches: tokio::sync::mpsc::Receiver<ReadBatch>,
+    out: tokio::sync::mpsc::Sender<Prepared>,
+) -> anyhow::Result<()> {
+    while let Some(ReadBatch { first, last, rows }) = batches.recv().await {
+        let count = rows.len() as u32;
+        let payload =
+            tokio::task::spawn_blocking(move || codec::encode(&rows, ZSTD_LEVEL)).await??;
+        let prepared = Prepared {
+            first,
+            last,
+            rows: count,
+            payload,
+        };
+        if out.send(prepared).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Sends prepared batches, at most [`WINDOW`] unacknowledged, paced when capped.
+async fn send_stage(
+    client: &Client,
+    conn: &quinn::Connection,
+    mut ready: tokio::sync::mpsc::Receiver<Prepared>,
     mut acks: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let mut lane = conn.open_uni().await?;
@@ -428,14 +517,8 @@ async fn bulk_lane(
     let status = &client.status;
     let mut pacer = (client.bandwidth_limit_bytes_per_s > 0)
         .then(|| Pacer::new(client.bandwidth_limit_bytes_per_s, Instant::now()));
-    let mut next = acked + 1;
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     loop {
-        let behind = committed_seq(&client.committed, Stream::Telemetry) >= next;
-        let paced = pacer
-            .as_mut()
-            .map_or(Duration::ZERO, |p| p.wait(Instant::now()));
-        let wait = if behind { paced } else { IDLE_POLL.max(paced) };
         tokio::select! {
             r = acks.changed() => {
                 r?;
@@ -444,29 +527,20 @@ async fn bulk_lane(
                     in_flight.pop_front();
                 }
             }
-            () = tokio::time::sleep(wait), if in_flight.len() < WINDOW => {
-                // Everything up to this mark is committed, so the read below sees all of it.
-                let mark = committed_seq(&client.committed, Stream::Telemetry);
-                if mark < next {
-                    continue;
-                }
-                let r = client.reader.clone();
-                let rows = blocking(move || r.outbox(next - 1, BATCH_ROWS)).await?;
-                let last = match rows.last() {
-                    Some(row) if rows.len() == BATCH_ROWS as usize => row.seq,
-                    Some(row) => row.seq.max(mark),
-                    None => mark,
+            prepared = ready.recv(), if in_flight.len() < WINDOW => {
+                let Some(Prepared { first, last, rows, payload }) = prepared else {
+                    return Ok(());
                 };
-                let count = rows.len();
-                let payload = tokio::task::spawn_blocking(move || codec::encode(&rows, ZSTD_LEVEL))
-                    .await??;
+                if let Some(p) = pacer.as_mut() {
+                    tokio::time::sleep(p.wait(Instant::now())).await;
+                }
                 let bytes = payload.len();
                 let batch = Envelope {
                     body: Some(Body::Batch(Batch {
                         stream: Stream::Telemetry.name().into(),
-                        first_seq: next,
+                        first_seq: first,
                         last_seq: last,
-                        rows: count as u32,
+                        rows,
                         encoding: Encoding::TelemetryColumnarV1 as i32,
                         payload,
                     })),
@@ -476,10 +550,9 @@ async fn bulk_lane(
                     p.spend(bytes, Instant::now());
                 }
                 status.batches_sent.fetch_add(1, Relaxed);
-                status.rows_sent.fetch_add(count as u64, Relaxed);
+                status.rows_sent.fetch_add(u64::from(rows), Relaxed);
                 status.bytes_sent.fetch_add(bytes as u64, Relaxed);
                 in_flight.push_back(last);
-                next = last + 1;
             }
         }
     }
