@@ -365,22 +365,18 @@ async fn lane(
             // batch decodes in microseconds, less than handing it to another thread costs; a
             // catch-up batch takes milliseconds, too long for an async worker. (A batch
             // understating its rows costs one such stall, then closes its session.)
-            let (chunk, rows) = if batch.rows <= DECODE_INLINE_ROWS {
+            let chunk = if batch.rows <= DECODE_INLINE_ROWS {
                 Chunk::decode(payload)
             } else {
                 tokio::task::spawn_blocking(move || Chunk::decode(payload)).await?
             }
             .context("telemetry payload")?;
-            if rows.len() != batch.rows as usize {
-                bail!("batch says {} rows, holds {}", batch.rows, rows.len());
+            if chunk.rows != batch.rows {
+                bail!("batch says {} rows, holds {}", batch.rows, chunk.rows);
             }
             // Each vehicle's newest row, for the live picture once the batch is stored.
-            let mut newest: Vec<codec::TelemetryRow> = Vec::new();
-            for r in rows.iter().rev() {
-                if !newest.iter().any(|n| n.vehicle == r.vehicle) {
-                    newest.push(*r);
-                }
-            }
+            let newest: Vec<codec::TelemetryRow> =
+                chunk.vehicles.iter().map(|v| v.newest).collect();
             let (first, last) = (batch.first_seq, batch.last_seq);
             let pending = store.submit_telemetry(TelemetryBatch {
                 edge: edge.clone(),

@@ -28,20 +28,29 @@ pub struct Chunk {
     pub vehicles: Vec<VehicleSpan>,
 }
 
-/// One vehicle's samples inside a chunk: what a history query of that vehicle seeks on.
+/// One vehicle's samples inside a chunk: what a history query of that vehicle seeks on, and
+/// its last sample (by sequence), which the live picture takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VehicleSpan {
     pub vehicle: u32,
     pub t_min_us: i64,
     pub t_max_us: i64,
     pub rows: u32,
+    pub newest: TelemetryRow,
 }
 
 impl Chunk {
     /// A payload as it arrived: decoded (which checks it whole, checksum to last column) and
-    /// summarised. The rows come back too, for the caller's live picture.
-    pub fn decode(payload: Vec<u8>) -> Result<(Chunk, Vec<TelemetryRow>), CodecError> {
-        let rows = codec::decode(&payload)?;
+    /// summarised. Its rows are not kept, nor put back in sequence order: the summary is all
+    /// the relay needs of them until a query decodes the chunk again.
+    pub fn decode(payload: Vec<u8>) -> Result<Chunk, CodecError> {
+        let rows = codec::decode_grouped(&payload)?;
+        Ok(Chunk::summarise(payload, &rows))
+    }
+
+    /// The same, keeping the rows: grouped by vehicle, each vehicle's in sequence order.
+    pub fn decode_with_rows(payload: Vec<u8>) -> Result<(Chunk, Vec<TelemetryRow>), CodecError> {
+        let rows = codec::decode_grouped(&payload)?;
         Ok((Chunk::summarise(payload, &rows), rows))
     }
 
@@ -66,29 +75,41 @@ impl Chunk {
         Chunk::encode(&fresh)
     }
 
+    /// The summary of `rows`, in any order; rows grouped by vehicle (as decoded from the
+    /// wire) cost one step each.
     fn summarise(payload: Vec<u8>, rows: &[TelemetryRow]) -> Chunk {
         let mut vehicles: Vec<VehicleSpan> = Vec::new();
+        let mut current = usize::MAX;
         for r in rows {
-            // A batch holds a handful of vehicles: a linear search beats hashing.
-            match vehicles.iter_mut().find(|v| v.vehicle == r.vehicle) {
-                Some(v) => {
-                    v.t_min_us = v.t_min_us.min(r.t_us);
-                    v.t_max_us = v.t_max_us.max(r.t_us);
-                    v.rows += 1;
-                }
-                None => vehicles.push(VehicleSpan {
-                    vehicle: r.vehicle,
-                    t_min_us: r.t_us,
-                    t_max_us: r.t_us,
-                    rows: 1,
-                }),
+            if vehicles.get(current).is_none_or(|v| v.vehicle != r.vehicle) {
+                // A batch holds a handful of vehicles: a linear search beats hashing.
+                current = match vehicles.iter().position(|v| v.vehicle == r.vehicle) {
+                    Some(i) => i,
+                    None => {
+                        vehicles.push(VehicleSpan {
+                            vehicle: r.vehicle,
+                            t_min_us: r.t_us,
+                            t_max_us: r.t_us,
+                            rows: 0,
+                            newest: *r,
+                        });
+                        vehicles.len() - 1
+                    }
+                };
+            }
+            let v = &mut vehicles[current];
+            v.t_min_us = v.t_min_us.min(r.t_us);
+            v.t_max_us = v.t_max_us.max(r.t_us);
+            v.rows += 1;
+            if r.seq >= v.newest.seq {
+                v.newest = *r;
             }
         }
         vehicles.sort_by_key(|v| v.vehicle);
         Chunk {
             payload,
-            first_seq: rows.first().map_or(0, |r| r.seq),
-            last_seq: rows.last().map_or(0, |r| r.seq),
+            first_seq: rows.iter().map(|r| r.seq).min().unwrap_or(0),
+            last_seq: rows.iter().map(|r| r.seq).max().unwrap_or(0),
             rows: rows.len() as u32,
             t_min_us: vehicles.iter().map(|v| v.t_min_us).min().unwrap_or(0),
             t_max_us: vehicles.iter().map(|v| v.t_max_us).max().unwrap_or(0),
@@ -128,19 +149,21 @@ mod tests {
                     vehicle: 1,
                     t_min_us: 100,
                     t_max_us: 900,
-                    rows: 2
+                    rows: 2,
+                    newest: rows[3],
                 },
                 VehicleSpan {
                     vehicle: 2,
                     t_min_us: 300,
                     t_max_us: 500,
-                    rows: 2
+                    rows: 2,
+                    newest: rows[2],
                 },
             ]
         );
-        let (decoded, back) = Chunk::decode(chunk.payload.clone()).unwrap();
-        assert_eq!(decoded, chunk);
-        assert_eq!(back, rows);
+        // Decoded from the wire (grouped by vehicle), the same summary.
+        assert_eq!(Chunk::decode(chunk.payload.clone()).unwrap(), chunk);
+        assert_eq!(chunk.rows().unwrap(), rows);
     }
 
     #[test]

@@ -195,32 +195,50 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
         shared_rows.iter().map(|(_, r)| r.t_us).min().unwrap(),
         shared_rows.iter().map(|(_, r)| r.t_us).max().unwrap(),
     );
-    for query in 0..40 {
-        let (from, to) = match query {
-            0 => (i64::MIN, i64::MAX),
-            _ => {
-                let a = t_min - 1_000_000 + rng.below((t_max - t_min) as u64 + 2_000_000) as i64;
-                let len = rng.below((t_max - t_min) as u64 / 4) as i64;
-                (a, a + len)
-            }
-        };
-        let limit = match rng.below(3) {
-            0 => 1 + rng.below(20) as usize,
-            1 => 1 + rng.below(500) as usize,
-            _ => 100_000,
-        };
-        let got = store
-            .vehicle_telemetry(&org, shared.id, from, to, limit as u32)
-            .unwrap();
-        let want = oracle(&shared_rows, from, to, limit);
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "seed {seed} query {query}: {from}..{to} limit {limit}"
-        );
-        assert!(
-            got == want,
-            "seed {seed} query {query}: {from}..{to} limit {limit}: samples differ"
-        );
-    }
+    let queries: Vec<(i64, i64, usize)> = (0..40)
+        .map(|query| {
+            let (from, to) = match query {
+                0 => (i64::MIN, i64::MAX),
+                _ => {
+                    let span = (t_max - t_min) as u64;
+                    let a = t_min - 1_000_000 + rng.below(span + 2_000_000) as i64;
+                    (a, a + rng.below(span / 4) as i64)
+                }
+            };
+            let limit = match rng.below(3) {
+                0 => 1 + rng.below(20) as usize,
+                1 => 1 + rng.below(500) as usize,
+                _ => 100_000,
+            };
+            (from, to, limit)
+        })
+        .collect();
+    let check = |when: &str| {
+        for (query, &(from, to, limit)) in queries.iter().enumerate() {
+            let got = store
+                .vehicle_telemetry(&org, shared.id, from, to, limit as u32)
+                .unwrap();
+            let want = oracle(&shared_rows, from, to, limit);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "seed {seed} query {query} {when}: {from}..{to} limit {limit}"
+            );
+            assert!(
+                got == want,
+                "seed {seed} query {query} {when}: {from}..{to} limit {limit}: samples differ"
+            );
+        }
+    };
+    check("as received");
+    // Merged per vehicle and time, the chunks must answer exactly the same.
+    let done = store.compact_telemetry(i64::MAX).unwrap();
+    assert!(done.chunks_in > 1 && done.rows > 0, "{done:?}");
+    assert_eq!(store.telemetry_count(&org).unwrap(), delivered.len() as u64);
+    check("compacted");
+    assert_eq!(
+        store.compact_telemetry(i64::MAX).unwrap().chunks_in,
+        0,
+        "nothing left to compact"
+    );
 }

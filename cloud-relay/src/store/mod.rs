@@ -21,13 +21,15 @@ use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
 use sync_protocol::records::FieldChange;
 pub use writer::{
-    ApplyGroup, GroupFailure, GroupWriter, Pending, TelemetryBatch, WriterStats, GROUP_ROWS,
+    ApplyGroup, Compacted, GroupFailure, GroupWriter, Pending, TelemetryBatch, WriterStats,
+    COMPACT_AGE, COMPACT_ROWS, GROUP_ROWS,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed (I/O, full disk, a lost connection): the backend's own words.
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Database(String),
     #[error("no organization {0:?}")]
     NoSuchOrg(String),
     #[error("organization {0:?} exists already")]
@@ -63,7 +65,7 @@ impl StoreError {
     /// against a batch the store refused on its merits (a gap, a bad range, a revoked edge).
     pub fn is_storage_failure(&self) -> bool {
         match self {
-            StoreError::Sql(_)
+            StoreError::Database(_)
             | StoreError::Corrupt(_)
             | StoreError::Random
             | StoreError::WriterStopped
@@ -119,6 +121,10 @@ pub trait RelayStore: Send + Sync + 'static {
         from: u64,
         to: u64,
     ) -> Result<(), StoreError>;
+    /// Compacts now every small telemetry chunk stored before `stored_before_us` (relay
+    /// time), which the writer otherwise does in the background once they are
+    /// [`COMPACT_AGE`] old. Blocks until done.
+    fn compact_telemetry(&self, stored_before_us: i64) -> Result<Compacted, StoreError>;
     /// Telemetry samples the org's edges have delivered (a sample two stations heard counts
     /// twice).
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError>;

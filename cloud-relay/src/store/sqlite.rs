@@ -17,7 +17,7 @@ use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
 use sync_protocol::records::FieldChange;
 
-use super::writer::{GroupWriter, Pending, TelemetryBatch, WriterStats};
+use super::writer::{Compacted, GroupWriter, Pending, TelemetryBatch, WriterStats};
 use super::{EdgeStatus, RelayStore, StoreError};
 
 mod edges;
@@ -27,6 +27,13 @@ mod hq;
 mod records;
 mod schema;
 mod telemetry;
+
+/// SQLite's errors, in the backend-neutral type the traits speak.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
+}
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -168,6 +175,10 @@ impl RelayStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let _turn = self.gate.urgent();
         edges::record_gap(&self.conn(), edge, stream, from, to)
+    }
+
+    fn compact_telemetry(&self, stored_before_us: i64) -> Result<Compacted, StoreError> {
+        self.writer.compact_now(stored_before_us)
     }
 
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError> {

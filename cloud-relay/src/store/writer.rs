@@ -31,6 +31,13 @@
 //!   full, I/O error), nothing of it is durable and every batch in it gets the error; nothing
 //!   was acknowledged, so the edges resend.
 //!
+//!
+//! **Compaction** runs on the same thread, so telemetry keeps one writer: chunks that arrived
+//! small (a connected station's batch a second) are merged per vehicle and time once they
+//! are [`COMPACT_AGE`] old, a step of at most [`COMPACT_ROWS`] rows at a time: as many
+//! steps as there is work while no batch waits, and one step a second under load, so a
+//! step never holds more than tens of milliseconds of batches behind it.
+//!
 //! The writer knows nothing of SQL: a backend supplies the one transaction ([`ApplyGroup`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -83,6 +90,23 @@ impl TelemetryBatch {
     }
 }
 
+/// Chunks younger than this are left as they arrived: a catch-up drains at full speed, and
+/// the newest hour-or-so of a connected station is rewritten once, not repeatedly.
+pub const COMPACT_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+/// Rows one compaction step may read and rewrite: about 40 ms of the writer's time.
+pub const COMPACT_ROWS: usize = 65_536;
+/// Under load, one compaction step this often.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What one compaction step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Chunks merged, and the chunks they became.
+    pub chunks_in: u64,
+    pub chunks_out: u64,
+    pub rows: u64,
+}
+
 /// Why a group's transaction did not commit.
 pub struct GroupFailure {
     /// The batch being written when the database failed, if the failure was one batch's.
@@ -99,6 +123,11 @@ pub trait ApplyGroup: Send + 'static {
         &mut self,
         batches: &[TelemetryBatch],
     ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure>;
+
+    /// One compaction step in its own transaction: merges one edge's small chunks stored
+    /// before `stored_before_us` (relay time), at most about `max_rows` rows, into chunks per
+    /// vehicle and time. Nothing to do is `Compacted::default()`.
+    fn compact(&mut self, stored_before_us: i64, max_rows: usize) -> Result<Compacted, StoreError>;
 }
 
 /// A batch's durable mark, once the commit of its group is done.
@@ -124,11 +153,22 @@ pub struct WriterStats {
     pub groups: AtomicU64,
     pub batches: AtomicU64,
     pub rows: AtomicU64,
+    /// Rows rewritten by compaction.
+    pub compacted_rows: AtomicU64,
+    /// Batches submitted and not yet taken by the thread: compaction yields to them.
+    pub queued: AtomicU64,
 }
 
-struct Job {
-    batch: TelemetryBatch,
-    reply: oneshot::Sender<Result<u64, StoreError>>,
+enum Job {
+    Batch {
+        batch: TelemetryBatch,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Compact everything stored before this time now (tools and tests).
+    Compact {
+        stored_before_us: i64,
+        reply: oneshot::Sender<Result<Compacted, StoreError>>,
+    },
 }
 
 /// The queue in front of the writer thread, and the thread.
@@ -136,6 +176,8 @@ pub struct GroupWriter {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
+    /// Set when the writer is dropped: background compaction stops at its next step.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl GroupWriter {
@@ -143,13 +185,16 @@ impl GroupWriter {
         let (queue, jobs) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
         let counters = stats.clone();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || run(backend, &jobs, &counters))?;
+            .spawn(move || run(backend, &jobs, &counters, &stop))?;
         Ok(GroupWriter {
             queue: Some(queue),
             thread: Some(thread),
             stats,
+            stopping,
         })
     }
 
@@ -159,9 +204,24 @@ impl GroupWriter {
         let (reply, pending) = oneshot::channel();
         if let Some(queue) = &self.queue {
             // A send fails only when the thread is gone; `pending` then says so.
-            let _ = queue.send(Job { batch, reply });
+            self.stats.queued.fetch_add(1, Relaxed);
+            let _ = queue.send(Job::Batch { batch, reply });
         }
         Pending(pending)
+    }
+
+    /// Compacts every small chunk stored before `stored_before_us`, step by step, and waits
+    /// until it is done: the totals of all steps.
+    pub fn compact_now(&self, stored_before_us: i64) -> Result<Compacted, StoreError> {
+        let (reply, done) = oneshot::channel();
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(Job::Compact {
+                stored_before_us,
+                reply,
+            });
+        }
+        done.blocking_recv()
+            .unwrap_or(Err(StoreError::WriterStopped))
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -172,6 +232,7 @@ impl GroupWriter {
 impl Drop for GroupWriter {
     /// Lets the thread finish what is queued, so the database closes cleanly.
     fn drop(&mut self) {
+        self.stopping.store(true, Relaxed);
         self.queue = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -179,56 +240,147 @@ impl Drop for GroupWriter {
     }
 }
 
-fn run(mut backend: impl ApplyGroup, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
-    while let Ok(first) = jobs.recv() {
-        let mut rows = first.batch.chunk.rows as usize;
-        let mut group = vec![first];
-        while rows < GROUP_ROWS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    rows += job.batch.chunk.rows as usize;
-                    group.push(job);
-                }
-                Err(_) => break,
+fn run(
+    mut backend: impl ApplyGroup,
+    jobs: &mpsc::Receiver<Job>,
+    stats: &WriterStats,
+    stopping: &std::sync::atomic::AtomicBool,
+) {
+    let mut last_step = std::time::Instant::now();
+    loop {
+        let next_step = COMPACT_EVERY.saturating_sub(last_step.elapsed());
+        let first = match jobs.recv_timeout(next_step) {
+            Ok(Job::Batch { batch, reply }) => {
+                stats.queued.fetch_sub(1, Relaxed);
+                (batch, reply)
             }
+            Ok(Job::Compact {
+                stored_before_us,
+                reply,
+            }) => {
+                let _ = reply.send(compact_all(&mut backend, stored_before_us, stats));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: compact while there is work and nothing waits.
+                last_step = std::time::Instant::now();
+                while stats.queued.load(Relaxed) == 0
+                    && !stopping.load(Relaxed)
+                    && compact_step(&mut backend, stats)
+                {}
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        write_group(&mut backend, first, jobs, stats);
+        if last_step.elapsed() >= COMPACT_EVERY {
+            // Under load: one step a second.
+            last_step = std::time::Instant::now();
+            compact_step(&mut backend, stats);
         }
-        let (mut batches, mut replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|j| (j.batch, j.reply)).unzip();
-        let span = tracing::debug_span!("group_commit", batches = batches.len(), rows);
-        let _entered = span.enter();
-        loop {
-            match backend.apply_group(&batches) {
-                Ok(verdicts) => {
-                    stats.groups.fetch_add(1, Relaxed);
-                    stats.batches.fetch_add(batches.len() as u64, Relaxed);
-                    stats.rows.fetch_add(rows as u64, Relaxed);
-                    for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                        let _ = reply.send(verdict);
-                    }
+    }
+}
+
+/// One step of COMPACT_AGE-old chunks; whether there may be more.
+fn compact_step(backend: &mut impl ApplyGroup, stats: &WriterStats) -> bool {
+    let before = crate::now_us() - COMPACT_AGE.as_micros() as i64;
+    match backend.compact(before, COMPACT_ROWS) {
+        Ok(done) => {
+            stats.compacted_rows.fetch_add(done.rows, Relaxed);
+            done.chunks_in > 0
+        }
+        Err(e) => {
+            tracing::warn!("compaction step failed (retried later): {e}");
+            false
+        }
+    }
+}
+
+fn compact_all(
+    backend: &mut impl ApplyGroup,
+    stored_before_us: i64,
+    stats: &WriterStats,
+) -> Result<Compacted, StoreError> {
+    let mut total = Compacted::default();
+    loop {
+        let done = backend.compact(stored_before_us, COMPACT_ROWS)?;
+        stats.compacted_rows.fetch_add(done.rows, Relaxed);
+        if done.chunks_in == 0 {
+            return Ok(total);
+        }
+        total.chunks_in += done.chunks_in;
+        total.chunks_out += done.chunks_out;
+        total.rows += done.rows;
+    }
+}
+
+/// Takes `first` and what is queued behind it (up to [`GROUP_ROWS`] rows) and commits them
+/// as one group. A compaction request met in the queue runs after the group.
+fn write_group(
+    backend: &mut impl ApplyGroup,
+    first: (TelemetryBatch, oneshot::Sender<Result<u64, StoreError>>),
+    jobs: &mpsc::Receiver<Job>,
+    stats: &WriterStats,
+) {
+    let mut rows = first.0.chunk.rows as usize;
+    let mut group = vec![first];
+    let mut after = None;
+    while rows < GROUP_ROWS {
+        match jobs.try_recv() {
+            Ok(Job::Batch { batch, reply }) => {
+                stats.queued.fetch_sub(1, Relaxed);
+                rows += batch.chunk.rows as usize;
+                group.push((batch, reply));
+            }
+            Ok(compact @ Job::Compact { .. }) => {
+                after = Some(compact);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let (mut batches, mut replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    let span = tracing::debug_span!("group_commit", batches = batches.len(), rows);
+    let _entered = span.enter();
+    loop {
+        match backend.apply_group(&batches) {
+            Ok(verdicts) => {
+                stats.groups.fetch_add(1, Relaxed);
+                stats.batches.fetch_add(batches.len() as u64, Relaxed);
+                stats.rows.fetch_add(rows as u64, Relaxed);
+                for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                    let _ = reply.send(verdict);
+                }
+                break;
+            }
+            Err(GroupFailure {
+                culprit: Some(i),
+                error,
+            }) if i < batches.len() => {
+                tracing::warn!(edge = %batches[i].edge, "batch not stored: {error}");
+                rows -= batches[i].chunk.rows as usize;
+                batches.remove(i);
+                let _ = replies.remove(i).send(Err(error));
+                if batches.is_empty() {
                     break;
                 }
-                Err(GroupFailure {
-                    culprit: Some(i),
-                    error,
-                }) if i < batches.len() => {
-                    tracing::warn!(edge = %batches[i].edge, "batch not stored: {error}");
-                    rows -= batches[i].chunk.rows as usize;
-                    batches.remove(i);
-                    let _ = replies.remove(i).send(Err(error));
-                    if batches.is_empty() {
-                        break;
-                    }
+            }
+            Err(GroupFailure { error, .. }) => {
+                tracing::error!("group of {} batches not stored: {error}", batches.len());
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Group(error.clone())));
                 }
-                Err(GroupFailure { error, .. }) => {
-                    tracing::error!("group of {} batches not stored: {error}", batches.len());
-                    let error = Arc::new(error);
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Group(error.clone())));
-                    }
-                    break;
-                }
+                break;
             }
         }
+    }
+    if let Some(Job::Compact {
+        stored_before_us,
+        reply,
+    }) = after
+    {
+        let _ = reply.send(compact_all(backend, stored_before_us, stats));
     }
 }
 
@@ -240,6 +392,21 @@ mod tests {
     /// its `last`. Records the groups it was given.
     struct Backend {
         groups: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+        /// Compaction steps with work left (u64::MAX: endless), each taking `step`.
+        steps_left: u64,
+        step: std::time::Duration,
+        steps_done: Arc<AtomicU64>,
+    }
+
+    impl Backend {
+        fn new(groups: Arc<std::sync::Mutex<Vec<Vec<u64>>>>) -> Backend {
+            Backend {
+                groups,
+                steps_left: 0,
+                step: std::time::Duration::ZERO,
+                steps_done: Arc::default(),
+            }
+        }
     }
 
     impl ApplyGroup for Backend {
@@ -259,6 +426,20 @@ mod tests {
             }
             Ok(batches.iter().map(|b| Ok(b.last)).collect())
         }
+
+        fn compact(&mut self, _: i64, _: usize) -> Result<Compacted, StoreError> {
+            if self.steps_left == 0 {
+                return Ok(Compacted::default());
+            }
+            std::thread::sleep(self.step);
+            self.steps_left = self.steps_left.saturating_sub(1);
+            self.steps_done.fetch_add(1, Relaxed);
+            Ok(Compacted {
+                chunks_in: 2,
+                chunks_out: 1,
+                rows: 100,
+            })
+        }
     }
 
     fn batch(edge: &str, last: u64) -> TelemetryBatch {
@@ -268,10 +449,7 @@ mod tests {
     #[test]
     fn a_batch_the_database_refuses_does_not_fail_its_group() {
         let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let writer = GroupWriter::start(Backend {
-            groups: groups.clone(),
-        })
-        .unwrap();
+        let writer = GroupWriter::start(Backend::new(groups.clone())).unwrap();
         // Whether these land in one group or several depends on the thread's timing; the
         // verdicts must not.
         let pending: Vec<_> = [("a", 1), ("bad", 2), ("b", 3)]
@@ -300,14 +478,64 @@ mod tests {
     #[test]
     fn dropping_the_writer_finishes_what_is_queued() {
         let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let writer = GroupWriter::start(Backend {
-            groups: groups.clone(),
-        })
-        .unwrap();
+        let writer = GroupWriter::start(Backend::new(groups.clone())).unwrap();
         let pending: Vec<_> = (1..=100).map(|i| writer.submit(batch("a", i))).collect();
         drop(writer);
         for (i, p) in pending.into_iter().enumerate() {
             assert_eq!(p.wait().unwrap(), i as u64 + 1);
         }
+    }
+
+    #[test]
+    fn an_idle_writer_compacts_until_nothing_is_left() {
+        let mut backend = Backend::new(Default::default());
+        backend.steps_left = 3;
+        let done = backend.steps_done.clone();
+        let writer = GroupWriter::start(backend).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while done.load(Relaxed) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "idle writer ran {} of 3 compaction steps",
+                done.load(Relaxed)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(writer.stats().compacted_rows.load(Relaxed), 300);
+    }
+
+    #[test]
+    fn endless_compaction_work_yields_to_a_batch() {
+        let mut backend = Backend::new(Default::default());
+        backend.steps_left = u64::MAX;
+        backend.step = std::time::Duration::from_millis(20);
+        let done = backend.steps_done.clone();
+        let writer = GroupWriter::start(backend).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while done.load(Relaxed) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no compaction started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The writer is busy compacting with no end in sight: a batch still goes first,
+        // after at most the step in progress.
+        let start = std::time::Instant::now();
+        assert!(matches!(writer.submit(batch("a", 7)).wait(), Ok(7)));
+        let waited = start.elapsed();
+        assert!(
+            waited < std::time::Duration::from_millis(500),
+            "a batch waited {waited:?} behind compaction"
+        );
+        // And stopping the writer does not wait for the endless work either.
+        while done.load(Relaxed) < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "compaction did not resume"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer);
     }
 }

@@ -7,6 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
 
+use super::telemetry::level_of;
 use crate::store::chunk::Chunk;
 use crate::store::StoreError;
 
@@ -42,19 +43,23 @@ CREATE TABLE IF NOT EXISTS gaps (
     noted_us  INTEGER NOT NULL
 );
 -- Telemetry as the chunks stations send (store/chunk.rs): one row per acknowledged batch,
--- its codec payload as it arrived. `level` 0 is a batch as received, 1 a compaction's output.
+-- its codec payload as it arrived. `level`: 0, small (few rows per vehicle), to be compacted
+-- once `received_us` (relay time) is old enough; 1, compact (a compaction's output, or a
+-- batch that arrived with many rows per vehicle); 2, unreadable, left for an operator.
 CREATE TABLE IF NOT EXISTS telemetry_chunks (
-    id        INTEGER PRIMARY KEY,
-    edge_id   INTEGER NOT NULL REFERENCES edges (id),
-    first_seq INTEGER NOT NULL,
-    last_seq  INTEGER NOT NULL,
-    t_min_us  INTEGER NOT NULL,
-    t_max_us  INTEGER NOT NULL,
-    rows      INTEGER NOT NULL,
-    level     INTEGER NOT NULL,
-    payload   BLOB NOT NULL
+    id          INTEGER PRIMARY KEY,
+    edge_id     INTEGER NOT NULL REFERENCES edges (id),
+    first_seq   INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    t_min_us    INTEGER NOT NULL,
+    t_max_us    INTEGER NOT NULL,
+    rows        INTEGER NOT NULL,
+    level       INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    payload     BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_chunks_by_edge ON telemetry_chunks (edge_id, level, id);
+CREATE INDEX IF NOT EXISTS telemetry_chunks_to_compact ON telemetry_chunks (level, received_us);
 -- Each vehicle's samples in each chunk: what a history query seeks on.
 CREATE TABLE IF NOT EXISTS chunk_vehicles (
     edge_id  INTEGER NOT NULL,
@@ -189,7 +194,8 @@ fn rows_to_chunks(tx: &Connection) -> Result<(), StoreError> {
             }
             if chunk.len() == MIGRATED_ROWS || (row.is_none() && !chunk.is_empty()) {
                 moved += chunk.len() as u64;
-                super::telemetry::insert_chunk(tx, edge_id, &Chunk::encode(&chunk)?, 0)?;
+                let encoded = Chunk::encode(&chunk)?;
+                super::telemetry::insert_chunk(tx, edge_id, &encoded, level_of(&encoded), 0)?;
                 chunk.clear();
             }
             if row.is_none() {

@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sync_protocol::codec::TelemetryRow;
 
 use super::edges::acked_in;
 use super::gate::WriteGate;
 use crate::store::chunk::Chunk;
 use crate::store::history::{ChunkRef, ChunkSource, Sighting};
-use crate::store::writer::{ApplyGroup, GroupFailure, TelemetryBatch};
+use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
 use crate::store::StoreError;
 
 /// The group-commit writer's connection: the only one that writes telemetry.
@@ -59,6 +60,115 @@ impl ApplyGroup for TelemetryWriter {
         tx.commit().map_err(whole)?;
         Ok(verdicts)
     }
+
+    fn compact(&mut self, stored_before_us: i64, max_rows: usize) -> Result<Compacted, StoreError> {
+        let _turn = self.gate.bulk();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = compact_oldest(&tx, stored_before_us, max_rows)?;
+        tx.commit()?;
+        Ok(done)
+    }
+}
+
+/// Merges the oldest small chunks of the edge that has the oldest one, up to about
+/// `max_rows` rows (at least one chunk), into chunks of one vehicle each.
+fn compact_oldest(
+    tx: &Connection,
+    stored_before_us: i64,
+    max_rows: usize,
+) -> Result<Compacted, StoreError> {
+    let edge_id: Option<i64> = tx
+        .prepare_cached(
+            "SELECT edge_id FROM telemetry_chunks WHERE level = ?1 AND received_us < ?2
+             ORDER BY received_us LIMIT 1",
+        )?
+        .query_row(params![LEVEL_SMALL, stored_before_us], |r| r.get(0))
+        .optional()?;
+    let Some(edge_id) = edge_id else {
+        return Ok(Compacted::default());
+    };
+    let mut inputs: Vec<(i64, Vec<u8>)> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, rows, payload FROM telemetry_chunks
+             WHERE edge_id = ?1 AND level = ?2 AND received_us < ?3 ORDER BY id",
+        )?;
+        let mut chunks = stmt.query(params![edge_id, LEVEL_SMALL, stored_before_us])?;
+        let mut total = 0usize;
+        while let Some(r) = chunks.next()? {
+            let rows = r.get::<_, i64>(1)? as usize;
+            if !inputs.is_empty() && total + rows > max_rows {
+                break;
+            }
+            total += rows;
+            inputs.push((r.get(0)?, r.get(2)?));
+        }
+    }
+    let mut done = Compacted::default();
+    let mut by_vehicle: std::collections::BTreeMap<u32, Vec<TelemetryRow>> = Default::default();
+    for (id, payload) in inputs {
+        let (chunk, rows) = match Chunk::decode_with_rows(payload) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // Checked on arrival, so this is damage at rest: keep it for an operator
+                // rather than fail every later step on it.
+                tracing::error!(chunk = id, edge_id, "stored chunk does not decode: {e}");
+                tx.execute(
+                    "UPDATE telemetry_chunks SET level = ?2 WHERE id = ?1",
+                    params![id, LEVEL_UNREADABLE],
+                )?;
+                continue;
+            }
+        };
+        let mut unindex = tx.prepare_cached(
+            "DELETE FROM chunk_vehicles
+             WHERE edge_id = ?1 AND vehicle = ?2 AND t_min_us = ?3 AND chunk_id = ?4",
+        )?;
+        for v in &chunk.vehicles {
+            unindex.execute(params![edge_id, v.vehicle, v.t_min_us, id])?;
+        }
+        tx.prepare_cached("DELETE FROM telemetry_chunks WHERE id = ?1")?
+            .execute([id])?;
+        done.chunks_in += 1;
+        done.rows += rows.len() as u64;
+        for r in rows {
+            by_vehicle.entry(r.vehicle).or_default().push(r);
+        }
+    }
+    let now = crate::now_us();
+    for (_, mut rows) in by_vehicle {
+        rows.sort_unstable_by_key(|r| r.seq);
+        for piece in pieces(&rows) {
+            insert_chunk(tx, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
+            done.chunks_out += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// One vehicle's rows (in sequence order) cut into compaction outputs: at most [`OUT_ROWS`]
+/// each, spanning at most [`OUT_SPAN_US`] of time (a clock step starts a new one), so no
+/// chunk widens the index range every query of the vehicle must scan.
+fn pieces(rows: &[TelemetryRow]) -> Vec<&[TelemetryRow]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for (i, r) in rows.iter().enumerate() {
+        let (l, h) = (lo.min(r.t_us), hi.max(r.t_us));
+        if i > start && (i - start == OUT_ROWS || h.saturating_sub(l) > OUT_SPAN_US) {
+            out.push(&rows[start..i]);
+            start = i;
+            (lo, hi) = (r.t_us, r.t_us);
+        } else {
+            (lo, hi) = (l, h);
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
 }
 
 /// One batch inside the group's transaction. The outer error is the database failing; the
@@ -99,7 +209,7 @@ fn apply_batch(
         false => std::borrow::Cow::Owned(batch.chunk.clone().after(acked)?),
     };
     if fresh.rows > 0 {
-        insert_chunk(tx, id, &fresh, 0)?;
+        insert_chunk(tx, id, &fresh, level_of(&fresh), crate::now_us())?;
     }
     tx.prepare_cached(
         "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, 'telemetry', ?2)
@@ -109,17 +219,40 @@ fn apply_batch(
     Ok(Ok(last))
 }
 
+/// A chunk's `level` as it arrives: small ones (a connected station's batch a second, or a
+/// catch-up batch of many vehicles) are compacted later; one with many rows per vehicle
+/// already reads well.
+pub(super) fn level_of(chunk: &Chunk) -> i64 {
+    let per_vehicle = chunk.rows / (chunk.vehicles.len() as u32).max(1);
+    if per_vehicle < COMPACT_PER_VEHICLE {
+        LEVEL_SMALL
+    } else {
+        LEVEL_COMPACT
+    }
+}
+
+const LEVEL_SMALL: i64 = 0;
+const LEVEL_COMPACT: i64 = 1;
+const LEVEL_UNREADABLE: i64 = 2;
+/// Chunks holding fewer rows per vehicle than this are compacted.
+const COMPACT_PER_VEHICLE: u32 = 4_096;
+/// A compaction's output chunk holds one vehicle, at most this many rows over at most this
+/// much time: an hour's query then decodes a handful of chunks of that vehicle alone.
+const OUT_ROWS: usize = 16_384;
+const OUT_SPAN_US: i64 = 3_600_000_000;
+
 /// Writes one chunk and its index entries.
 pub(super) fn insert_chunk(
     tx: &Connection,
     edge_id: i64,
     chunk: &Chunk,
     level: i64,
+    received_us: i64,
 ) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO telemetry_chunks (edge_id, first_seq, last_seq, t_min_us, t_max_us, rows,
-            level, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            level, received_us, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         edge_id,
@@ -129,6 +262,7 @@ pub(super) fn insert_chunk(
         chunk.t_max_us,
         chunk.rows,
         level,
+        received_us,
         chunk.payload
     ])?;
     let chunk_id = tx.last_insert_rowid();
@@ -214,5 +348,36 @@ impl ChunkSource for Chunks<'_> {
             },
         )?;
         Ok(refs.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64, t_us: i64) -> TelemetryRow {
+        TelemetryRow {
+            seq,
+            t_us,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compaction_outputs_are_bounded_in_rows_and_time() {
+        let steady: Vec<_> = (0..40_000).map(|i| at(i, i as i64 * 100_000)).collect();
+        let sizes: Vec<usize> = pieces(&steady).iter().map(|p| p.len()).collect();
+        // 16,384 rows at 10 Hz is 27 minutes: the row cap cuts first.
+        assert_eq!(sizes, vec![16_384, 16_384, 40_000 - 2 * 16_384]);
+        let hour = OUT_SPAN_US;
+        let stepped = [at(1, 0), at(2, hour), at(3, hour + 1), at(4, 0), at(5, 1)];
+        let cuts: Vec<Vec<u64>> = pieces(&stepped)
+            .iter()
+            .map(|p| p.iter().map(|r| r.seq).collect())
+            .collect();
+        // An hour exactly fits; past it a new chunk starts, and a clock stepping back
+        // by an hour starts another.
+        assert_eq!(cuts, vec![vec![1, 2], vec![3], vec![4, 5]]);
+        assert!(pieces(&[]).is_empty());
     }
 }
