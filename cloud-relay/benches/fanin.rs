@@ -33,6 +33,7 @@ mod common;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sync_protocol::stream::Stream;
 
 use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::identity::EdgeIdentity;
@@ -111,7 +112,7 @@ async fn edge(conn: quinn::Connection, plan: Arc<Plan>, phase: Duration) -> Edge
             protocol_version: sync_protocol::PROTOCOL_VERSION,
             software: "fanin bench".into(),
             streams: vec![StreamState {
-                stream: "telemetry".into(),
+                stream: Stream::Telemetry.name().into(),
                 oldest_held: 0,
                 newest: 0,
                 believed_acked: 0,
@@ -245,7 +246,7 @@ fn main() {
             let rows = second_of_flight(k);
             Envelope {
                 body: Some(Body::Batch(Batch {
-                    stream: "telemetry".into(),
+                    stream: Stream::Telemetry.name().into(),
                     first_seq: k * ROWS_PER_BATCH + 1,
                     last_seq: (k + 1) * ROWS_PER_BATCH,
                     rows: rows.len() as u32,
@@ -361,7 +362,7 @@ fn main() {
     assert_eq!(held, sent, "the relay holds exactly the rows sent");
     for id in &ids {
         assert_eq!(
-            relay.store.acked(id, "telemetry").expect("mark"),
+            relay.store.acked(id, Stream::Telemetry).expect("mark"),
             batches * ROWS_PER_BATCH,
             "{id}: every row acknowledged"
         );

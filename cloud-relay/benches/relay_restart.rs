@@ -61,6 +61,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use sync_protocol::stream::Stream;
 
 use anyhow::{bail, Context as _};
 use cloud_relay::config::{Config, HqConfig, QuicConfig};
@@ -142,7 +143,7 @@ impl Batches {
             let rows: Vec<TelemetryRow> = (first..=last).map(row).collect();
             Arc::new(Envelope {
                 body: Some(Body::Batch(Batch {
-                    stream: "telemetry".into(),
+                    stream: Stream::Telemetry.name().into(),
                     first_seq: first,
                     last_seq: last,
                     rows: rows.len() as u32,
@@ -286,7 +287,7 @@ async fn on_connection(
             protocol_version: sync_protocol::PROTOCOL_VERSION,
             software: "relay_restart bench".into(),
             streams: vec![StreamState {
-                stream: "telemetry".into(),
+                stream: Stream::Telemetry.name().into(),
                 oldest_held: u64::from(produced.committed > 0),
                 newest: produced.committed,
                 believed_acked: believed,
@@ -300,7 +301,7 @@ async fn on_connection(
         }) => w
             .acked
             .iter()
-            .find(|a| a.stream == "telemetry")
+            .find(|a| a.stream == Stream::Telemetry.name())
             .map_or(0, |a| a.seq),
         other => bail!("expected Welcome, got {other:?}"),
     };
@@ -338,7 +339,7 @@ async fn on_connection(
             let ack = match read_message(&mut control_rx).await? {
                 Some(Envelope {
                     body: Some(Body::Ack(a)),
-                }) if a.stream == "telemetry" => a,
+                }) if a.stream == Stream::Telemetry.name() => a,
                 None => bail!("the relay ended the control stream"),
                 other => bail!("expected Ack, got {other:?}"),
             };
@@ -866,7 +867,7 @@ fn main() {
             violations.push(format!("{gaps} ranges recorded as lost"));
         }
         for (id, r) in ids.iter().zip(&reports) {
-            let relay_mark = store.acked(id, "telemetry").expect("mark");
+            let relay_mark = store.acked(id, Stream::Telemetry).expect("mark");
             if r.relay_behind != 0 {
                 violations.push(format!("{id}: the relay lost {} acknowledged rows", r.relay_behind));
             }

@@ -26,12 +26,12 @@ use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use sync_protocol::stream::Stream;
+
 use crate::live::{LiveView, Sighting, State, Update};
 use crate::store::chunk::Chunk;
 use crate::store::{EdgeStatus, Pending, RelayStore, StoreError, TelemetryBatch};
 
-/// The streams an edge sends, by protocol name.
-const STREAMS: [&str; 3] = ["telemetry", "events", "changes"];
 /// Record changes per downsync read.
 const DOWNSYNC_BATCH: u32 = 500;
 /// A connected edge's downsync looks for new revisions at least this often.
@@ -121,19 +121,19 @@ async fn session(
         other => bail!("expected Hello, got {other:?}"),
     };
     let mut marks = Vec::new();
-    for stream in STREAMS {
+    for stream in Stream::UPSTREAM {
         let id = edge.clone();
         let acked = blocking(&store, move |s| s.acked(&id, stream)).await?;
         let believed = hello
             .streams
             .iter()
-            .find(|s| s.stream == stream)
+            .find(|s| Stream::parse(&s.stream) == Some(stream))
             .map_or(0, |s| s.believed_acked);
         if believed > acked {
             // The relay lost data it had acknowledged (restored from an older backup, a new
             // disk). Say so on both sides; the edge resends what it still holds.
             tracing::error!(
-                stream,
+                %stream,
                 acked,
                 believed,
                 "relay no longer holds records it acknowledged"
@@ -145,7 +145,7 @@ async fn session(
             .await?;
         }
         marks.push(Acked {
-            stream: stream.into(),
+            stream: stream.name().into(),
             seq: acked,
         });
     }
@@ -176,7 +176,10 @@ async fn session(
                     body: Some(Body::ChangeAck(ack)),
                 }) => {
                     let id = edge.clone();
-                    blocking(&store, move |s| s.advance_cursor(&id, "downsync", ack.seq)).await?;
+                    blocking(&store, move |s| {
+                        s.advance_cursor(&id, Stream::Downsync, ack.seq)
+                    })
+                    .await?;
                 }
                 Some(other) => bail!("unexpected message on the control stream: {other:?}"),
                 None => return anyhow::Ok(()),
@@ -282,7 +285,7 @@ async fn downsync(
     let mut stream = conn.open_uni().await?;
     stream.set_priority(1)?;
     let id = edge.clone();
-    let mut sent = blocking(store, move |s| s.acked(&id, "downsync")).await?;
+    let mut sent = blocking(store, move |s| s.acked(&id, Stream::Downsync)).await?;
     loop {
         let (org, after) = (edge.org.clone(), sent);
         let changes =
@@ -348,15 +351,16 @@ async fn lane(
                 }
                 other => bail!("expected Batch or Change on a data lane, got {other:?}"),
             };
-            match (batch.stream.as_str(), batch.encoding()) {
-                ("telemetry", Encoding::TelemetryColumnarV1) => {}
-                ("events", Encoding::EventsV1) => {
+            match (Stream::parse(&batch.stream), batch.encoding()) {
+                (Some(Stream::Telemetry), Encoding::TelemetryColumnarV1) => {}
+                (Some(Stream::Events), Encoding::EventsV1) => {
                     let ack = apply_events(batch, edge, &store, live).await?;
                     slot.send(Queued::Done(Body::Ack(ack)));
                     continue;
                 }
-                (stream, _) => bail!(
-                    "unsupported stream {stream:?} / encoding {}",
+                _ => bail!(
+                    "unsupported stream {:?} / encoding {}",
+                    batch.stream,
                     batch.encoding
                 ),
             }
@@ -412,7 +416,7 @@ async fn lane(
                     tracing::debug!(first, last, acked, "batch stored");
                     telemetry_stored(edge, live, rows, &newest);
                     Body::Ack(Ack {
-                        stream: "telemetry".into(),
+                        stream: Stream::Telemetry.name().into(),
                         seq: acked,
                     })
                 }
@@ -475,7 +479,7 @@ async fn apply_change(
     let (id, org) = (edge.clone(), edge.org.clone());
     let won = blocking(store, move |s| {
         let won = s.apply_changes(&org, &[change])?;
-        s.advance_cursor(&id, "changes", seq)?;
+        s.advance_cursor(&id, Stream::Changes, seq)?;
         Ok(won)
     })
     .await?;
@@ -523,7 +527,7 @@ async fn apply_events(
         seq: acked,
     });
     Ok(Ack {
-        stream: "events".into(),
+        stream: Stream::Events.name().into(),
         seq: acked,
     })
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use sync_protocol::stream::Stream;
 
 use cloud_relay::store::{EdgeStatus, RelayStore, SqliteStore};
 use prost::Message as _;
@@ -91,7 +92,7 @@ async fn hello(conn: &quinn::Connection) -> Control {
             protocol_version: 1,
             software: "test".into(),
             streams: vec![StreamState {
-                stream: "telemetry".into(),
+                stream: Stream::Telemetry.name().into(),
                 ..Default::default()
             }],
         })),
@@ -120,7 +121,7 @@ fn rows(range: std::ops::RangeInclusive<u64>) -> Vec<TelemetryRow> {
 fn batch(first: u64, last: u64, payload: Vec<u8>, n: u32) -> Envelope {
     Envelope {
         body: Some(Body::Batch(Batch {
-            stream: "telemetry".into(),
+            stream: Stream::Telemetry.name().into(),
             first_seq: first,
             last_seq: last,
             rows: n,
@@ -239,9 +240,9 @@ async fn a_hostile_peer_loses_its_own_connection_and_nothing_else() {
     send_and_ack(&rogue, &mut control, 1, 5).await;
     let orchard = EdgeIdentity::new("orchard-co", "pi").unwrap();
     let rogue_id = EdgeIdentity::new("vineyard-co", "rogue").unwrap();
-    assert_eq!(relay.store.acked(&orchard, "telemetry").unwrap(), 0);
+    assert_eq!(relay.store.acked(&orchard, Stream::Telemetry).unwrap(), 0);
     assert_eq!(relay.store.telemetry_count("orchard-co").unwrap(), 0);
-    assert_eq!(relay.store.acked(&rogue_id, "telemetry").unwrap(), 5);
+    assert_eq!(relay.store.acked(&rogue_id, Stream::Telemetry).unwrap(), 5);
     assert_eq!(relay.store.telemetry_count("vineyard-co").unwrap(), 25);
 
     // A certificate for an edge the relay never enrolled is refused at once.

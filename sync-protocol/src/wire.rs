@@ -87,7 +87,7 @@ mod tests {
                 protocol_version: 1,
                 software: "edge-daemon test".into(),
                 streams: vec![StreamState {
-                    stream: "telemetry".into(),
+                    stream: crate::stream::Stream::Telemetry.name().into(),
                     oldest_held: 1,
                     newest: 1_000,
                     believed_acked: 900,
@@ -119,7 +119,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let ack = Envelope {
             body: Some(Body::Ack(Ack {
-                stream: "telemetry".into(),
+                stream: crate::stream::Stream::Telemetry.name().into(),
                 seq: 42,
             })),
         };

@@ -20,6 +20,7 @@ use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
 use sync_protocol::records::FieldChange;
+use sync_protocol::stream::Stream;
 pub use writer::{
     ApplyGroup, Compacted, GroupFailure, GroupWriter, Pending, TelemetryBatch, WriterStats,
     COMPACT_AGE, COMPACT_ROWS, GROUP_ROWS,
@@ -36,7 +37,7 @@ pub enum StoreError {
     OrgExists(String),
     #[error("{stream}: batch starts at {first} but the relay holds only up to {acked}: a gap")]
     Gap {
-        stream: String,
+        stream: Stream,
         first: u64,
         acked: u64,
     },
@@ -96,7 +97,7 @@ pub trait RelayStore: Send + Sync + 'static {
     fn revoke_edge(&self, edge: &EdgeIdentity) -> Result<bool, StoreError>;
     fn edge_status(&self, edge: &EdgeIdentity) -> Result<EdgeStatus, StoreError>;
     /// The durable high-water mark of one edge's stream.
-    fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError>;
+    fn acked(&self, edge: &EdgeIdentity, stream: Stream) -> Result<u64, StoreError>;
     /// Stores rows `first..=last` of the telemetry stream (rows missing from the range were
     /// never written or are gone at the edge) as one chunk and returns the new durable
     /// high-water mark. Idempotent: a range already held changes nothing and returns the
@@ -117,7 +118,7 @@ pub trait RelayStore: Send + Sync + 'static {
     fn record_gap(
         &self,
         edge: &EdgeIdentity,
-        stream: &str,
+        stream: Stream,
         from: u64,
         to: u64,
     ) -> Result<(), StoreError>;
@@ -153,9 +154,13 @@ pub trait RelayStore: Send + Sync + 'static {
     /// The org's records of one table: key → field → JSON value.
     fn records(&self, org: &str, table: &str) -> Result<Vec<Record>, StoreError>;
     /// Moves an edge's cursor of `stream` forward (never back): for streams the edge
-    /// acknowledges ("downsync") or the relay acknowledges without storing rows ("changes").
-    fn advance_cursor(&self, edge: &EdgeIdentity, stream: &str, seq: u64)
-        -> Result<(), StoreError>;
+    /// acknowledges (downsync) or the relay acknowledges without storing rows (changes).
+    fn advance_cursor(
+        &self,
+        edge: &EdgeIdentity,
+        stream: Stream,
+        seq: u64,
+    ) -> Result<(), StoreError>;
 }
 
 /// One editable record, every field with its current value.

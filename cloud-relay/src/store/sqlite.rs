@@ -16,6 +16,7 @@ use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
 use sync_protocol::records::FieldChange;
+use sync_protocol::stream::Stream;
 
 use super::writer::{Compacted, GroupWriter, Pending, TelemetryBatch, WriterStats};
 use super::{EdgeStatus, RelayStore, StoreError};
@@ -97,7 +98,7 @@ impl RelayStore for SqliteStore {
         edges::status(&self.conn(), edge)
     }
 
-    fn acked(&self, edge: &EdgeIdentity, stream: &str) -> Result<u64, StoreError> {
+    fn acked(&self, edge: &EdgeIdentity, stream: Stream) -> Result<u64, StoreError> {
         let conn = self.conn();
         let id = edges::edge_id(&conn, edge)?;
         Ok(edges::acked_in(&conn, id, stream)?)
@@ -157,7 +158,7 @@ impl RelayStore for SqliteStore {
     fn advance_cursor(
         &self,
         edge: &EdgeIdentity,
-        stream: &str,
+        stream: Stream,
         seq: u64,
     ) -> Result<(), StoreError> {
         let _turn = self.gate.urgent();
@@ -169,7 +170,7 @@ impl RelayStore for SqliteStore {
     fn record_gap(
         &self,
         edge: &EdgeIdentity,
-        stream: &str,
+        stream: Stream,
         from: u64,
         to: u64,
     ) -> Result<(), StoreError> {
@@ -278,9 +279,9 @@ mod tests {
         assert!(matches!(verdicts[4], Ok(4)));
         assert!(matches!(verdicts[5], Err(StoreError::NotActive(_))));
         assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 24);
-        assert_eq!(store.acked(&edge, "telemetry").unwrap(), 20);
-        assert_eq!(store.acked(&other, "telemetry").unwrap(), 4);
-        assert_eq!(store.acked(&revoked, "telemetry").unwrap(), 0);
+        assert_eq!(store.acked(&edge, Stream::Telemetry).unwrap(), 20);
+        assert_eq!(store.acked(&other, Stream::Telemetry).unwrap(), 4);
+        assert_eq!(store.acked(&revoked, Stream::Telemetry).unwrap(), 0);
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub use params::{ParamChange, ParamList, ParamRow};
 pub use query::{EventRow, Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
 use sync_protocol::records::FieldChange;
 
-/// The outbox's streams, each with its own never-reused sequence and sync cursor.
+/// The outbox's streams, each with its own never-reused sequence and sync cursor: the
+/// protocol's upstream streams ([`sync_protocol::stream::Stream::UPSTREAM`]), each kept in a
+/// table of this store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     /// Samples, drained in bulk behind everything else.
@@ -51,17 +53,23 @@ impl Stream {
         self as usize
     }
 
-    /// The stream's name in the sync protocol and in `sync_cursor`.
-    pub fn name(self) -> &'static str {
+    /// The protocol's stream this outbox stream feeds.
+    pub fn protocol(self) -> sync_protocol::stream::Stream {
         match self {
-            Stream::Telemetry => "telemetry",
-            Stream::Events => "events",
-            Stream::Changes => "changes",
+            Stream::Telemetry => sync_protocol::stream::Stream::Telemetry,
+            Stream::Events => sync_protocol::stream::Stream::Events,
+            Stream::Changes => sync_protocol::stream::Stream::Changes,
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Stream> {
-        Stream::ALL.into_iter().find(|s| s.name() == name)
+    /// The outbox stream of a protocol stream; `None` for one the edge receives.
+    pub fn of(stream: sync_protocol::stream::Stream) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|s| s.protocol() == stream)
+    }
+
+    /// The stream's name in the sync protocol and in `sync_cursor`.
+    pub fn name(self) -> &'static str {
+        self.protocol().name()
     }
 
     fn table(self) -> &'static str {

@@ -269,7 +269,8 @@ async fn session(client: &Client, shutdown: &mut watch::Receiver<bool>) -> anyho
                 Some(other) => bail!("unexpected message from the relay: {other:?}"),
                 None => return Ok(()),
             };
-            let Some(stream) = Stream::from_name(&ack.stream) else {
+            let stream = sync_protocol::stream::Stream::parse(&ack.stream).and_then(Stream::of);
+            let Some(stream) = stream else {
                 bail!("the relay acknowledged unknown stream {:?}", ack.stream);
             };
             client.store.ack(stream, ack.seq as i64)?;

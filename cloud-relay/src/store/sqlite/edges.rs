@@ -2,12 +2,13 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::identity::EdgeIdentity;
+use sync_protocol::stream::Stream;
 
 use crate::store::{EdgeStatus, StoreError};
 
-pub(super) fn acked_in(conn: &Connection, edge_id: i64, stream: &str) -> rusqlite::Result<u64> {
+pub(super) fn acked_in(conn: &Connection, edge_id: i64, stream: Stream) -> rusqlite::Result<u64> {
     conn.prepare_cached("SELECT acked_seq FROM stream_cursors WHERE edge_id = ?1 AND stream = ?2")?
-        .query_row(params![edge_id, stream], |r| r.get::<_, i64>(0))
+        .query_row(params![edge_id, stream.name()], |r| r.get::<_, i64>(0))
         .optional()
         .map(|v| v.unwrap_or(0) as u64)
 }
@@ -83,7 +84,7 @@ pub(super) fn status(conn: &Connection, edge: &EdgeIdentity) -> Result<EdgeStatu
 pub(super) fn record_gap(
     conn: &Connection,
     edge: &EdgeIdentity,
-    stream: &str,
+    stream: Stream,
     from: u64,
     to: u64,
 ) -> Result<(), StoreError> {
@@ -91,7 +92,7 @@ pub(super) fn record_gap(
     conn.execute(
         "INSERT INTO gaps (edge_id, stream, from_seq, to_seq, noted_us)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, stream, from as i64, to as i64, crate::now_us()],
+        params![id, stream.name(), from as i64, to as i64, crate::now_us()],
     )?;
     Ok(())
 }

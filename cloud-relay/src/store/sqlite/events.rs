@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
+use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, edge_id};
 use crate::store::StoreError;
@@ -24,13 +25,13 @@ pub(super) fn apply(
     // immediate one waits its turn under the busy timeout.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id = edge_id(&tx, edge)?;
-    let acked = acked_in(&tx, id, "events")?;
+    let acked = acked_in(&tx, id, Stream::Events)?;
     if last <= acked {
         return Ok(acked);
     }
     if first > acked + 1 {
         return Err(StoreError::Gap {
-            stream: "events".into(),
+            stream: Stream::Events,
             first,
             acked,
         });

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection};
 use sync_protocol::hlc::Timestamp;
 use sync_protocol::records::FieldChange;
+use sync_protocol::stream::Stream;
 
 use crate::store::{Record, StoreError};
 
@@ -128,14 +129,14 @@ pub(super) fn table(conn: &Connection, org: &str, table: &str) -> Result<Vec<Rec
 pub(super) fn advance(
     conn: &Connection,
     edge_id: i64,
-    stream: &str,
+    stream: Stream,
     seq: u64,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES (?1, ?2, ?3)
          ON CONFLICT (edge_id, stream) DO UPDATE SET
             acked_seq = max(acked_seq, excluded.acked_seq)",
-        params![edge_id, stream, seq as i64],
+        params![edge_id, stream.name(), seq as i64],
     )?;
     Ok(())
 }

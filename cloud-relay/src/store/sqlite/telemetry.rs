@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
+use sync_protocol::stream::Stream;
 
 use super::edges::acked_in;
 use super::gate::WriteGate;
@@ -191,13 +192,13 @@ fn apply_batch(
     let Some((id, None)) = enrolled else {
         return Ok(Err(StoreError::NotActive(edge.to_string())));
     };
-    let acked = acked_in(tx, id, "telemetry")?;
+    let acked = acked_in(tx, id, Stream::Telemetry)?;
     if last <= acked {
         return Ok(Ok(acked)); // a resend of what is already durable
     }
     if first > acked + 1 {
         return Ok(Err(StoreError::Gap {
-            stream: "telemetry".into(),
+            stream: Stream::Telemetry,
             first,
             acked,
         }));
