@@ -137,7 +137,10 @@ impl HqStore for SqliteStore {
         to_us: i64,
         limit: u32,
     ) -> Result<Vec<TelemetryRow>, StoreError> {
-        let conn = self.conn();
+        let mut conn = self.conn();
+        // One read transaction, one snapshot: a compaction committing between two pages of
+        // chunks would otherwise be seen half done (rows moved to a chunk already passed).
+        let conn = conn.transaction()?;
         let sightings: Vec<Sighting> = conn
             .prepare_cached(
                 "SELECT s.edge_id, s.sysid FROM sightings s JOIN edges e ON e.id = s.edge_id
