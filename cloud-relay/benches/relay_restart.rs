@@ -656,6 +656,7 @@ fn main() {
             tls: false,
             ..Default::default()
         },
+        ..Default::default()
     };
     let config_path = dir.path().join("cloud-relay.toml");
     std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("config");

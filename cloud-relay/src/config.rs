@@ -11,8 +11,18 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Database, CA and relay certificate live here.
     pub data_dir: PathBuf,
+    pub store: StoreConfig,
     pub quic: QuicConfig,
     pub hq: HqConfig,
+}
+
+/// Where the relay keeps what it stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: SQLite in `data_dir`; `postgres://…`: a PostgreSQL database several relay
+    /// instances may share.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("relay-data"),
+            store: StoreConfig::default(),
             quic: QuicConfig::default(),
             hq: HqConfig::default(),
         }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use cloud_relay::config::Config;
 use cloud_relay::relay::{self, Relay, DB_FILE};
 use cloud_relay::store::hq::{Role, Share};
-use cloud_relay::store::{HqStore, RelayStore, SqliteStore};
+use cloud_relay::store::{RelayStore, Store};
 use sync_protocol::identity::{validate_name, EdgeIdentity};
 
 #[derive(Parser)]
@@ -173,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store = SqliteStore::open(&config.data_dir.join(DB_FILE))?;
+    let store = cloud_relay::store::open(&config.store.url, &config.data_dir.join(DB_FILE))?;
     match cli.command {
         Command::Serve {
             quic_listen,
@@ -185,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(addr) = hq_listen {
                 config.hq.listen = addr;
             }
-            serve(config, Arc::new(store))
+            serve(config, store)
         }
         Command::Token(TokenCommand::Create { org, role, name }) => {
             let role = Role::parse(&role).context("role")?;
@@ -295,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edge(EdgeCommand::Enroll { org, edge, output }) => {
-            let bundle = relay::enroll(&config, &store, &org, &edge)?;
+            let bundle = relay::enroll(&config, &*store, &org, &edge)?;
             write_private(&output, &bundle.to_toml())?;
             println!(
                 "enrolled {org}/{edge}; bundle written to {}",
@@ -315,7 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Config, store: Arc<SqliteStore>) -> anyhow::Result<()> {
+fn serve(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

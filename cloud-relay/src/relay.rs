@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::live::LiveView;
-use crate::store::{RelayStore, SqliteStore};
+use crate::store::{RelayStore, Store};
 use crate::{hq, pki_files, server};
 
 /// The relay database inside the data directory.
@@ -22,7 +22,7 @@ pub const DB_FILE: &str = "relay.db";
 pub struct Relay {
     pub quic_addr: SocketAddr,
     pub hq_addr: SocketAddr,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     endpoint: quinn::Endpoint,
     stop: tokio::sync::oneshot::Sender<()>,
     hq: JoinHandle<std::io::Result<()>>,
@@ -32,7 +32,7 @@ pub struct Relay {
 impl Relay {
     /// Binds both listeners (so a busy port fails here, with its address) and starts
     /// serving.
-    pub async fn start(config: &Config, store: Arc<SqliteStore>) -> anyhow::Result<Relay> {
+    pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Relay> {
         let ca = pki_files::ca(&config.data_dir)?;
         let cert = pki_files::relay_cert(&config.data_dir, &ca, &config.quic.server_names)?;
         let quic = sync_protocol::transport::server_config(

@@ -710,6 +710,101 @@ pub struct CloudRelay {
     pub port: u16,
     /// The HQ API's HTTPS port.
     pub hq_port: u16,
+    /// The relay's PostgreSQL database, when the tests run the relay on PostgreSQL.
+    pub pg: Option<PgDatabase>,
+}
+
+/// Which store the tests' relays run on: SQLite (the default) or, with
+/// `TRELLIS_RELAY_STORE=postgres`, a fresh database each on the local PostgreSQL server
+/// (`TRELLIS_TEST_PG`, default `postgres://postgres@127.0.0.1/postgres`). `scripts/test` runs
+/// the relay's tests both ways.
+pub fn relay_on_postgres() -> bool {
+    std::env::var("TRELLIS_RELAY_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// A database of its own on the local PostgreSQL server, dropped with it.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let admin = std::env::var("TRELLIS_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".into());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable: {e}"));
+        let name = format!(
+            "trellis_it_{}_{}",
+            std::process::id(),
+            PG_DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        // A leftover of an earlier run with the same process id goes first (two
+        // statements: neither may run inside a transaction block).
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop a leftover database");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the relay's database");
+        let url = match admin.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("TRELLIS_TEST_PG must end in /DATABASE: {admin}"),
+        };
+        PgDatabase { url, name, admin }
+    }
+
+    fn backup_name(&self) -> String {
+        format!("{}_backup", self.name)
+    }
+
+    fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect to PostgreSQL")
+    }
+
+    /// Copies this database (no one may be connected) to `name`.
+    fn copy(&self, name: &str) {
+        let mut admin = self.admin();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop an old copy");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {}", self.name))
+            .expect("copy the database");
+    }
+
+    /// Replaces this database with the copy `name`.
+    fn restore(&self, name: &str) {
+        let mut admin = self.admin();
+        admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .expect("drop the database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE {name}", self.name))
+            .expect("restore the copy");
+        admin
+            .batch_execute(&format!("DROP DATABASE {name}"))
+            .expect("drop the copy");
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls)
+            .expect("connect to the relay's database")
+    }
+}
+
+static PG_DATABASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            for name in [self.name.clone(), self.backup_name()] {
+                let _ =
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
 }
 
 impl CloudRelay {
@@ -728,10 +823,14 @@ impl CloudRelay {
         let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());
         let config = dir.path().join("relay.toml");
         let hq_port = free_tcp_port();
+        let pg = relay_on_postgres().then(PgDatabase::create);
+        let store = pg
+            .as_ref()
+            .map_or(String::new(), |db| format!("[store]\nurl = {:?}\n", db.url));
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n[quic]\nlisten = \"127.0.0.1:{port}\"\n\
+                "data_dir = {:?}\n{store}[quic]\nlisten = \"127.0.0.1:{port}\"\n\
                  public_address = \"{public}\"\nserver_names = [\"localhost\", \"127.0.0.1\"]\n\
                  [hq]\nlisten = \"127.0.0.1:{hq_port}\"\n",
                 dir.path().join("data")
@@ -744,6 +843,7 @@ impl CloudRelay {
             config,
             port,
             hq_port,
+            pg,
         }
     }
 
@@ -933,24 +1033,19 @@ impl CloudRelay {
     /// Telemetry rows the relay holds for one edge, in sequence order, as comparable tuples:
     /// its chunks decoded with the protocol's codec.
     pub fn rows(&self, org: &str, edge: &str) -> Vec<Vec<i64>> {
-        let db = match rusqlite::Connection::open_with_flags(
-            self.db_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        ) {
-            Ok(db) => db,
-            Err(_) => return Vec::new(),
+        let payloads: Vec<Vec<u8>> = match &self.pg {
+            Some(pg) => pg
+                .client()
+                .query(
+                    "SELECT payload FROM telemetry_chunks
+                     JOIN edges ON edges.id = telemetry_chunks.edge_id
+                     WHERE edges.org = $1 AND edges.edge = $2",
+                    &[&org, &edge],
+                )
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_default(),
+            None => self.sqlite_payloads(org, edge),
         };
-        let _ = db.busy_timeout(Duration::from_secs(5));
-        let Ok(mut stmt) = db.prepare(
-            "SELECT payload FROM telemetry_chunks JOIN edges ON edges.id = telemetry_chunks.edge_id
-             WHERE edges.org = ?1 AND edges.edge = ?2",
-        ) else {
-            return Vec::new();
-        };
-        let payloads: Vec<Vec<u8>> = stmt
-            .query_map([org, edge], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .unwrap_or_default();
         let mut rows: Vec<Vec<i64>> = payloads
             .iter()
             .flat_map(|p| sync_protocol::codec::decode(p).expect("a stored chunk decodes"))
@@ -981,6 +1076,77 @@ impl CloudRelay {
             .collect();
         rows.sort_by_key(|r| r[0]);
         rows
+    }
+
+    /// Copies the stopped relay's database aside, as an operator's nightly backup would.
+    pub fn back_up(&self) {
+        match &self.pg {
+            Some(pg) => pg.copy(&pg.backup_name()),
+            None => {
+                std::fs::copy(self.db_path(), self.dir.path().join("backup.db"))
+                    .expect("back up relay.db");
+            }
+        }
+    }
+
+    /// Replaces the stopped relay's database with the backup: a dead disk, restored.
+    pub fn restore_backup(&self) {
+        match &self.pg {
+            Some(pg) => pg.restore(&pg.backup_name()),
+            None => {
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", self.db_path().display()));
+                }
+                std::fs::copy(self.dir.path().join("backup.db"), self.db_path())
+                    .expect("restore relay.db");
+            }
+        }
+    }
+
+    /// The telemetry ranges the relay recorded as acknowledged and then lost, for one edge.
+    pub fn gaps(&self, org: &str, edge: &str) -> Vec<(i64, i64)> {
+        const SQL: &str = "SELECT from_seq, to_seq FROM gaps JOIN edges ON edges.id = gaps.edge_id
+             WHERE edges.org = $1 AND edges.edge = $2 ORDER BY noted_us";
+        match &self.pg {
+            Some(pg) => pg
+                .client()
+                .query(SQL, &[&org, &edge])
+                .expect("read gaps")
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            None => {
+                let db = rusqlite::Connection::open_with_flags(
+                    self.db_path(),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open relay.db");
+                let mut stmt = db.prepare(&SQL.replace('$', "?")).expect("gaps query");
+                stmt.query_map([org, edge], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .expect("read gaps")
+            }
+        }
+    }
+
+    fn sqlite_payloads(&self, org: &str, edge: &str) -> Vec<Vec<u8>> {
+        let db = match rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) {
+            Ok(db) => db,
+            Err(_) => return Vec::new(),
+        };
+        let _ = db.busy_timeout(Duration::from_secs(5));
+        let Ok(mut stmt) = db.prepare(
+            "SELECT payload FROM telemetry_chunks JOIN edges ON edges.id = telemetry_chunks.edge_id
+             WHERE edges.org = ?1 AND edges.edge = ?2",
+        ) else {
+            return Vec::new();
+        };
+        stmt.query_map([org, edge], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .unwrap_or_default()
     }
 }
 

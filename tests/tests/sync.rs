@@ -142,8 +142,7 @@ fn a_relay_restored_from_an_old_backup_is_told_the_truth_and_made_whole() {
         (held(&relay) >= 500).then_some(())
     });
     relay.stop();
-    let backup = relay.dir.path().join("backup.db");
-    std::fs::copy(relay.db_path(), &backup).unwrap();
+    relay.back_up();
     let backed_up = held(&relay) as u64;
 
     relay.start();
@@ -153,27 +152,13 @@ fn a_relay_restored_from_an_old_backup_is_told_the_truth_and_made_whole() {
     relay.stop();
     let acked_before = held(&relay) as u64;
     // The disk dies; the operator restores last night's backup.
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", relay.db_path().display()));
-    }
-    std::fs::copy(&backup, relay.db_path()).unwrap();
+    relay.restore_backup();
     relay.start();
 
     sim.kill9();
     assert_relay_equals_outbox(&relay, &edge);
-    let db = rusqlite::Connection::open_with_flags(
-        relay.db_path(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let (from, to): (i64, i64) = db
-        .query_row(
-            "SELECT from_seq, to_seq FROM gaps JOIN edges ON edges.id = gaps.edge_id
-             WHERE edges.org = 'vineyard-co' AND edges.edge = 'pi-north'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("the relay recorded what it had lost");
+    let gaps = relay.gaps("vineyard-co", "pi-north");
+    let &(from, to) = gaps.first().expect("the relay recorded what it had lost");
     assert_eq!(from as u64, backed_up + 1);
     assert!(
         to as u64 >= acked_before,

@@ -26,7 +26,7 @@ pub use auth::Caller;
 pub use trellis_web::ApiError;
 
 use crate::live::LiveView;
-use crate::store::{HqStore, RelayStore};
+use crate::store::{HqStore, RelayStore, Store};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ pub struct HqState {
 }
 
 impl HqState {
-    pub fn new<S: HqStore + RelayStore>(store: Arc<S>, live: Arc<LiveView>, node: &str) -> HqState {
+    pub fn new(store: Arc<dyn Store>, live: Arc<LiveView>, node: &str) -> HqState {
         HqState {
             store: store.clone(),
             sync: store,

@@ -1,9 +1,12 @@
-//! Checks every relay store backend must pass, written against the traits only; each
-//! backend's tests call them with a fresh store.
+//! Checks every relay store backend must pass, written against the traits only. Each
+//! backend's tests run them all through [`conformance_tests!`], with a fresh store each.
 
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::{event::Kind, Event, VehicleIdentity};
+
+use super::hq::EventCursor;
+use super::{EdgeStatus, StoreError};
 
 use super::history::DUPLICATE_WINDOW_US;
 use super::hq::HqStore;
@@ -242,3 +245,226 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
         "nothing left to compact"
     );
 }
+
+fn rows(range: std::ops::RangeInclusive<u64>) -> Vec<TelemetryRow> {
+    range
+        .map(|seq| TelemetryRow {
+            seq,
+            vehicle: 1,
+            t_us: seq as i64 * 100_000,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn setup<S: RelayStore>(store: &S) -> EdgeIdentity {
+    store.create_org("vineyard-co").unwrap();
+    let edge = EdgeIdentity::new("vineyard-co", "pi-north").unwrap();
+    store.enroll_edge(&edge).unwrap();
+    edge
+}
+
+fn named_identity(seq: u64, sysid: u32, name: &str, uid: &str) -> Event {
+    let mut e = identity(seq, sysid, uid);
+    if let Some(i) = e.identity.as_mut() {
+        i.name = name.into();
+    }
+    e
+}
+
+pub fn applying_is_idempotent_and_refuses_gaps<S: RelayStore + HqStore>(store: &S) {
+    let edge = setup(store);
+    assert_eq!(
+        store.apply_telemetry(&edge, 1, 10, &rows(1..=10)).unwrap(),
+        10
+    );
+    // The same batch again (its ack was lost): nothing new, same mark.
+    assert_eq!(
+        store.apply_telemetry(&edge, 1, 10, &rows(1..=10)).unwrap(),
+        10
+    );
+    // Overlapping resend.
+    assert_eq!(
+        store.apply_telemetry(&edge, 5, 15, &rows(5..=15)).unwrap(),
+        15
+    );
+    assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 15);
+    // A range may have holes the edge never wrote; the mark still moves.
+    assert_eq!(
+        store
+            .apply_telemetry(&edge, 16, 20, &rows(18..=20))
+            .unwrap(),
+        20
+    );
+    assert!(matches!(
+        store.apply_telemetry(&edge, 30, 31, &rows(30..=31)),
+        Err(StoreError::Gap { .. })
+    ));
+    assert!(matches!(
+        store.apply_telemetry(&edge, 21, 22, &rows(21..=25)),
+        Err(StoreError::BadRange { .. })
+    ));
+}
+
+pub fn a_revoked_edge_stores_nothing<S: RelayStore + HqStore>(store: &S) {
+    let edge = setup(store);
+    store.revoke_edge(&edge).unwrap();
+    assert!(matches!(
+        store.apply_telemetry(&edge, 1, 10, &rows(1..=10)),
+        Err(StoreError::NotActive(_))
+    ));
+    assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 0);
+}
+
+pub fn edges_are_enrolled_into_existing_orgs_and_can_be_revoked<S: RelayStore + HqStore>(
+    store: &S,
+) {
+    let edge = setup(store);
+    assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Active);
+    assert!(store.revoke_edge(&edge).unwrap());
+    assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Revoked);
+    let stranger = EdgeIdentity::new("other-org", "pi").unwrap();
+    assert!(matches!(
+        store.enroll_edge(&stranger),
+        Err(StoreError::NoSuchOrg(_))
+    ));
+    assert_eq!(store.edge_status(&stranger).unwrap(), EdgeStatus::Unknown);
+    assert!(matches!(
+        store.create_org("vineyard-co"),
+        Err(StoreError::OrgExists(_))
+    ));
+}
+
+pub fn events_page_newest_first_across_edges_with_ties_kept_apart<S: RelayStore + HqStore>(
+    store: &S,
+) {
+    store.create_org("vineyard-co").unwrap();
+    let north = EdgeIdentity::new("vineyard-co", "pi-north").unwrap();
+    let south = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+    let alert = |seq: u64, t_us: i64| Event {
+        seq,
+        t_us,
+        kind: Kind::Alert as i32,
+        code: "low_battery".into(),
+        ..Default::default()
+    };
+    for e in [&north, &south] {
+        store.enroll_edge(e).unwrap();
+    }
+    // Two edges raise alerts at the same instants: a page boundary must not lose or repeat one.
+    store
+        .apply_events(&north, 1, 3, &[alert(1, 10), alert(2, 20), alert(3, 20)])
+        .unwrap();
+    store
+        .apply_events(&south, 1, 2, &[alert(1, 20), alert(2, 30)])
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .events("vineyard-co", Some(1), before.as_ref(), 2)
+            .unwrap();
+        seen.extend(page.iter().map(|e| (e.t_us, e.edge.clone(), e.seq)));
+        match page.last() {
+            Some(last) if page.len() == 2 => {
+                let cursor = EventCursor::of(last);
+                assert_eq!(
+                    EventCursor::parse(&cursor.to_string()),
+                    Some(cursor.clone())
+                );
+                before = Some(cursor);
+            }
+            _ => break,
+        }
+    }
+    let edge = |e: &str| e.to_string();
+    assert_eq!(
+        seen,
+        vec![
+            (30, edge("pi-south"), 2),
+            (20, edge("pi-south"), 1),
+            (20, edge("pi-north"), 3),
+            (20, edge("pi-north"), 2),
+            (10, edge("pi-north"), 1),
+        ]
+    );
+    assert_eq!(EventCursor::parse("20.3"), None);
+    assert_eq!(EventCursor::parse("x.3.pi"), None);
+}
+
+pub fn a_vehicle_heard_by_two_edges_is_one_vehicle_once_its_uid_is_known<
+    S: RelayStore + HqStore,
+>(
+    store: &S,
+) {
+    store.create_org("vineyard-co").unwrap();
+    store.create_org("other-co").unwrap();
+    let north = EdgeIdentity::new("vineyard-co", "pi-north").unwrap();
+    let south = EdgeIdentity::new("vineyard-co", "pi-south").unwrap();
+    let other = EdgeIdentity::new("other-co", "pi").unwrap();
+    for e in [&north, &south, &other] {
+        store.enroll_edge(e).unwrap();
+    }
+    // North hears it before the autopilot reports its uid; south knows the uid already.
+    store
+        .apply_events(&north, 1, 1, &[named_identity(1, 3, "V-03", "")])
+        .unwrap();
+    store
+        .apply_events(&south, 1, 1, &[named_identity(1, 9, "V-09", "00aa")])
+        .unwrap();
+    assert_eq!(store.fleet("vineyard-co").unwrap().len(), 2);
+    store
+        .apply_events(&north, 2, 2, &[named_identity(2, 3, "V-03", "00aa")])
+        .unwrap();
+    let fleet = store.fleet("vineyard-co").unwrap();
+    assert_eq!(fleet.len(), 1, "{fleet:?}");
+    assert_eq!(
+        fleet[0].sightings,
+        vec![("pi-north".to_string(), 3), ("pi-south".to_string(), 9)]
+    );
+    // The same uid in another org is that org's own vehicle.
+    store
+        .apply_events(&other, 1, 1, &[named_identity(1, 3, "X-1", "00aa")])
+        .unwrap();
+    assert_eq!(store.fleet("vineyard-co").unwrap().len(), 1);
+    assert_eq!(store.fleet("other-co").unwrap()[0].name, "X-1");
+}
+
+/// One `#[test]` per check above, each on a store from `$fresh` (an expression giving a
+/// value that derefs to the store and cleans up when dropped).
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        #[test]
+        fn conformance_history_matches_a_row_per_sample_oracle() {
+            for seed in 1..=4 {
+                let store = $fresh;
+                $crate::store::conformance::history_matches_a_row_per_sample_oracle(&*store, seed);
+            }
+        }
+        #[test]
+        fn conformance_applying_is_idempotent_and_refuses_gaps() {
+            $crate::store::conformance::applying_is_idempotent_and_refuses_gaps(&*$fresh);
+        }
+        #[test]
+        fn conformance_a_revoked_edge_stores_nothing() {
+            $crate::store::conformance::a_revoked_edge_stores_nothing(&*$fresh);
+        }
+        #[test]
+        fn conformance_edges_are_enrolled_into_existing_orgs_and_can_be_revoked() {
+            $crate::store::conformance::edges_are_enrolled_into_existing_orgs_and_can_be_revoked(
+                &*$fresh,
+            );
+        }
+        #[test]
+        fn conformance_events_page_newest_first_across_edges_with_ties_kept_apart() {
+            $crate::store::conformance::events_page_newest_first_across_edges_with_ties_kept_apart(
+                &*$fresh,
+            );
+        }
+        #[test]
+        fn conformance_a_vehicle_heard_by_two_edges_is_one_vehicle_once_its_uid_is_known() {
+            $crate::store::conformance::a_vehicle_heard_by_two_edges_is_one_vehicle_once_its_uid_is_known(&*$fresh);
+        }
+    };
+}
+pub(crate) use conformance_tests;

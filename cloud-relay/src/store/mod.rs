@@ -11,10 +11,12 @@ pub mod chunk;
 mod conformance;
 pub mod history;
 pub mod hq;
+mod postgres;
 mod sqlite;
 mod writer;
 
 pub use hq::HqStore;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
@@ -161,6 +163,28 @@ pub trait RelayStore: Send + Sync + 'static {
         stream: Stream,
         seq: u64,
     ) -> Result<(), StoreError>;
+}
+
+/// Everything a relay stores, for the sync path and for HQ: what `cloud-relay serve` runs on.
+pub trait Store: RelayStore + HqStore {}
+
+impl<S: RelayStore + HqStore> Store for S {}
+
+/// Opens the store `url` names: empty, SQLite at `sqlite_path`; `postgres://…` or
+/// `postgresql://…`, PostgreSQL.
+pub fn open(
+    url: &str,
+    sqlite_path: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.is_empty() {
+        Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStore::open(url)?))
+    } else {
+        Err(StoreError::Database(format!(
+            "store url {url:?}: expected empty (SQLite) or postgres://…"
+        )))
+    }
 }
 
 /// One editable record, every field with its current value.

@@ -212,41 +212,6 @@ mod tests {
         (dir, store, edge)
     }
 
-    #[test]
-    fn applying_is_idempotent_and_refuses_gaps() {
-        let (_dir, store, edge) = setup();
-        assert_eq!(
-            store.apply_telemetry(&edge, 1, 10, &rows(1..=10)).unwrap(),
-            10
-        );
-        // The same batch again (its ack was lost): nothing new, same mark.
-        assert_eq!(
-            store.apply_telemetry(&edge, 1, 10, &rows(1..=10)).unwrap(),
-            10
-        );
-        // Overlapping resend.
-        assert_eq!(
-            store.apply_telemetry(&edge, 5, 15, &rows(5..=15)).unwrap(),
-            15
-        );
-        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 15);
-        // A range may have holes the edge never wrote; the mark still moves.
-        assert_eq!(
-            store
-                .apply_telemetry(&edge, 16, 20, &rows(18..=20))
-                .unwrap(),
-            20
-        );
-        assert!(matches!(
-            store.apply_telemetry(&edge, 30, 31, &rows(30..=31)),
-            Err(StoreError::Gap { .. })
-        ));
-        assert!(matches!(
-            store.apply_telemetry(&edge, 21, 22, &rows(21..=25)),
-            Err(StoreError::BadRange { .. })
-        ));
-    }
-
     fn batch(edge: &EdgeIdentity, range: std::ops::RangeInclusive<u64>) -> TelemetryBatch {
         TelemetryBatch::new(edge.clone(), *range.start(), *range.end(), &rows(range)).unwrap()
     }
@@ -358,41 +323,24 @@ mod tests {
         assert_eq!(held, sent);
     }
 
-    #[test]
-    fn a_revoked_edge_stores_nothing() {
-        let (_dir, store, edge) = setup();
-        store.revoke_edge(&edge).unwrap();
-        assert!(matches!(
-            store.apply_telemetry(&edge, 1, 10, &rows(1..=10)),
-            Err(StoreError::NotActive(_))
-        ));
-        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 0);
-    }
+    /// A store in a temporary directory, removed with it (the directory lives as long as
+    /// the store).
+    struct Fresh(SqliteStore, #[allow(dead_code)] tempfile::TempDir);
 
-    #[test]
-    fn edges_are_enrolled_into_existing_orgs_and_can_be_revoked() {
-        let (_dir, store, edge) = setup();
-        assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Active);
-        assert!(store.revoke_edge(&edge).unwrap());
-        assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Revoked);
-        let stranger = EdgeIdentity::new("other-org", "pi").unwrap();
-        assert!(matches!(
-            store.enroll_edge(&stranger),
-            Err(StoreError::NoSuchOrg(_))
-        ));
-        assert_eq!(store.edge_status(&stranger).unwrap(), EdgeStatus::Unknown);
-        assert!(matches!(
-            store.create_org("vineyard-co"),
-            Err(StoreError::OrgExists(_))
-        ));
-    }
-
-    #[test]
-    fn history_matches_a_row_per_sample_oracle() {
-        for seed in 1..=6 {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
-            crate::store::conformance::history_matches_a_row_per_sample_oracle(&store, seed);
+    impl std::ops::Deref for Fresh {
+        type Target = SqliteStore;
+        fn deref(&self) -> &SqliteStore {
+            &self.0
         }
     }
+
+    fn fresh() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        Fresh(
+            SqliteStore::open(&dir.path().join("relay.db")).unwrap(),
+            dir,
+        )
+    }
+
+    crate::store::conformance::conformance_tests!(fresh());
 }

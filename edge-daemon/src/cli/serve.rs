@@ -97,7 +97,7 @@ async fn demo_relay(
     stations: &[(&str, &std::path::Path)],
     hq_listen: SocketAddr,
 ) -> anyhow::Result<(cloud_relay::relay::Relay, String)> {
-    use cloud_relay::store::{HqStore as _, RelayStore as _, StoreError};
+    use cloud_relay::store::StoreError;
     let mut config = cloud_relay::config::Config {
         data_dir: relay_dir.to_path_buf(),
         ..Default::default()
@@ -107,9 +107,9 @@ async fn demo_relay(
     config.hq.listen = hq_listen;
     config.hq.tls = false;
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = std::sync::Arc::new(cloud_relay::store::SqliteStore::open(
-        &config.data_dir.join(cloud_relay::relay::DB_FILE),
-    )?);
+    let store: std::sync::Arc<dyn cloud_relay::store::Store> = std::sync::Arc::new(
+        cloud_relay::store::SqliteStore::open(&config.data_dir.join(cloud_relay::relay::DB_FILE))?,
+    );
     match store.create_org(DEMO_ORG) {
         Ok(()) | Err(StoreError::OrgExists(_)) => {}
         Err(e) => return Err(e.into()),

@@ -1,0 +1,324 @@
+//! Telemetry chunks in PostgreSQL: the group-commit writer's connection, which alone writes
+//! them in this instance, the compaction steps it runs, and the reads a history query makes.
+//! The rules are SQLite's (`store/sqlite/telemetry.rs`); what differs is locking, since
+//! several relay instances may share the database: a batch locks its edge's mark until its
+//! transaction ends, so two instances given the same range (a station that moved) store it
+//! once, and a compaction step locks the chunks it merges.
+
+use postgres::{Client, GenericClient, NoTls, Transaction};
+use sync_protocol::codec::TelemetryRow;
+use sync_protocol::stream::Stream;
+
+use super::edges::{acked_in, advance};
+use crate::store::chunk::Chunk;
+use crate::store::history::{ChunkRef, ChunkSource, Sighting};
+use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
+use crate::store::StoreError;
+
+const LEVEL_SMALL: i64 = 0;
+const LEVEL_COMPACT: i64 = 1;
+const LEVEL_UNREADABLE: i64 = 2;
+/// The same thresholds as SQLite's: chunks under this many rows per vehicle are compacted,
+/// into one-vehicle chunks of at most `OUT_ROWS` rows and `OUT_SPAN_US` of time.
+const COMPACT_PER_VEHICLE: u32 = 4_096;
+const OUT_ROWS: usize = 16_384;
+const OUT_SPAN_US: i64 = 3_600_000_000;
+
+fn level_of(chunk: &Chunk) -> i64 {
+    if chunk.rows / (chunk.vehicles.len() as u32).max(1) < COMPACT_PER_VEHICLE {
+        LEVEL_SMALL
+    } else {
+        LEVEL_COMPACT
+    }
+}
+
+/// The group-commit writer's own connection.
+pub(super) struct TelemetryWriter {
+    client: Client,
+}
+
+impl TelemetryWriter {
+    pub(super) fn open(url: &str) -> Result<TelemetryWriter, StoreError> {
+        Ok(TelemetryWriter {
+            client: Client::connect(url, NoTls)?,
+        })
+    }
+}
+
+impl ApplyGroup for TelemetryWriter {
+    fn apply_group(
+        &mut self,
+        batches: &[TelemetryBatch],
+    ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure> {
+        let whole = |e: postgres::Error| GroupFailure {
+            culprit: None,
+            error: e.into(),
+        };
+        let mut tx = self.client.transaction().map_err(whole)?;
+        let mut verdicts = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            // A batch the database refuses aborts the transaction; the writer then applies
+            // the group again without it.
+            let verdict = apply_batch(&mut tx, batch).map_err(|error| GroupFailure {
+                culprit: Some(i),
+                error,
+            })?;
+            verdicts.push(verdict);
+        }
+        tx.commit().map_err(whole)?;
+        Ok(verdicts)
+    }
+
+    fn compact(&mut self, stored_before_us: i64, max_rows: usize) -> Result<Compacted, StoreError> {
+        let mut tx = self.client.transaction()?;
+        let done = compact_oldest(&mut tx, stored_before_us, max_rows)?;
+        tx.commit()?;
+        Ok(done)
+    }
+}
+
+fn apply_batch(
+    tx: &mut Transaction<'_>,
+    batch: &TelemetryBatch,
+) -> Result<Result<u64, StoreError>, StoreError> {
+    let (first, last) = (batch.first, batch.last);
+    if !batch.in_range() {
+        return Ok(Err(StoreError::BadRange { first, last }));
+    }
+    let enrolled = tx.query_opt(
+        "SELECT id, revoked_us FROM edges WHERE org = $1 AND edge = $2",
+        &[&batch.edge.org, &batch.edge.edge],
+    )?;
+    let Some(id) = enrolled
+        .filter(|r| r.get::<_, Option<i64>>(1).is_none())
+        .map(|r| r.get::<_, i64>(0))
+    else {
+        return Ok(Err(StoreError::NotActive(batch.edge.to_string())));
+    };
+    let acked = acked_in(tx, id, Stream::Telemetry, true)?;
+    if last <= acked {
+        return Ok(Ok(acked));
+    }
+    if first > acked + 1 {
+        return Ok(Err(StoreError::Gap {
+            stream: Stream::Telemetry,
+            first,
+            acked,
+        }));
+    }
+    let fresh = match batch.chunk.first_seq > acked {
+        true => std::borrow::Cow::Borrowed(&batch.chunk),
+        false => std::borrow::Cow::Owned(batch.chunk.clone().after(acked)?),
+    };
+    if fresh.rows > 0 {
+        insert_chunk(tx, id, &fresh, level_of(&fresh), crate::now_us())?;
+    }
+    advance(tx, id, Stream::Telemetry, last)?;
+    Ok(Ok(last))
+}
+
+fn insert_chunk(
+    c: &mut impl GenericClient,
+    edge_id: i64,
+    chunk: &Chunk,
+    level: i64,
+    received_us: i64,
+) -> Result<i64, StoreError> {
+    let chunk_id: i64 = c
+        .query_one(
+            "INSERT INTO telemetry_chunks (edge_id, first_seq, last_seq, t_min_us, t_max_us,
+                rows, level, received_us, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[
+                &edge_id,
+                &(chunk.first_seq as i64),
+                &(chunk.last_seq as i64),
+                &chunk.t_min_us,
+                &chunk.t_max_us,
+                &i64::from(chunk.rows),
+                &level,
+                &received_us,
+                &chunk.payload,
+            ],
+        )?
+        .get(0);
+    for v in &chunk.vehicles {
+        let vehicle = i64::from(v.vehicle);
+        c.execute(
+            "INSERT INTO chunk_vehicles (edge_id, vehicle, t_min_us, t_max_us, chunk_id, rows)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &edge_id,
+                &vehicle,
+                &v.t_min_us,
+                &v.t_max_us,
+                &chunk_id,
+                &i64::from(v.rows),
+            ],
+        )?;
+        c.execute(
+            "INSERT INTO chunk_spans (edge_id, vehicle, max_span_us) VALUES ($1, $2, $3)
+             ON CONFLICT (edge_id, vehicle) DO UPDATE SET max_span_us = excluded.max_span_us
+                WHERE excluded.max_span_us > chunk_spans.max_span_us",
+            &[&edge_id, &vehicle, &v.t_max_us.saturating_sub(v.t_min_us)],
+        )?;
+    }
+    Ok(chunk_id)
+}
+
+/// Merges the oldest small chunks of one edge into one-vehicle chunks (SQLite's
+/// `compact_oldest`); the chunks it takes are locked, and skipped by another instance's
+/// step running at the same time.
+fn compact_oldest(
+    tx: &mut Transaction<'_>,
+    stored_before_us: i64,
+    max_rows: usize,
+) -> Result<Compacted, StoreError> {
+    let Some(edge_id) = tx
+        .query_opt(
+            "SELECT edge_id FROM telemetry_chunks WHERE level = $1 AND received_us < $2
+             ORDER BY received_us LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[&LEVEL_SMALL, &stored_before_us],
+        )?
+        .map(|r| r.get::<_, i64>(0))
+    else {
+        return Ok(Compacted::default());
+    };
+    let candidates = tx.query(
+        "SELECT id, rows, payload FROM telemetry_chunks
+         WHERE edge_id = $1 AND level = $2 AND received_us < $3 ORDER BY id
+         FOR UPDATE SKIP LOCKED",
+        &[&edge_id, &LEVEL_SMALL, &stored_before_us],
+    )?;
+    let mut inputs: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut total = 0usize;
+    for r in &candidates {
+        let rows = r.get::<_, i64>(1) as usize;
+        if !inputs.is_empty() && total + rows > max_rows {
+            break;
+        }
+        total += rows;
+        inputs.push((r.get(0), r.get(2)));
+    }
+    let mut done = Compacted::default();
+    let mut by_vehicle: std::collections::BTreeMap<u32, Vec<TelemetryRow>> = Default::default();
+    for (id, payload) in inputs {
+        let (chunk, rows) = match Chunk::decode_with_rows(payload) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::error!(chunk = id, edge_id, "stored chunk does not decode: {e}");
+                tx.execute(
+                    "UPDATE telemetry_chunks SET level = $2 WHERE id = $1",
+                    &[&id, &LEVEL_UNREADABLE],
+                )?;
+                continue;
+            }
+        };
+        for v in &chunk.vehicles {
+            tx.execute(
+                "DELETE FROM chunk_vehicles
+                 WHERE edge_id = $1 AND vehicle = $2 AND t_min_us = $3 AND chunk_id = $4",
+                &[&edge_id, &i64::from(v.vehicle), &v.t_min_us, &id],
+            )?;
+        }
+        tx.execute("DELETE FROM telemetry_chunks WHERE id = $1", &[&id])?;
+        done.chunks_in += 1;
+        done.rows += rows.len() as u64;
+        for r in rows {
+            by_vehicle.entry(r.vehicle).or_default().push(r);
+        }
+    }
+    let now = crate::now_us();
+    for (_, mut rows) in by_vehicle {
+        rows.sort_unstable_by_key(|r| r.seq);
+        for piece in pieces(&rows) {
+            insert_chunk(tx, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
+            done.chunks_out += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// One vehicle's rows cut at [`OUT_ROWS`] rows and [`OUT_SPAN_US`] of time.
+fn pieces(rows: &[TelemetryRow]) -> Vec<&[TelemetryRow]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for (i, r) in rows.iter().enumerate() {
+        let (l, h) = (lo.min(r.t_us), hi.max(r.t_us));
+        if i > start && (i - start == OUT_ROWS || h.saturating_sub(l) > OUT_SPAN_US) {
+            out.push(&rows[start..i]);
+            start = i;
+            (lo, hi) = (r.t_us, r.t_us);
+        } else {
+            (lo, hi) = (l, h);
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
+/// Samples held for the org's edges.
+pub(super) fn count(c: &mut impl GenericClient, org: &str) -> Result<u64, StoreError> {
+    let n: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(c.rows), 0)::BIGINT FROM telemetry_chunks c
+             JOIN edges e ON e.id = c.edge_id WHERE e.org = $1",
+            &[&org],
+        )?
+        .get(0);
+    Ok(n as u64)
+}
+
+/// History reads inside one read-only snapshot.
+pub(super) struct Chunks<'a, 't>(pub &'a mut Transaction<'t>);
+
+impl ChunkSource for Chunks<'_, '_> {
+    fn chunks(
+        &mut self,
+        sighting: Sighting,
+        from_us: i64,
+        to_us: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ChunkRef>, StoreError> {
+        let vehicle = i64::from(sighting.sysid);
+        let max_span: i64 = self
+            .0
+            .query_opt(
+                "SELECT max_span_us FROM chunk_spans WHERE edge_id = $1 AND vehicle = $2",
+                &[&sighting.edge_id, &vehicle],
+            )?
+            .map_or(0, |r| r.get(0));
+        let (after_t, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = self.0.query(
+            "SELECT v.chunk_id, v.t_min_us, c.payload
+             FROM chunk_vehicles v JOIN telemetry_chunks c ON c.id = v.chunk_id
+             WHERE v.edge_id = $1 AND v.vehicle = $2
+                AND v.t_min_us >= $3 AND v.t_min_us < $4 AND v.t_max_us >= $5
+                AND (v.t_min_us, v.chunk_id) > ($6, $7)
+             ORDER BY v.t_min_us, v.chunk_id
+             LIMIT $8",
+            &[
+                &sighting.edge_id,
+                &vehicle,
+                &from_us.saturating_sub(max_span),
+                &to_us,
+                &from_us,
+                &after_t,
+                &after_id,
+                &i64::from(limit),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| ChunkRef {
+                chunk_id: r.get(0),
+                t_min_us: r.get(1),
+                payload: r.get(2),
+            })
+            .collect())
+    }
+}
