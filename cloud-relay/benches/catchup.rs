@@ -1,5 +1,6 @@
 //! `catchup`: rows/s draining a 1,000,000-row telemetry backlog from an edge store into the
 //! relay's store over loopback QUIC (SPEC §8 target ≥ 1,000,000). See `common/mod.rs`.
+//! `BENCH_STORE=postgres` runs the relay on PostgreSQL.
 
 // Shared with fanin and relay_restart, which use other parts of it; the .tlog export in
 // `drain` served the old wire_bytes bench (now tests/benches/wire_bytes.rs).
@@ -23,5 +24,6 @@ fn main() {
         d.rest_cpu,
         d.rest_cpu * 1e6 / d.rows as f64
     );
+    println!("relay store: {}", common::store_kind());
     println!("FIGURE catchup {:.0} rows/s", d.rows as f64 / d.seconds);
 }

@@ -318,10 +318,10 @@ fn main() {
         };
         tokio::time::sleep_until(window.0.into()).await;
         let cpu_before = common::cpu_seconds(side);
-        let groups_before = groups(relay.sqlite.writer_stats());
+        let groups_before = groups(relay.store.writer_stats());
         tokio::time::sleep_until(window.1.into()).await;
         let cpu_after = common::cpu_seconds(side);
-        let groups_after = groups(relay.sqlite.writer_stats());
+        let groups_after = groups(relay.store.writer_stats());
         let commits = (
             groups_after.0 - groups_before.0,
             groups_after.1 - groups_before.1,

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloud_relay::store::{RelayStore, SqliteStore};
+use cloud_relay::store::{PgStore, RelayStore, SqliteStore};
 use edge_daemon::frame::FrameScanner;
 use edge_daemon::ingest::Ingest;
 use edge_daemon::link::{Endpoint, Inbound, LinkConfig, Links};
@@ -46,17 +46,73 @@ pub struct Drain {
 /// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
 pub struct Relay {
     pub store: Arc<dyn RelayStore>,
-    /// The same store, for what only SQLite has (its writer's counters).
-    pub sqlite: Arc<SqliteStore>,
     pub ca: Ca,
     pub addr: SocketAddr,
+    /// The PostgreSQL database it stores into, when it does (dropped after the relay).
+    pub pg: Option<BenchDatabase>,
 }
 
-/// Starts the real relay server (SQLite store at `db`, QUIC with mutual TLS on loopback) on
-/// the current tokio runtime.
+/// Which store the benches' relays use: SQLite at the path given (the default) or, with
+/// `BENCH_STORE=postgres`, a fresh database on the local PostgreSQL server
+/// (`TRELLIS_TEST_PG`, default `postgres://postgres@127.0.0.1/postgres`).
+pub fn store_kind() -> &'static str {
+    match std::env::var("BENCH_STORE").as_deref() {
+        Ok("postgres") => "PostgreSQL",
+        _ => "SQLite",
+    }
+}
+
+/// A database of the bench's own, dropped at the end.
+pub struct BenchDatabase {
+    name: String,
+    admin: String,
+}
+
+impl BenchDatabase {
+    fn create() -> (BenchDatabase, String) {
+        let admin = std::env::var("TRELLIS_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".into());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("PostgreSQL");
+        let name = format!("trellis_bench_{}", std::process::id());
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create");
+        let url = format!("{}/{name}", admin.rsplit_once('/').expect("url").0);
+        (BenchDatabase { name, admin }, url)
+    }
+}
+
+impl Drop for BenchDatabase {
+    /// On a plain thread: the postgres client may not block inside the bench's runtime.
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        })
+        .join();
+    }
+}
+
+/// Starts the real relay server (its store at `db` or on PostgreSQL, see [`store_kind`];
+/// QUIC with mutual TLS on loopback) on the current tokio runtime.
 pub fn relay(db: &Path) -> Relay {
-    let sqlite = Arc::new(SqliteStore::open(db).expect("relay store"));
-    let store: Arc<dyn RelayStore> = sqlite.clone();
+    let (store, pg): (Arc<dyn RelayStore>, _) = if store_kind() == "PostgreSQL" {
+        // The postgres client blocks on a runtime of its own: not on this async thread.
+        let (pg, store) = std::thread::spawn(|| {
+            let (pg, url) = BenchDatabase::create();
+            (pg, PgStore::open(&url).expect("relay store"))
+        })
+        .join()
+        .expect("open the PostgreSQL store");
+        (Arc::new(store), Some(pg))
+    } else {
+        (Arc::new(SqliteStore::open(db).expect("relay store")), None)
+    };
     let (ca, _) = Ca::generate("bench CA").expect("CA");
     let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
     let server = sync_protocol::transport::server_config(
@@ -79,9 +135,9 @@ pub fn relay(db: &Path) -> Relay {
     ));
     Relay {
         store,
-        sqlite,
         ca,
         addr,
+        pg,
     }
 }
 
@@ -200,15 +256,19 @@ pub fn drain(with_tlog: bool) -> Drain {
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        // `_pg` lives to the end: its database is dropped with it.
         let Relay {
             store: relay_store,
             ca,
             addr,
-            ..
+            pg: _pg,
         } = relay(&relay_dir.join("relay.db"));
-        relay_store.create_org("bench").expect("org");
         let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
-        relay_store.enroll_edge(&id).expect("enroll");
+        // Store calls block (PostgreSQL's client on a runtime of its own): off the async path.
+        tokio::task::block_in_place(|| {
+            relay_store.create_org("bench").expect("org");
+            relay_store.enroll_edge(&id).expect("enroll");
+        });
 
         let edge_key = ca.issue_edge(&id).expect("edge cert");
         let bundle = Bundle {
@@ -250,7 +310,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             |class| cpu_after.get(class).unwrap_or(&0.0) - cpu_before.get(class).unwrap_or(&0.0);
         let _ = stop_sync.send(true);
         let _ = sync.await;
-        let held = relay_store.telemetry_count("bench").expect("count");
+        let held =
+            tokio::task::block_in_place(|| relay_store.telemetry_count("bench")).expect("count");
         assert_eq!(held, rows, "every row at the relay, once");
         Drain {
             rows,

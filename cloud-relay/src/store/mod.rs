@@ -128,6 +128,8 @@ pub trait RelayStore: Send + Sync + 'static {
     /// time), which the writer otherwise does in the background once they are
     /// [`COMPACT_AGE`] old. Blocks until done.
     fn compact_telemetry(&self, stored_before_us: i64) -> Result<Compacted, StoreError>;
+    /// What this instance's group-commit writer has done since it started.
+    fn writer_stats(&self) -> &WriterStats;
     /// Telemetry samples the org's edges have delivered (a sample two stations heard counts
     /// twice).
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError>;

@@ -64,7 +64,7 @@ impl Drop for PgStore {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`), migrates the database, and starts
-    /// this instance's writer.
+    /// this instance's writer. Blocks: not from async code (as every method here).
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let config: postgres::Config = url
             .parse()
@@ -82,11 +82,6 @@ impl PgStore {
             pool: Some(pool),
             writer,
         })
-    }
-
-    /// What the group-commit writer has done so far.
-    pub fn writer_stats(&self) -> &WriterStats {
-        self.writer.stats()
     }
 
     fn conn(&self) -> Result<Pooled, StoreError> {
@@ -151,6 +146,10 @@ impl RelayStore for PgStore {
 
     fn compact_telemetry(&self, stored_before_us: i64) -> Result<Compacted, StoreError> {
         self.writer.compact_now(stored_before_us)
+    }
+
+    fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError> {

@@ -65,11 +65,6 @@ impl SqliteStore {
         })
     }
 
-    /// What the group-commit writer has done so far.
-    pub fn writer_stats(&self) -> &WriterStats {
-        self.writer.stats()
-    }
-
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // Every use is a single transaction that either committed or rolled back, so a
         // panic elsewhere cannot have left the connection half-way.
@@ -180,6 +175,10 @@ impl RelayStore for SqliteStore {
 
     fn compact_telemetry(&self, stored_before_us: i64) -> Result<Compacted, StoreError> {
         self.writer.compact_now(stored_before_us)
+    }
+
+    fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     fn telemetry_count(&self, org: &str) -> Result<u64, StoreError> {

@@ -51,6 +51,9 @@ CREATE TABLE telemetry_chunks (
     received_us BIGINT NOT NULL,
     payload     BYTEA NOT NULL
 );
+-- Payloads are zstd already: stored out of line as they are, not compressed again (pglz
+-- would spend CPU on every chunk for nothing).
+ALTER TABLE telemetry_chunks ALTER COLUMN payload SET STORAGE EXTERNAL;
 CREATE INDEX telemetry_chunks_by_edge ON telemetry_chunks (edge_id, level, id);
 CREATE INDEX telemetry_chunks_to_compact ON telemetry_chunks (level, received_us);
 CREATE TABLE chunk_vehicles (

@@ -5,11 +5,10 @@
 //! transaction ends, so two instances given the same range (a station that moved) store it
 //! once, and a compaction step locks the chunks it merges.
 
-use postgres::{Client, GenericClient, NoTls, Transaction};
+use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::stream::Stream;
 
-use super::edges::{acked_in, advance};
 use crate::store::chunk::Chunk;
 use crate::store::history::{ChunkRef, ChunkSource, Sighting};
 use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
@@ -32,16 +31,61 @@ fn level_of(chunk: &Chunk) -> i64 {
     }
 }
 
-/// The group-commit writer's own connection.
+/// The group-commit writer's own connection, and its statements, prepared once: an
+/// unprepared statement costs a round trip to the server of its own, and a batch's work is
+/// a handful of statements (each vehicle's index entries go in one, as arrays).
 pub(super) struct TelemetryWriter {
     client: Client,
+    sql: Statements,
+}
+
+struct Statements {
+    edge: Statement,
+    cursor_row: Statement,
+    cursor_lock: Statement,
+    cursor_advance: Statement,
+    chunk: Statement,
+    vehicles: Statement,
+    spans: Statement,
 }
 
 impl TelemetryWriter {
     pub(super) fn open(url: &str) -> Result<TelemetryWriter, StoreError> {
-        Ok(TelemetryWriter {
-            client: Client::connect(url, NoTls)?,
-        })
+        let mut client = Client::connect(url, NoTls)?;
+        let sql = Statements {
+            edge: client
+                .prepare("SELECT id, revoked_us FROM edges WHERE org = $1 AND edge = $2")?,
+            cursor_row: client.prepare(
+                "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES ($1, $2, 0)
+                 ON CONFLICT DO NOTHING",
+            )?,
+            cursor_lock: client.prepare(
+                "SELECT acked_seq FROM stream_cursors WHERE edge_id = $1 AND stream = $2
+                 FOR UPDATE",
+            )?,
+            cursor_advance: client.prepare(
+                "UPDATE stream_cursors SET acked_seq = GREATEST(acked_seq, $3)
+                 WHERE edge_id = $1 AND stream = $2",
+            )?,
+            chunk: client.prepare(
+                "INSERT INTO telemetry_chunks (edge_id, first_seq, last_seq, t_min_us, t_max_us,
+                    rows, level, received_us, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )?,
+            vehicles: client.prepare(
+                "INSERT INTO chunk_vehicles (edge_id, vehicle, t_min_us, t_max_us, chunk_id, rows)
+                 SELECT $1, v, lo, hi, $2, n
+                 FROM unnest($3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[])
+                    AS t (v, lo, hi, n)",
+            )?,
+            spans: client.prepare(
+                "INSERT INTO chunk_spans (edge_id, vehicle, max_span_us)
+                 SELECT $1, v, span FROM unnest($2::BIGINT[], $3::BIGINT[]) AS t (v, span)
+                 ON CONFLICT (edge_id, vehicle) DO UPDATE SET max_span_us = excluded.max_span_us
+                    WHERE excluded.max_span_us > chunk_spans.max_span_us",
+            )?,
+        };
+        Ok(TelemetryWriter { client, sql })
     }
 }
 
@@ -54,12 +98,13 @@ impl ApplyGroup for TelemetryWriter {
             culprit: None,
             error: e.into(),
         };
+        let sql = &self.sql;
         let mut tx = self.client.transaction().map_err(whole)?;
         let mut verdicts = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             // A batch the database refuses aborts the transaction; the writer then applies
             // the group again without it.
-            let verdict = apply_batch(&mut tx, batch).map_err(|error| GroupFailure {
+            let verdict = apply_batch(&mut tx, sql, batch).map_err(|error| GroupFailure {
                 culprit: Some(i),
                 error,
             })?;
@@ -70,8 +115,9 @@ impl ApplyGroup for TelemetryWriter {
     }
 
     fn compact(&mut self, stored_before_us: i64, max_rows: usize) -> Result<Compacted, StoreError> {
+        let sql = &self.sql;
         let mut tx = self.client.transaction()?;
-        let done = compact_oldest(&mut tx, stored_before_us, max_rows)?;
+        let done = compact_oldest(&mut tx, sql, stored_before_us, max_rows)?;
         tx.commit()?;
         Ok(done)
     }
@@ -79,23 +125,27 @@ impl ApplyGroup for TelemetryWriter {
 
 fn apply_batch(
     tx: &mut Transaction<'_>,
+    sql: &Statements,
     batch: &TelemetryBatch,
 ) -> Result<Result<u64, StoreError>, StoreError> {
     let (first, last) = (batch.first, batch.last);
     if !batch.in_range() {
         return Ok(Err(StoreError::BadRange { first, last }));
     }
-    let enrolled = tx.query_opt(
-        "SELECT id, revoked_us FROM edges WHERE org = $1 AND edge = $2",
-        &[&batch.edge.org, &batch.edge.edge],
-    )?;
+    let enrolled = tx.query_opt(&sql.edge, &[&batch.edge.org, &batch.edge.edge])?;
     let Some(id) = enrolled
         .filter(|r| r.get::<_, Option<i64>>(1).is_none())
         .map(|r| r.get::<_, i64>(0))
     else {
         return Ok(Err(StoreError::NotActive(batch.edge.to_string())));
     };
-    let acked = acked_in(tx, id, Stream::Telemetry, true)?;
+    // The mark is locked until commit: another relay instance given the same range (a
+    // station that moved to it) waits, then finds the range held.
+    let stream = Stream::Telemetry.name();
+    tx.execute(&sql.cursor_row, &[&id, &stream])?;
+    let acked = tx
+        .query_one(&sql.cursor_lock, &[&id, &stream])?
+        .get::<_, i64>(0) as u64;
     if last <= acked {
         return Ok(Ok(acked));
     }
@@ -111,24 +161,23 @@ fn apply_batch(
         false => std::borrow::Cow::Owned(batch.chunk.clone().after(acked)?),
     };
     if fresh.rows > 0 {
-        insert_chunk(tx, id, &fresh, level_of(&fresh), crate::now_us())?;
+        insert_chunk(tx, sql, id, &fresh, level_of(&fresh), crate::now_us())?;
     }
-    advance(tx, id, Stream::Telemetry, last)?;
+    tx.execute(&sql.cursor_advance, &[&id, &stream, &(last as i64)])?;
     Ok(Ok(last))
 }
 
 fn insert_chunk(
-    c: &mut impl GenericClient,
+    tx: &mut Transaction<'_>,
+    sql: &Statements,
     edge_id: i64,
     chunk: &Chunk,
     level: i64,
     received_us: i64,
 ) -> Result<i64, StoreError> {
-    let chunk_id: i64 = c
+    let chunk_id: i64 = tx
         .query_one(
-            "INSERT INTO telemetry_chunks (edge_id, first_seq, last_seq, t_min_us, t_max_us,
-                rows, level, received_us, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &sql.chunk,
             &[
                 &edge_id,
                 &(chunk.first_seq as i64),
@@ -142,27 +191,29 @@ fn insert_chunk(
             ],
         )?
         .get(0);
-    for v in &chunk.vehicles {
-        let vehicle = i64::from(v.vehicle);
-        c.execute(
-            "INSERT INTO chunk_vehicles (edge_id, vehicle, t_min_us, t_max_us, chunk_id, rows)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &edge_id,
-                &vehicle,
-                &v.t_min_us,
-                &v.t_max_us,
-                &chunk_id,
-                &i64::from(v.rows),
-            ],
-        )?;
-        c.execute(
-            "INSERT INTO chunk_spans (edge_id, vehicle, max_span_us) VALUES ($1, $2, $3)
-             ON CONFLICT (edge_id, vehicle) DO UPDATE SET max_span_us = excluded.max_span_us
-                WHERE excluded.max_span_us > chunk_spans.max_span_us",
-            &[&edge_id, &vehicle, &v.t_max_us.saturating_sub(v.t_min_us)],
-        )?;
-    }
+    let column = |f: fn(&crate::store::chunk::VehicleSpan) -> i64| -> Vec<i64> {
+        chunk.vehicles.iter().map(f).collect()
+    };
+    let vehicles = column(|v| i64::from(v.vehicle));
+    tx.execute(
+        &sql.vehicles,
+        &[
+            &edge_id,
+            &chunk_id,
+            &vehicles,
+            &column(|v| v.t_min_us),
+            &column(|v| v.t_max_us),
+            &column(|v| i64::from(v.rows)),
+        ],
+    )?;
+    tx.execute(
+        &sql.spans,
+        &[
+            &edge_id,
+            &vehicles,
+            &column(|v| v.t_max_us.saturating_sub(v.t_min_us)),
+        ],
+    )?;
     Ok(chunk_id)
 }
 
@@ -171,6 +222,7 @@ fn insert_chunk(
 /// step running at the same time.
 fn compact_oldest(
     tx: &mut Transaction<'_>,
+    sql: &Statements,
     stored_before_us: i64,
     max_rows: usize,
 ) -> Result<Compacted, StoreError> {
@@ -232,7 +284,7 @@ fn compact_oldest(
     for (_, mut rows) in by_vehicle {
         rows.sort_unstable_by_key(|r| r.seq);
         for piece in pieces(&rows) {
-            insert_chunk(tx, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
+            insert_chunk(tx, sql, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
             done.chunks_out += 1;
         }
     }
