@@ -21,12 +21,11 @@ use sync_protocol::proto::{
     envelope::Body, Ack, Acked, ChangeAck, Encoding, Envelope, EventList, Welcome,
 };
 use sync_protocol::records::FieldChange;
+use sync_protocol::stream::Stream;
 use sync_protocol::transport::peer_identity;
 use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
-
-use sync_protocol::stream::Stream;
 
 use crate::live::{LiveView, Sighting, State, Update};
 use crate::store::chunk::Chunk;
