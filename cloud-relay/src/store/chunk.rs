@@ -14,6 +14,69 @@ use sync_protocol::codec::{self, CodecError, TelemetryRow};
 /// a tenth of level 6's CPU for a few per cent more bytes.
 pub const RELAY_LEVEL: i32 = 3;
 
+/// A chunk's `level` in the store: small (few rows per vehicle: a connected station's batch
+/// a second, a catch-up batch of many vehicles), to be compacted once old enough; compact (a
+/// compaction's output, or a batch with many rows per vehicle), left as it is; unreadable
+/// (damaged at rest), set aside for an operator.
+pub const LEVEL_SMALL: i64 = 0;
+pub const LEVEL_COMPACT: i64 = 1;
+pub const LEVEL_UNREADABLE: i64 = 2;
+/// Chunks holding fewer rows per vehicle than this are compacted.
+const COMPACT_PER_VEHICLE: u32 = 4_096;
+/// A compaction's output chunk holds one vehicle, at most this many rows over at most this
+/// much time: an hour's query then decodes a handful of chunks of that vehicle alone, and no
+/// chunk widens the index range every query of the vehicle must scan.
+const OUT_ROWS: usize = 16_384;
+const OUT_SPAN_US: i64 = 3_600_000_000;
+
+/// The level a chunk is stored at as it arrives.
+pub fn level_of(chunk: &Chunk) -> i64 {
+    if chunk.rows / (chunk.vehicles.len() as u32).max(1) < COMPACT_PER_VEHICLE {
+        LEVEL_SMALL
+    } else {
+        LEVEL_COMPACT
+    }
+}
+
+/// What compaction writes for the rows of the chunks it merges: per vehicle, in sequence
+/// order, cut into chunks of at most [`OUT_ROWS`] rows and [`OUT_SPAN_US`] of time.
+pub fn compacted(rows: impl IntoIterator<Item = TelemetryRow>) -> Result<Vec<Chunk>, CodecError> {
+    let mut by_vehicle: std::collections::BTreeMap<u32, Vec<TelemetryRow>> = Default::default();
+    for r in rows {
+        by_vehicle.entry(r.vehicle).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (_, mut rows) in by_vehicle {
+        rows.sort_unstable_by_key(|r| r.seq);
+        for piece in pieces(&rows) {
+            out.push(Chunk::encode(piece)?);
+        }
+    }
+    Ok(out)
+}
+
+/// One vehicle's rows (in sequence order) cut at [`OUT_ROWS`] rows and [`OUT_SPAN_US`] of
+/// time (a clock step starts a new piece).
+fn pieces(rows: &[TelemetryRow]) -> Vec<&[TelemetryRow]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for (i, r) in rows.iter().enumerate() {
+        let (l, h) = (lo.min(r.t_us), hi.max(r.t_us));
+        if i > start && (i - start == OUT_ROWS || h.saturating_sub(l) > OUT_SPAN_US) {
+            out.push(&rows[start..i]);
+            start = i;
+            (lo, hi) = (r.t_us, r.t_us);
+        } else {
+            (lo, hi) = (l, h);
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 /// A codec payload and what it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
@@ -181,5 +244,27 @@ mod tests {
         let mut payload = Chunk::encode(&[row(1, 1, 1)]).unwrap().payload;
         payload[2] ^= 1;
         assert!(Chunk::decode(payload).is_err());
+    }
+
+    fn at(seq: u64, t_us: i64) -> TelemetryRow {
+        row(seq, 1, t_us)
+    }
+
+    #[test]
+    fn compaction_outputs_are_bounded_in_rows_and_time() {
+        let steady: Vec<_> = (0..40_000).map(|i| at(i, i as i64 * 100_000)).collect();
+        let sizes: Vec<usize> = pieces(&steady).iter().map(|p| p.len()).collect();
+        // 16,384 rows at 10 Hz is 27 minutes: the row cap cuts first.
+        assert_eq!(sizes, vec![16_384, 16_384, 40_000 - 2 * 16_384]);
+        let hour = OUT_SPAN_US;
+        let stepped = [at(1, 0), at(2, hour), at(3, hour + 1), at(4, 0), at(5, 1)];
+        let cuts: Vec<Vec<u64>> = pieces(&stepped)
+            .iter()
+            .map(|p| p.iter().map(|r| r.seq).collect())
+            .collect();
+        // An hour exactly fits; past it a new chunk starts, and a clock stepping back
+        // by an hour starts another.
+        assert_eq!(cuts, vec![vec![1, 2], vec![3], vec![4, 5]]);
+        assert!(pieces(&[]).is_empty());
     }
 }

@@ -9,27 +9,12 @@ use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::stream::Stream;
 
-use crate::store::chunk::Chunk;
+use crate::store::chunk::{
+    compacted, level_of, Chunk, LEVEL_COMPACT, LEVEL_SMALL, LEVEL_UNREADABLE,
+};
 use crate::store::history::{ChunkRef, ChunkSource, Sighting};
 use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
 use crate::store::StoreError;
-
-const LEVEL_SMALL: i64 = 0;
-const LEVEL_COMPACT: i64 = 1;
-const LEVEL_UNREADABLE: i64 = 2;
-/// The same thresholds as SQLite's: chunks under this many rows per vehicle are compacted,
-/// into one-vehicle chunks of at most `OUT_ROWS` rows and `OUT_SPAN_US` of time.
-const COMPACT_PER_VEHICLE: u32 = 4_096;
-const OUT_ROWS: usize = 16_384;
-const OUT_SPAN_US: i64 = 3_600_000_000;
-
-fn level_of(chunk: &Chunk) -> i64 {
-    if chunk.rows / (chunk.vehicles.len() as u32).max(1) < COMPACT_PER_VEHICLE {
-        LEVEL_SMALL
-    } else {
-        LEVEL_COMPACT
-    }
-}
 
 /// The group-commit writer's own connection, and its statements, prepared once: an
 /// unprepared statement costs a round trip to the server of its own, and a batch's work is
@@ -253,7 +238,7 @@ fn compact_oldest(
         inputs.push((r.get(0), r.get(2)));
     }
     let mut done = Compacted::default();
-    let mut by_vehicle: std::collections::BTreeMap<u32, Vec<TelemetryRow>> = Default::default();
+    let mut merged: Vec<TelemetryRow> = Vec::new();
     for (id, payload) in inputs {
         let (chunk, rows) = match Chunk::decode_with_rows(payload) {
             Ok(decoded) => decoded,
@@ -276,40 +261,14 @@ fn compact_oldest(
         tx.execute("DELETE FROM telemetry_chunks WHERE id = $1", &[&id])?;
         done.chunks_in += 1;
         done.rows += rows.len() as u64;
-        for r in rows {
-            by_vehicle.entry(r.vehicle).or_default().push(r);
-        }
+        merged.extend(rows);
     }
     let now = crate::now_us();
-    for (_, mut rows) in by_vehicle {
-        rows.sort_unstable_by_key(|r| r.seq);
-        for piece in pieces(&rows) {
-            insert_chunk(tx, sql, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
-            done.chunks_out += 1;
-        }
+    for out in compacted(merged)? {
+        insert_chunk(tx, sql, edge_id, &out, LEVEL_COMPACT, now)?;
+        done.chunks_out += 1;
     }
     Ok(done)
-}
-
-/// One vehicle's rows cut at [`OUT_ROWS`] rows and [`OUT_SPAN_US`] of time.
-fn pieces(rows: &[TelemetryRow]) -> Vec<&[TelemetryRow]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for (i, r) in rows.iter().enumerate() {
-        let (l, h) = (lo.min(r.t_us), hi.max(r.t_us));
-        if i > start && (i - start == OUT_ROWS || h.saturating_sub(l) > OUT_SPAN_US) {
-            out.push(&rows[start..i]);
-            start = i;
-            (lo, hi) = (r.t_us, r.t_us);
-        } else {
-            (lo, hi) = (l, h);
-        }
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
-    }
-    out
 }
 
 /// Samples held for the org's edges.

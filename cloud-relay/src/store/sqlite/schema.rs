@@ -7,8 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
 
-use super::telemetry::level_of;
-use crate::store::chunk::Chunk;
+use crate::store::chunk::{level_of, Chunk};
 use crate::store::StoreError;
 
 /// The schema this code reads and writes.

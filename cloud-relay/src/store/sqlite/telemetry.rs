@@ -9,7 +9,9 @@ use sync_protocol::stream::Stream;
 
 use super::edges::acked_in;
 use super::gate::WriteGate;
-use crate::store::chunk::Chunk;
+use crate::store::chunk::{
+    compacted, level_of, Chunk, LEVEL_COMPACT, LEVEL_SMALL, LEVEL_UNREADABLE,
+};
 use crate::store::history::{ChunkRef, ChunkSource, Sighting};
 use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
 use crate::store::StoreError;
@@ -108,7 +110,7 @@ fn compact_oldest(
         }
     }
     let mut done = Compacted::default();
-    let mut by_vehicle: std::collections::BTreeMap<u32, Vec<TelemetryRow>> = Default::default();
+    let mut merged: Vec<TelemetryRow> = Vec::new();
     for (id, payload) in inputs {
         let (chunk, rows) = match Chunk::decode_with_rows(payload) {
             Ok(decoded) => decoded,
@@ -134,42 +136,14 @@ fn compact_oldest(
             .execute([id])?;
         done.chunks_in += 1;
         done.rows += rows.len() as u64;
-        for r in rows {
-            by_vehicle.entry(r.vehicle).or_default().push(r);
-        }
+        merged.extend(rows);
     }
     let now = crate::now_us();
-    for (_, mut rows) in by_vehicle {
-        rows.sort_unstable_by_key(|r| r.seq);
-        for piece in pieces(&rows) {
-            insert_chunk(tx, edge_id, &Chunk::encode(piece)?, LEVEL_COMPACT, now)?;
-            done.chunks_out += 1;
-        }
+    for out in compacted(merged)? {
+        insert_chunk(tx, edge_id, &out, LEVEL_COMPACT, now)?;
+        done.chunks_out += 1;
     }
     Ok(done)
-}
-
-/// One vehicle's rows (in sequence order) cut into compaction outputs: at most [`OUT_ROWS`]
-/// each, spanning at most [`OUT_SPAN_US`] of time (a clock step starts a new one), so no
-/// chunk widens the index range every query of the vehicle must scan.
-fn pieces(rows: &[TelemetryRow]) -> Vec<&[TelemetryRow]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for (i, r) in rows.iter().enumerate() {
-        let (l, h) = (lo.min(r.t_us), hi.max(r.t_us));
-        if i > start && (i - start == OUT_ROWS || h.saturating_sub(l) > OUT_SPAN_US) {
-            out.push(&rows[start..i]);
-            start = i;
-            (lo, hi) = (r.t_us, r.t_us);
-        } else {
-            (lo, hi) = (l, h);
-        }
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
-    }
-    out
 }
 
 /// One batch inside the group's transaction. The outer error is the database failing; the
@@ -219,28 +193,6 @@ fn apply_batch(
     .execute(params![id, last as i64])?;
     Ok(Ok(last))
 }
-
-/// A chunk's `level` as it arrives: small ones (a connected station's batch a second, or a
-/// catch-up batch of many vehicles) are compacted later; one with many rows per vehicle
-/// already reads well.
-pub(super) fn level_of(chunk: &Chunk) -> i64 {
-    let per_vehicle = chunk.rows / (chunk.vehicles.len() as u32).max(1);
-    if per_vehicle < COMPACT_PER_VEHICLE {
-        LEVEL_SMALL
-    } else {
-        LEVEL_COMPACT
-    }
-}
-
-const LEVEL_SMALL: i64 = 0;
-const LEVEL_COMPACT: i64 = 1;
-const LEVEL_UNREADABLE: i64 = 2;
-/// Chunks holding fewer rows per vehicle than this are compacted.
-const COMPACT_PER_VEHICLE: u32 = 4_096;
-/// A compaction's output chunk holds one vehicle, at most this many rows over at most this
-/// much time: an hour's query then decodes a handful of chunks of that vehicle alone.
-const OUT_ROWS: usize = 16_384;
-const OUT_SPAN_US: i64 = 3_600_000_000;
 
 /// Writes one chunk and its index entries.
 pub(super) fn insert_chunk(
@@ -349,36 +301,5 @@ impl ChunkSource for Chunks<'_> {
             },
         )?;
         Ok(refs.collect::<Result<_, _>>()?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(seq: u64, t_us: i64) -> TelemetryRow {
-        TelemetryRow {
-            seq,
-            t_us,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn compaction_outputs_are_bounded_in_rows_and_time() {
-        let steady: Vec<_> = (0..40_000).map(|i| at(i, i as i64 * 100_000)).collect();
-        let sizes: Vec<usize> = pieces(&steady).iter().map(|p| p.len()).collect();
-        // 16,384 rows at 10 Hz is 27 minutes: the row cap cuts first.
-        assert_eq!(sizes, vec![16_384, 16_384, 40_000 - 2 * 16_384]);
-        let hour = OUT_SPAN_US;
-        let stepped = [at(1, 0), at(2, hour), at(3, hour + 1), at(4, 0), at(5, 1)];
-        let cuts: Vec<Vec<u64>> = pieces(&stepped)
-            .iter()
-            .map(|p| p.iter().map(|r| r.seq).collect())
-            .collect();
-        // An hour exactly fits; past it a new chunk starts, and a clock stepping back
-        // by an hour starts another.
-        assert_eq!(cuts, vec![vec![1, 2], vec![3], vec![4, 5]]);
-        assert!(pieces(&[]).is_empty());
     }
 }
