@@ -195,3 +195,25 @@ pub struct Record {
     pub key: String,
     pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
+
+impl Record {
+    /// Records from (key, field, JSON text) rows ordered by key: what both backends store.
+    pub(crate) fn from_fields(
+        rows: impl IntoIterator<Item = (String, String, String)>,
+    ) -> Vec<Record> {
+        let mut out: Vec<Record> = Vec::new();
+        for (key, field, value) in rows {
+            let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);
+            match out.last_mut() {
+                Some(last) if last.key == key => {
+                    last.fields.insert(field, value);
+                }
+                _ => out.push(Record {
+                    key,
+                    fields: std::collections::BTreeMap::from([(field, value)]),
+                }),
+            }
+        }
+        out
+    }
+}

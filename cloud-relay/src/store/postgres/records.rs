@@ -1,8 +1,6 @@
 //! Editable records in PostgreSQL: one row per field, replaced only by a write with a larger
 //! HLC timestamp (the rule of `sync_protocol::records`, as in `store/sqlite/records.rs`).
 
-use std::collections::BTreeMap;
-
 use postgres::{Client, GenericClient};
 use sync_protocol::hlc::Timestamp;
 use sync_protocol::records::FieldChange;
@@ -105,19 +103,7 @@ pub(super) fn table(
         "SELECT key, field, value FROM records WHERE org = $1 AND tbl = $2 ORDER BY key, field",
         &[&org, &table],
     )?;
-    let mut out: Vec<Record> = Vec::new();
-    for r in &rows {
-        let (key, field, value): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);
-        match out.last_mut() {
-            Some(last) if last.key == key => {
-                last.fields.insert(field, value);
-            }
-            _ => out.push(Record {
-                key,
-                fields: BTreeMap::from([(field, value)]),
-            }),
-        }
-    }
-    Ok(out)
+    Ok(Record::from_fields(
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))),
+    ))
 }

@@ -2,8 +2,6 @@
 //! HLC timestamp — the SQL form of `sync_protocol::records::Replica::apply`, which the test
 //! below checks it against.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{params, Connection};
 use sync_protocol::hlc::Timestamp;
 use sync_protocol::records::FieldChange;
@@ -102,28 +100,10 @@ pub(super) fn table(conn: &Connection, org: &str, table: &str) -> Result<Vec<Rec
     let mut stmt = conn.prepare_cached(
         "SELECT key, field, value FROM records WHERE org = ?1 AND tbl = ?2 ORDER BY key, field",
     )?;
-    let mut out: Vec<Record> = Vec::new();
     let rows = stmt.query_map(params![org, table], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
-    for row in rows {
-        let (key, field, value) = row?;
-        let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);
-        match out.last_mut() {
-            Some(last) if last.key == key => {
-                last.fields.insert(field, value);
-            }
-            _ => out.push(Record {
-                key,
-                fields: BTreeMap::from([(field, value)]),
-            }),
-        }
-    }
-    Ok(out)
+    Ok(Record::from_fields(rows.collect::<Result<Vec<_>, _>>()?))
 }
 
 pub(super) fn advance(
