@@ -12,7 +12,8 @@ use crate::pki::{CertifiedKey, PkiError};
 pub struct Bundle {
     pub org: String,
     pub edge: String,
-    /// HOST:PORT of the relay's QUIC listener.
+    /// HOST:PORT of the relay's QUIC listener, or several, comma separated (instances of
+    /// one relay; the station moves to the next when one fails).
     pub relay: String,
     /// The name the relay's certificate is checked against.
     pub server_name: String,

@@ -82,11 +82,13 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     let span = tracing::info_span!("sync", org = %client.bundle.org, edge = %client.bundle.edge);
     async move {
         let mut backoff = Duration::from_millis(500);
+        // Which of the relay's addresses to dial; a failed session moves on to the next.
+        let mut turn = 0;
         loop {
             let started = Instant::now();
             let mut stopping = shutdown.clone();
             let result = tokio::select! {
-                r = session(&client, &mut shutdown) => r,
+                r = session(&client, turn, &mut shutdown) => r,
                 // A session closes itself on shutdown; one stuck connecting to an unreachable
                 // relay, or waiting for its Welcome, gets a short grace and is dropped.
                 () = async {
@@ -99,6 +101,7 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
             if let Err(e) = &result {
+                turn += 1;
                 tracing::warn!("sync session ended: {e:#}");
                 *client
                     .status
@@ -126,12 +129,28 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
-async fn connect(bundle: &Bundle) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let addr = tokio::net::lookup_host(&bundle.relay)
-        .await
-        .with_context(|| format!("resolving {}", bundle.relay))?
-        .next()
-        .with_context(|| format!("{} resolves to nothing", bundle.relay))?;
+/// Dials the relay: the `turn`th of its addresses, counting every address each of the
+/// bundle's comma-separated `HOST:PORT`s resolves to (a relay of several instances).
+async fn connect(
+    bundle: &Bundle,
+    turn: usize,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+    let mut addrs = Vec::new();
+    for relay in bundle
+        .relay
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        match tokio::net::lookup_host(relay).await {
+            Ok(resolved) => addrs.extend(resolved),
+            Err(e) => tracing::warn!(%relay, "cannot resolve the relay: {e}"),
+        }
+    }
+    if addrs.is_empty() {
+        bail!("{} resolves to nothing", bundle.relay);
+    }
+    let addr = addrs[turn % addrs.len()];
     let local: std::net::SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -211,8 +230,12 @@ async fn resume_point(
     Ok(relay_acked)
 }
 
-async fn session(client: &Client, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-    let (endpoint, conn) = connect(&client.bundle).await?;
+async fn session(
+    client: &Client,
+    turn: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (endpoint, conn) = connect(&client.bundle, turn).await?;
     let status = &client.status;
     status.connects.fetch_add(1, Relaxed);
 
