@@ -14,6 +14,31 @@ pub struct Config {
     pub store: StoreConfig,
     pub quic: QuicConfig,
     pub hq: HqConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several instances serving as one relay (with a shared PostgreSQL store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Empty: this instance is the whole relay. `nats://HOST:PORT`: the NATS server through
+    /// which the instances share the live picture.
+    pub nats: String,
+    /// This instance's name among the others (logs, metrics); empty: host name and port.
+    pub instance: String,
+    /// The NATS subject the instances share: instances on one subject are one relay, so
+    /// two relays may share a NATS server on two subjects.
+    pub subject: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats: String::new(),
+            instance: String::new(),
+            subject: "trellis.relay.v1.live".into(),
+        }
+    }
 }
 
 /// Where the relay keeps what it stores.
@@ -54,7 +79,8 @@ impl Default for HqConfig {
 pub struct QuicConfig {
     /// Where edges connect.
     pub listen: SocketAddr,
-    /// The address enrollment bundles tell edges to dial (HOST:PORT).
+    /// The address enrollment bundles tell edges to dial (HOST:PORT), or several, comma
+    /// separated, for instances of one relay: edges move to the next when one fails.
     pub public_address: String,
     /// Names the relay's certificate is valid for; edges verify the one they dial.
     pub server_names: Vec<String>,
@@ -67,6 +93,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             quic: QuicConfig::default(),
             hq: HqConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Trellis cloud relay: receives what ground stations sync, merges it per organization, and
 //! serves HQ. See ARCHITECTURE.md and sync-protocol/PROTOCOL.md.
 
+pub mod cluster;
 pub mod config;
 pub mod geo;
 pub mod hq;

@@ -10,18 +10,23 @@
 //!
 //! Nothing here is durable: after a restart the picture refills within one live interval of
 //! each edge reconnecting.
+//!
+//! Several relay instances share what each learns here (`cluster.rs`): every local change
+//! is also handed to [`Peers`], and what other instances learnt comes back through
+//! [`LiveView::apply_peer`], which changes the picture without handing it on again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::proto::Live;
 use tokio::sync::broadcast;
 
 /// One vehicle's state as one edge last reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct State {
     /// Edge time of the report, microseconds since the Unix epoch.
     pub t_us: i64,
@@ -68,7 +73,7 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sighting {
     pub org: String,
     pub edge: String,
@@ -94,16 +99,61 @@ pub enum Update {
 pub struct LiveView {
     states: RwLock<HashMap<Sighting, State>>,
     updates: broadcast::Sender<Arc<Update>>,
+    /// Edges connected to this instance.
     sessions: RwLock<HashMap<(String, String), Session>>,
+    /// Edges connected to other instances, as their last heartbeats said.
+    peer_sessions: RwLock<HashMap<(String, String), PeerSession>>,
+    peers: OnceLock<Peers>,
     pub metrics: Metrics,
 }
 
 /// An edge's open connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub since_us: i64,
     pub last_batch_us: Option<i64>,
 }
+
+#[derive(Debug, Clone)]
+struct PeerSession {
+    instance: String,
+    session: Session,
+    heard: Instant,
+}
+
+/// What one instance tells the others (see `cluster.rs` for how it travels).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerMessage {
+    State {
+        sighting: Sighting,
+        state: State,
+    },
+    Event {
+        org: String,
+        edge: String,
+        seq: u64,
+    },
+    Records {
+        org: String,
+    },
+    SessionClosed {
+        org: String,
+        edge: String,
+    },
+    /// Every edge connected to the sending instance, now: sent when one connects and as a
+    /// heartbeat, so an instance that died takes its sessions with it.
+    Sessions {
+        sessions: Vec<(String, String, Session)>,
+    },
+}
+
+/// Where local changes go to reach the other instances; full means dropped (all of it is
+/// refreshed soon: states by the next report, sessions by the next heartbeat).
+pub type Peers = tokio::sync::mpsc::Sender<PeerMessage>;
+
+/// Another instance's sessions count as open this long after its last heartbeat.
+pub const PEER_SESSIONS_EXPIRE: Duration = Duration::from_secs(6);
 
 /// Updates a slow HQ client may fall behind by before it is told it missed some.
 const UPDATE_BACKLOG: usize = 4_096;
@@ -114,19 +164,100 @@ impl Default for LiveView {
             states: RwLock::new(HashMap::new()),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
             sessions: RwLock::new(HashMap::new()),
+            peer_sessions: RwLock::new(HashMap::new()),
+            peers: OnceLock::new(),
             metrics: Metrics::default(),
         }
     }
 }
 
 impl LiveView {
+    /// From now on every local change is also sent to `peers`.
+    pub fn join_cluster(&self, peers: Peers) {
+        let _ = self.peers.set(peers);
+    }
+
+    fn tell_peers(&self, message: impl FnOnce() -> PeerMessage) {
+        if let Some(peers) = self.peers.get() {
+            if peers.try_send(message()).is_err() {
+                self.metrics.peer_messages_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// What another instance learnt: changes the picture here, and goes no further.
+    pub fn apply_peer(&self, instance: &str, message: PeerMessage) {
+        match message {
+            PeerMessage::State { sighting, state } => {
+                self.record(sighting, state);
+            }
+            PeerMessage::Event { org, edge, seq } => {
+                let _ = self
+                    .updates
+                    .send(Arc::new(Update::Event { org, edge, seq }));
+            }
+            PeerMessage::Records { org } => {
+                let _ = self.updates.send(Arc::new(Update::Records { org }));
+            }
+            PeerMessage::SessionClosed { org, edge } => {
+                let mut sessions = self
+                    .peer_sessions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                if sessions
+                    .get(&(org.clone(), edge.clone()))
+                    .is_some_and(|s| s.instance == instance)
+                {
+                    sessions.remove(&(org, edge));
+                }
+            }
+            PeerMessage::Sessions { sessions: list } => {
+                let heard = Instant::now();
+                let mut sessions = self
+                    .peer_sessions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                sessions.retain(|_, s| s.instance != instance);
+                for (org, edge, session) in list {
+                    let instance = instance.to_string();
+                    sessions.insert(
+                        (org, edge),
+                        PeerSession {
+                            instance,
+                            session,
+                            heard,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// This instance's sessions, for its heartbeat to the others.
+    pub fn local_sessions(&self) -> PeerMessage {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        PeerMessage::Sessions {
+            sessions: sessions
+                .iter()
+                .map(|((org, edge), s)| (org.clone(), edge.clone(), *s))
+                .collect(),
+        }
+    }
+
     /// Records `state` if it is newer than what is known for the sighting.
-    pub fn observe(&self, sighting: Sighting, mut state: State) {
+    pub fn observe(&self, sighting: Sighting, state: State) {
+        if let Some(state) = self.record(sighting.clone(), state) {
+            self.tell_peers(|| PeerMessage::State { sighting, state });
+        }
+    }
+
+    /// Records `state` if it is newer, and says so to the HQ streams: the state as kept.
+    fn record(&self, sighting: Sighting, mut state: State) -> Option<State> {
         {
             let mut states = self.states.write().unwrap_or_else(|p| p.into_inner());
             if let Some(known) = states.get(&sighting) {
                 if known.t_us >= state.t_us {
-                    return;
+                    return None;
                 }
                 if state.mode.is_none() && known.custom_mode == state.custom_mode {
                     state.mode = known.mode.clone(); // same mode, name known from a datagram
@@ -134,7 +265,10 @@ impl LiveView {
             }
             states.insert(sighting.clone(), state.clone());
         }
-        let _ = self.updates.send(Arc::new(Update::State(sighting, state)));
+        let _ = self
+            .updates
+            .send(Arc::new(Update::State(sighting, state.clone())));
+        Some(state)
     }
 
     pub fn state(&self, sighting: &Sighting) -> Option<State> {
@@ -146,6 +280,18 @@ impl LiveView {
     }
 
     pub fn notify(&self, update: Update) {
+        self.tell_peers(|| match &update {
+            Update::State(sighting, state) => PeerMessage::State {
+                sighting: sighting.clone(),
+                state: state.clone(),
+            },
+            Update::Event { org, edge, seq } => PeerMessage::Event {
+                org: org.clone(),
+                edge: edge.clone(),
+                seq: *seq,
+            },
+            Update::Records { org } => PeerMessage::Records { org: org.clone() },
+        });
         let _ = self.updates.send(Arc::new(update));
     }
 
@@ -164,6 +310,7 @@ impl LiveView {
                     last_batch_us: None,
                 },
             );
+        self.tell_peers(|| self.local_sessions());
     }
 
     pub fn session_closed(&self, org: &str, edge: &str) {
@@ -171,6 +318,10 @@ impl LiveView {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(org.to_string(), edge.to_string()));
+        self.tell_peers(|| PeerMessage::SessionClosed {
+            org: org.into(),
+            edge: edge.into(),
+        });
     }
 
     pub fn batch_stored(&self, org: &str, edge: &str) {
@@ -180,12 +331,23 @@ impl LiveView {
         }
     }
 
+    /// The edge's session, on this instance or (as its last heartbeat said) on another.
     pub fn session(&self, org: &str, edge: &str) -> Option<Session> {
-        self.sessions
+        let key = (org.to_string(), edge.to_string());
+        if let Some(s) = self
+            .sessions
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(org.to_string(), edge.to_string()))
-            .copied()
+            .get(&key)
+        {
+            return Some(*s);
+        }
+        self.peer_sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|s| s.heard.elapsed() < PEER_SESSIONS_EXPIRE)
+            .map(|s| s.session)
     }
 
     pub fn sessions_open(&self) -> usize {
@@ -211,6 +373,13 @@ pub struct Metrics {
     pub refused: AtomicU64,
     /// Sessions closed because the relay's store could not store a batch (disk full, I/O).
     pub store_failures: AtomicU64,
+    /// Messages to and from the other relay instances (`cluster.rs`).
+    pub peer_messages_sent: AtomicU64,
+    pub peer_messages_received: AtomicU64,
+    /// Not sent: the queue to NATS was full (NATS slow or unreachable).
+    pub peer_messages_dropped: AtomicU64,
+    /// Received but not understood (another version, or not a relay).
+    pub peer_messages_malformed: AtomicU64,
 }
 
 impl Metrics {
@@ -234,7 +403,12 @@ impl Metrics {
              # TYPE trellis_relay_refused_total counter\n\
              trellis_relay_refused_total {}\n\
              # TYPE trellis_relay_store_failures_total counter\n\
-             trellis_relay_store_failures_total {}\n",
+             trellis_relay_store_failures_total {}\n\
+             # TYPE trellis_relay_peer_messages_total counter\n\
+             trellis_relay_peer_messages_total{{outcome=\"sent\"}} {}\n\
+             trellis_relay_peer_messages_total{{outcome=\"received\"}} {}\n\
+             trellis_relay_peer_messages_total{{outcome=\"dropped\"}} {}\n\
+             trellis_relay_peer_messages_total{{outcome=\"malformed\"}} {}\n",
             sessions,
             c(&self.telemetry_batches),
             c(&self.event_batches),
@@ -245,6 +419,10 @@ impl Metrics {
             c(&self.protocol_errors),
             c(&self.refused),
             c(&self.store_failures),
+            c(&self.peer_messages_sent),
+            c(&self.peer_messages_received),
+            c(&self.peer_messages_dropped),
+            c(&self.peer_messages_malformed),
         )
     }
 }

@@ -27,6 +27,8 @@ pub struct Relay {
     stop: tokio::sync::oneshot::Sender<()>,
     hq: JoinHandle<std::io::Result<()>>,
     quic: JoinHandle<()>,
+    /// Membership of a relay of several instances, when configured.
+    _cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Relay {
@@ -55,6 +57,24 @@ impl Relay {
         listener.set_nonblocking(true)?;
         let hq_addr = listener.local_addr()?;
         let live = Arc::new(LiveView::default());
+        let cluster = if config.cluster.nats.is_empty() {
+            None
+        } else {
+            let instance = match config.cluster.instance.as_str() {
+                "" => format!("{}:{}", host_name(), quic_addr.port()),
+                name => name.to_string(),
+            };
+            let cluster = &config.cluster;
+            Some(
+                crate::cluster::Cluster::join(
+                    &cluster.nats,
+                    &cluster.subject,
+                    &instance,
+                    live.clone(),
+                )
+                .await?,
+            )
+        };
         let node = format!("relay/{}", config.quic.public_address);
         let state = hq::HqState::new(store.clone(), live.clone(), &node);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,6 +92,7 @@ impl Relay {
             stop,
             hq,
             quic,
+            _cluster: cluster,
         })
     }
 
@@ -102,6 +123,12 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.quic.abort();
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "relay".into())
 }
 
 /// The HTTPS identity: the configured files, else the relay's own CA-issued certificate.
@@ -143,14 +170,17 @@ pub fn enroll(
     })
 }
 
-/// The certificate name edges check: the host of the public address when the certificate
-/// covers it, else the first configured name.
+/// The certificate name edges check: the host of the (first) public address when the
+/// certificate covers it, else the first configured name.
 fn server_name(config: &Config) -> String {
-    let host = config
+    let first = config
         .quic
         .public_address
-        .rsplit_once(':')
-        .map_or(config.quic.public_address.as_str(), |(h, _)| h);
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let host = first.rsplit_once(':').map_or(first, |(h, _)| h);
     if config.quic.server_names.iter().any(|n| n == host) {
         host.to_string()
     } else {

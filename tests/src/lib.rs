@@ -706,6 +706,9 @@ impl PtyPair {
 pub struct CloudRelay {
     pub proc: Option<Proc>,
     pub dir: tempfile::TempDir,
+    /// The relay's data directory (CA, certificate, SQLite store): in `dir`, or shared with
+    /// the other instances of a cluster.
+    pub data_dir: PathBuf,
     pub config: PathBuf,
     pub port: u16,
     /// The HQ API's HTTPS port.
@@ -839,6 +842,7 @@ impl CloudRelay {
         .expect("write relay config");
         CloudRelay {
             proc: None,
+            data_dir: dir.path().join("data"),
             dir,
             config,
             port,
@@ -847,13 +851,64 @@ impl CloudRelay {
         }
     }
 
+    /// `n` instances of one relay, not started: one PostgreSQL database (held by the
+    /// first), one data directory (the CA and certificate), one NATS subject of their own on
+    /// the local NATS server (`TRELLIS_TEST_NATS`, default `nats://127.0.0.1:4222`), each on
+    /// its own ports. Each one's bundles list every instance, itself first.
+    pub fn cluster(n: usize) -> Vec<CloudRelay> {
+        let nats =
+            std::env::var("TRELLIS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let pg = PgDatabase::create();
+        let url = pg.url.clone();
+        let subject = format!("trellis.test.{}", pg.name);
+        let shared = tempfile::tempdir().expect("temp dir");
+        let data_dir = shared.path().join("data");
+        let ports: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
+        let mut pg = Some(pg);
+        let mut dirs = vec![shared];
+        dirs.extend((1..n).map(|_| tempfile::tempdir().expect("temp dir")));
+        dirs.into_iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let mut order = vec![ports[i]];
+                order.extend(ports.iter().copied().filter(|&p| p != ports[i]));
+                let public: Vec<String> = order.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                let hq_port = free_tcp_port();
+                let config = dir.path().join("relay.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "data_dir = {data_dir:?}\n[store]\nurl = {url:?}\n[quic]\n\
+                         listen = \"127.0.0.1:{port}\"\npublic_address = \"{public}\"\n\
+                         server_names = [\"localhost\", \"127.0.0.1\"]\n\
+                         [hq]\nlisten = \"127.0.0.1:{hq_port}\"\n\
+                         [cluster]\nnats = {nats:?}\ninstance = \"relay-{i}\"\n\
+                         subject = {subject:?}\n",
+                        port = ports[i],
+                        public = public.join(","),
+                    ),
+                )
+                .expect("write relay config");
+                CloudRelay {
+                    proc: None,
+                    data_dir: data_dir.clone(),
+                    dir,
+                    config,
+                    port: ports[i],
+                    hq_port,
+                    pg: pg.take(),
+                }
+            })
+            .collect()
+    }
+
     pub fn hq_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.hq_port)
     }
 
     /// The relay's CA certificate: HQ clients trust the HTTPS API through it.
     pub fn ca_pem(&self) -> PathBuf {
-        self.dir.path().join("data").join("ca.pem")
+        self.data_dir.join("ca.pem")
     }
 
     /// Creates an HQ token for `org` with `role`.
@@ -1027,7 +1082,7 @@ impl CloudRelay {
     }
 
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("relay.db")
+        self.data_dir.join("relay.db")
     }
 
     /// Telemetry rows the relay holds for one edge, in sequence order, as comparable tuples:

@@ -1,0 +1,229 @@
+//! Two relay instances on one PostgreSQL database and one NATS subject serve as one relay:
+//! HQ on either sees every station's vehicles live, edits reach stations on the other, and a
+//! station whose instance is killed mid-stream moves to the other and stays exactly once.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use trellis_tests::*;
+
+const T: Duration = Duration::from_secs(60);
+
+struct Site {
+    edge: EdgeDaemon,
+    udp: u16,
+}
+
+/// A station enrolled through `relay` (so it dials that instance first), running.
+fn site(relay: &CloudRelay, name: &str) -> Site {
+    let data = tempfile::tempdir().unwrap();
+    relay.enroll("vineyard-co", name, data.path());
+    let udp = free_udp_port();
+    let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    Site { edge, udp }
+}
+
+/// A pymavlink vehicle flying north at 5 m/s until killed.
+fn vehicle(sysid: u8, udp: u16) -> Proc {
+    Proc::spawn(
+        "pymavlink vehicle",
+        python("vehicle.py")
+            .args(["--connect", &format!("udpout:127.0.0.1:{udp}")])
+            .args(["--sysid", &sysid.to_string()])
+            .args(["--uid", &format!("00cc00cc00cc00{sysid:02x}")])
+            .args(["--lat", "38.29", "--lon", "-122.455"])
+            .args(["--rate", "50", "--speed", "5", "--battery", "80"])
+            .args(["--positions", "1000000"])
+            .stdout(Stdio::piped()),
+    )
+}
+
+/// The vehicles HQ shows live on `relay`, by name.
+fn live_names(relay: &CloudRelay, token: &str) -> Option<Vec<String>> {
+    let (_, body) = relay.hq_get(token, "/api/v1/orgs/vineyard-co/vehicles");
+    let mut names: Vec<String> = body["vehicles"]
+        .as_array()?
+        .iter()
+        .filter(|v| v["state"].is_object())
+        .filter_map(|v| Some(v["name"].as_str()?.to_string()))
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+fn connected(relay: &CloudRelay, token: &str, edge: &str) -> bool {
+    let (_, body) = relay.hq_get(token, "/api/v1/orgs/vineyard-co/edges");
+    body["edges"].as_array().is_some_and(|edges| {
+        edges
+            .iter()
+            .any(|e| e["edge"] == edge && e["connected"] == true)
+    })
+}
+
+fn stream(relay: &CloudRelay, token: &str) -> Proc {
+    let url = format!(
+        "wss://127.0.0.1:{}/api/v1/orgs/vineyard-co/stream",
+        relay.hq_port
+    );
+    let mut p = Proc::spawn(
+        "HQ stream client",
+        python("stream_client.py")
+            .args(["--url", &url, "--token", token])
+            .arg("--ca")
+            .arg(relay.ca_pem())
+            .stdout(Stdio::piped()),
+    );
+    p.wait_line(T, |l| l.contains("\"open\""));
+    p
+}
+
+/// Waits for a `vehicle` message about `name` on an HQ stream; its state's age when read.
+fn heard_live(ws: &mut Proc, name: &str) -> Duration {
+    let line = ws.wait_line(T, |l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|m| m["type"] == "vehicle" && m["entity"]["name"] == name)
+    });
+    let message: Value = serde_json::from_str(&line).expect("stream JSON");
+    let entity = &message["entity"];
+    let t_us = entity["state"]["t_us"]
+        .as_i64()
+        .expect("a state with its time");
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    Duration::from_micros((now_us - t_us).max(0) as u64)
+}
+
+fn peer_messages(relay: &CloudRelay, outcome: &str) -> u64 {
+    let wanted = format!("trellis_relay_peer_messages_total{{outcome=\"{outcome}\"}} ");
+    relay
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&wanted)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the relay holds exactly the station's outbox, and compares row for row.
+fn assert_exactly_once(relay: &CloudRelay, site: &Site, name: &str) -> usize {
+    let (outbox, held) = wait_for(
+        &format!("the relay to hold exactly {name}'s outbox"),
+        Duration::from_secs(120),
+        || {
+            let outbox = edge_rows(&site.edge.db());
+            let held = relay.rows("vineyard-co", name);
+            let acked = site.edge.try_get("/api/v1/sync")?["relay_acked"].as_u64()?;
+            let newest = outbox.last()?[0] as u64;
+            (held.len() == outbox.len() && acked == newest).then_some((outbox, held))
+        },
+    );
+    assert!(
+        held == outbox,
+        "rows at the relay differ from {name}'s outbox"
+    );
+    held.len()
+}
+
+#[test]
+fn two_instances_serve_as_one_relay_and_a_station_survives_the_loss_of_its_instance() {
+    let mut instances = CloudRelay::cluster(2);
+    let mut b = instances.pop().unwrap();
+    let mut a = instances.pop().unwrap();
+    a.admin(&["org", "create", "vineyard-co"]);
+    a.start();
+    a.wait_hq();
+    b.start();
+    b.wait_hq();
+    let viewer = a.token("vineyard-co", "viewer");
+    let operator = a.token("vineyard-co", "operator");
+
+    // pi-north syncs through A, pi-south through B; each has a vehicle flying, and pi-north
+    // a simulated fleet besides, so batches are in flight when A dies.
+    let north = site(&a, "pi-north");
+    let south = site(&b, "pi-south");
+    // (The simulated fleet flies system ids 1 to 5.)
+    let mut v1 = vehicle(21, north.udp);
+    let mut v2 = vehicle(22, south.udp);
+    let mut load = sim_fleet(north.udp, 5, 20);
+    wait_for("each station connected to its own instance", T, || {
+        (connected(&a, &viewer, "pi-north") && connected(&b, &viewer, "pi-south")).then_some(())
+    });
+
+    // HQ on A sees the vehicle whose station is on B, live, and B's station as connected.
+    let mut on_a = stream(&a, &viewer);
+    let age = heard_live(&mut on_a, "V-22");
+    assert!(
+        age < Duration::from_secs(3),
+        "V-22 (station on B) reached A's HQ stream {age:?} after it was sampled"
+    );
+    wait_for("both vehicles live at A's HQ", T, || {
+        let names = live_names(&a, &viewer)?;
+        (names.contains(&"V-21".into()) && names.contains(&"V-22".into())).then_some(())
+    });
+    assert!(connected(&a, &viewer, "pi-south"), "A lists B's station");
+    assert!(connected(&b, &viewer, "pi-north"), "B lists A's station");
+
+    // An edit made at A's HQ reaches the station on B.
+    let (status, reply) = a.hq_send(
+        "PUT",
+        &operator,
+        "/api/v1/orgs/vineyard-co/fields/block-7",
+        &json!({ "name": "Block 7 (HQ on A)" }),
+    );
+    assert_eq!(status, 200, "{reply}");
+    wait_for("the field at pi-south, synced through B", T, || {
+        let fields = south.edge.try_get("/api/v1/fields")?;
+        fields
+            .to_string()
+            .contains("Block 7 (HQ on A)")
+            .then_some(())
+    });
+
+    // A dies under load; pi-north moves to B.
+    let before = a.rows("vineyard-co", "pi-north").len();
+    assert!(before > 0, "pi-north had synced through A");
+    let connects = north.edge.get("/api/v1/sync")["connects"]
+        .as_u64()
+        .unwrap_or(0);
+    a.kill9();
+    let killed = Instant::now();
+    wait_for("pi-north reconnected, to B", T, || {
+        let sync = north.edge.try_get("/api/v1/sync")?;
+        (sync["connects"].as_u64()? > connects && sync["connected"] == true).then_some(())
+    });
+    eprintln!("pi-north on B {:?} after A was killed", killed.elapsed());
+    let mut on_b = stream(&b, &viewer);
+    heard_live(&mut on_b, "V-21");
+    heard_live(&mut on_b, "V-22");
+    wait_for("both vehicles live at B's HQ", T, || {
+        let names = live_names(&b, &viewer)?;
+        (names.contains(&"V-21".into()) && names.contains(&"V-22".into())).then_some(())
+    });
+    wait_for("pi-north's rows growing through B", T, || {
+        (a.rows("vineyard-co", "pi-north").len() > before + 500).then_some(())
+    });
+
+    // Traffic stops: every row of both stations is at the relay exactly once.
+    load.kill9();
+    v1.kill9();
+    v2.kill9();
+    assert!(assert_exactly_once(&a, &north, "pi-north") > before);
+    assert!(assert_exactly_once(&a, &south, "pi-south") > 0);
+    assert!(peer_messages(&b, "received") > 0);
+    assert_eq!(peer_messages(&b, "malformed"), 0);
+
+    // A revocation made anywhere reaches the instance holding the session.
+    a.admin(&[
+        "edge",
+        "revoke",
+        "--org",
+        "vineyard-co",
+        "--edge",
+        "pi-south",
+    ]);
+    wait_for("pi-south cut off by B", Duration::from_secs(10), || {
+        (!connected(&b, &viewer, "pi-south")).then_some(())
+    });
+    b.stop();
+}
