@@ -25,7 +25,10 @@
 //! field, so the CPU split is printed too.
 //!
 //! `FANIN_EDGES` (default 1000), `FANIN_SECS` (steady window, default 30), `FANIN_WARMUP_SECS`
-//! (default 5), `FANIN_SOCKETS` (client UDP sockets, default 4).
+//! (default 5), `FANIN_SOCKETS` (client UDP sockets, default 4). `FANIN_INSTANCES=2` (with
+//! `BENCH_STORE=postgres`) runs two relay instances, as `[cluster]` joins them: a store each
+//! on one database, the live picture over NATS, edges spread evenly; both in this process,
+//! on the same cores, so the figure shows what sharing costs, not what a second machine adds.
 
 #[allow(dead_code)]
 mod common;
@@ -205,6 +208,7 @@ fn main() {
     let secs: u64 = env_or("FANIN_SECS", 30);
     let warmup: u64 = env_or("FANIN_WARMUP_SECS", 5);
     let sockets: usize = env_or("FANIN_SOCKETS", 4).max(1);
+    let instances: usize = env_or("FANIN_INSTANCES", 1).max(1);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let relay_rt = tokio::runtime::Builder::new_multi_thread()
@@ -212,7 +216,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("relay runtime");
-    let relay = relay_rt.block_on(async { common::relay(&dir.path().join("relay.db")) });
+    let relay = relay_rt.block_on(common::relay_instances(
+        &dir.path().join("relay.db"),
+        instances,
+    ));
 
     let t = Instant::now();
     let ids: Vec<EdgeIdentity> = (0..edges)
@@ -274,7 +281,7 @@ fn main() {
         let mut connecting = tokio::task::JoinSet::new();
         for (i, config) in configs.into_iter().enumerate() {
             let endpoint = endpoints[i % sockets].clone();
-            let (gate, addr) = (gate.clone(), relay.addr);
+            let (gate, addr) = (gate.clone(), relay.addrs[i % relay.addrs.len()]);
             connecting.spawn(async move {
                 let _permit = gate.acquire().await.expect("gate");
                 let conn = endpoint
@@ -312,16 +319,19 @@ fn main() {
             let conn = conn.expect("connected");
             running.spawn(edge(conn, plan.clone(), phase));
         }
-        let groups = |s: &cloud_relay::store::WriterStats| {
+        let groups = |stores: &[Arc<dyn cloud_relay::store::RelayStore>]| {
             use std::sync::atomic::Ordering::Relaxed;
-            (s.groups.load(Relaxed), s.batches.load(Relaxed))
+            stores.iter().fold((0, 0), |(g, b), store| {
+                let s = store.writer_stats();
+                (g + s.groups.load(Relaxed), b + s.batches.load(Relaxed))
+            })
         };
         tokio::time::sleep_until(window.0.into()).await;
         let cpu_before = common::cpu_seconds(side);
-        let groups_before = groups(relay.store.writer_stats());
+        let groups_before = groups(&relay.stores);
         tokio::time::sleep_until(window.1.into()).await;
         let cpu_after = common::cpu_seconds(side);
-        let groups_after = groups(relay.store.writer_stats());
+        let groups_after = groups(&relay.stores);
         let commits = (
             groups_after.0 - groups_before.0,
             groups_after.1 - groups_before.1,
@@ -379,7 +389,8 @@ fn main() {
     assert!(!latencies.is_empty(), "no batch in the window");
     println!(
         "{edges} edges × {ROWS_PER_BATCH} rows/s (one batch a second each, staggered), \
-         {secs} s steady window after {warmup} s warm-up"
+         {secs} s steady window after {warmup} s warm-up; store {}, {instances} relay instance(s)",
+        common::store_kind()
     );
     println!(
         "ack latency over {} batches: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",

@@ -9,6 +9,7 @@
 //! revoked meanwhile is closed within a second. A peer that breaks the protocol loses its
 //! own connection, nothing else.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,13 +45,90 @@ pub const CLOSE_FORBIDDEN: u32 = 2;
 /// acknowledged, and the edge resends after its backoff.
 pub const CLOSE_UNAVAILABLE: u32 = 3;
 
-/// How often an open session re-checks that its edge is still enrolled.
+/// How often the relay re-checks that the edges connected to it are still enrolled.
 const REVOCATION_CHECK: Duration = Duration::from_secs(1);
 
+/// The edges connected to this instance, so one store query a second finds the revoked
+/// ones among them (whichever instance or admin command revoked them).
+#[derive(Default)]
+struct Connected {
+    sessions: std::sync::Mutex<HashMap<u64, (EdgeIdentity, quinn::Connection)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a session in [`Connected`] while it lives.
+struct Registered<'a> {
+    connected: &'a Connected,
+    key: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.connected.lock().remove(&self.key);
+    }
+}
+
+impl Connected {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (EdgeIdentity, quinn::Connection)>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, edge: &EdgeIdentity, conn: &quinn::Connection) -> Registered<'_> {
+        let key = self.next.fetch_add(1, Relaxed);
+        self.lock().insert(key, (edge.clone(), conn.clone()));
+        Registered {
+            connected: self,
+            key,
+        }
+    }
+
+    /// Every second: closes the sessions of edges revoked since. Never returns.
+    async fn watch_revocations(&self, store: Arc<dyn RelayStore>) {
+        loop {
+            tokio::time::sleep(REVOCATION_CHECK).await;
+            let mut edges: Vec<EdgeIdentity> =
+                self.lock().values().map(|(id, _)| id.clone()).collect();
+            if edges.is_empty() {
+                continue;
+            }
+            edges.sort_by(|a, b| (&a.org, &a.edge).cmp(&(&b.org, &b.edge)));
+            edges.dedup();
+            let inactive = match blocking(&store, move |s| s.inactive_among(&edges)).await {
+                Ok(inactive) => inactive,
+                Err(e) => {
+                    tracing::warn!("checking for revoked edges: {e:#}");
+                    continue;
+                }
+            };
+            for edge in inactive {
+                for (id, conn) in self.lock().values().filter(|(id, _)| *id == edge) {
+                    tracing::warn!(org = %id.org, edge = %id.edge, "edge revoked: closing its session");
+                    conn.close(CLOSE_FORBIDDEN.into(), b"edge revoked");
+                }
+            }
+        }
+    }
+}
+
+/// Serves edges on `endpoint` until it is closed.
 pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>, live: Arc<LiveView>) {
+    let connected = Arc::new(Connected::default());
+    tokio::select! {
+        () = accept(endpoint, store.clone(), live, connected.clone()) => {}
+        () = connected.watch_revocations(store) => {}
+    }
+}
+
+async fn accept(
+    endpoint: quinn::Endpoint,
+    store: Arc<dyn RelayStore>,
+    live: Arc<LiveView>,
+    connected: Arc<Connected>,
+) {
     while let Some(incoming) = endpoint.accept().await {
         let store = store.clone();
         let live = live.clone();
+        let connected = connected.clone();
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -70,6 +148,7 @@ pub async fn run(endpoint: quinn::Endpoint, store: Arc<dyn RelayStore>, live: Ar
             };
             let span = tracing::info_span!("edge", org = %edge.org, edge = %edge.edge);
             async move {
+                let _registered = connected.register(&edge, &conn);
                 let result = session(&conn, &edge, store, &live).await;
                 live.session_closed(&edge.org, &edge.edge);
                 match result {
@@ -224,17 +303,6 @@ async fn session(
             );
         }
     };
-    let revocation = async {
-        loop {
-            tokio::time::sleep(REVOCATION_CHECK).await;
-            let id = edge.clone();
-            if blocking(&store, move |s| s.edge_status(&id)).await? != EdgeStatus::Active {
-                tracing::warn!("edge revoked: closing its session");
-                conn.close(CLOSE_FORBIDDEN.into(), b"edge revoked");
-                return anyhow::Ok(());
-            }
-        }
-    };
     let datagrams = async {
         loop {
             let datagram = match conn.read_datagram().await {
@@ -266,7 +334,6 @@ async fn session(
         r = acks => r,
         r = control => r,
         r = lanes => r,
-        r = revocation => r,
         r = datagrams => r,
         r = downsync(conn, edge, &store, live) => r,
     }

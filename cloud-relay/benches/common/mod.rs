@@ -48,6 +48,10 @@ pub struct Relay {
     pub store: Arc<dyn RelayStore>,
     pub ca: Ca,
     pub addr: SocketAddr,
+    /// Every instance's address (`addr` first) and store, for a relay of several.
+    pub addrs: Vec<SocketAddr>,
+    pub stores: Vec<Arc<dyn RelayStore>>,
+    _clusters: Vec<cloud_relay::cluster::Cluster>,
     /// The PostgreSQL database it stores into, when it does (dropped after the relay).
     pub pg: Option<BenchDatabase>,
 }
@@ -100,18 +104,36 @@ impl Drop for BenchDatabase {
 
 /// Starts the real relay server (its store at `db` or on PostgreSQL, see [`store_kind`];
 /// QUIC with mutual TLS on loopback) on the current tokio runtime.
-pub fn relay(db: &Path) -> Relay {
-    let (store, pg): (Arc<dyn RelayStore>, _) = if store_kind() == "PostgreSQL" {
+pub async fn relay(db: &Path) -> Relay {
+    relay_instances(db, 1).await
+}
+
+/// A relay of `instances` instances as `cloud-relay serve` runs them with `[cluster]`: each
+/// with its own store on one PostgreSQL database (so more than one needs
+/// `BENCH_STORE=postgres`), its own QUIC endpoint and live picture, joined over NATS
+/// (`BENCH_NATS`, default `nats://127.0.0.1:4222`). All in this process, on one runtime.
+pub async fn relay_instances(db: &Path, instances: usize) -> Relay {
+    assert!(
+        instances == 1 || store_kind() == "PostgreSQL",
+        "several instances share a PostgreSQL store: set BENCH_STORE=postgres"
+    );
+    let (stores, pg): (Vec<Arc<dyn RelayStore>>, _) = if store_kind() == "PostgreSQL" {
         // The postgres client blocks on a runtime of its own: not on this async thread.
-        let (pg, store) = std::thread::spawn(|| {
+        let (pg, stores) = std::thread::spawn(move || {
             let (pg, url) = BenchDatabase::create();
-            (pg, PgStore::open(&url).expect("relay store"))
+            let stores: Vec<Arc<dyn RelayStore>> = (0..instances)
+                .map(|_| Arc::new(PgStore::open(&url).expect("relay store")) as _)
+                .collect();
+            (pg, stores)
         })
         .join()
         .expect("open the PostgreSQL store");
-        (Arc::new(store), Some(pg))
+        (stores, Some(pg))
     } else {
-        (Arc::new(SqliteStore::open(db).expect("relay store")), None)
+        (
+            vec![Arc::new(SqliteStore::open(db).expect("relay store"))],
+            None,
+        )
     };
     let (ca, _) = Ca::generate("bench CA").expect("CA");
     let relay_key = ca.issue_relay(&["localhost".into()]).expect("relay cert");
@@ -121,22 +143,35 @@ pub fn relay(db: &Path) -> Relay {
         ca.cert_der().expect("der"),
     )
     .expect("server config");
-    let endpoint = sync_protocol::transport::server_endpoint(
-        server,
-        "127.0.0.1:0".parse().expect("addr"),
-        &[7; 32],
-    )
-    .expect("endpoint");
-    let addr = endpoint.local_addr().expect("addr");
-    tokio::spawn(cloud_relay::server::run(
-        endpoint,
-        store.clone(),
-        Default::default(),
-    ));
+    let nats = std::env::var("BENCH_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let subject = format!("trellis.bench.{}", std::process::id());
+    let (mut addrs, mut clusters) = (Vec::new(), Vec::new());
+    for (i, store) in stores.iter().enumerate() {
+        let endpoint = sync_protocol::transport::server_endpoint(
+            server.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+            &[7; 32],
+        )
+        .expect("endpoint");
+        addrs.push(endpoint.local_addr().expect("addr"));
+        let live = Arc::new(cloud_relay::live::LiveView::default());
+        if instances > 1 {
+            let instance = format!("bench-{i}");
+            clusters.push(
+                cloud_relay::cluster::Cluster::join(&nats, &subject, &instance, live.clone())
+                    .await
+                    .expect("join the cluster over NATS"),
+            );
+        }
+        tokio::spawn(cloud_relay::server::run(endpoint, store.clone(), live));
+    }
     Relay {
-        store,
+        store: stores[0].clone(),
         ca,
-        addr,
+        addr: addrs[0],
+        addrs,
+        stores,
+        _clusters: clusters,
         pg,
     }
 }
@@ -262,7 +297,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             ca,
             addr,
             pg: _pg,
-        } = relay(&relay_dir.join("relay.db"));
+            ..
+        } = relay(&relay_dir.join("relay.db")).await;
         let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
         // Store calls block (PostgreSQL's client on a runtime of its own): off the async path.
         tokio::task::block_in_place(|| {

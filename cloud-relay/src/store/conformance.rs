@@ -321,9 +321,15 @@ pub fn edges_are_enrolled_into_existing_orgs_and_can_be_revoked<S: RelayStore + 
 ) {
     let edge = setup(store);
     assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Active);
+    let stranger = EdgeIdentity::new("other-org", "pi").unwrap();
+    let both = [edge.clone(), stranger.clone()];
+    assert_eq!(store.inactive_among(&both).unwrap(), [stranger.clone()]);
     assert!(store.revoke_edge(&edge).unwrap());
     assert_eq!(store.edge_status(&edge).unwrap(), EdgeStatus::Revoked);
-    let stranger = EdgeIdentity::new("other-org", "pi").unwrap();
+    let mut inactive = store.inactive_among(&both).unwrap();
+    inactive.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    assert_eq!(inactive, [stranger.clone(), edge.clone()]);
+    assert!(store.inactive_among(&[]).unwrap().is_empty());
     assert!(matches!(
         store.enroll_edge(&stranger),
         Err(StoreError::NoSuchOrg(_))

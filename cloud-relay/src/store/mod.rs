@@ -98,6 +98,17 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Returns whether the edge was active.
     fn revoke_edge(&self, edge: &EdgeIdentity) -> Result<bool, StoreError>;
     fn edge_status(&self, edge: &EdgeIdentity) -> Result<EdgeStatus, StoreError>;
+    /// Those of `edges` that are no longer active (revoked, or gone): what a relay asks
+    /// every second about the edges connected to it.
+    fn inactive_among(&self, edges: &[EdgeIdentity]) -> Result<Vec<EdgeIdentity>, StoreError> {
+        let mut inactive = Vec::new();
+        for edge in edges {
+            if self.edge_status(edge)? != EdgeStatus::Active {
+                inactive.push(edge.clone());
+            }
+        }
+        Ok(inactive)
+    }
     /// The durable high-water mark of one edge's stream.
     fn acked(&self, edge: &EdgeIdentity, stream: Stream) -> Result<u64, StoreError>;
     /// Stores rows `first..=last` of the telemetry stream (rows missing from the range were

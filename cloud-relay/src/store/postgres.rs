@@ -113,6 +113,10 @@ impl RelayStore for PgStore {
         edges::status(&mut *self.conn()?, edge)
     }
 
+    fn inactive_among(&self, edges: &[EdgeIdentity]) -> Result<Vec<EdgeIdentity>, StoreError> {
+        edges::inactive_among(&mut *self.conn()?, edges)
+    }
+
     fn acked(&self, edge: &EdgeIdentity, stream: Stream) -> Result<u64, StoreError> {
         let mut c = self.conn()?;
         let id = edges::edge_id(&mut *c, edge)?;

@@ -112,6 +112,27 @@ pub(super) fn status(
     })
 }
 
+/// One query for all of them: a relay asks this every second about its connected edges.
+pub(super) fn inactive_among(
+    c: &mut impl GenericClient,
+    edges: &[EdgeIdentity],
+) -> Result<Vec<EdgeIdentity>, StoreError> {
+    let orgs: Vec<&str> = edges.iter().map(|e| e.org.as_str()).collect();
+    let names: Vec<&str> = edges.iter().map(|e| e.edge.as_str()).collect();
+    let rows = c.query(
+        "SELECT w.org, w.edge FROM unnest($1::text[], $2::text[]) AS w (org, edge)
+         WHERE NOT EXISTS (SELECT 1 FROM edges e
+                           WHERE e.org = w.org AND e.edge = w.edge AND e.revoked_us IS NULL)",
+        &[&orgs, &names],
+    )?;
+    rows.iter()
+        .map(|r| {
+            EdgeIdentity::new(r.get(0), r.get(1))
+                .map_err(|e| StoreError::Corrupt(format!("an edge's identity: {e}")))
+        })
+        .collect()
+}
+
 pub(super) fn record_gap(
     c: &mut impl GenericClient,
     edge: &EdgeIdentity,
