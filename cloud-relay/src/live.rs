@@ -217,7 +217,10 @@ impl LiveView {
                     .peer_sessions
                     .write()
                     .unwrap_or_else(|p| p.into_inner());
-                sessions.retain(|_, s| s.instance != instance);
+                // This instance's old list goes, and so do instances no longer heard from.
+                sessions.retain(|_, s| {
+                    s.instance != instance && s.heard.elapsed() < PEER_SESSIONS_EXPIRE
+                });
                 for (org, edge, session) in list {
                     let instance = instance.to_string();
                     sessions.insert(
@@ -246,7 +249,9 @@ impl LiveView {
 
     /// Records `state` if it is newer than what is known for the sighting.
     pub fn observe(&self, sighting: Sighting, state: State) {
-        if let Some(state) = self.record(sighting.clone(), state) {
+        if self.peers.get().is_none() {
+            self.record(sighting, state);
+        } else if let Some(state) = self.record(sighting.clone(), state) {
             self.tell_peers(|| PeerMessage::State { sighting, state });
         }
     }

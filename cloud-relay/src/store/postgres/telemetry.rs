@@ -25,9 +25,8 @@ pub(super) struct TelemetryWriter {
 }
 
 struct Statements {
-    edge: Statement,
-    cursor_row: Statement,
-    cursor_lock: Statement,
+    /// `store_telemetry_chunk` (schema.rs, V2): a batch in one round trip.
+    store: Statement,
     cursor_advance: Statement,
     chunk: Statement,
     vehicles: Statement,
@@ -38,15 +37,9 @@ impl TelemetryWriter {
     pub(super) fn open(url: &str) -> Result<TelemetryWriter, StoreError> {
         let mut client = Client::connect(url, NoTls)?;
         let sql = Statements {
-            edge: client
-                .prepare("SELECT id, revoked_us FROM edges WHERE org = $1 AND edge = $2")?,
-            cursor_row: client.prepare(
-                "INSERT INTO stream_cursors (edge_id, stream, acked_seq) VALUES ($1, $2, 0)
-                 ON CONFLICT DO NOTHING",
-            )?,
-            cursor_lock: client.prepare(
-                "SELECT acked_seq FROM stream_cursors WHERE edge_id = $1 AND stream = $2
-                 FOR UPDATE",
+            store: client.prepare(
+                "SELECT o_outcome, o_edge, o_acked FROM store_telemetry_chunk(
+                    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             )?,
             cursor_advance: client.prepare(
                 "UPDATE stream_cursors SET acked_seq = GREATEST(acked_seq, $3)
@@ -117,39 +110,59 @@ fn apply_batch(
     if !batch.in_range() {
         return Ok(Err(StoreError::BadRange { first, last }));
     }
-    let enrolled = tx.query_opt(&sql.edge, &[&batch.edge.org, &batch.edge.edge])?;
-    let Some(id) = enrolled
-        .filter(|r| r.get::<_, Option<i64>>(1).is_none())
-        .map(|r| r.get::<_, i64>(0))
-    else {
-        return Ok(Err(StoreError::NotActive(batch.edge.to_string())));
+    // The function locks the mark until commit: another relay instance given the same
+    // range (a station that moved to it) waits, then finds the range held.
+    let chunk = &batch.chunk;
+    let column = |f: fn(&crate::store::chunk::VehicleSpan) -> i64| -> Vec<i64> {
+        chunk.vehicles.iter().map(f).collect()
     };
-    // The mark is locked until commit: another relay instance given the same range (a
-    // station that moved to it) waits, then finds the range held.
-    let stream = Stream::Telemetry.name();
-    tx.execute(&sql.cursor_row, &[&id, &stream])?;
-    let acked = tx
-        .query_one(&sql.cursor_lock, &[&id, &stream])?
-        .get::<_, i64>(0) as u64;
-    if last <= acked {
-        return Ok(Ok(acked));
-    }
-    if first > acked + 1 {
-        return Ok(Err(StoreError::Gap {
+    let row = tx.query_one(
+        &sql.store,
+        &[
+            &batch.edge.org,
+            &batch.edge.edge,
+            &(first as i64),
+            &(last as i64),
+            &(chunk.first_seq as i64),
+            &(chunk.last_seq as i64),
+            &chunk.t_min_us,
+            &chunk.t_max_us,
+            &i64::from(chunk.rows),
+            &level_of(chunk),
+            &crate::now_us(),
+            &chunk.payload,
+            &column(|v| i64::from(v.vehicle)),
+            &column(|v| v.t_min_us),
+            &column(|v| v.t_max_us),
+            &column(|v| i64::from(v.rows)),
+            &column(|v| v.t_max_us.saturating_sub(v.t_min_us)),
+        ],
+    )?;
+    let acked = || row.get::<_, Option<i64>>(2).unwrap_or(0) as u64;
+    match row.get::<_, &str>(0) {
+        "stored" => Ok(Ok(last)),
+        "held" => Ok(Ok(acked())),
+        "inactive" => Ok(Err(StoreError::NotActive(batch.edge.to_string()))),
+        "gap" => Ok(Err(StoreError::Gap {
             stream: Stream::Telemetry,
             first,
-            acked,
-        }));
+            acked: acked(),
+        })),
+        "overlap" => {
+            // A resend overlapping what is held: its rows above the mark, re-encoded.
+            let id: i64 = row.get(1);
+            let fresh = chunk.clone().after(acked())?;
+            if fresh.rows > 0 {
+                insert_chunk(tx, sql, id, &fresh, level_of(&fresh), crate::now_us())?;
+            }
+            let stream = Stream::Telemetry.name();
+            tx.execute(&sql.cursor_advance, &[&id, &stream, &(last as i64)])?;
+            Ok(Ok(last))
+        }
+        other => Err(StoreError::Corrupt(format!(
+            "store_telemetry_chunk answered {other:?}"
+        ))),
     }
-    let fresh = match batch.chunk.first_seq > acked {
-        true => std::borrow::Cow::Borrowed(&batch.chunk),
-        false => std::borrow::Cow::Owned(batch.chunk.clone().after(acked)?),
-    };
-    if fresh.rows > 0 {
-        insert_chunk(tx, sql, id, &fresh, level_of(&fresh), crate::now_us())?;
-    }
-    tx.execute(&sql.cursor_advance, &[&id, &stream, &(last as i64)])?;
-    Ok(Ok(last))
 }
 
 fn insert_chunk(
