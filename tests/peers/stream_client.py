@@ -3,17 +3,24 @@
 
 Prints {"type": "open"}, then every message as one JSON line (with --count, none), then, when
 the server closes, {"type": "closed", "code": N, "reason": "...", "messages": N}.
+
+The asyncio client, not `websockets.sync`: the sync client reads the socket in a thread of
+its own while the caller's thread writes to it, and one OpenSSL connection must not be used
+from two threads at once (openssl#20446). Over wss:// with TLS 1.3 the server's session
+tickets arrive while the upgrade request is being written, and a few connects in a hundred
+lost the request and timed out waiting for the handshake.
 """
 import argparse
+import asyncio
 import json
 import ssl
 import sys
 
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 
-def main():
+async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True, help="ws[s]://host:port/api/v1/...stream")
     p.add_argument("--ca", help="the server's CA certificate (PEM), for wss://")
@@ -22,12 +29,12 @@ def main():
                    help="print no messages, only their count when the server closes")
     a = p.parse_args()
     tls = ssl.create_default_context(cafile=a.ca) if a.ca else None
-    with connect(a.url, ssl=tls, additional_headers={"Authorization": f"Bearer {a.token}"},
-                 open_timeout=10) as ws:
+    async with connect(a.url, ssl=tls, additional_headers={"Authorization": f"Bearer {a.token}"},
+                       open_timeout=10) as ws:
         print(json.dumps({"type": "open"}), flush=True)
         received = 0
         try:
-            for message in ws:
+            async for message in ws:
                 received += 1
                 if not a.count:
                     print(message, flush=True)
@@ -38,4 +45,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(asyncio.run(main()))
