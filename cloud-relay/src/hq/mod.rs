@@ -148,7 +148,26 @@ async fn health() -> axum::Json<Health> {
 async fn metrics(axum::extract::State(s): axum::extract::State<HqState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.live.metrics.render(s.live.sessions_open()),
+        s.live.metrics.render(s.live.sessions_open()) + &writer_metrics(s.sync.writer_stats()),
+    )
+}
+
+/// The telemetry writer's group commits and compaction.
+fn writer_metrics(w: &crate::store::WriterStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "# TYPE trellis_relay_group_commits_total counter\n\
+         trellis_relay_group_commits_total {}\n\
+         # TYPE trellis_relay_writer_queued gauge\n\
+         trellis_relay_writer_queued {}\n\
+         # TYPE trellis_relay_compacted_rows_total counter\n\
+         trellis_relay_compacted_rows_total {}\n\
+         # TYPE trellis_relay_compaction_failures_total counter\n\
+         trellis_relay_compaction_failures_total {}\n",
+        w.groups.load(Relaxed),
+        w.queued.load(Relaxed),
+        w.compacted_rows.load(Relaxed),
+        w.compaction_failures.load(Relaxed),
     )
 }
 

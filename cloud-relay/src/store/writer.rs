@@ -155,6 +155,8 @@ pub struct WriterStats {
     pub rows: AtomicU64,
     /// Rows rewritten by compaction.
     pub compacted_rows: AtomicU64,
+    /// Compaction steps that failed (the database unreachable, say); retried with backoff.
+    pub compaction_failures: AtomicU64,
     /// Batches submitted and not yet taken by the thread: compaction yields to them.
     pub queued: AtomicU64,
 }
@@ -247,8 +249,11 @@ fn run(
     stopping: &std::sync::atomic::AtomicBool,
 ) {
     let mut last_step = std::time::Instant::now();
+    // Steps wait this long between them: a second, doubling after each failure up to
+    // COMPACT_BACKOFF_MAX, so an unreachable database is not asked (or logged) every second.
+    let mut every = COMPACT_EVERY;
     loop {
-        let next_step = COMPACT_EVERY.saturating_sub(last_step.elapsed());
+        let next_step = every.saturating_sub(last_step.elapsed());
         let first = match jobs.recv_timeout(next_step) {
             Ok(Job::Batch { batch, reply }) => {
                 stats.queued.fetch_sub(1, Relaxed);
@@ -266,31 +271,47 @@ fn run(
                 last_step = std::time::Instant::now();
                 while stats.queued.load(Relaxed) == 0
                     && !stopping.load(Relaxed)
-                    && compact_step(&mut backend, stats)
+                    && compact_step(&mut backend, stats, &mut every)
                 {}
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         write_group(&mut backend, first, jobs, stats);
-        if last_step.elapsed() >= COMPACT_EVERY {
+        if last_step.elapsed() >= every {
             // Under load: one step a second.
             last_step = std::time::Instant::now();
-            compact_step(&mut backend, stats);
+            compact_step(&mut backend, stats, &mut every);
         }
     }
 }
 
-/// One step of COMPACT_AGE-old chunks; whether there may be more.
-fn compact_step(backend: &mut impl ApplyGroup, stats: &WriterStats) -> bool {
+/// The longest wait between compaction steps while they fail.
+const COMPACT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(64);
+
+/// One step of COMPACT_AGE-old chunks; whether there may be more. A failure doubles `every`
+/// (the wait before the next step) and is logged when the wait grows, a success resets it.
+fn compact_step(
+    backend: &mut impl ApplyGroup,
+    stats: &WriterStats,
+    every: &mut std::time::Duration,
+) -> bool {
     let before = crate::now_us() - COMPACT_AGE.as_micros() as i64;
     match backend.compact(before, COMPACT_ROWS) {
         Ok(done) => {
+            if *every > COMPACT_EVERY {
+                tracing::info!("compaction works again");
+            }
+            *every = COMPACT_EVERY;
             stats.compacted_rows.fetch_add(done.rows, Relaxed);
             done.chunks_in > 0
         }
         Err(e) => {
-            tracing::warn!("compaction step failed (retried later): {e}");
+            stats.compaction_failures.fetch_add(1, Relaxed);
+            if *every < COMPACT_BACKOFF_MAX {
+                *every = (*every * 2).min(COMPACT_BACKOFF_MAX);
+                tracing::warn!("compaction step failed (next try in {every:?}): {e}");
+            }
             false
         }
     }
@@ -444,6 +465,39 @@ mod tests {
 
     fn batch(edge: &str, last: u64) -> TelemetryBatch {
         TelemetryBatch::new(EdgeIdentity::new("org", edge).unwrap(), last, last, &[]).unwrap()
+    }
+
+    /// A database that cannot compact (unreachable, say).
+    struct Unreachable;
+
+    impl ApplyGroup for Unreachable {
+        fn apply_group(
+            &mut self,
+            batches: &[TelemetryBatch],
+        ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure> {
+            Ok(batches.iter().map(|b| Ok(b.last)).collect())
+        }
+
+        fn compact(&mut self, _: i64, _: usize) -> Result<Compacted, StoreError> {
+            Err(StoreError::Database("connection refused".into()))
+        }
+    }
+
+    #[test]
+    fn failing_compaction_backs_off_to_a_minute_and_counts() {
+        let stats = WriterStats::default();
+        let mut every = COMPACT_EVERY;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            assert!(!compact_step(&mut Unreachable, &stats, &mut every));
+            waits.push(every.as_secs());
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 64, 64, 64]);
+        assert_eq!(stats.compaction_failures.load(Relaxed), 9);
+        // Working again: back to a step a second.
+        let mut backend = Backend::new(Arc::default());
+        compact_step(&mut backend, &stats, &mut every);
+        assert_eq!(every, COMPACT_EVERY);
     }
 
     #[test]
