@@ -12,6 +12,7 @@ mod conformance;
 pub mod history;
 pub mod hq;
 mod postgres;
+pub mod registry;
 mod sqlite;
 mod writer;
 

@@ -7,6 +7,7 @@ use sync_protocol::proto::{Event, VehicleIdentity};
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, advance, edge_id};
+use crate::store::registry::{registration, Registration};
 use crate::store::StoreError;
 
 /// Stores events `first..=last` of one edge and folds identities into the registry, in one
@@ -102,27 +103,27 @@ fn register_vehicle(
             .map(|r| r.get(0)),
         None => None,
     };
-    let vehicle_id = match (current, by_uid) {
-        (Some((id, _)), Some(known)) if id == known => id,
-        (Some((old, _)), Some(known)) => {
-            repoint(c, edge_id, sysid, old, known)?;
-            known
+    let current = current.map(|(id, uid)| (id, uid.is_some()));
+    let vehicle_id = match registration(current, by_uid, uid.is_some()) {
+        Registration::Keep(id) => id,
+        Registration::Repoint { from, to } => {
+            repoint(c, edge_id, sysid, from, to)?;
+            to
         }
-        (Some((id, None)), None) => {
+        Registration::TakeUid(id) => {
             c.execute("UPDATE vehicles SET uid = $2 WHERE id = $1", &[&id, &uid])?;
             id
         }
-        (Some((id, Some(_))), None) if uid.is_none() => id,
-        (Some((old, Some(_))), None) => {
+        Registration::Replace { from } => {
             let new = insert_vehicle(c, org, uid, identity)?;
-            repoint(c, edge_id, sysid, old, new)?;
+            repoint(c, edge_id, sysid, from, new)?;
             new
         }
-        (None, Some(known)) => {
+        Registration::Sight(known) => {
             insert_sighting(c, edge_id, sysid, known)?;
             known
         }
-        (None, None) => {
+        Registration::New => {
             let new = insert_vehicle(c, org, uid, identity)?;
             insert_sighting(c, edge_id, sysid, new)?;
             new

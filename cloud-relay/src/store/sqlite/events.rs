@@ -6,6 +6,7 @@ use sync_protocol::proto::Event;
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, edge_id};
+use crate::store::registry::{registration, Registration};
 use crate::store::StoreError;
 
 /// Stores events `first..=last` of one edge and folds identities into the registry, in one
@@ -100,35 +101,30 @@ fn register_vehicle(
             .optional()?,
         None => None,
     };
-    let vehicle_id = match (current, by_uid) {
-        // Already the right vehicle.
-        (Some((id, _)), Some(known)) if id == known => id,
-        // This sighting had no uid (or another one); the uid names a vehicle another edge
-        // registered: move the sighting there, and drop the old vehicle if nothing sees it.
-        (Some((old, _)), Some(known)) => {
-            repoint(conn, edge_id, sysid, old, known)?;
-            known
+    let current = current.map(|(id, uid)| (id, uid.is_some()));
+    let vehicle_id = match registration(current, by_uid, uid.is_some()) {
+        Registration::Keep(id) => id,
+        Registration::Repoint { from, to } => {
+            repoint(conn, edge_id, sysid, from, to)?;
+            to
         }
-        // The uid is new to the org: a uid-less vehicle takes it, a vehicle with a different
-        // uid (a swapped flight controller) gives way to a new one.
-        (Some((id, None)), None) => {
+        Registration::TakeUid(id) => {
             conn.execute(
                 "UPDATE vehicles SET uid = ?2 WHERE id = ?1",
                 params![id, uid],
             )?;
             id
         }
-        (Some((id, Some(_))), None) if uid.is_none() => id,
-        (Some((old, Some(_))), None) => {
+        Registration::Replace { from } => {
             let new = insert_vehicle(conn, org, uid, identity)?;
-            repoint(conn, edge_id, sysid, old, new)?;
+            repoint(conn, edge_id, sysid, from, new)?;
             new
         }
-        (None, Some(known)) => {
+        Registration::Sight(known) => {
             insert_sighting(conn, edge_id, sysid, known)?;
             known
         }
-        (None, None) => {
+        Registration::New => {
             let new = insert_vehicle(conn, org, uid, identity)?;
             insert_sighting(conn, edge_id, sysid, new)?;
             new
