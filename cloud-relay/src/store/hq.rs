@@ -61,6 +61,24 @@ pub struct FleetVehicle {
     pub sightings: Vec<(String, u32)>,
 }
 
+impl FleetVehicle {
+    /// The fleet from rows of (vehicle without sightings, one sighting), a vehicle's rows
+    /// next to each other (as both backends' fleet queries order them).
+    pub fn group(rows: impl IntoIterator<Item = (FleetVehicle, (String, u32))>) -> Vec<Self> {
+        let mut fleet: Vec<FleetVehicle> = Vec::new();
+        for (mut vehicle, sighting) in rows {
+            match fleet.last_mut() {
+                Some(last) if last.id == vehicle.id => last.sightings.push(sighting),
+                _ => {
+                    vehicle.sightings.push(sighting);
+                    fleet.push(vehicle);
+                }
+            }
+        }
+        fleet
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub edge: String,

@@ -74,23 +74,17 @@ impl HqStore for PgStore {
              ORDER BY v.name, v.id, e.edge",
             &[&org],
         )?;
-        let mut fleet: Vec<FleetVehicle> = Vec::new();
-        for r in &rows {
-            let sighting = (r.get::<_, String>(5), r.get::<_, i64>(6) as u32);
-            let id: i64 = r.get(0);
-            match fleet.last_mut() {
-                Some(last) if last.id == id => last.sightings.push(sighting),
-                _ => fleet.push(FleetVehicle {
-                    id,
-                    name: r.get(1),
-                    uid: r.get(2),
-                    autopilot: r.get::<_, i64>(3) as u32,
-                    mav_type: r.get::<_, i64>(4) as u32,
-                    sightings: vec![sighting],
-                }),
-            }
-        }
-        Ok(fleet)
+        Ok(FleetVehicle::group(rows.iter().map(|r| {
+            let vehicle = FleetVehicle {
+                id: r.get(0),
+                name: r.get(1),
+                uid: r.get(2),
+                autopilot: r.get::<_, i64>(3) as u32,
+                mav_type: r.get::<_, i64>(4) as u32,
+                sightings: Vec::new(),
+            };
+            (vehicle, (r.get::<_, String>(5), r.get::<_, i64>(6) as u32))
+        })))
     }
 
     fn vehicle_telemetry(

@@ -101,7 +101,6 @@ impl HqStore for SqliteStore {
              WHERE v.org = ?1 AND e.org = ?1
              ORDER BY v.name, v.id, e.edge",
         )?;
-        let mut fleet: Vec<FleetVehicle> = Vec::new();
         let rows = stmt.query_map([org], |r| {
             Ok((
                 FleetVehicle {
@@ -115,18 +114,9 @@ impl HqStore for SqliteStore {
                 (r.get::<_, String>(5)?, r.get::<_, u32>(6)?),
             ))
         })?;
-        for row in rows {
-            let (vehicle, sighting) = row?;
-            match fleet.last_mut() {
-                Some(last) if last.id == vehicle.id => last.sightings.push(sighting),
-                _ => {
-                    let mut vehicle = vehicle;
-                    vehicle.sightings.push(sighting);
-                    fleet.push(vehicle);
-                }
-            }
-        }
-        Ok(fleet)
+        Ok(FleetVehicle::group(
+            rows.collect::<Result<Vec<_>, rusqlite::Error>>()?,
+        ))
     }
 
     fn vehicle_telemetry(
