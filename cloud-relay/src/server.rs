@@ -18,10 +18,9 @@ use anyhow::{bail, Context as _};
 use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::identity::EdgeIdentity;
-use sync_protocol::proto::{
-    envelope::Body, Ack, Acked, ChangeAck, Encoding, Envelope, EventList, Welcome,
-};
+use sync_protocol::proto::{envelope::Body, Envelope, EventList};
 use sync_protocol::records::FieldChange;
+use sync_protocol::session::{Greeting, Incoming, Lane, LaneId, Lost, Range, RelaySession};
 use sync_protocol::stream::Stream;
 use sync_protocol::transport::peer_identity;
 use sync_protocol::wire::{read_message, write_message};
@@ -178,6 +177,14 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || f(store.as_ref())).await??)
 }
 
+/// The session's protocol state, shared by its lanes' tasks; held for microseconds, never
+/// across an await.
+type Core = Arc<std::sync::Mutex<RelaySession>>;
+
+fn lock(core: &Core) -> std::sync::MutexGuard<'_, RelaySession> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn session(
     conn: &quinn::Connection,
     edge: &EdgeIdentity,
@@ -192,90 +199,74 @@ async fn session(
         return Ok(());
     }
     let (mut control_tx, mut control_rx) = conn.accept_bi().await?;
-    let hello = match read_message(&mut control_rx).await? {
-        Some(Envelope {
-            body: Some(Body::Hello(h)),
-        }) => h,
-        other => bail!("expected Hello, got {other:?}"),
+    control_tx.set_priority(Lane::Control.priority())?;
+    let Some(hello) = read_message(&mut control_rx).await? else {
+        bail!("the edge closed the control stream before its Hello");
     };
+    let greeting = Greeting::read(hello)?;
     let mut marks = Vec::new();
-    for stream in Stream::UPSTREAM {
+    for stream in Stream::UPSTREAM.into_iter().chain([Stream::Downsync]) {
         let id = edge.clone();
-        let acked = blocking(&store, move |s| s.acked(&id, stream)).await?;
-        let believed = hello
-            .streams
-            .iter()
-            .find(|s| Stream::parse(&s.stream) == Some(stream))
-            .map_or(0, |s| s.believed_acked);
-        if believed > acked {
-            // The relay lost data it had acknowledged (restored from an older backup, a new
-            // disk). Say so on both sides; the edge resends what it still holds.
-            tracing::error!(
-                %stream,
-                acked,
-                believed,
-                "relay no longer holds records it acknowledged"
-            );
-            let id = edge.clone();
-            blocking(&store, move |s| {
-                s.record_gap(&id, stream, acked + 1, believed)
-            })
-            .await?;
-        }
-        marks.push(Acked {
-            stream: stream.name().into(),
-            seq: acked,
-        });
+        marks.push((
+            stream,
+            blocking(&store, move |s| s.acked(&id, stream)).await?,
+        ));
     }
-    tracing::info!(?marks, software = %hello.software, "edge connected");
-    let welcome = Envelope {
-        body: Some(Body::Welcome(Welcome {
-            protocol_version: hello.protocol_version.min(sync_protocol::PROTOCOL_VERSION),
-            software: format!("cloud-relay {}", env!("CARGO_PKG_VERSION")),
-            acked: marks,
-        })),
-    };
+    let mark = |stream| marks.iter().find(|(s, _)| *s == stream).map_or(0, |m| m.1);
+    tracing::info!(?marks, software = %greeting.software(), "edge connected");
+    let software = format!("cloud-relay {}", env!("CARGO_PKG_VERSION"));
+    let (core, welcome, lost) = greeting.welcome(&software, mark);
+    for Lost { stream, range } in lost {
+        // The relay lost data it had acknowledged (restored from an older backup, a new
+        // disk). Say so on both sides; the edge resends what it still holds.
+        tracing::error!(
+            %stream,
+            acked = range.first - 1,
+            believed = range.last,
+            "relay no longer holds records it acknowledged"
+        );
+        let id = edge.clone();
+        blocking(&store, move |s| {
+            s.record_gap(&id, stream, range.first, range.last)
+        })
+        .await?;
+    }
     write_message(&mut control_tx, &welcome).await?;
     live.session_opened(&edge.org, &edge.edge);
+    let core: Core = Arc::new(std::sync::Mutex::new(core));
 
     // Lanes send acknowledgements here; one task owns the control stream's send side.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<Body>(64);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<Envelope>(64);
     let acks = async move {
         while let Some(ack) = ack_rx.recv().await {
-            write_message(&mut control_tx, &Envelope { body: Some(ack) }).await?;
+            write_message(&mut control_tx, &ack).await?;
         }
         anyhow::Ok(())
     };
     // The edge acknowledges downsync on the control stream once it has merged a change.
     let control = async {
-        loop {
-            match read_message(&mut control_rx).await? {
-                Some(Envelope {
-                    body: Some(Body::ChangeAck(ack)),
-                }) => {
-                    let id = edge.clone();
-                    blocking(&store, move |s| {
-                        s.advance_cursor(&id, Stream::Downsync, ack.seq)
-                    })
-                    .await?;
-                }
-                Some(other) => bail!("unexpected message on the control stream: {other:?}"),
-                None => return anyhow::Ok(()),
-            }
+        while let Some(message) = read_message(&mut control_rx).await? {
+            let rev = lock(&core).control(message)?;
+            let id = edge.clone();
+            blocking(&store, move |s| {
+                s.advance_cursor(&id, Stream::Downsync, rev)
+            })
+            .await?;
         }
+        anyhow::Ok(())
     };
     let lanes = async {
-        loop {
+        for n in 0.. {
             let recv = match conn.accept_uni().await {
                 Ok(r) => r,
                 Err(quinn::ConnectionError::ApplicationClosed(_)) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             let (store, edge, ack_tx) = (store.clone(), edge.clone(), ack_tx.clone());
-            let (conn, live) = (conn.clone(), live.clone());
+            let (conn, live, core) = (conn.clone(), live.clone(), core.clone());
             tokio::spawn(
                 async move {
-                    let result = lane(recv, &edge, store, &live, ack_tx).await;
+                    let result = lane(recv, LaneId(n), &core, &edge, store, &live, ack_tx).await;
                     // A connection that already ended (the station stopped, the link died)
                     // fails its lanes too; only a live connection's failure is the peer's fault.
                     match result {
@@ -302,6 +293,7 @@ async fn session(
                 .in_current_span(),
             );
         }
+        Ok(())
     };
     let datagrams = async {
         loop {
@@ -335,7 +327,7 @@ async fn session(
         r = control => r,
         r = lanes => r,
         r = datagrams => r,
-        r = downsync(conn, edge, &store, live) => r,
+        r = downsync(conn, edge, &core, &store, live) => r,
     }
 }
 
@@ -344,19 +336,20 @@ async fn session(
 async fn downsync(
     conn: &quinn::Connection,
     edge: &EdgeIdentity,
+    core: &Core,
     store: &Arc<dyn RelayStore>,
     live: &LiveView,
 ) -> anyhow::Result<()> {
     let mut updates = live.subscribe();
     let mut stream = conn.open_uni().await?;
-    stream.set_priority(1)?;
-    let id = edge.clone();
-    let mut sent = blocking(store, move |s| s.acked(&id, Stream::Downsync)).await?;
+    stream.set_priority(Lane::Downsync.priority())?;
     loop {
-        let (org, after) = (edge.org.clone(), sent);
+        let (org, after) = (edge.org.clone(), lock(core).downsync_sent());
         let changes =
             blocking(store, move |s| s.changes_since(&org, after, DOWNSYNC_BATCH)).await?;
         for (rev, change) in &changes {
+            // Recorded first: the edge's acknowledgement may come before the write returns.
+            lock(core).sending(*rev);
             write_message(
                 &mut stream,
                 &Envelope {
@@ -364,7 +357,6 @@ async fn downsync(
                 },
             )
             .await?;
-            sent = *rev;
         }
         if changes.len() == DOWNSYNC_BATCH as usize {
             continue;
@@ -397,10 +389,12 @@ const DECODE_INLINE_ROWS: u32 = 1_024;
 /// [`LANE_QUEUED`]); Acks go out in order, each after its batch's group commit.
 async fn lane(
     mut recv: quinn::RecvStream,
+    lane: LaneId,
+    core: &Core,
     edge: &EdgeIdentity,
     store: Arc<dyn RelayStore>,
     live: &LiveView,
-    acks: mpsc::Sender<Body>,
+    acks: mpsc::Sender<Envelope>,
 ) -> anyhow::Result<()> {
     let (queued_tx, mut queued) = mpsc::channel::<Queued>(LANE_QUEUED);
     let read = async move {
@@ -408,56 +402,55 @@ async fn lane(
             let Ok(slot) = queued_tx.reserve().await else {
                 break; // the session is ending
             };
-            let batch = match message.body {
-                Some(Body::Batch(b)) => b,
-                Some(Body::Change(c)) => {
-                    let ack = apply_change(&c, edge, &store, live).await?;
-                    slot.send(Queued::Done(Body::ChangeAck(ack)));
+            let incoming = lock(core).receive(lane, message)?;
+            let (range, rows, payload) = match incoming {
+                Incoming::Change { seq, change } => {
+                    apply_change(seq, change, edge, &store, live).await?;
+                    slot.send(Queued::Stored(Stream::Changes, seq));
                     continue;
                 }
-                other => bail!("expected Batch or Change on a data lane, got {other:?}"),
+                Incoming::Batch {
+                    stream: Stream::Events,
+                    range,
+                    rows,
+                    payload,
+                } => {
+                    let acked = apply_events(range, rows, &payload, edge, &store, live).await?;
+                    slot.send(Queued::Stored(Stream::Events, acked));
+                    continue;
+                }
+                Incoming::Batch {
+                    range,
+                    rows,
+                    payload,
+                    ..
+                } => (range, rows, payload),
             };
-            match (Stream::parse(&batch.stream), batch.encoding()) {
-                (Some(Stream::Telemetry), Encoding::TelemetryColumnarV1) => {}
-                (Some(Stream::Events), Encoding::EventsV1) => {
-                    let ack = apply_events(batch, edge, &store, live).await?;
-                    slot.send(Queued::Done(Body::Ack(ack)));
-                    continue;
-                }
-                _ => bail!(
-                    "unsupported stream {:?} / encoding {}",
-                    batch.stream,
-                    batch.encoding
-                ),
-            }
-            let payload = batch.payload;
             // Decoding checks the payload whole before it is kept as the chunk it is. A live
             // batch decodes in microseconds, less than handing it to another thread costs; a
             // catch-up batch takes milliseconds, too long for an async worker. (A batch
             // understating its rows costs one such stall, then closes its session.)
-            let chunk = if batch.rows <= DECODE_INLINE_ROWS {
+            let chunk = if rows <= DECODE_INLINE_ROWS {
                 Chunk::decode(payload)
             } else {
                 tokio::task::spawn_blocking(move || Chunk::decode(payload)).await?
             }
             .context("telemetry payload")?;
-            if chunk.rows != batch.rows {
-                bail!("batch says {} rows, holds {}", batch.rows, chunk.rows);
+            if chunk.rows != rows {
+                bail!("batch says {rows} rows, holds {}", chunk.rows);
             }
             // Each vehicle's newest row, for the live picture once the batch is stored.
             let newest: Vec<codec::TelemetryRow> =
                 chunk.vehicles.iter().map(|v| v.newest).collect();
-            let (first, last) = (batch.first_seq, batch.last_seq);
             let pending = store.submit_telemetry(TelemetryBatch {
                 edge: edge.clone(),
-                first,
-                last,
+                first: range.first,
+                last: range.last,
                 chunk,
             });
             slot.send(Queued::Telemetry {
-                first,
-                last,
-                rows: batch.rows,
+                range,
+                rows,
                 newest,
                 pending,
             });
@@ -466,11 +459,10 @@ async fn lane(
     };
     let ack = async move {
         while let Some(item) = queued.recv().await {
-            let body = match item {
-                Queued::Done(body) => body,
+            let (stream, acked) = match item {
+                Queued::Stored(stream, acked) => (stream, acked),
                 Queued::Telemetry {
-                    first,
-                    last,
+                    range,
                     rows,
                     newest,
                     pending,
@@ -479,15 +471,13 @@ async fn lane(
                         Err(StoreError::NotActive(_)) => bail!("edge revoked"),
                         other => other?,
                     };
-                    tracing::debug!(first, last, acked, "batch stored");
+                    tracing::debug!(range.first, range.last, acked, "batch stored");
                     telemetry_stored(edge, live, rows, &newest);
-                    Body::Ack(Ack {
-                        stream: Stream::Telemetry.name().into(),
-                        seq: acked,
-                    })
+                    (Stream::Telemetry, acked)
                 }
             };
-            if acks.send(body).await.is_err() {
+            let ack = lock(core).stored(stream, acked)?;
+            if acks.send(ack).await.is_err() {
                 break;
             }
         }
@@ -498,16 +488,15 @@ async fn lane(
 }
 
 /// What a lane has read, in order: a telemetry batch awaiting its group commit, or the
-/// acknowledgement of something already stored (events, a record change).
+/// durable mark of something already stored (events, a record change).
 enum Queued {
     Telemetry {
-        first: u64,
-        last: u64,
+        range: Range,
         rows: u32,
         newest: Vec<codec::TelemetryRow>,
         pending: Pending,
     },
-    Done(Body),
+    Stored(Stream, u64),
 }
 
 /// Metrics and the live picture, once a telemetry batch is durable.
@@ -534,14 +523,14 @@ fn telemetry_stored(
     }
 }
 
-/// An edit made at the edge: merged into the org's records, then acknowledged.
+/// An edit made at the edge, its change number `seq`: merged into the org's records.
 async fn apply_change(
-    change: &sync_protocol::proto::Change,
+    seq: u64,
+    change: FieldChange,
     edge: &EdgeIdentity,
     store: &Arc<dyn RelayStore>,
     live: &LiveView,
-) -> anyhow::Result<ChangeAck> {
-    let (seq, change) = FieldChange::from_proto(change).context("record change")?;
+) -> anyhow::Result<()> {
     let (id, org) = (edge.clone(), edge.org.clone());
     let won = blocking(store, move |s| {
         let won = s.apply_changes(&org, &[change])?;
@@ -554,46 +543,42 @@ async fn apply_change(
             org: edge.org.clone(),
         });
     }
-    Ok(ChangeAck { seq })
+    Ok(())
 }
 
+/// A batch of events: stored with the edge's mark; returns the new mark.
 async fn apply_events(
-    batch: sync_protocol::proto::Batch,
+    range: Range,
+    rows: u32,
+    payload: &[u8],
     edge: &EdgeIdentity,
     store: &Arc<dyn RelayStore>,
     live: &LiveView,
-) -> anyhow::Result<Ack> {
-    let events = EventList::decode(batch.payload.as_slice())
-        .context("events payload")?
-        .events;
-    if events.len() != batch.rows as usize {
-        bail!("batch says {} events, holds {}", batch.rows, events.len());
+) -> anyhow::Result<u64> {
+    let events = EventList::decode(payload).context("events payload")?.events;
+    if events.len() != rows as usize {
+        bail!("batch says {rows} events, holds {}", events.len());
     }
-    let (id, first, last) = (edge.clone(), batch.first_seq, batch.last_seq);
-    let id2 = edge.clone();
+    let id = edge.clone();
     let acked = blocking(store, move |s| {
-        if s.edge_status(&id2)? != EdgeStatus::Active {
+        if s.edge_status(&id)? != EdgeStatus::Active {
             return Ok(None);
         }
-        s.apply_events(&id, first, last, &events).map(Some)
+        s.apply_events(&id, range.first, range.last, &events)
+            .map(Some)
     })
     .await?;
     let Some(acked) = acked else {
         bail!("edge revoked");
     };
-    tracing::debug!(first, last, acked, "events stored");
+    tracing::debug!(range.first, range.last, acked, "events stored");
     live.metrics.event_batches.fetch_add(1, Relaxed);
-    live.metrics
-        .events
-        .fetch_add(u64::from(batch.rows), Relaxed);
+    live.metrics.events.fetch_add(u64::from(rows), Relaxed);
     live.batch_stored(&edge.org, &edge.edge);
     live.notify(Update::Event {
         org: edge.org.clone(),
         edge: edge.edge.clone(),
         seq: acked,
     });
-    Ok(Ack {
-        stream: Stream::Events.name().into(),
-        seq: acked,
-    })
+    Ok(acked)
 }

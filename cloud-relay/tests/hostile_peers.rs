@@ -82,10 +82,21 @@ async fn connect(relay: &Relay, org: &str, edge: &str) -> quinn::Connection {
         .unwrap()
 }
 
-type Control = (quinn::SendStream, quinn::RecvStream);
+/// An honest session's control stream and its one telemetry lane.
+struct Session {
+    control: (quinn::SendStream, quinn::RecvStream),
+    lane: quinn::SendStream,
+}
+
+/// Hello and Welcome, and the telemetry lane, as an edge holding nothing yet.
+async fn session(conn: &quinn::Connection) -> Session {
+    let control = hello(conn).await;
+    let lane = conn.open_uni().await.unwrap();
+    Session { control, lane }
+}
 
 /// Hello and Welcome, as an edge holding nothing yet.
-async fn hello(conn: &quinn::Connection) -> Control {
+async fn hello(conn: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
     let (mut tx, mut rx) = conn.open_bi().await.unwrap();
     let hello = Envelope {
         body: Some(Body::Hello(Hello {
@@ -131,15 +142,15 @@ fn batch(first: u64, last: u64, payload: Vec<u8>, n: u32) -> Envelope {
     }
 }
 
-/// Sends rows `first..=last` and waits for their Ack.
-async fn send_and_ack(conn: &quinn::Connection, control: &mut Control, first: u64, last: u64) {
-    let mut lane = conn.open_uni().await.unwrap();
+/// Sends rows `first..=last` on the session's lane and waits for their Ack.
+async fn send_and_ack(session: &mut Session, first: u64, last: u64) {
     let payload = codec::encode(&rows(first..=last), 3).unwrap();
     let n = (last - first + 1) as u32;
-    write_message(&mut lane, &batch(first, last, payload, n))
+    write_message(&mut session.lane, &batch(first, last, payload, n))
         .await
         .unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), read_message(&mut control.1)).await {
+    let ack = read_message(&mut session.control.1);
+    match tokio::time::timeout(Duration::from_secs(10), ack).await {
         Ok(Ok(Some(Envelope {
             body: Some(Body::Ack(ack)),
         }))) => assert_eq!(ack.seq, last),
@@ -166,8 +177,8 @@ async fn closed_by_relay(conn: &quinn::Connection, what: &str) {
 async fn a_hostile_peer_loses_its_own_connection_and_nothing_else() {
     let relay = relay().await;
     let honest = connect(&relay, "vineyard-co", "honest").await;
-    let mut honest_control = hello(&honest).await;
-    send_and_ack(&honest, &mut honest_control, 1, 10).await;
+    let mut honest_session = session(&honest).await;
+    send_and_ack(&mut honest_session, 1, 10).await;
 
     // 1. Bytes that are not a message where Hello belongs.
     let c = connect(&relay, "vineyard-co", "rogue").await;
@@ -230,14 +241,26 @@ async fn a_hostile_peer_loses_its_own_connection_and_nothing_else() {
     lane.write_all(&bytes).await.unwrap();
     closed_by_relay(&c, "Hello on a data lane").await;
 
+    // 6. Telemetry on a second lane while the first is open: their order would be lost.
+    let c = connect(&relay, "vineyard-co", "rogue").await;
+    let _control = hello(&c).await;
+    for (first, last) in [(1, 5), (6, 10)] {
+        let mut lane = c.open_uni().await.unwrap();
+        let payload = codec::encode(&rows(first..=last), 3).unwrap();
+        write_message(&mut lane, &batch(first, last, payload, 5))
+            .await
+            .unwrap();
+    }
+    closed_by_relay(&c, "one stream on two lanes").await;
+
     // The honest edge's session never noticed.
-    send_and_ack(&honest, &mut honest_control, 11, 20).await;
+    send_and_ack(&mut honest_session, 11, 20).await;
 
     // What a certificate writes is always its own: the rogue's rows land under vineyard-co
     // / rogue, never under the orchard's edge it might wish to be.
     let rogue = connect(&relay, "vineyard-co", "rogue").await;
-    let mut control = hello(&rogue).await;
-    send_and_ack(&rogue, &mut control, 1, 5).await;
+    let mut rogue_session = session(&rogue).await;
+    send_and_ack(&mut rogue_session, 1, 5).await;
     let orchard = EdgeIdentity::new("orchard-co", "pi").unwrap();
     let rogue_id = EdgeIdentity::new("vineyard-co", "rogue").unwrap();
     assert_eq!(relay.store.acked(&orchard, Stream::Telemetry).unwrap(), 0);

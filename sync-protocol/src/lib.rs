@@ -8,6 +8,7 @@ pub mod hlc;
 pub mod identity;
 pub mod pki;
 pub mod records;
+pub mod session;
 pub mod stream;
 pub mod transport;
 pub mod wire;

@@ -166,6 +166,11 @@ pub(crate) enum Write {
         stream: Stream,
         seq: i64,
     },
+    /// The relay no longer holds what it acknowledged past `seq`: the cursor falls back.
+    RelayLost {
+        stream: Stream,
+        seq: i64,
+    },
     /// Commits now and answers when the commit is durable.
     Flush(mpsc::Sender<()>),
     /// An edit made at this station: stamped with the station's HLC, merged, committed.
@@ -473,6 +478,13 @@ impl StoreSender {
 
     pub fn ack(&self, stream: Stream, seq: i64) -> Result<(), StoreError> {
         self.send(Write::Ack { stream, seq })
+    }
+
+    /// The relay no longer holds what it acknowledged of `stream` past `seq` (restored from
+    /// an older backup): the cursor falls back to `seq`, so that the outbox keeps the rows
+    /// after it until they are resent and acknowledged again.
+    pub fn relay_lost(&self, stream: Stream, seq: i64) -> Result<(), StoreError> {
+        self.send(Write::RelayLost { stream, seq })
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {

@@ -97,7 +97,8 @@ impl Writer {
             };
             match rx.recv_timeout(wait) {
                 Ok(Write::Ingest(batch)) => self.ingest(batch),
-                Ok(Write::Ack { stream, seq }) => self.ack(stream, seq),
+                Ok(Write::Ack { stream, seq }) => self.ack(stream, seq, "max(acked_seq, ?2)"),
+                Ok(Write::RelayLost { stream, seq }) => self.ack(stream, seq, "?2"),
                 Ok(Write::Flush(reply)) => {
                     self.commit();
                     let _ = reply.send(());
@@ -517,11 +518,14 @@ impl Writer {
         }
     }
 
-    fn ack(&mut self, stream: Stream, seq: i64) {
+    /// Sets a stream's cursor to `value`, an SQL expression of the old one and `?2`.
+    fn ack(&mut self, stream: Stream, seq: i64, value: &str) {
         let result = self.begin().and_then(|()| {
             self.conn.execute(
-                "INSERT INTO sync_cursor (stream, acked_seq) VALUES (?1, ?2)
-                 ON CONFLICT (stream) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq)",
+                &format!(
+                    "INSERT INTO sync_cursor (stream, acked_seq) VALUES (?1, ?2)
+                     ON CONFLICT (stream) DO UPDATE SET acked_seq = {value}"
+                ),
                 params![stream.name(), seq],
             )
         });

@@ -11,15 +11,17 @@
 //!   other stations'); each is merged and committed here before it is acknowledged;
 //! - **live**: each vehicle's latest position as a QUIC datagram, every `live_interval`;
 //!   a lost one is superseded by the next;
-//! - **bulk**: telemetry history from right after the relay's mark, at most [`WINDOW`]
+//! - **bulk**: telemetry history from right after the relay's mark, a small window of
 //!   unacknowledged batches at once, each covering a contiguous sequence range (rows the
 //!   edge no longer has, or never wrote, are simply absent from the range), paced to the
 //!   bandwidth cap when one is set.
 //!
-//! The edge's cursor for a stream moves only on the relay's Ack, which comes after the
-//! relay's commit.
+//! What to say, where each batch starts and ends, how many may be in flight and which
+//! acknowledgements to believe is decided by [`EdgeSession`], the protocol's station half
+//! without I/O; this module reads the outbox, moves bytes, and records what it is told. The
+//! edge's cursor for a stream moves only on the relay's Ack, which comes after the relay's
+//! commit.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,11 +30,9 @@ use anyhow::{bail, Context as _};
 use prost::Message as _;
 use sync_protocol::codec;
 use sync_protocol::enrollment::Bundle;
-use sync_protocol::proto::{
-    envelope::Body, Batch, ChangeAck, Encoding, Envelope, EventList, Hello, Live, StreamState,
-    Welcome,
-};
-use sync_protocol::records::FieldChange;
+use sync_protocol::proto::{envelope::Body, Batch, Encoding, Envelope, EventList, Live};
+use sync_protocol::session::{EdgeSession, Held, Lane, Range, Resume};
+use sync_protocol::stream::Stream as ProtocolStream;
 use sync_protocol::wire::{read_message, write_message};
 use tokio::sync::watch;
 
@@ -43,17 +43,11 @@ use crate::vehicle::FleetSnapshot;
 
 /// Rows per batch: large enough to compress well, small enough to retransmit cheaply.
 const BATCH_ROWS: u32 = 16_384;
-/// Unacknowledged telemetry batches in flight.
-const WINDOW: usize = 4;
-/// Events per batch, and event batches in flight.
+/// Events per batch.
 const EVENT_BATCH: u32 = 1_000;
-const EVENT_WINDOW: usize = 8;
 /// How often a caught-up client looks for new rows.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ZSTD_LEVEL: i32 = 6;
-/// QUIC stream priorities: higher is sent first.
-const EVENTS_PRIORITY: i32 = 10;
-const BULK_PRIORITY: i32 = 0;
 
 /// Everything the client needs; see `daemon.rs` for how it is built.
 pub struct Client {
@@ -170,64 +164,61 @@ async fn connect(
 }
 
 /// What this edge holds of one stream, for Hello.
-async fn stream_state(reader: &Reader, stream: Stream) -> anyhow::Result<StreamState> {
-    let r = reader.clone();
+async fn held(client: &Client, stream: Stream) -> anyhow::Result<Held> {
+    let r = client.reader.clone();
     let believed = blocking(move || r.acked(stream)).await?.max(0) as u64;
-    let r = reader.clone();
+    let r = client.reader.clone();
     let (oldest, newest) = blocking(move || r.outbox_bounds(stream)).await?;
-    Ok(StreamState {
-        stream: stream.name().into(),
-        oldest_held: oldest,
+    // The outbox may have let go of its newest rows (acknowledged, then deleted for space);
+    // the sequence it reached is the committed one.
+    let newest = newest.max(client.committed.committed(stream));
+    let oldest = if oldest == 0 { newest + 1 } else { oldest };
+    Ok(Held {
+        oldest,
         newest,
         believed_acked: believed,
     })
 }
 
-fn committed_seq(committed: &StoreStatus, stream: Stream) -> u64 {
-    committed.committed(stream)
-}
-
-/// Reconciles one stream's marks after Welcome and returns where to resume: right after the
-/// relay's mark.
-async fn resume_point(
-    client: &Client,
-    state: &StreamState,
-    welcome: &Welcome,
-    stream: Stream,
-) -> anyhow::Result<u64> {
-    let relay_acked = welcome
-        .acked
-        .iter()
-        .find(|a| a.stream == stream.name())
-        .map_or(0, |a| a.seq);
-    let believed = state.believed_acked;
-    if relay_acked < believed {
-        let lost = believed - relay_acked;
-        let resend_from = state.oldest_held.max(relay_acked + 1);
+/// Does what Welcome asks of one stream: reports what the relay lost, keeps what it must
+/// resend, renumbers an outbox the relay is ahead of, and records the relay's mark.
+async fn resume(client: &Client, r: &Resume, believed: u64) -> anyhow::Result<()> {
+    let Some(stream) = Stream::of(r.stream) else {
+        return Ok(());
+    };
+    if let Some(lost) = r.relay_lost {
+        let gone = r.gone.map_or(0, |g| g.last - g.first + 1);
         tracing::error!(
-            stream = stream.name(),
-            relay_acked,
-            believed,
-            "the relay lost {lost} records it had acknowledged; resending from {resend_from}, \
-             records before that are gone here too"
+            stream = %r.stream,
+            relay_acked = r.acked,
+            believed = lost.last,
+            gone,
+            "the relay lost records it had acknowledged; resending those still held"
         );
-        client
-            .status
-            .relay_lost_rows
-            .fetch_add(resend_from.saturating_sub(relay_acked + 1), Relaxed);
-    }
-    if relay_acked > committed_seq(&client.committed, stream) {
-        // This station's database is newer than the relay's record of it (a replaced SD
-        // card, a re-flash): continue above the relay's mark so no sequence is reused.
+        client.status.relay_lost_rows.fetch_add(gone, Relaxed);
+        client.store.relay_lost(stream, r.acked as i64)?;
+    } else if r.renumber {
         tracing::warn!(
-            stream = stream.name(),
-            relay_acked,
+            stream = %r.stream,
+            relay_acked = r.acked,
             "the relay is ahead of this outbox; renumbering"
         );
         let s = client.store.clone();
-        blocking(move || s.rebase(stream, relay_acked)).await?;
+        let above = r.acked;
+        blocking(move || s.rebase(stream, above)).await?;
+    } else if r.acked > believed {
+        // An acknowledgement lost with the last connection: the Welcome carries it.
+        client.store.ack(stream, r.acked as i64)?;
     }
-    Ok(relay_acked)
+    Ok(())
+}
+
+/// The session's protocol state, shared by its lanes; held for microseconds, never across
+/// an await.
+type Core = std::sync::Mutex<EdgeSession>;
+
+fn lock(core: &Core) -> std::sync::MutexGuard<'_, EdgeSession> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn session(
@@ -240,85 +231,70 @@ async fn session(
     status.connects.fetch_add(1, Relaxed);
 
     let (mut control_tx, mut control_rx) = conn.open_bi().await?;
-    let telemetry = stream_state(&client.reader, Stream::Telemetry).await?;
-    let events = stream_state(&client.reader, Stream::Events).await?;
-    let changes = stream_state(&client.reader, Stream::Changes).await?;
-    write_message(
-        &mut control_tx,
-        &Envelope {
-            body: Some(Body::Hello(Hello {
-                protocol_version: sync_protocol::PROTOCOL_VERSION,
-                software: format!("edge-daemon {}", env!("CARGO_PKG_VERSION")),
-                streams: vec![telemetry.clone(), events.clone(), changes.clone()],
-            })),
-        },
-    )
-    .await?;
-    let welcome = match read_message(&mut control_rx).await? {
-        Some(Envelope {
-            body: Some(Body::Welcome(w)),
-        }) => w,
-        other => bail!("expected Welcome, got {other:?}"),
+    control_tx.set_priority(Lane::Control.priority())?;
+    let mut held_now = Vec::new();
+    for stream in Stream::ALL {
+        held_now.push((stream.protocol(), held(client, stream).await?));
+    }
+    let mut core = EdgeSession::new(held_now.iter().copied());
+    let software = format!("edge-daemon {}", env!("CARGO_PKG_VERSION"));
+    write_message(&mut control_tx, &core.hello(&software)).await?;
+    let Some(welcome) = read_message(&mut control_rx).await? else {
+        bail!("the relay closed the control stream before its Welcome");
     };
-    let telemetry_acked = resume_point(client, &telemetry, &welcome, Stream::Telemetry).await?;
-    let events_acked = resume_point(client, &events, &welcome, Stream::Events).await?;
-    let changes_acked = resume_point(client, &changes, &welcome, Stream::Changes).await?;
+    for r in core.welcome(welcome)? {
+        let believed = held_now
+            .iter()
+            .find(|(s, _)| *s == r.stream)
+            .map_or(0, |(_, h)| h.believed_acked);
+        resume(client, &r, believed).await?;
+    }
+    let telemetry_acked = core.acked(ProtocolStream::Telemetry);
     status.relay_acked.store(telemetry_acked, Relaxed);
-    status.events_acked.store(events_acked, Relaxed);
+    status
+        .events_acked
+        .store(core.acked(ProtocolStream::Events), Relaxed);
     status.connected.store(true, Relaxed);
     tracing::info!(
         telemetry_acked,
-        events_acked,
-        backlog = telemetry.newest.saturating_sub(telemetry_acked),
+        events_acked = core.acked(ProtocolStream::Events),
+        backlog = client
+            .committed
+            .committed(Stream::Telemetry)
+            .saturating_sub(telemetry_acked),
         "syncing"
     );
 
-    let (telemetry_tx, telemetry_rx) = watch::channel(telemetry_acked);
-    let (events_tx, events_rx) = watch::channel(events_acked);
-    // The control stream's receive side: acknowledgements, recorded and handed to the lanes.
+    let core = std::sync::Mutex::new(core);
+    // Bumped on every acknowledgement, so that a lane waiting on its window wakes.
+    let (acked_tx, acked_rx) = watch::channel(0u64);
+    // The control stream's receive side: acknowledgements, checked, recorded, and handed
+    // to the lanes.
     let control = async {
-        loop {
-            let ack = match read_message(&mut control_rx).await? {
-                Some(Envelope {
-                    body: Some(Body::Ack(ack)),
-                }) => ack,
-                Some(Envelope {
-                    body: Some(Body::ChangeAck(ack)),
-                }) => {
-                    // The relay has merged and committed our edits up to here.
-                    client.store.ack(Stream::Changes, ack.seq as i64)?;
-                    continue;
-                }
-                Some(other) => bail!("unexpected message from the relay: {other:?}"),
-                None => return Ok(()),
+        while let Some(message) = read_message(&mut control_rx).await? {
+            let (stream, seq) = lock(&core).control(message)?;
+            let Some(stream) = Stream::of(stream) else {
+                bail!("the relay acknowledged {stream}, which this station does not send");
             };
-            let stream = sync_protocol::stream::Stream::parse(&ack.stream).and_then(Stream::of);
-            let Some(stream) = stream else {
-                bail!("the relay acknowledged unknown stream {:?}", ack.stream);
-            };
-            client.store.ack(stream, ack.seq as i64)?;
+            client.store.ack(stream, seq as i64)?;
             match stream {
-                Stream::Telemetry => {
-                    status.relay_acked.store(ack.seq, Relaxed);
-                    telemetry_tx.send_replace(ack.seq);
-                }
-                Stream::Events => {
-                    status.events_acked.store(ack.seq, Relaxed);
-                    events_tx.send_replace(ack.seq);
-                }
-                Stream::Changes => bail!("the relay acknowledged changes with a batch Ack"),
+                Stream::Telemetry => status.relay_acked.store(seq, Relaxed),
+                Stream::Events => status.events_acked.store(seq, Relaxed),
+                Stream::Changes => {}
             }
+            acked_tx.send_modify(|n| *n += 1);
             status
                 .last_ack_unix_ms
                 .store(crate::clock::system_now_us() / 1000, Relaxed);
             status.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
         }
+        Ok(())
     };
     let result = tokio::select! {
         r = control => r,
-        r = downsync(client, &conn, control_tx) => r,
-        r = events_lane(client, &conn, events_acked, changes_acked, events_rx) => r,
-        r = bulk_lane(client, &conn, telemetry_acked, telemetry_rx) => r,
+        r = downsync(client, &conn, &core, control_tx) => r,
+        r = events_lane(client, &conn, &core, acked_rx.clone()) => r,
+        r = bulk_lane(client, &conn, &core, acked_rx) => r,
         r = live_lane(client, &conn) => r,
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
     };
@@ -334,25 +310,16 @@ async fn session(
 async fn downsync(
     client: &Client,
     conn: &quinn::Connection,
+    core: &Core,
     mut control_tx: quinn::SendStream,
 ) -> anyhow::Result<()> {
     let mut stream = conn.accept_uni().await?;
     while let Some(message) = read_message(&mut stream).await? {
-        let change = match message.body {
-            Some(Body::Change(c)) => c,
-            other => bail!("expected Change on the downsync stream, got {other:?}"),
-        };
-        let (seq, change) =
-            FieldChange::from_proto(&change).context("record change from the relay")?;
+        let (rev, change) = lock(core).downsync(message)?;
         let store = client.store.clone();
         blocking(move || store.merge(vec![change])).await?;
-        write_message(
-            &mut control_tx,
-            &Envelope {
-                body: Some(Body::ChangeAck(ChangeAck { seq })),
-            },
-        )
-        .await?;
+        let ack = lock(core).merged(rev);
+        write_message(&mut control_tx, &ack).await?;
         client.status.changes_received.fetch_add(1, Relaxed);
     }
     std::future::pending().await
@@ -362,26 +329,21 @@ async fn downsync(
 async fn events_lane(
     client: &Client,
     conn: &quinn::Connection,
-    acked: u64,
-    changes_acked: u64,
-    mut acks: watch::Receiver<u64>,
+    core: &Core,
+    mut acked: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let mut lane = conn.open_uni().await?;
-    lane.set_priority(EVENTS_PRIORITY)?;
-    let mut next = acked + 1;
-    let mut next_change = changes_acked + 1;
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    lane.set_priority(Lane::Events.priority())?;
+    let (events, changes) = (ProtocolStream::Events, ProtocolStream::Changes);
     loop {
-        let acked = *acks.borrow_and_update();
-        while in_flight.front().is_some_and(|&last| last <= acked) {
-            in_flight.pop_front();
-        }
-        let changes_mark = committed_seq(&client.committed, Stream::Changes);
-        if changes_mark >= next_change {
+        acked.borrow_and_update();
+        let changes_mark = client.committed.committed(Stream::Changes);
+        let next_change = lock(core).next(changes, changes_mark);
+        if let Some(first) = next_change {
             let r = client.reader.clone();
-            let from = next_change - 1;
-            let own = blocking(move || r.own_changes(from, EVENT_BATCH)).await?;
+            let own = blocking(move || r.own_changes(first - 1, EVENT_BATCH)).await?;
             let full = own.len() == EVENT_BATCH as usize;
+            lock(core).take(changes, changes_mark, own.last().map(|(s, _)| *s), full)?;
             for (seq, change) in &own {
                 write_message(
                     &mut lane,
@@ -390,68 +352,72 @@ async fn events_lane(
                     },
                 )
                 .await?;
+                lock(core).sent(
+                    changes,
+                    Range {
+                        first: *seq,
+                        last: *seq,
+                    },
+                )?;
                 client.status.changes_sent.fetch_add(1, Relaxed);
             }
-            next_change = match own.last() {
-                Some((seq, _)) if full => seq + 1,
-                // Everything up to the mark that was not ours came from elsewhere.
-                _ => changes_mark + 1,
-            };
             continue;
         }
-        let mark = committed_seq(&client.committed, Stream::Events);
-        if mark < next || in_flight.len() >= EVENT_WINDOW {
+        let mark = client.committed.committed(Stream::Events);
+        let next = {
+            let core = lock(core);
+            core.next(events, mark).filter(|_| core.window_open(events))
+        };
+        let Some(first) = next else {
             tokio::select! {
                 () = client.committed.urgent_committed.notified() => {}
-                r = acks.changed() => r?,
+                r = acked.changed() => r?,
                 // A commit made while this lane was busy sending is caught here at the latest.
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
             continue;
-        }
-        let r = client.reader.clone();
-        let events = blocking(move || r.events_outbox(next - 1, EVENT_BATCH)).await?;
-        let last = match events.last() {
-            Some(e) if events.len() == EVENT_BATCH as usize => e.seq,
-            Some(e) => e.seq.max(mark),
-            None => mark,
         };
-        let count = events.len();
-        let payload = EventList { events }.encode_to_vec();
+        let r = client.reader.clone();
+        let rows = blocking(move || r.events_outbox(first - 1, EVENT_BATCH)).await?;
+        let full = rows.len() == EVENT_BATCH as usize;
+        let range = lock(core).take(events, mark, rows.last().map(|e| e.seq), full)?;
+        let count = rows.len();
+        let payload = EventList { events: rows }.encode_to_vec();
         let bytes = payload.len();
-        write_message(
-            &mut lane,
-            &Envelope {
-                body: Some(Body::Batch(Batch {
-                    stream: Stream::Events.name().into(),
-                    first_seq: next,
-                    last_seq: last,
-                    rows: count as u32,
-                    encoding: Encoding::EventsV1 as i32,
-                    payload,
-                })),
-            },
-        )
-        .await?;
+        write_message(&mut lane, &batch(events, range, count, payload)).await?;
+        lock(core).sent(events, range)?;
         client.status.events_sent.fetch_add(count as u64, Relaxed);
         client.status.bytes_sent.fetch_add(bytes as u64, Relaxed);
-        in_flight.push_back(last);
-        next = last + 1;
     }
 }
 
-/// A telemetry batch read from the outbox: rows `first..=last` (the rows it has of them).
+fn batch(stream: ProtocolStream, range: Range, rows: usize, payload: Vec<u8>) -> Envelope {
+    let encoding = match stream {
+        ProtocolStream::Events => Encoding::EventsV1,
+        _ => Encoding::TelemetryColumnarV1,
+    };
+    Envelope {
+        body: Some(Body::Batch(Batch {
+            stream: stream.name().into(),
+            first_seq: range.first,
+            last_seq: range.last,
+            rows: rows as u32,
+            encoding: encoding as i32,
+            payload,
+        })),
+    }
+}
+
+/// A telemetry batch read from the outbox: the rows it has of `range`.
 struct ReadBatch {
-    first: u64,
-    last: u64,
+    range: Range,
     rows: Vec<codec::TelemetryRow>,
 }
 
 /// A batch encoded and ready to go.
 struct Prepared {
-    first: u64,
-    last: u64,
-    rows: u32,
+    range: Range,
+    rows: usize,
     payload: Vec<u8>,
 }
 
@@ -463,48 +429,40 @@ struct Prepared {
 async fn bulk_lane(
     client: &Client,
     conn: &quinn::Connection,
-    acked: u64,
-    acks: watch::Receiver<u64>,
+    core: &Core,
+    acked: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let (read_tx, read_rx) = tokio::sync::mpsc::channel(1);
     let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(1);
     tokio::try_join!(
-        read_stage(client, acked + 1, read_tx),
+        read_stage(client, core, read_tx),
         encode_stage(read_rx, ready_tx),
-        send_stage(client, conn, ready_rx, acks),
+        send_stage(client, conn, core, ready_rx, acked),
     )?;
     Ok(())
 }
 
-/// Reads committed rows from `next` on, a batch at a time.
+/// Reads committed rows, a batch at a time.
 async fn read_stage(
     client: &Client,
-    mut next: u64,
+    core: &Core,
     out: tokio::sync::mpsc::Sender<ReadBatch>,
 ) -> anyhow::Result<()> {
+    let telemetry = ProtocolStream::Telemetry;
     loop {
         // Everything up to this mark is committed, so the read below sees all of it.
-        let mark = committed_seq(&client.committed, Stream::Telemetry);
-        if mark < next {
+        let mark = client.committed.committed(Stream::Telemetry);
+        let Some(first) = lock(core).next(telemetry, mark) else {
             tokio::time::sleep(IDLE_POLL).await;
             continue;
-        }
+        };
         let r = client.reader.clone();
-        let rows = blocking(move || r.outbox(next - 1, BATCH_ROWS)).await?;
-        let last = match rows.last() {
-            Some(row) if rows.len() == BATCH_ROWS as usize => row.seq,
-            Some(row) => row.seq.max(mark),
-            None => mark,
-        };
-        let batch = ReadBatch {
-            first: next,
-            last,
-            rows,
-        };
-        if out.send(batch).await.is_err() {
+        let rows = blocking(move || r.outbox(first - 1, BATCH_ROWS)).await?;
+        let full = rows.len() == BATCH_ROWS as usize;
+        let range = lock(core).take(telemetry, mark, rows.last().map(|r| r.seq), full)?;
+        if out.send(ReadBatch { range, rows }).await.is_err() {
             return Ok(()); // the lane is ending
         }
-        next = last + 1;
     }
 }
 
@@ -512,13 +470,12 @@ async fn encode_stage(
     mut batches: tokio::sync::mpsc::Receiver<ReadBatch>,
     out: tokio::sync::mpsc::Sender<Prepared>,
 ) -> anyhow::Result<()> {
-    while let Some(ReadBatch { first, last, rows }) = batches.recv().await {
-        let count = rows.len() as u32;
+    while let Some(ReadBatch { range, rows }) = batches.recv().await {
+        let count = rows.len();
         let payload =
             tokio::task::spawn_blocking(move || codec::encode(&rows, ZSTD_LEVEL)).await??;
         let prepared = Prepared {
-            first,
-            last,
+            range,
             rows: count,
             payload,
         };
@@ -529,54 +486,41 @@ async fn encode_stage(
     Ok(())
 }
 
-/// Sends prepared batches, at most [`WINDOW`] unacknowledged, paced when capped.
+/// Sends prepared batches as the window allows, paced when capped.
 async fn send_stage(
     client: &Client,
     conn: &quinn::Connection,
+    core: &Core,
     mut ready: tokio::sync::mpsc::Receiver<Prepared>,
-    mut acks: watch::Receiver<u64>,
+    mut acked: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
+    let telemetry = ProtocolStream::Telemetry;
     let mut lane = conn.open_uni().await?;
-    lane.set_priority(BULK_PRIORITY)?;
+    lane.set_priority(Lane::Bulk.priority())?;
     let status = &client.status;
     let mut pacer = (client.bandwidth_limit_bytes_per_s > 0)
         .then(|| Pacer::new(client.bandwidth_limit_bytes_per_s, Instant::now()));
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
     loop {
+        acked.borrow_and_update();
+        let open = lock(core).window_open(telemetry);
         tokio::select! {
-            r = acks.changed() => {
-                r?;
-                let acked = *acks.borrow_and_update();
-                while in_flight.front().is_some_and(|&last| last <= acked) {
-                    in_flight.pop_front();
-                }
-            }
-            prepared = ready.recv(), if in_flight.len() < WINDOW => {
-                let Some(Prepared { first, last, rows, payload }) = prepared else {
+            r = acked.changed() => r?,
+            prepared = ready.recv(), if open => {
+                let Some(Prepared { range, rows, payload }) = prepared else {
                     return Ok(());
                 };
                 if let Some(p) = pacer.as_mut() {
                     tokio::time::sleep(p.wait(Instant::now())).await;
                 }
                 let bytes = payload.len();
-                let batch = Envelope {
-                    body: Some(Body::Batch(Batch {
-                        stream: Stream::Telemetry.name().into(),
-                        first_seq: first,
-                        last_seq: last,
-                        rows,
-                        encoding: Encoding::TelemetryColumnarV1 as i32,
-                        payload,
-                    })),
-                };
-                write_message(&mut lane, &batch).await?;
+                write_message(&mut lane, &batch(telemetry, range, rows, payload)).await?;
+                lock(core).sent(telemetry, range)?;
                 if let Some(p) = pacer.as_mut() {
                     p.spend(bytes, Instant::now());
                 }
                 status.batches_sent.fetch_add(1, Relaxed);
-                status.rows_sent.fetch_add(u64::from(rows), Relaxed);
+                status.rows_sent.fetch_add(rows as u64, Relaxed);
                 status.bytes_sent.fetch_add(bytes as u64, Relaxed);
-                in_flight.push_back(last);
             }
         }
     }

@@ -4,6 +4,7 @@
 use postgres::{Client, GenericClient};
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::{Event, VehicleIdentity};
+use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, advance, edge_id};
@@ -27,15 +28,16 @@ pub(super) fn apply(
     // The mark is locked until commit: another relay instance applying the same range
     // waits, then finds it held.
     let acked = acked_in(&mut tx, id, Stream::Events, true)?;
-    if last <= acked {
-        return Ok(acked);
-    }
-    if first > acked + 1 {
-        return Err(StoreError::Gap {
-            stream: Stream::Events,
-            first,
-            acked,
-        });
+    match admit(acked, first, last) {
+        Admission::Held => return Ok(acked),
+        Admission::Gap => {
+            return Err(StoreError::Gap {
+                stream: Stream::Events,
+                first,
+                acked,
+            })
+        }
+        Admission::Store => {}
     }
     if events.iter().any(|e| e.identity.is_some()) {
         // The registry is per org: one writer of it at a time across instances.

@@ -142,7 +142,8 @@ CREATE INDEX records_by_rev ON records (org, rev);
 /// A telemetry batch's checks and writes as one server-side call, so storing it costs one
 /// round trip instead of seven (at 1,000 batches a second, round trips are what the writer
 /// waits on). The rules are `apply_batch`'s in `telemetry.rs`: the edge must be active; its
-/// mark is locked until commit; a range already held, or one leaving a gap, stores nothing;
+/// mark is locked until commit; a range already held, or one leaving a gap, stores nothing
+/// (`sync_protocol::session::admit`, written here in SQL);
 /// a chunk wholly above the mark is stored with its index entries and the mark moves.
 /// A chunk overlapping the mark (a resend after a reconnect) comes back as `overlap` with
 /// the mark still locked: the caller stores the rows above it.

@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
+use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, edge_id};
@@ -27,15 +28,16 @@ pub(super) fn apply(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id = edge_id(&tx, edge)?;
     let acked = acked_in(&tx, id, Stream::Events)?;
-    if last <= acked {
-        return Ok(acked);
-    }
-    if first > acked + 1 {
-        return Err(StoreError::Gap {
-            stream: Stream::Events,
-            first,
-            acked,
-        });
+    match admit(acked, first, last) {
+        Admission::Held => return Ok(acked),
+        Admission::Gap => {
+            return Err(StoreError::Gap {
+                stream: Stream::Events,
+                first,
+                acked,
+            })
+        }
+        Admission::Store => {}
     }
     let received = crate::now_us();
     for e in events.iter().filter(|e| e.seq > acked) {

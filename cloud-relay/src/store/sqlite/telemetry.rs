@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
+use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::acked_in;
@@ -167,15 +168,16 @@ fn apply_batch(
         return Ok(Err(StoreError::NotActive(edge.to_string())));
     };
     let acked = acked_in(tx, id, Stream::Telemetry)?;
-    if last <= acked {
-        return Ok(Ok(acked)); // a resend of what is already durable
-    }
-    if first > acked + 1 {
-        return Ok(Err(StoreError::Gap {
-            stream: Stream::Telemetry,
-            first,
-            acked,
-        }));
+    match admit(acked, first, last) {
+        Admission::Held => return Ok(Ok(acked)), // a resend of what is already durable
+        Admission::Gap => {
+            return Ok(Err(StoreError::Gap {
+                stream: Stream::Telemetry,
+                first,
+                acked,
+            }))
+        }
+        Admission::Store => {}
     }
     // A resend overlapping what is held adds only its newer rows: rare (an ack lost in a
     // reconnect), so that part is re-encoded rather than kept with a filter beside it.
