@@ -385,25 +385,7 @@ impl Bench {
 #[derive(serde::Deserialize)]
 #[allow(dead_code)] // parsed to be paid for, not read
 struct Page {
-    samples: Vec<Sample>,
-}
-
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct Sample {
-    t_us: i64,
-    lat: f64,
-    lon: f64,
-    alt_msl_m: f64,
-    alt_rel_m: f64,
-    heading_deg: Option<f64>,
-    battery_pct: Option<i8>,
-    battery_v: f64,
-    gps_fix: u8,
-    satellites: u8,
-    custom_mode: u32,
-    armed: bool,
-    mission_seq: u16,
+    samples: Vec<trellis_web::SampleView>,
 }
 
 /// Bytes the database's live pages hold once its WAL is folded in (pages compaction freed

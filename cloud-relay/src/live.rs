@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::proto::Live;
+use sync_protocol::telemetry::{self, TelemetryRow};
 use tokio::sync::broadcast;
 
 /// One vehicle's state as one edge last reported it.
@@ -50,7 +50,7 @@ impl State {
             alt_msl_m: f64::from(l.alt_mm) / 1e3,
             heading_deg: u16::try_from(l.heading_cdeg)
                 .ok()
-                .and_then(codec::heading_deg),
+                .and_then(telemetry::heading_deg),
             battery_pct: (l.battery_pct >= 0).then_some(l.battery_pct),
             armed: l.armed,
             mode: (!l.mode.is_empty()).then(|| l.mode.clone()),
@@ -61,11 +61,11 @@ impl State {
     pub fn from_row(r: &TelemetryRow) -> State {
         State {
             t_us: r.t_us,
-            lat: f64::from(r.lat_e7) / 1e7,
-            lon: f64::from(r.lon_e7) / 1e7,
-            alt_msl_m: f64::from(r.alt_mm) / 1e3,
-            heading_deg: codec::heading_deg(r.heading_cdeg),
-            battery_pct: (r.battery_pct >= 0).then_some(i32::from(r.battery_pct)),
+            lat: r.lat(),
+            lon: r.lon(),
+            alt_msl_m: r.alt_msl_m(),
+            heading_deg: r.heading_deg(),
+            battery_pct: r.battery_pct().map(i32::from),
             armed: r.armed,
             mode: None,
             custom_mode: r.custom_mode,

@@ -8,29 +8,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
-/// Where a timestamp's wall time came from, worst first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeSource {
-    /// The system clock, not known to be right (a Pi booted offline).
-    SystemUnsynced = 0,
-    /// A vehicle's GPS time (SYSTEM_TIME), carried forward by the monotonic clock.
-    Gps = 1,
-    /// The system clock while the kernel reports it synchronised.
-    SystemSynced = 2,
-}
-
-impl TimeSource {
-    pub fn from_code(code: i64) -> TimeSource {
-        match code {
-            2 => TimeSource::SystemSynced,
-            1 => TimeSource::Gps,
-            _ => TimeSource::SystemUnsynced,
-        }
-    }
-}
+/// The sample's own record of its clock (`TelemetryRow::time_source`).
+pub use sync_protocol::telemetry::TimeSource;
 
 /// GPS time before this is a receiver without a fix, not a date (2020-01-01).
 const PLAUSIBLE_GPS_US: u64 = 1_577_836_800_000_000;

@@ -14,42 +14,13 @@
 
 use std::cell::RefCell;
 
+pub use crate::telemetry::TelemetryRow;
+use crate::telemetry::{COLUMNS, FIELDS};
+
 /// Format version, the payload's first byte.
 pub const VERSION: u8 = 1;
 /// Rows one batch may hold: bounds the memory a hostile payload can make a decoder allocate.
 pub const MAX_ROWS: usize = 1 << 18;
-
-/// One telemetry sample as it travels: the edge's outbox row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TelemetryRow {
-    pub seq: u64,
-    pub vehicle: u32,
-    pub t_us: i64,
-    pub time_source: u8,
-    pub lat_e7: i32,
-    pub lon_e7: i32,
-    pub alt_mm: i32,
-    pub rel_alt_mm: i32,
-    pub vx: i16,
-    pub vy: i16,
-    pub vz: i16,
-    pub heading_cdeg: u16,
-    pub battery_mv: u16,
-    pub battery_ca: i16,
-    pub battery_pct: i8,
-    pub gps_fix: u8,
-    pub satellites: u8,
-    pub custom_mode: u32,
-    pub armed: bool,
-    pub mission_seq: u16,
-}
-
-/// A heading in centidegrees as MAVLink sends it (`GLOBAL_POSITION_INT.hdg`: 0..35999,
-/// `u16::MAX` when unknown), in degrees; `None` for unknown or out of range. The one reading
-/// of this field for every view at the edge and the relay.
-pub fn heading_deg(cdeg: u16) -> Option<f64> {
-    (cdeg < 36_000).then(|| f64::from(cdeg) / 100.0)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -59,30 +30,30 @@ pub enum Coding {
     Delta2,
 }
 
-const N: usize = 20;
+const N: usize = FIELDS;
 
-/// Column names and codings, in wire order. Changing this is a new format version.
-pub const COLUMNS: [(&str, Coding); N] = [
-    ("vehicle", Coding::Delta),
-    ("seq", Coding::Delta2),
-    ("t_us", Coding::Delta2),
-    ("time_source", Coding::Delta),
-    ("lat_e7", Coding::Delta2),
-    ("lon_e7", Coding::Delta2),
-    ("alt_mm", Coding::Delta2),
-    ("rel_alt_mm", Coding::Delta2),
-    ("vx", Coding::Delta),
-    ("vy", Coding::Delta),
-    ("vz", Coding::Delta),
-    ("heading_cdeg", Coding::Delta),
-    ("battery_mv", Coding::Delta),
-    ("battery_ca", Coding::Delta),
-    ("battery_pct", Coding::Delta),
-    ("gps_fix", Coding::Delta),
-    ("satellites", Coding::Delta),
-    ("custom_mode", Coding::Delta),
-    ("armed", Coding::Delta),
-    ("mission_seq", Coding::Delta),
+/// How each column is coded, in [`COLUMNS`] order. Changing this is a new format version.
+pub const CODINGS: [Coding; N] = [
+    Coding::Delta,  // vehicle
+    Coding::Delta2, // seq
+    Coding::Delta2, // t_us
+    Coding::Delta,  // time_source
+    Coding::Delta2, // lat_e7
+    Coding::Delta2, // lon_e7
+    Coding::Delta2, // alt_mm
+    Coding::Delta2, // rel_alt_mm
+    Coding::Delta,  // vx
+    Coding::Delta,  // vy
+    Coding::Delta,  // vz
+    Coding::Delta,  // heading_cdeg
+    Coding::Delta,  // battery_mv
+    Coding::Delta,  // battery_ca
+    Coding::Delta,  // battery_pct
+    Coding::Delta,  // gps_fix
+    Coding::Delta,  // satellites
+    Coding::Delta,  // custom_mode
+    Coding::Delta,  // armed
+    Coding::Delta,  // mission_seq
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,10 +90,10 @@ pub fn encode(rows: &[TelemetryRow], level: i32) -> Result<Vec<u8>, CodecError> 
     let mut grouped: Vec<&TelemetryRow> = rows.iter().collect();
     // Keys are unique (seq is), so an unstable sort gives the same order, faster.
     grouped.sort_unstable_by_key(|r| (r.vehicle, r.seq));
-    let table: Vec<[i64; N]> = grouped.iter().map(|r| to_columns(r)).collect();
+    let table: Vec<[i64; N]> = grouped.iter().map(|r| r.values()).collect();
 
     let mut columns = Vec::with_capacity(rows.len() * N * 2);
-    for (c, (_, coding)) in COLUMNS.iter().enumerate() {
+    for (c, coding) in CODINGS.iter().enumerate() {
         let (mut prev, mut prev_delta) = (0i64, 0i64);
         for row in &table {
             let delta = row[c].wrapping_sub(prev);
@@ -239,7 +210,7 @@ fn decode_table(payload: &[u8]) -> Result<Vec<TelemetryRow>, CodecError> {
 
     let mut table = vec![[0i64; N]; rows];
     let mut input = columns.as_slice();
-    for (c, (name, coding)) in COLUMNS.iter().enumerate() {
+    for (c, (name, coding)) in COLUMNS.iter().zip(CODINGS).enumerate() {
         let (mut prev, mut prev_delta) = (0i64, 0i64);
         for row in &mut table {
             let value = unzigzag(get_varint(&mut input).ok_or(CodecError::Column {
@@ -261,72 +232,15 @@ fn decode_table(payload: &[u8]) -> Result<Vec<TelemetryRow>, CodecError> {
             problem: "trailing bytes",
         });
     }
-    table.iter().map(from_columns).collect()
-}
-
-fn to_columns(r: &TelemetryRow) -> [i64; N] {
-    [
-        i64::from(r.vehicle),
-        r.seq as i64,
-        r.t_us,
-        i64::from(r.time_source),
-        i64::from(r.lat_e7),
-        i64::from(r.lon_e7),
-        i64::from(r.alt_mm),
-        i64::from(r.rel_alt_mm),
-        i64::from(r.vx),
-        i64::from(r.vy),
-        i64::from(r.vz),
-        i64::from(r.heading_cdeg),
-        i64::from(r.battery_mv),
-        i64::from(r.battery_ca),
-        i64::from(r.battery_pct),
-        i64::from(r.gps_fix),
-        i64::from(r.satellites),
-        i64::from(r.custom_mode),
-        i64::from(r.armed),
-        i64::from(r.mission_seq),
-    ]
-}
-
-fn from_columns(c: &[i64; N]) -> Result<TelemetryRow, CodecError> {
-    fn fit<T: TryFrom<i64>>(v: i64, column: &'static str) -> Result<T, CodecError> {
-        T::try_from(v).map_err(|_| CodecError::Column {
-            column,
-            problem: "value out of range",
+    table
+        .iter()
+        .map(|values| {
+            TelemetryRow::from_values(values).map_err(|e| CodecError::Column {
+                column: e.column,
+                problem: "value out of range",
+            })
         })
-    }
-    Ok(TelemetryRow {
-        vehicle: fit(c[0], "vehicle")?,
-        seq: c[1] as u64,
-        t_us: c[2],
-        time_source: fit(c[3], "time_source")?,
-        lat_e7: fit(c[4], "lat_e7")?,
-        lon_e7: fit(c[5], "lon_e7")?,
-        alt_mm: fit(c[6], "alt_mm")?,
-        rel_alt_mm: fit(c[7], "rel_alt_mm")?,
-        vx: fit(c[8], "vx")?,
-        vy: fit(c[9], "vy")?,
-        vz: fit(c[10], "vz")?,
-        heading_cdeg: fit(c[11], "heading_cdeg")?,
-        battery_mv: fit(c[12], "battery_mv")?,
-        battery_ca: fit(c[13], "battery_ca")?,
-        battery_pct: fit(c[14], "battery_pct")?,
-        gps_fix: fit(c[15], "gps_fix")?,
-        satellites: fit(c[16], "satellites")?,
-        custom_mode: fit(c[17], "custom_mode")?,
-        armed: match c[18] {
-            0 => false,
-            1 => true,
-            _ => {
-                return Err(CodecError::Column {
-                    column: "armed",
-                    problem: "not 0 or 1",
-                })
-            }
-        },
-        mission_seq: fit(c[19], "mission_seq")?,
-    })
+        .collect()
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -361,14 +275,6 @@ fn get_varint(input: &mut &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn a_heading_is_known_only_inside_a_circle() {
-        assert_eq!(heading_deg(0), Some(0.0));
-        assert_eq!(heading_deg(35_999), Some(359.99));
-        assert_eq!(heading_deg(36_000), None, "out of range is not a heading");
-        assert_eq!(heading_deg(u16::MAX), None, "MAVLink's unknown");
-    }
 
     fn row() -> impl Strategy<Value = TelemetryRow> {
         (

@@ -1,6 +1,6 @@
 //! The Trellis sync protocol, shared by the edge daemon and the cloud relay; depends on
-//! neither. `PROTOCOL.md` gives the rules; this crate gives the messages, the hybrid logical
-//! clock, and the telemetry batch codec.
+//! neither. `PROTOCOL.md` gives the rules; this crate gives the messages, the session both
+//! ends drive, the hybrid logical clock, the telemetry sample and its batch codec.
 
 pub mod codec;
 pub mod enrollment;
@@ -10,6 +10,7 @@ pub mod pki;
 pub mod records;
 pub mod session;
 pub mod stream;
+pub mod telemetry;
 pub mod transport;
 pub mod wire;
 

@@ -3,7 +3,9 @@
 //! The HTTP layer: one error shape and status table ([`ApiError`]), one way to carry and
 //! check a bearer token ([`auth`]), one limit on guessing tokens
 //! ([`auth::FailedSignIns`]), one reading of times and ranges ([`time`]) and of pagination
-//! ([`page`]), the shared parts of both OpenAPI documents ([`openapi`]), and serving itself, HTTP or HTTPS ([`serve`]). The web app both serve,
+//! ([`page`]), one JSON shape of a telemetry sample ([`SampleView`]), the shared parts of both
+//! OpenAPI documents ([`openapi`]), and serving itself, HTTP or HTTPS ([`serve`]). The web app
+//! both serve,
 //! embedded ([`assets`]). And life under systemd
 //! ([`lifecycle`]): signals, STOPPING, the watchdog.
 //!
@@ -16,7 +18,9 @@ mod error;
 pub mod lifecycle;
 pub mod openapi;
 pub mod page;
+mod sample;
 pub mod serve;
 pub mod time;
 
 pub use error::{ApiError, ErrorBody, Json, Path, Query};
+pub use sample::SampleView;

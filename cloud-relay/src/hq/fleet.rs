@@ -5,13 +5,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
 use trellis_web::time::TimeRange;
-use trellis_web::{Path, Query};
+use trellis_web::{Path, Query, SampleView};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, ApiError, Caller, HqState, Org};
 use crate::live::{LiveView, Sighting, State as LiveState};
 use crate::store::hq::{EdgeRecord, EventCursor, EventRecord, FleetVehicle};
-use sync_protocol::codec;
 
 /// One vehicle of the org as HQ sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -148,29 +147,12 @@ pub struct TelemetryQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
-struct SampleJson {
-    t_us: i64,
-    lat: f64,
-    lon: f64,
-    alt_msl_m: f64,
-    alt_rel_m: f64,
-    heading_deg: Option<f64>,
-    battery_pct: Option<i8>,
-    battery_v: f64,
-    gps_fix: u8,
-    satellites: u8,
-    custom_mode: u32,
-    armed: bool,
-    mission_seq: u16,
-}
-
 /// A vehicle's history, merged from every station that heard it.
 #[derive(Serialize, ToSchema)]
 pub struct TelemetryPage {
     vehicle: i64,
     name: String,
-    samples: Vec<SampleJson>,
+    samples: Vec<SampleView>,
 }
 
 /// A vehicle's stored history, oldest first.
@@ -194,24 +176,7 @@ pub async fn telemetry(
         st.vehicle_telemetry(&o, vid, from_us, to_us, limit)
     })
     .await?;
-    let samples: Vec<SampleJson> = rows
-        .iter()
-        .map(|r| SampleJson {
-            t_us: r.t_us,
-            lat: f64::from(r.lat_e7) / 1e7,
-            lon: f64::from(r.lon_e7) / 1e7,
-            alt_msl_m: f64::from(r.alt_mm) / 1e3,
-            alt_rel_m: f64::from(r.rel_alt_mm) / 1e3,
-            heading_deg: codec::heading_deg(r.heading_cdeg),
-            battery_pct: (r.battery_pct >= 0).then_some(r.battery_pct),
-            battery_v: f64::from(r.battery_mv) / 1e3,
-            gps_fix: r.gps_fix,
-            satellites: r.satellites,
-            custom_mode: r.custom_mode,
-            armed: r.armed,
-            mission_seq: r.mission_seq,
-        })
-        .collect();
+    let samples: Vec<SampleView> = rows.iter().map(SampleView::from).collect();
     Ok(Json(TelemetryPage {
         vehicle: v.id,
         name: v.name,

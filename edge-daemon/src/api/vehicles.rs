@@ -7,11 +7,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
 use trellis_web::time::{parse_interval_us, TimeRange};
-use trellis_web::Query;
+use trellis_web::{Query, SampleView};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState};
-use crate::store::{TelemetryQuery, TelemetryRow};
+use crate::store::TelemetryQuery;
 use crate::vehicle::VehicleView;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,7 +77,7 @@ pub struct TelemetryPage {
     to_us: i64,
     every_us: Option<i64>,
     count: usize,
-    samples: Vec<TelemetryRow>,
+    samples: Vec<SampleView>,
 }
 
 const DEFAULT_LIMIT: u32 = 10_000;
@@ -126,6 +126,6 @@ pub async fn telemetry(
         to_us,
         every_us,
         count: rows.len(),
-        samples: rows,
+        samples: rows.iter().map(SampleView::from).collect(),
     }))
 }

@@ -29,7 +29,7 @@ use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
 pub use commands::CommandRow;
 pub use params::{ParamChange, ParamList, ParamRow};
-pub use query::{EventRow, Reader, Record, TelemetryQuery, TelemetryRow, VehicleRow};
+pub use query::{EventRow, Reader, Record, TelemetryQuery, VehicleRow};
 use sync_protocol::records::FieldChange;
 
 /// The outbox's streams, each with its own never-reused sequence and sync cursor: the
@@ -744,6 +744,18 @@ mod tests {
             );
         }
         assert_eq!(read.len(), 3);
+        // History reads the same table by the sample's column list: the same sample again.
+        let history = store
+            .reader()
+            .telemetry(&TelemetryQuery {
+                vehicle: 0,
+                from_us: i64::MIN,
+                to_us: i64::MAX,
+                every_us: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(history, [Sample { seq: 1, ..low }]);
     }
 
     #[test]

@@ -13,10 +13,9 @@ use sync_protocol::proto::event::Kind as EventKind;
 use sync_protocol::proto::{event_kind_name, severity_name};
 
 use super::{Acknowledgement, StoreError, Stream};
-use crate::clock::TimeSource;
 use crate::vehicle::Event;
-use sync_protocol::codec;
 use sync_protocol::records::FieldChange;
+use sync_protocol::telemetry::{self, TelemetryRow};
 
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -31,29 +30,6 @@ pub struct TelemetryQuery {
     pub to_us: i64,
     pub every_us: Option<i64>,
     pub limit: u32,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct TelemetryRow {
-    pub seq: i64,
-    pub t_us: i64,
-    pub time_source: TimeSource,
-    pub lat: f64,
-    pub lon: f64,
-    pub alt_msl_m: f64,
-    pub alt_rel_m: f64,
-    pub vn_mps: f64,
-    pub ve_mps: f64,
-    pub vd_mps: f64,
-    pub heading_deg: Option<f64>,
-    pub battery_v: f64,
-    pub battery_a: Option<f64>,
-    pub battery_pct: Option<i64>,
-    pub gps_fix: i64,
-    pub satellites: i64,
-    pub custom_mode: i64,
-    pub armed: bool,
-    pub mission_seq: i64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -80,17 +56,16 @@ impl Reader {
         Ok(conn)
     }
 
+    /// A vehicle's samples over a time range, oldest first.
     pub fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>, StoreError> {
         let conn = self.connect()?;
-        const COLUMNS: &str = "seq, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm,
-            vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites,
-            custom_mode, armed, mission_seq";
+        let columns = telemetry::sql::columns();
         let rows = match q.every_us {
             // SQLite's bare-column rule returns, per bucket, the row holding min(t_us): the
             // first sample of each interval, a real sample rather than an average.
             Some(every) => conn
                 .prepare(&format!(
-                    "SELECT {COLUMNS}, min(t_us) FROM telemetry
+                    "SELECT {columns}, min(t_us) FROM telemetry
                      WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
                      GROUP BY t_us / ?4 ORDER BY t_us LIMIT ?5"
                 ))?
@@ -101,7 +76,7 @@ impl Reader {
                 .collect::<Result<_, _>>()?,
             None => conn
                 .prepare(&format!(
-                    "SELECT {COLUMNS} FROM telemetry
+                    "SELECT {columns} FROM telemetry
                      WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
                      ORDER BY t_us LIMIT ?4"
                 ))?
@@ -412,33 +387,20 @@ impl EventRow {
     }
 }
 
-/// One row of the telemetry table, in API units.
+/// One row of the telemetry table, selected by `telemetry::sql::columns()`.
 fn telemetry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TelemetryRow> {
-    let e7 = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e7);
-    let milli = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e3);
-    let centi = |i| r.get::<_, i64>(i).map(|v| v as f64 / 1e2);
-    let heading: i64 = r.get(10)?;
-    let current: i64 = r.get(12)?;
-    let pct: i64 = r.get(13)?;
-    Ok(TelemetryRow {
-        seq: r.get(0)?,
-        t_us: r.get(1)?,
-        time_source: TimeSource::from_code(r.get(2)?),
-        lat: e7(3)?,
-        lon: e7(4)?,
-        alt_msl_m: milli(5)?,
-        alt_rel_m: milli(6)?,
-        vn_mps: centi(7)?,
-        ve_mps: centi(8)?,
-        vd_mps: centi(9)?,
-        heading_deg: u16::try_from(heading).ok().and_then(codec::heading_deg),
-        battery_v: milli(11)?,
-        battery_a: (current >= 0).then(|| current as f64 / 100.0),
-        battery_pct: (pct >= 0).then_some(pct),
-        gps_fix: r.get(14)?,
-        satellites: r.get(15)?,
-        custom_mode: r.get(16)?,
-        armed: r.get(17)?,
-        mission_seq: r.get(18)?,
+    let mut values = [0i64; telemetry::FIELDS];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = r.get(i)?;
+    }
+    TelemetryRow::from_values(&values).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            telemetry::COLUMNS
+                .iter()
+                .position(|c| *c == e.column)
+                .unwrap_or(0),
+            rusqlite::types::Type::Integer,
+            Box::new(e),
+        )
     })
 }

@@ -182,3 +182,27 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The migrations are frozen text; the statements that write and read samples are built
+    /// from `sync_protocol::telemetry::COLUMNS`. This keeps the two in step.
+    #[test]
+    fn the_telemetry_table_has_a_column_for_every_field_of_a_sample() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let mut columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('telemetry')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        columns.sort();
+        let mut fields = sync_protocol::telemetry::COLUMNS.map(String::from).to_vec();
+        fields.sort();
+        assert_eq!(columns, fields);
+    }
+}

@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use prost::Message as _;
 
 use sync_protocol::records::FieldChange;
+use sync_protocol::telemetry::{self, TelemetryRow};
 
 use super::{
     quota, records, Acknowledgement, EventRow, IngestBatch, StoreConfig, StoreError, StoreStatus,
@@ -214,37 +215,18 @@ impl Writer {
         if batch.samples.is_empty() {
             return Ok(());
         }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO telemetry (seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm,
-                rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct,
-                gps_fix, satellites, custom_mode, armed, mission_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20)",
-        )?;
+        let mut insert = self.conn.prepare_cached(&format!(
+            "INSERT INTO telemetry ({}) VALUES ({})",
+            telemetry::sql::columns(),
+            telemetry::sql::placeholders()
+        ))?;
         let mut seq = self.next[Stream::Telemetry.index()];
         for s in &batch.samples {
-            insert.execute(params![
-                seq,
-                s.vehicle,
-                s.t_us,
-                s.time_source,
-                s.lat_e7,
-                s.lon_e7,
-                s.alt_mm,
-                s.rel_alt_mm,
-                s.vx,
-                s.vy,
-                s.vz,
-                s.heading_cdeg,
-                s.battery_mv,
-                s.battery_ca,
-                s.battery_pct,
-                s.gps_fix,
-                s.satellites,
-                s.custom_mode,
-                s.armed,
-                s.mission_seq,
-            ])?;
+            let row = TelemetryRow {
+                seq: seq as u64,
+                ..*s
+            };
+            insert.execute(rusqlite::params_from_iter(row.values()))?;
             seq += 1;
             self.next[Stream::Telemetry.index()] = seq;
         }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use prost::Message as _;
-use sync_protocol::codec;
+use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::enrollment::Bundle;
 use sync_protocol::proto::{envelope::Body, Batch, Encoding, Envelope, EventList, Live};
 use sync_protocol::session::{EdgeSession, Held, Lane, Range, Resume};
@@ -411,7 +411,7 @@ fn batch(stream: ProtocolStream, range: Range, rows: usize, payload: Vec<u8>) ->
 /// A telemetry batch read from the outbox: the rows it has of `range`.
 struct ReadBatch {
     range: Range,
-    rows: Vec<codec::TelemetryRow>,
+    rows: Vec<TelemetryRow>,
 }
 
 /// A batch encoded and ready to go.
@@ -562,7 +562,9 @@ fn live_message(v: &crate::vehicle::VehicleView, t_us: i64) -> Option<Live> {
         alt_mm: (p.alt_msl_m * 1e3).round() as i32,
         heading_cdeg: v
             .heading_deg
-            .map_or(u32::from(u16::MAX), |h| (h * 100.0).round() as u32),
+            .map_or(u32::from(TelemetryRow::HEADING_UNKNOWN), |h| {
+                (h * 100.0).round() as u32
+            }),
         battery_pct: v.battery.remaining_pct.map_or(-1, i32::from),
         custom_mode: v.custom_mode,
         armed: v.armed,

@@ -124,14 +124,14 @@ impl Vehicle {
             position: None,
             home: None,
             velocity_cms: (0, 0, 0),
-            heading_cdeg: u16::MAX,
+            heading_cdeg: Sample::HEADING_UNKNOWN,
             groundspeed: 0.0,
             airspeed: 0.0,
             climb: 0.0,
             attitude: (0.0, 0.0, 0.0),
             battery_mv: 0,
-            battery_ca: -1,
-            battery_pct: -1,
+            battery_ca: Sample::BATTERY_CA_UNKNOWN,
+            battery_pct: Sample::BATTERY_PCT_UNKNOWN,
             battery_consumed_mah: None,
             gps_fix: 0,
             satellites: 0,
@@ -186,7 +186,7 @@ impl Vehicle {
             seq: 0,
             vehicle: u32::from(self.sysid),
             t_us,
-            time_source: source as u8,
+            time_source: source.code(),
             lat_e7: p.lat_e7,
             lon_e7: p.lon_e7,
             alt_mm: p.alt_mm,
@@ -407,7 +407,7 @@ impl Fleet {
                     rel_alt_mm: m.relative_alt,
                 });
                 vehicle.velocity_cms = (m.vx, m.vy, m.vz);
-                if m.hdg != u16::MAX {
+                if m.hdg != Sample::HEADING_UNKNOWN {
                     vehicle.heading_cdeg = m.hdg;
                 }
                 vehicle.samples += 1;

@@ -82,7 +82,7 @@ pub struct AttitudeView {
 pub struct BatteryView {
     pub voltage_v: Option<f64>,
     pub current_a: Option<f64>,
-    pub remaining_pct: Option<i8>,
+    pub remaining_pct: Option<u8>,
     pub consumed_mah: Option<i32>,
 }
 
@@ -183,6 +183,8 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             Some(best.map_or(x, |b| b.min(x)))
         })
         .unwrap_or(0.0);
+    // The vehicle's state as a sample, read through the sample's accessors like history.
+    let sample = v.sample(0, TimeSource::SystemUnsynced);
     VehicleView {
         id: v.sysid,
         sysid: v.sysid,
@@ -213,7 +215,7 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
         system_status: v.system_status,
         position: v.position.as_ref().map(position),
         home: v.home.as_ref().map(position),
-        heading_deg: sync_protocol::codec::heading_deg(v.heading_cdeg),
+        heading_deg: sample.heading_deg(),
         groundspeed_mps: round(f64::from(v.groundspeed), 2),
         airspeed_mps: round(f64::from(v.airspeed), 2),
         climb_mps: round(f64::from(v.climb), 2),
@@ -223,10 +225,9 @@ pub(super) fn view(fleet: &Fleet, v: &Vehicle, now: Instant) -> VehicleView {
             yaw: round(f64::from(v.attitude.2).to_degrees(), 1),
         },
         battery: BatteryView {
-            voltage_v: (v.battery_mv != 0 && v.battery_mv != u16::MAX)
-                .then(|| f64::from(v.battery_mv) / 1000.0),
-            current_a: (v.battery_ca >= 0).then(|| f64::from(v.battery_ca) / 100.0),
-            remaining_pct: (v.battery_pct >= 0).then_some(v.battery_pct),
+            voltage_v: sample.battery_v(),
+            current_a: sample.battery_a(),
+            remaining_pct: sample.battery_pct(),
             consumed_mah: v.battery_consumed_mah,
         },
         gps: GpsView {
