@@ -17,15 +17,37 @@ fn fill_backlog(db: &std::path::Path) {
         .unwrap()
         .as_micros()
         - 86_400_000_000) as i64;
+    // Each field of a sample as an SQL expression of the row number `i`.
+    let fields = [
+        ("vehicle", "1 + i % 50"),
+        ("seq", "i"),
+        ("t_us", "?1 + i * 1728"),
+        ("time_source", "1"),
+        ("lat_e7", "382900000 + (i / 50) % 20000"),
+        ("lon_e7", "-1224550000 + i % 50 * 1000"),
+        ("alt_mm", "120000"),
+        ("rel_alt_mm", "40000"),
+        ("vx", "500"),
+        ("vy", "0"),
+        ("vz", "0"),
+        ("heading_cdeg", "9000"),
+        ("battery_mv", "15000"),
+        ("battery_ca", "1000"),
+        ("battery_pct", "80 - (i / 50) % 60"),
+        ("gps_fix", "3"),
+        ("satellites", "12"),
+        ("custom_mode", "3"),
+        ("armed", "1"),
+        ("mission_seq", "(i / 50) % 100"),
+    ];
+    assert_eq!(fields.map(|(c, _)| c), sync_protocol::telemetry::COLUMNS);
+    let values = fields.map(|(_, e)| e).join(", ");
     conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
-         INSERT INTO telemetry (seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm,
-            rel_alt_mm, vx, vy, vz, heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix,
-            satellites, custom_mode, armed, mission_seq)
-         SELECT i, 1 + i % 50, ?1 + i * 1728, 1, 382900000 + (i / 50) % 20000,
-            -1224550000 + i % 50 * 1000, 120000, 40000, 500, 0, 0, 9000, 15000, 1000,
-            80 - (i / 50) % 60, 3, 12, 3, 1, (i / 50) % 100
-         FROM n",
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+             INSERT INTO telemetry ({}) SELECT {values} FROM n",
+            sync_protocol::telemetry::sql::columns()
+        ),
         rusqlite::params![day_ago_us, BACKLOG],
     )
     .expect("backlog rows");
