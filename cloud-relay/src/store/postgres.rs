@@ -74,6 +74,9 @@ impl PgStore {
         drop(client);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
+            // One at start, more as the load asks: an admin command needs one, not eight
+            // (r2d2 otherwise opens them all before the first query).
+            .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(PostgresConnectionManager::new(config, NoTls))?;
         let writer = GroupWriter::start(telemetry::TelemetryWriter::open(url)?)
@@ -263,6 +266,27 @@ pub(crate) mod tests {
     }
 
     crate::store::conformance::conformance_tests!(TestDb::new());
+
+    /// An admin command opens the store, does one thing and exits: two connections (the
+    /// pool's first and the writer's), not the pool's eight.
+    #[test]
+    fn an_opened_store_holds_two_connections_until_the_load_asks_for_more() {
+        let db = TestDb::new();
+        let mut client = postgres::Client::connect(&db.admin, NoTls).unwrap();
+        let held = |client: &mut postgres::Client| -> i64 {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&db.name],
+                )
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(held(&mut client), 2);
+        db.create_org("vineyard-co").unwrap();
+        assert_eq!(db.orgs().unwrap(), ["vineyard-co"]);
+        assert_eq!(held(&mut client), 2, "one query needs no more");
+    }
 
     #[test]
     fn migrating_twice_changes_nothing_and_a_newer_schema_is_refused() {
