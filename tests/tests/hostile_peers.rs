@@ -1,13 +1,15 @@
 //! Peers that break the protocol, over real QUIC with real certificates: each loses its own
 //! connection and nothing else. An honest edge's session carries on beside them, the relay
 //! keeps serving, and an edge's certificate decides who it writes as, whatever it sends.
+//! The relay's session runs in this process, on SQLite or (`TRELLIS_RELAY_STORE=postgres`)
+//! on a database of its own on the local PostgreSQL server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use sync_protocol::stream::Stream;
 
-use cloud_relay::store::{EdgeStatus, RelayStore, SqliteStore};
+use cloud_relay::store::{EdgeStatus, PgStore, RelayStore, SqliteStore};
 use prost::Message as _;
 use sync_protocol::codec::{self, TelemetryRow};
 use sync_protocol::identity::EdgeIdentity;
@@ -18,25 +20,35 @@ use sync_protocol::wire::{read_message, write_message};
 struct Relay {
     addr: SocketAddr,
     ca: Ca,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn RelayStore>,
     _dir: tempfile::TempDir,
+    pg: Option<trellis_tests::PgDatabase>,
 }
 
 async fn relay() -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
-    for org in ["vineyard-co", "orchard-co"] {
-        store.create_org(org).unwrap();
-    }
-    for (org, edge) in [
-        ("vineyard-co", "honest"),
-        ("vineyard-co", "rogue"),
-        ("orchard-co", "pi"),
-    ] {
-        store
-            .enroll_edge(&EdgeIdentity::new(org, edge).unwrap())
-            .unwrap();
-    }
+    let (store, pg) = blocking(|| {
+        let (store, pg): (Arc<dyn RelayStore>, _) = if trellis_tests::relay_on_postgres() {
+            let db = trellis_tests::PgDatabase::create();
+            (Arc::new(PgStore::open(&db.url).unwrap()), Some(db))
+        } else {
+            let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+            (Arc::new(store), None)
+        };
+        for org in ["vineyard-co", "orchard-co"] {
+            store.create_org(org).unwrap();
+        }
+        for (org, edge) in [
+            ("vineyard-co", "honest"),
+            ("vineyard-co", "rogue"),
+            ("orchard-co", "pi"),
+        ] {
+            store
+                .enroll_edge(&EdgeIdentity::new(org, edge).unwrap())
+                .unwrap();
+        }
+        (store, pg)
+    });
     let (ca, _) = Ca::generate("test CA").unwrap();
     let cert = ca.issue_relay(&["localhost".into()]).unwrap();
     let server = sync_protocol::transport::server_config(
@@ -59,6 +71,20 @@ async fn relay() -> Relay {
         ca,
         store,
         _dir: dir,
+        pg,
+    }
+}
+
+/// Runs `f` on a thread of its own: PostgreSQL's client runs a runtime of its own, which
+/// tokio forbids on (or inside `block_in_place` on) a runtime's thread.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("store call"))
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let pg = self.pg.take();
+        blocking(move || drop(pg));
     }
 }
 
@@ -263,10 +289,13 @@ async fn a_hostile_peer_loses_its_own_connection_and_nothing_else() {
     send_and_ack(&mut rogue_session, 1, 5).await;
     let orchard = EdgeIdentity::new("orchard-co", "pi").unwrap();
     let rogue_id = EdgeIdentity::new("vineyard-co", "rogue").unwrap();
-    assert_eq!(relay.store.acked(&orchard, Stream::Telemetry).unwrap(), 0);
-    assert_eq!(relay.store.telemetry_count("orchard-co").unwrap(), 0);
-    assert_eq!(relay.store.acked(&rogue_id, Stream::Telemetry).unwrap(), 5);
-    assert_eq!(relay.store.telemetry_count("vineyard-co").unwrap(), 25);
+    let store = &relay.store;
+    blocking(|| {
+        assert_eq!(store.acked(&orchard, Stream::Telemetry).unwrap(), 0);
+        assert_eq!(store.telemetry_count("orchard-co").unwrap(), 0);
+        assert_eq!(store.acked(&rogue_id, Stream::Telemetry).unwrap(), 5);
+        assert_eq!(store.telemetry_count("vineyard-co").unwrap(), 25);
+    });
 
     // A certificate for an edge the relay never enrolled is refused at once.
     let stranger = connect(&relay, "vineyard-co", "never-enrolled").await;
@@ -277,11 +306,9 @@ async fn a_hostile_peer_loses_its_own_connection_and_nothing_else() {
         ),
         other => panic!("an unenrolled edge was not refused: {other:?}"),
     }
+    let never = EdgeIdentity::new("vineyard-co", "never-enrolled").unwrap();
     assert_eq!(
-        relay
-            .store
-            .edge_status(&EdgeIdentity::new("vineyard-co", "never-enrolled").unwrap())
-            .unwrap(),
+        blocking(|| store.edge_status(&never).unwrap()),
         EdgeStatus::Unknown
     );
 }
