@@ -258,6 +258,15 @@ fn main() {
         write("relay_messages", &format!("envelope_{name}"), &message);
     }
     write("wire_framing", "session", &[&[0x07][..], &stream].concat());
+    // session: marks, then each envelope at each of the four doors.
+    let mut session = vec![0x10, 0x00, 0x08, 0x00, 0x04, 0x00, 0x02, 0x00];
+    for (i, (_, envelope)) in envelopes().into_iter().enumerate() {
+        for door in 0..4u8 {
+            session.push(door | (i as u8 & 3) << 2 | 0x30);
+            envelope.encode_length_delimited(&mut session).unwrap();
+        }
+    }
+    write("session", "every_message_at_every_door", &session);
     let live = Live {
         vehicle: 1,
         t_us: 1_790_000_000_000_000,
