@@ -7,7 +7,7 @@
 //! knows is live: the newest state of the vehicles its edges report, which edges are
 //! connected to it, and that it has just stored events or a record change (HQ streams and
 //! downsync wake on those). [`LiveView`] hands every such change to this module, which
-//! publishes it on the relay's subject (`[cluster] subject`; its `v1` names the message
+//! publishes it on the relay's subject (`[cluster] subject`; its `v2` names the message
 //! format below); every other instance applies it to its own picture.
 //!
 //! Plain NATS, not JetStream: nothing here needs to outlive the moment. A message lost while
@@ -32,6 +32,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Local changes waiting to be published; beyond this they are dropped and counted.
 const QUEUE: usize = 16_384;
 
+/// Most local changes one NATS message carries. The publisher sends everything that queued
+/// while it sent the last message, together: under load (5,000 vehicle states a second at
+/// 1,000 edges) that is one NATS message, one encode and one wake-up at every other
+/// instance per few hundred changes instead of per change; when quiet, each change still
+/// leaves at once, alone.
+const BATCH: usize = 512;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("connecting to NATS at {url}: {source}")]
@@ -46,12 +53,11 @@ pub enum ClusterError {
     },
 }
 
-/// One message on the subject: who says it, and what.
+/// One message on the subject: who says it, and what, oldest first.
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     instance: String,
-    #[serde(flatten)]
-    message: PeerMessage,
+    messages: Vec<PeerMessage>,
 }
 
 /// This instance's membership: stops publishing and listening when dropped.
@@ -106,8 +112,11 @@ impl Cluster {
                 while let Some(message) = subscriber.next().await {
                     match serde_json::from_slice::<Envelope>(&message.payload) {
                         Ok(envelope) => {
-                            live.metrics.peer_messages_received.fetch_add(1, Relaxed);
-                            live.apply_peer(&envelope.instance, envelope.message);
+                            let n = envelope.messages.len() as u64;
+                            live.metrics.peer_messages_received.fetch_add(n, Relaxed);
+                            for m in envelope.messages {
+                                live.apply_peer(&envelope.instance, m);
+                            }
                         }
                         Err(e) => {
                             live.metrics.peer_messages_malformed.fetch_add(1, Relaxed);
@@ -141,16 +150,18 @@ async fn publish(
 ) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
-        let message = tokio::select! {
+        let first = tokio::select! {
             message = outgoing.recv() => match message {
                 Some(m) => m,
                 None => return,
             },
             _ = heartbeat.tick() => live.local_sessions(),
         };
+        let messages = gather(first, &mut outgoing);
+        let n = messages.len() as u64;
         let envelope = Envelope {
             instance: instance.clone(),
-            message,
+            messages,
         };
         let payload = match serde_json::to_vec(&envelope) {
             Ok(p) => p,
@@ -163,14 +174,26 @@ async fn publish(
         // unreachable for a while).
         match client.publish(subject.clone(), payload.into()).await {
             Ok(()) => {
-                live.metrics.peer_messages_sent.fetch_add(1, Relaxed);
+                live.metrics.peer_messages_sent.fetch_add(n, Relaxed);
             }
             Err(e) => {
-                live.metrics.peer_messages_dropped.fetch_add(1, Relaxed);
-                tracing::debug!("peer message not published: {e}");
+                live.metrics.peer_messages_dropped.fetch_add(n, Relaxed);
+                tracing::debug!("peer messages not published: {e}");
             }
         }
     }
+}
+
+/// `first` and whatever else is already queued behind it, up to [`BATCH`].
+fn gather(first: PeerMessage, outgoing: &mut mpsc::Receiver<PeerMessage>) -> Vec<PeerMessage> {
+    let mut messages = vec![first];
+    while messages.len() < BATCH {
+        match outgoing.try_recv() {
+            Ok(m) => messages.push(m),
+            Err(_) => break,
+        }
+    }
+    messages
 }
 
 #[cfg(test)]
@@ -182,7 +205,7 @@ mod tests {
     fn messages_travel_as_tagged_json() {
         let envelope = Envelope {
             instance: "relay-b".into(),
-            message: PeerMessage::Sessions {
+            messages: vec![PeerMessage::Sessions {
                 sessions: vec![(
                     "vineyard-co".into(),
                     "pi-north".into(),
@@ -191,13 +214,30 @@ mod tests {
                         last_batch_us: Some(2),
                     },
                 )],
-            },
+            }],
         };
         let json = serde_json::to_value(&envelope).unwrap();
-        assert_eq!(json["type"], "sessions");
+        assert_eq!(json["messages"][0]["type"], "sessions");
         assert_eq!(json["instance"], "relay-b");
         let back: Envelope = serde_json::from_value(json).unwrap();
-        assert_eq!(back.message, envelope.message);
+        assert_eq!(back.messages, envelope.messages);
+    }
+
+    #[test]
+    fn what_queued_goes_out_together_and_no_more_than_a_batch() {
+        let (tx, mut rx) = mpsc::channel(BATCH * 2);
+        let closed = |i: usize| PeerMessage::SessionClosed {
+            org: "o".into(),
+            edge: i.to_string(),
+        };
+        for i in 1..BATCH + 10 {
+            tx.try_send(closed(i)).unwrap();
+        }
+        let first = gather(closed(0), &mut rx);
+        assert_eq!(first.len(), BATCH);
+        assert_eq!(first[1], closed(1), "in order");
+        assert_eq!(gather(closed(0), &mut rx).len(), 1 + 10, "the rest");
+        assert_eq!(gather(closed(0), &mut rx).len(), 1, "a quiet moment: alone");
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             nats: String::new(),
             instance: String::new(),
-            subject: "trellis.relay.v1.live".into(),
+            subject: "trellis.relay.v2.live".into(),
         }
     }
 }
