@@ -48,7 +48,9 @@ impl Greeting {
                         how: "by the edge",
                     })
                 }
-                None => return Err(ProtocolError::UnknownStream(state.stream.clone())),
+                // A newer edge may hold streams this version does not know: it sends them
+                // only where a Welcome names them, which this one will not.
+                None => {}
             }
         }
         Ok(Greeting { hello })

@@ -387,6 +387,11 @@ fn a_hello_must_be_one_and_name_only_upstream_streams() {
     ));
     let mut hello = EdgeSession::new([]).hello("edge");
     if let Some(Body::Hello(h)) = &mut hello.body {
+        h.streams[0].stream = "video".into();
+    }
+    Greeting::read(hello).expect("a newer edge's stream is passed over");
+    let mut hello = EdgeSession::new([]).hello("edge");
+    if let Some(Body::Hello(h)) = &mut hello.body {
         h.protocol_version = 0;
     }
     assert_eq!(
