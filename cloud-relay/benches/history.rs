@@ -18,15 +18,20 @@
 //! merged them per vehicle and time (what the relay's writer does to chunks ten minutes old).
 //! The store's part alone (no JSON, no HTTP) is printed beside the HTTP figure.
 //!
-//! `HISTORY_QUERIES` (default 200) sets how many queries are timed.
+//! `HISTORY_QUERIES` (default 200) sets how many queries are timed. `BENCH_STORE=postgres`
+//! keeps the relay's store on a fresh database of the local PostgreSQL server; its bytes per
+//! sample are then the database's tables, indexes and TOAST after a `VACUUM FULL`.
+
+#[allow(dead_code)]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_relay::config::Config;
 use cloud_relay::relay::Relay;
-use cloud_relay::store::hq::{HqStore, Role};
-use cloud_relay::store::{RelayStore, SqliteStore, TelemetryBatch};
+use cloud_relay::store::hq::Role;
+use cloud_relay::store::{PgStore, SqliteStore, Store, TelemetryBatch};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::{event::Kind, Event, VehicleIdentity};
@@ -138,7 +143,7 @@ fn identity(seq: u64, sysid: u32, uid: String) -> Event {
 }
 
 /// Queues one station's outbox in batches of `rows` and waits until all are durable.
-fn load(store: &SqliteStore, edge: &EdgeIdentity, rows: &[TelemetryRow], batch_rows: usize) {
+fn load(store: &dyn Store, edge: &EdgeIdentity, rows: &[TelemetryRow], batch_rows: usize) {
     let pending: Vec<_> = rows
         .chunks(batch_rows)
         .map(|chunk| {
@@ -192,7 +197,19 @@ fn main() {
     let south_rows = outbox(&south_tracks);
     let total = (north_rows.len() + south_rows.len()) as u64;
 
-    let store = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).expect("store"));
+    let db_path = dir.path().join("relay.db");
+    let (store, storage, _pg): (Arc<dyn Store>, _, _) = match common::store_kind() {
+        "PostgreSQL" => {
+            let (pg, url) = common::BenchDatabase::create();
+            let store = PgStore::open(&url).expect("store");
+            (Arc::new(store), Storage::Postgres(url), Some(pg))
+        }
+        _ => {
+            let store = SqliteStore::open(&db_path).expect("store");
+            (Arc::new(store), Storage::Sqlite(db_path), None)
+        }
+    };
+    println!("relay store: {}", common::store_kind());
     store.create_org("bench").expect("org");
     let north = EdgeIdentity::new("bench", "north").expect("id");
     let south = EdgeIdentity::new("bench", "south").expect("id");
@@ -213,8 +230,8 @@ fn main() {
             .expect("identities");
     }
     let t = Instant::now();
-    load(&store, &north, &north_rows, 50);
-    load(&store, &south, &south_rows, 16_384);
+    load(store.as_ref(), &north, &north_rows, 50);
+    load(store.as_ref(), &south, &south_rows, 16_384);
     let load_s = t.elapsed().as_secs_f64();
     assert_eq!(store.telemetry_count("bench").expect("count"), total);
     println!(
@@ -250,7 +267,7 @@ fn main() {
     });
     let bench = Bench {
         store: store.clone(),
-        db: dir.path().join("relay.db"),
+        storage,
         total,
         vehicle: shared.id,
         url: format!(
@@ -276,8 +293,8 @@ fn main() {
 }
 
 struct Bench {
-    store: Arc<SqliteStore>,
-    db: std::path::PathBuf,
+    store: Arc<dyn Store>,
+    storage: Storage,
     total: u64,
     vehicle: i64,
     url: String,
@@ -290,11 +307,9 @@ impl Bench {
     /// from the store alone and over HTTP.
     fn measure(&self, label: &str, noise: &mut Noise) {
         let tag = label.replace(' ', "_");
-        let (used, file) = settled_size(&self.db);
+        let used = self.storage.settled_size();
         let per_sample = used as f64 / self.total as f64;
-        println!(
-            "[{label}] relay.db after a checkpoint: {used} bytes in use ({file} in the file), {per_sample:.2} bytes/sample"
-        );
+        println!("[{label}] relay store: {used} bytes in use, {per_sample:.2} bytes/sample");
         println!("FIGURE history_storage_{tag} {per_sample:.2} B/sample");
         let hour_ms = 3_600_000i64;
         // The store's part alone: what the query costs before JSON and HTTP.
@@ -388,17 +403,43 @@ struct Page {
     samples: Vec<trellis_web::SampleView>,
 }
 
-/// Bytes the database's live pages hold once its WAL is folded in (pages compaction freed
-/// stay in the file for reuse; counting them would hide what compaction saves), and the
-/// file's size.
-fn settled_size(db: &std::path::Path) -> (u64, u64) {
-    let conn = rusqlite::Connection::open(db).expect("open");
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .expect("checkpoint");
-    let pragma = |name: &str| -> u64 {
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
-            .expect("pragma") as u64
-    };
-    let used = (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
-    (used, std::fs::metadata(db).expect("size").len())
+/// Where the relay's store keeps its bytes.
+enum Storage {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Storage {
+    /// Bytes the store holds once settled. SQLite: the live pages once the WAL is folded in
+    /// (pages compaction freed stay in the file for reuse; counting them would hide what
+    /// compaction saves). PostgreSQL: every table with its indexes and TOAST after a
+    /// `VACUUM FULL` (the same reason: dead rows wait for a vacuum).
+    fn settled_size(&self) -> u64 {
+        match self {
+            Storage::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db).expect("open");
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .expect("checkpoint");
+                let pragma = |name: &str| -> u64 {
+                    conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                        .expect("pragma") as u64
+                };
+                (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
+            }
+            Storage::Postgres(url) => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).expect("PG");
+                client.batch_execute("VACUUM FULL").expect("vacuum");
+                let bytes: i64 = client
+                    .query_one(
+                        "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = 'public' AND c.relkind = 'r'",
+                        &[],
+                    )
+                    .expect("sizes")
+                    .get(0);
+                bytes as u64
+            }
+        }
+    }
 }

@@ -73,7 +73,8 @@ pub struct BenchDatabase {
 }
 
 impl BenchDatabase {
-    fn create() -> (BenchDatabase, String) {
+    /// A fresh database, and its URL. Blocks: not on an async thread.
+    pub fn create() -> (BenchDatabase, String) {
         let admin = std::env::var("TRELLIS_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".into());
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("PostgreSQL");
