@@ -267,25 +267,19 @@ pub(crate) mod tests {
 
     crate::store::conformance::conformance_tests!(TestDb::new());
 
-    /// An admin command opens the store, does one thing and exits: two connections (the
-    /// pool's first and the writer's), not the pool's eight.
+    /// An admin command opens the store, does one thing and exits: the pool opens one
+    /// connection (beside the writer's) and more only as checkouts ask, not the eight r2d2
+    /// opens before the first query by default.
     #[test]
-    fn an_opened_store_holds_two_connections_until_the_load_asks_for_more() {
+    fn an_opened_store_holds_one_pooled_connection_until_the_load_asks_for_more() {
         let db = TestDb::new();
-        let mut client = postgres::Client::connect(&db.admin, NoTls).unwrap();
-        let held = |client: &mut postgres::Client| -> i64 {
-            client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                    &[&db.name],
-                )
-                .unwrap()
-                .get(0)
-        };
-        assert_eq!(held(&mut client), 2);
+        let pooled = |db: &TestDb| db.store.pool.as_ref().map(|p| p.state().connections);
+        assert_eq!(pooled(&db), Some(1));
         db.create_org("vineyard-co").unwrap();
         assert_eq!(db.orgs().unwrap(), ["vineyard-co"]);
-        assert_eq!(held(&mut client), 2, "one query needs no more");
+        // r2d2 may open one for each checkout that left none idle: two queries, three at most.
+        let after = pooled(&db).unwrap_or(0);
+        assert!((1..=3).contains(&after), "{after} pooled connections");
     }
 
     #[test]
