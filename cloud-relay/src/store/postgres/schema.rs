@@ -11,7 +11,7 @@ use postgres::Client;
 use crate::store::StoreError;
 
 /// Migrations in order; a database has applied a prefix of them.
-const MIGRATIONS: [&str; 2] = [V1, V2];
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE orgs (
@@ -203,6 +203,13 @@ $fn$;
 
 /// Any number, the same for every relay: the advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x0074_7265_6c6c_6973; // "trellis"
+
+/// Deleting a chunk checks `chunk_vehicles` for rows still naming it (the foreign key);
+/// without an index on `chunk_id` that check read the whole table for every chunk compaction
+/// deleted (7,222 chunks merged in 10.3 s in the history bench; SQLite took 0.23 s).
+const V3: &str = r#"
+CREATE INDEX chunk_vehicles_by_chunk ON chunk_vehicles (chunk_id);
+"#;
 
 /// Applies the migrations `client`'s database lacks.
 pub fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -234,48 +234,55 @@ fn compact_oldest(
     else {
         return Ok(Compacted::default());
     };
+    // Sizes first, payloads only of the chunks this step takes: an edge may have thousands
+    // waiting, and a step takes at most `max_rows` rows of them.
     let candidates = tx.query(
-        "SELECT id, rows, payload FROM telemetry_chunks
+        "SELECT id, rows FROM telemetry_chunks
          WHERE edge_id = $1 AND level = $2 AND received_us < $3 ORDER BY id
          FOR UPDATE SKIP LOCKED",
         &[&edge_id, &LEVEL_SMALL, &stored_before_us],
     )?;
-    let mut inputs: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut ids: Vec<i64> = Vec::new();
     let mut total = 0usize;
     for r in &candidates {
         let rows = r.get::<_, i64>(1) as usize;
-        if !inputs.is_empty() && total + rows > max_rows {
+        if !ids.is_empty() && total + rows > max_rows {
             break;
         }
         total += rows;
-        inputs.push((r.get(0), r.get(2)));
+        ids.push(r.get(0));
     }
+    let inputs = tx.query(
+        "SELECT id, payload FROM telemetry_chunks WHERE id = ANY($1) ORDER BY id",
+        &[&ids],
+    )?;
     let mut done = Compacted::default();
     let mut merged: Vec<TelemetryRow> = Vec::new();
-    for (id, payload) in inputs {
-        let (chunk, rows) = match Chunk::decode_with_rows(payload) {
-            Ok(decoded) => decoded,
+    let (mut taken, mut unreadable): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for r in inputs {
+        let id: i64 = r.get(0);
+        match Chunk::decode_with_rows(r.get(1)) {
+            Ok((_, rows)) => {
+                taken.push(id);
+                done.chunks_in += 1;
+                done.rows += rows.len() as u64;
+                merged.extend(rows);
+            }
             Err(e) => {
                 tracing::error!(chunk = id, edge_id, "stored chunk does not decode: {e}");
-                tx.execute(
-                    "UPDATE telemetry_chunks SET level = $2 WHERE id = $1",
-                    &[&id, &LEVEL_UNREADABLE],
-                )?;
-                continue;
+                unreadable.push(id);
             }
-        };
-        for v in &chunk.vehicles {
-            tx.execute(
-                "DELETE FROM chunk_vehicles
-                 WHERE edge_id = $1 AND vehicle = $2 AND t_min_us = $3 AND chunk_id = $4",
-                &[&edge_id, &i64::from(v.vehicle), &v.t_min_us, &id],
-            )?;
         }
-        tx.execute("DELETE FROM telemetry_chunks WHERE id = $1", &[&id])?;
-        done.chunks_in += 1;
-        done.rows += rows.len() as u64;
-        merged.extend(rows);
     }
+    tx.execute(
+        "UPDATE telemetry_chunks SET level = $2 WHERE id = ANY($1)",
+        &[&unreadable, &LEVEL_UNREADABLE],
+    )?;
+    tx.execute(
+        "DELETE FROM chunk_vehicles WHERE chunk_id = ANY($1)",
+        &[&taken],
+    )?;
+    tx.execute("DELETE FROM telemetry_chunks WHERE id = ANY($1)", &[&taken])?;
     let now = crate::now_us();
     for out in compacted(merged)? {
         insert_chunk(tx, sql, edge_id, &out, LEVEL_COMPACT, now)?;
