@@ -16,7 +16,6 @@ use cloud_relay::store::{PgStore, RelayStore, SqliteStore};
 use edge_daemon::frame::FrameScanner;
 use edge_daemon::ingest::Ingest;
 use edge_daemon::link::{Endpoint, Inbound, LinkConfig, Links};
-use edge_daemon::store::tlog::{self, TlogQuery};
 use edge_daemon::store::{Store, StoreConfig};
 use edge_daemon::survey::LatLon;
 use edge_daemon::sync::SyncStatus;
@@ -34,13 +33,15 @@ pub struct Drain {
     pub seconds: f64,
     pub payload_bytes: u64,
     pub batches: u64,
-    pub tlog_bytes: u64,
-    pub tlog_frames: u64,
-    pub tlog_zstd3_bytes: u64,
-    pub tlog_zstd19_bytes: u64,
-    /// CPU seconds during the drain: the relay's writer thread, and all other threads.
+    /// CPU seconds during the drain: the relay's writer thread, the relay's other threads
+    /// (its runtime: QUIC, sessions, decoding, and their blocking pool), and the edge's
+    /// (its runtime and store: the outbox reads, compression, QUIC).
     pub writer_cpu: f64,
-    pub rest_cpu: f64,
+    pub relay_cpu: f64,
+    pub edge_cpu: f64,
+    /// Every `postgres` process's CPU seconds during the drain (the server's backends, WAL
+    /// writer and checkpointer: the relay's store at work), when the relay is on PostgreSQL.
+    pub postgres_cpu: Option<f64>,
 }
 
 /// A running relay: its store, the CA that issues its edges' certificates, and where it listens.
@@ -202,16 +203,44 @@ pub fn cpu_seconds(class: impl Fn(&str) -> &'static str) -> HashMap<&'static str
     out
 }
 
-/// The relay's writer thread, and everything else.
-fn writer_or_not(thread: &str) -> &'static str {
-    if thread == "relay-writer" {
-        "writer"
-    } else {
-        "rest"
+/// CPU seconds every process named `postgres` on this machine has used so far.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for p in procs.flatten() {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != "postgres" {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        ticks += fields[11..13]
+            .iter()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0))
+            .sum::<f64>();
+    }
+    ticks / 100.0 // USER_HZ
+}
+
+/// Whose a thread is: the relay's writer, the relay's runtime (named "relay"), or the edge.
+fn side(thread: &str) -> &'static str {
+    match thread {
+        "relay-writer" => "writer",
+        "relay" => "relay",
+        _ => "edge",
     }
 }
 
-pub fn drain(with_tlog: bool) -> Drain {
+/// Drains a 1,000,050-row edge outbox into a relay over loopback QUIC. The relay runs on a
+/// runtime of its own (as it would in its own process), so its CPU can be told from the
+/// edge's.
+pub fn drain() -> Drain {
     let dir = tempfile::tempdir().expect("temp dir");
     let edge_dir = dir.path().join("edge");
     let relay_dir = dir.path().join("relay");
@@ -268,38 +297,25 @@ pub fn drain(with_tlog: bool) -> Drain {
     let rows = store.status_view().committed_seq as u64;
     eprintln!("edge store holds {rows} samples");
 
-    let (mut tlog_bytes, mut tlog_frames, mut tlog_zstd3_bytes, mut tlog_zstd19_bytes) =
-        (0, 0, 0, 0);
-    if with_tlog {
-        let mut tlog = Vec::new();
-        tlog_frames = tlog::export(
-            &store.reader(),
-            &TlogQuery {
-                vehicle: None,
-                from_us: 0,
-                to_us: i64::MAX,
-            },
-            &mut tlog,
-        )
-        .expect("export");
-        tlog_bytes = tlog.len() as u64;
-        tlog_zstd3_bytes = zstd::bulk::compress(&tlog, 3).expect("zstd").len() as u64;
-        tlog_zstd19_bytes = zstd::bulk::compress(&tlog, 19).expect("zstd").len() as u64;
-    }
-
+    let relay_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("relay")
+        .build()
+        .expect("relay runtime");
+    // `_pg` lives to the end: its database is dropped with it.
+    let Relay {
+        store: relay_store,
+        ca,
+        addr,
+        pg: _pg,
+        ..
+    } = relay_runtime.block_on(relay(&relay_dir.join("relay.db")));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_name("edge")
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        // `_pg` lives to the end: its database is dropped with it.
-        let Relay {
-            store: relay_store,
-            ca,
-            addr,
-            pg: _pg,
-            ..
-        } = relay(&relay_dir.join("relay.db")).await;
         let id = EdgeIdentity::new("bench", "edge-1").expect("identity");
         // Store calls block (PostgreSQL's client on a runtime of its own): off the async path.
         tokio::task::block_in_place(|| {
@@ -318,7 +334,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             key_pem: edge_key.key_pem,
         };
         let status = Arc::new(SyncStatus::default());
-        let cpu_before = cpu_seconds(writer_or_not);
+        let cpu_before = cpu_seconds(side);
+        let postgres_before = postgres_cpu_seconds();
         let start = Instant::now();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let sync = tokio::spawn(edge_daemon::sync::run(
@@ -342,7 +359,8 @@ pub fn drain(with_tlog: bool) -> Drain {
             );
         }
         let seconds = start.elapsed().as_secs_f64();
-        let cpu_after = cpu_seconds(writer_or_not);
+        let cpu_after = cpu_seconds(side);
+        let postgres_used = postgres_cpu_seconds() - postgres_before;
         let used =
             |class| cpu_after.get(class).unwrap_or(&0.0) - cpu_before.get(class).unwrap_or(&0.0);
         let _ = stop_sync.send(true);
@@ -355,12 +373,10 @@ pub fn drain(with_tlog: bool) -> Drain {
             seconds,
             payload_bytes: status.bytes_sent.load(Relaxed),
             batches: status.batches_sent.load(Relaxed),
-            tlog_bytes,
-            tlog_frames,
-            tlog_zstd3_bytes,
-            tlog_zstd19_bytes,
             writer_cpu: used("writer"),
-            rest_cpu: used("rest"),
+            relay_cpu: used("relay"),
+            edge_cpu: used("edge"),
+            postgres_cpu: (store_kind() == "PostgreSQL").then_some(postgres_used),
         }
     })
 }
