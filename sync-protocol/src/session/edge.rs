@@ -188,9 +188,12 @@ impl EdgeSession {
                     first: acked + 1,
                     last: believed,
                 };
-                let gone = (resend_from > acked + 1).then(|| Range {
+                // Only what the relay had acknowledged: rows after it that this station no
+                // longer holds were let go for another reason (a full disk), not this one.
+                let gone_last = (resend_from - 1).min(believed);
+                let gone = (gone_last > acked).then(|| Range {
                     first: acked + 1,
-                    last: resend_from - 1,
+                    last: gone_last,
                 });
                 (Some(lost), gone)
             } else {

@@ -172,6 +172,25 @@ fn a_relay_that_lost_rows_gets_back_those_still_held() {
         "let go here after the relay's acknowledgement"
     );
     assert_eq!(edge.next(Stream::Telemetry, 900), Some(301));
+
+    // An outbox emptied further (a full disk let go of unacknowledged rows too): what is
+    // gone because the relay lost it stops at what the relay had acknowledged.
+    let mut edge = EdgeSession::new([(
+        Stream::Telemetry,
+        Held {
+            oldest: 901,
+            newest: 900,
+            believed_acked: 800,
+        },
+    )]);
+    let r = edge.welcome(welcome(&[(Stream::Telemetry, 300)])).unwrap()[0];
+    assert_eq!(
+        r.gone,
+        Some(Range {
+            first: 301,
+            last: 800
+        })
+    );
 }
 
 #[test]
