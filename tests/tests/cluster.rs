@@ -1,6 +1,7 @@
 //! Two relay instances on one PostgreSQL database and one NATS subject serve as one relay:
 //! HQ on either sees every station's vehicles live, edits reach stations on the other, and a
-//! station whose instance is killed mid-stream moves to the other and stays exactly once.
+//! station whose instance is killed mid-stream moves to the other and stays exactly once,
+//! whether it dials the next address itself or a load balancer sends it there.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -240,4 +241,145 @@ fn two_instances_serve_as_one_relay_and_a_station_survives_the_loss_of_its_insta
         (!connected(&b, &viewer, "pi-south")).then_some(())
     });
     b.stop();
+}
+
+/// A UDP load balancer in front of the instances, as a cloud provider's would be: the
+/// station knows only its address, and every datagram goes to the instance it points at now.
+struct Balancer {
+    addr: std::net::SocketAddr,
+    backend: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Balancer {
+    fn start(backend: std::net::SocketAddr) -> Balancer {
+        use std::net::UdpSocket;
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        use std::sync::{Arc, Mutex};
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let backend = Arc::new(Mutex::new(backend));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+        {
+            let (front, back, backend, client, stop) = (
+                front.clone(),
+                back.clone(),
+                backend.clone(),
+                client.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Relaxed) {
+                    if let Ok((n, from)) = front.recv_from(&mut buf) {
+                        *client.lock().unwrap() = Some(from);
+                        let to = *backend.lock().unwrap();
+                        let _ = back.send_to(&buf[..n], to);
+                    }
+                }
+            });
+        }
+        {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Relaxed) {
+                    if let Ok((n, _)) = back.recv_from(&mut buf) {
+                        if let Some(to) = *client.lock().unwrap() {
+                            let _ = front.send_to(&buf[..n], to);
+                        }
+                    }
+                }
+            });
+        }
+        Balancer {
+            addr,
+            backend,
+            stop,
+        }
+    }
+
+    fn point_at(&self, backend: std::net::SocketAddr) {
+        *self.backend.lock().unwrap() = backend;
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Behind one load-balanced address, a station whose instance dies is reset by the
+/// instance its datagrams reach next (the instances share `reset.key`), and reconnects at
+/// once instead of after QUIC's 20 s idle timeout.
+#[test]
+fn behind_a_load_balancer_the_surviving_instance_resets_the_station_at_once() {
+    let mut instances = CloudRelay::cluster(2);
+    let mut b = instances.pop().unwrap();
+    let mut a = instances.pop().unwrap();
+    a.admin(&["org", "create", "vineyard-co"]);
+    a.start();
+    a.wait_hq();
+    b.start();
+    b.wait_hq();
+    let viewer = a.token("vineyard-co", "viewer");
+    let at = |relay: &CloudRelay| std::net::SocketAddr::from(([127, 0, 0, 1], relay.port));
+    let balancer = Balancer::start(at(&a));
+
+    // The station's bundle names the balancer only.
+    let data = tempfile::tempdir().unwrap();
+    a.enroll("vineyard-co", "pi-lb", data.path());
+    let bundle = data.path().join("sync").join("bundle.toml");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("relay =") {
+            true => format!("relay = \"{}\"\n", balancer.addr),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert!(text.contains(&balancer.addr.to_string()), "{text}");
+    std::fs::write(&bundle, text).unwrap();
+    let udp = free_udp_port();
+    let edge = EdgeDaemon::start_in(data, &[format!("udpin:127.0.0.1:{udp}")], &[]);
+    let site = Site { edge, udp };
+    let mut load = sim_fleet(site.udp, 5, 20);
+    wait_for(
+        "the station connected through the balancer, to A",
+        T,
+        || connected(&a, &viewer, "pi-lb").then_some(()),
+    );
+    wait_for("rows through A", T, || {
+        (a.rows("vineyard-co", "pi-lb").len() > 200).then_some(())
+    });
+    let connects = site.edge.get("/api/v1/sync")["connects"]
+        .as_u64()
+        .unwrap_or(0);
+
+    a.kill9();
+    balancer.point_at(at(&b));
+    let killed = Instant::now();
+    wait_for("the station reconnected, to B", T, || {
+        let sync = site.edge.try_get("/api/v1/sync")?;
+        (sync["connects"].as_u64()? > connects && sync["connected"] == true).then_some(())
+    });
+    let moved = killed.elapsed();
+    eprintln!("pi-lb on B {moved:?} after A was killed");
+    assert!(
+        moved < Duration::from_secs(12),
+        "the station took {moved:?} to reach B: no stateless reset, it waited out the idle timeout"
+    );
+    // (Rows are read through A's handle on the shared database: B holds none of its own.)
+    let before = a.rows("vineyard-co", "pi-lb").len();
+    wait_for("rows growing through B", T, || {
+        (a.rows("vineyard-co", "pi-lb").len() > before + 200).then_some(())
+    });
+    load.kill9();
+    assert!(assert_exactly_once(&a, &site, "pi-lb") > before);
 }
