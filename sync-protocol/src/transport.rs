@@ -81,7 +81,7 @@ pub fn server_config(
 /// a busy 2-core machine dropped about 2,000 datagrams a second in steady state and far more
 /// while they all resumed after a restart; QUIC recovers each loss, but its backed-off probes
 /// left a few connections hearing nothing for the whole idle timeout
-/// (`cloud-relay/benches/relay_restart.rs`). The edge's UDP links ask for as much.
+/// (`tests/benches/relay_restart.rs`). The edge's UDP links ask for as much.
 pub const SERVER_RECV_BUFFER: usize = 8 << 20;
 
 /// Binds the relay's UDP socket with a [`SERVER_RECV_BUFFER`] receive buffer, or the largest
@@ -98,7 +98,7 @@ fn server_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSoc
 /// per 20 ms for the whole endpoint (and, as it stamps a whole batch of received datagrams
 /// with one instant, any non-zero interval allows only one per batch): a relay restarted
 /// under 1,000 edges ignored most of their packets, and about half of them waited out their
-/// idle timeout (20 s) instead of reconnecting at once (`cloud-relay/benches/relay_restart.rs`).
+/// idle timeout (20 s) instead of reconnecting at once (`tests/benches/relay_restart.rs`).
 /// The limit guards against floods; here the connection-id check already drops every packet
 /// whose id this relay's key did not make, and a reset is always smaller than the packet that
 /// prompted it, so resets stay bounded by, and smaller than, what the relay receives.

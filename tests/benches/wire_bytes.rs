@@ -373,7 +373,7 @@ impl Replay {
 }
 
 /// The real relay server on loopback (SQLite at `db`, QUIC with mutual TLS), as
-/// `cloud-relay/benches/common` starts it.
+/// `tests/benches/common` starts it.
 fn relay(db: &std::path::Path) -> (Arc<dyn RelayStore>, Ca, SocketAddr) {
     let store: Arc<dyn RelayStore> = Arc::new(SqliteStore::open(db).expect("relay store"));
     let (ca, _) = Ca::generate("bench CA").expect("CA");

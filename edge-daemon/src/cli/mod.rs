@@ -5,6 +5,7 @@
 
 mod client;
 mod command;
+mod demo_hq;
 mod export;
 mod params;
 mod plan;

@@ -9,6 +9,7 @@ use edge_daemon::daemon::Daemon;
 use edge_daemon::link::{Endpoint, LinkConfig};
 use trellis_web::lifecycle::StopSignals;
 
+use super::demo_hq::DemoHq;
 use super::{parse_endpoint, parse_listen, ConfigArgs};
 
 #[derive(clap::Args)]
@@ -80,7 +81,6 @@ pub struct DemoArgs {
 }
 
 /// The org the demo enrolls its stations into.
-const DEMO_ORG: &str = "demo";
 /// The demo's two ground stations: the one the newcomer opens, and a second one over the hill,
 /// so that HQ shows an org's fleet from more than one station.
 const DEMO_EDGE: &str = "demo-station";
@@ -89,53 +89,6 @@ const DEMO_SECOND_EDGE: &str = "demo-south";
 const SECOND_FLEET: u8 = 2;
 const SECOND_FIRST_SYSID: u8 = 11;
 const SECOND_SOUTH_DEG: f64 = 0.005;
-
-/// A cloud relay on loopback with the demo org, each station enrolled into it (its bundle
-/// installed in its data directory), and a viewer token for HQ.
-async fn demo_relay(
-    relay_dir: &std::path::Path,
-    stations: &[(&str, &std::path::Path)],
-    hq_listen: SocketAddr,
-) -> anyhow::Result<(cloud_relay::relay::Relay, String)> {
-    use cloud_relay::store::StoreError;
-    let mut config = cloud_relay::config::Config {
-        data_dir: relay_dir.to_path_buf(),
-        ..Default::default()
-    };
-    config.quic.listen = ([127, 0, 0, 1], 0).into();
-    config.quic.server_names = vec!["localhost".into(), "127.0.0.1".into()];
-    config.hq.listen = hq_listen;
-    config.hq.tls = false;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let store: std::sync::Arc<dyn cloud_relay::store::Store> = std::sync::Arc::new(
-        cloud_relay::store::SqliteStore::open(&config.data_dir.join(cloud_relay::relay::DB_FILE))?,
-    );
-    match store.create_org(DEMO_ORG) {
-        Ok(()) | Err(StoreError::OrgExists(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let relay = cloud_relay::relay::Relay::start(&config, store.clone()).await?;
-    config.quic.public_address = relay.quic_addr.to_string();
-    for (edge, data_dir) in stations {
-        std::fs::create_dir_all(data_dir)?;
-        let bundle = cloud_relay::relay::enroll(&config, store.as_ref(), DEMO_ORG, edge)?;
-        let file = config.data_dir.join(format!("{edge}.bundle.toml"));
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&file)?
-                .write_all(bundle.to_toml().as_bytes())?;
-        }
-        edge_daemon::sync::enroll(&file, data_dir)?;
-    }
-    let token = store.create_token(DEMO_ORG, cloud_relay::store::hq::Role::Viewer, "demo")?;
-    Ok((relay, token))
-}
 
 /// One of the demo's stations: its daemon, its simulated fleet, a pilot token.
 struct DemoStation {
@@ -201,7 +154,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let signals = StopSignals::install()?;
         edge_daemon::memory::spawn_trim();
-        let (relay, hq_token) = demo_relay(
+        let hq = DemoHq::start(
             &config.data_dir.join("relay"),
             &[
                 (DEMO_EDGE, config.data_dir.as_path()),
@@ -239,14 +192,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  health:         {url}/api/v1/health");
         println!("  QGroundControl: listen on UDP 14550 (its default) to fly with them");
         println!("  second station: {}/#token={}", south.url, south.token);
-        println!(
-            "  HQ (relay):     http://{}/#token={hq_token}",
-            relay.hq_addr
-        );
-        println!(
-            "  HQ API:         curl -H 'Authorization: Bearer {hq_token}' http://{}/api/v1/orgs/{DEMO_ORG}/vehicles",
-            relay.hq_addr
-        );
+        for line in hq.describe() {
+            println!("  {line}");
+        }
         println!("  data:           {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
         let DemoStation {
@@ -260,7 +208,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         south.fleet.abort();
         daemon.stop().await;
         south.daemon.stop().await;
-        relay.stop().await;
+        hq.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -518,8 +518,9 @@ fn spawn_relay(config: &Path, notify: &Path, log: &Path) -> tokio::process::Chil
         .append(true)
         .open(log)
         .expect("relay log");
+    // The release binary beside this bench (`cargo build --release -p cloud-relay` first).
     let binary = std::env::var_os("RESTART_RELAY_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cloud-relay").into());
+        .unwrap_or_else(|| trellis_tests::bin("cloud-relay").into());
     tokio::process::Command::new(binary)
         .arg("serve")
         .arg("--config")
