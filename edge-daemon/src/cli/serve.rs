@@ -80,7 +80,6 @@ pub struct DemoArgs {
     hq_listen: SocketAddr,
 }
 
-/// The org the demo enrolls its stations into.
 /// The demo's two ground stations: the one the newcomer opens, and a second one over the hill,
 /// so that HQ shows an org's fleet from more than one station.
 const DEMO_EDGE: &str = "demo-station";
