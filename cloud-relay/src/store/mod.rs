@@ -85,6 +85,27 @@ impl StoreError {
     }
 }
 
+/// The protocol's rule for a batch `first..=last` of `stream` (`sync_protocol::session::admit`)
+/// as a store applies it: `true` when it is all held already (acknowledge `acked` again),
+/// `false` when its rows above `acked` are to be stored, a [`StoreError::Gap`] otherwise.
+pub(crate) fn already_held(
+    stream: Stream,
+    acked: u64,
+    first: u64,
+    last: u64,
+) -> Result<bool, StoreError> {
+    use sync_protocol::session::{admit, Admission};
+    match admit(acked, first, last) {
+        Admission::Held => Ok(true),
+        Admission::Store => Ok(false),
+        Admission::Gap => Err(StoreError::Gap {
+            stream,
+            first,
+            acked,
+        }),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeStatus {
     Unknown,

@@ -4,12 +4,11 @@
 use postgres::{Client, GenericClient};
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::{Event, VehicleIdentity};
-use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, advance, edge_id};
 use crate::store::registry::{registration, Registration};
-use crate::store::StoreError;
+use crate::store::{already_held, StoreError};
 
 /// Stores events `first..=last` of one edge and folds identities into the registry, in one
 /// transaction (see `RelayStore::apply_events`).
@@ -28,16 +27,8 @@ pub(super) fn apply(
     // The mark is locked until commit: another relay instance applying the same range
     // waits, then finds it held.
     let acked = acked_in(&mut tx, id, Stream::Events, true)?;
-    match admit(acked, first, last) {
-        Admission::Held => return Ok(acked),
-        Admission::Gap => {
-            return Err(StoreError::Gap {
-                stream: Stream::Events,
-                first,
-                acked,
-            })
-        }
-        Admission::Store => {}
+    if already_held(Stream::Events, acked, first, last)? {
+        return Ok(acked);
     }
     if events.iter().any(|e| e.identity.is_some()) {
         // The registry is per org: one writer of it at a time across instances.

@@ -3,12 +3,11 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::proto::Event;
-use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::{acked_in, edge_id};
 use crate::store::registry::{registration, Registration};
-use crate::store::StoreError;
+use crate::store::{already_held, StoreError};
 
 /// Stores events `first..=last` of one edge and folds identities into the registry, in one
 /// transaction (see `RelayStore::apply_events`).
@@ -28,16 +27,8 @@ pub(super) fn apply(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id = edge_id(&tx, edge)?;
     let acked = acked_in(&tx, id, Stream::Events)?;
-    match admit(acked, first, last) {
-        Admission::Held => return Ok(acked),
-        Admission::Gap => {
-            return Err(StoreError::Gap {
-                stream: Stream::Events,
-                first,
-                acked,
-            })
-        }
-        Admission::Store => {}
+    if already_held(Stream::Events, acked, first, last)? {
+        return Ok(acked);
     }
     let received = crate::now_us();
     for e in events.iter().filter(|e| e.seq > acked) {

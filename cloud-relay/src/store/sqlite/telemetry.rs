@@ -5,7 +5,6 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_protocol::codec::TelemetryRow;
-use sync_protocol::session::{admit, Admission};
 use sync_protocol::stream::Stream;
 
 use super::edges::acked_in;
@@ -15,7 +14,7 @@ use crate::store::chunk::{
 };
 use crate::store::history::{ChunkRef, ChunkSource, Sighting};
 use crate::store::writer::{ApplyGroup, Compacted, GroupFailure, TelemetryBatch};
-use crate::store::StoreError;
+use crate::store::{already_held, StoreError};
 
 /// The group-commit writer's connection: the only one that writes telemetry.
 pub(super) struct TelemetryWriter {
@@ -168,16 +167,10 @@ fn apply_batch(
         return Ok(Err(StoreError::NotActive(edge.to_string())));
     };
     let acked = acked_in(tx, id, Stream::Telemetry)?;
-    match admit(acked, first, last) {
-        Admission::Held => return Ok(Ok(acked)), // a resend of what is already durable
-        Admission::Gap => {
-            return Ok(Err(StoreError::Gap {
-                stream: Stream::Telemetry,
-                first,
-                acked,
-            }))
-        }
-        Admission::Store => {}
+    match already_held(Stream::Telemetry, acked, first, last) {
+        Ok(true) => return Ok(Ok(acked)), // a resend of what is already durable
+        Ok(false) => {}
+        Err(gap) => return Ok(Err(gap)),
     }
     // A resend overlapping what is held adds only its newer rows: rare (an ack lost in a
     // reconnect), so that part is re-encoded rather than kept with a filter beside it.
