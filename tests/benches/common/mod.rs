@@ -180,12 +180,27 @@ pub async fn relay_instances(db: &Path, instances: usize) -> Relay {
 
 /// CPU seconds this process's threads have used so far, summed by `class(thread name)`.
 pub fn cpu_seconds(class: impl Fn(&str) -> &'static str) -> HashMap<&'static str, f64> {
+    cpu_seconds_in("/proc/self/task", class)
+}
+
+/// CPU seconds every process named `postgres` on this machine has used so far.
+fn postgres_cpu_seconds() -> f64 {
+    let by_name = cpu_seconds_in("/proc", |name| match name {
+        "postgres" => "postgres",
+        _ => "other",
+    });
+    by_name.get("postgres").copied().unwrap_or(0.0)
+}
+
+/// User and system CPU seconds of every process or thread under `dir` (`/proc`, or a
+/// process's `task`), summed by `class(its name)`.
+fn cpu_seconds_in(dir: &str, class: impl Fn(&str) -> &'static str) -> HashMap<&'static str, f64> {
     let mut out = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
     };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
         // The name is in parentheses and may hold spaces; the fields after it are fixed.
@@ -193,39 +208,14 @@ pub fn cpu_seconds(class: impl Fn(&str) -> &'static str) -> HashMap<&'static str
             continue;
         };
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks: f64 = fields[11..13]
-            .iter()
-            .map(|f| f.parse::<f64>().unwrap_or(0.0))
-            .sum();
+        let Some(times) = fields.get(11..13) else {
+            continue;
+        };
+        let ticks: f64 = times.iter().map(|f| f.parse::<f64>().unwrap_or(0.0)).sum();
         *out.entry(class(&stat[open + 1..close])).or_default() += ticks / 100.0;
         // USER_HZ
     }
     out
-}
-
-/// CPU seconds every process named `postgres` on this machine has used so far.
-fn postgres_cpu_seconds() -> f64 {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    let mut ticks = 0.0;
-    for p in procs.flatten() {
-        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != "postgres" {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        ticks += fields[11..13]
-            .iter()
-            .map(|f| f.parse::<f64>().unwrap_or(0.0))
-            .sum::<f64>();
-    }
-    ticks / 100.0 // USER_HZ
 }
 
 /// Whose a thread is: the relay's writer, the relay's runtime (named "relay"), or the edge.
