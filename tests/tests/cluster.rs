@@ -127,16 +127,22 @@ fn assert_exactly_once(relay: &CloudRelay, site: &Site, name: &str) -> usize {
     held.len()
 }
 
-#[test]
-fn two_instances_serve_as_one_relay_and_a_station_survives_the_loss_of_its_instance() {
+/// Two instances of one relay, started, with the org made (through A: the store is shared).
+fn running_pair() -> (CloudRelay, CloudRelay) {
     let mut instances = CloudRelay::cluster(2);
     let mut b = instances.pop().unwrap();
     let mut a = instances.pop().unwrap();
     a.admin(&["org", "create", "vineyard-co"]);
-    a.start();
-    a.wait_hq();
-    b.start();
-    b.wait_hq();
+    for relay in [&mut a, &mut b] {
+        relay.start();
+        relay.wait_hq();
+    }
+    (a, b)
+}
+
+#[test]
+fn two_instances_serve_as_one_relay_and_a_station_survives_the_loss_of_its_instance() {
+    let (mut a, mut b) = running_pair();
     let viewer = a.token("vineyard-co", "viewer");
     let operator = a.token("vineyard-co", "operator");
 
@@ -320,14 +326,7 @@ impl Drop for Balancer {
 /// once instead of after QUIC's 20 s idle timeout.
 #[test]
 fn behind_a_load_balancer_the_surviving_instance_resets_the_station_at_once() {
-    let mut instances = CloudRelay::cluster(2);
-    let mut b = instances.pop().unwrap();
-    let mut a = instances.pop().unwrap();
-    a.admin(&["org", "create", "vineyard-co"]);
-    a.start();
-    a.wait_hq();
-    b.start();
-    b.wait_hq();
+    let (mut a, b) = running_pair();
     let viewer = a.token("vineyard-co", "viewer");
     let at = |relay: &CloudRelay| std::net::SocketAddr::from(([127, 0, 0, 1], relay.port));
     let balancer = Balancer::start(at(&a));
