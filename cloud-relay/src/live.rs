@@ -99,8 +99,9 @@ pub enum Update {
 pub struct LiveView {
     states: RwLock<HashMap<Sighting, State>>,
     updates: broadcast::Sender<Arc<Update>>,
-    /// Edges connected to this instance.
-    sessions: RwLock<HashMap<(String, String), Session>>,
+    /// Edges connected to this instance, each with the id of the connection that opened it.
+    sessions: RwLock<HashMap<(String, String), (u64, Session)>>,
+    next_session: AtomicU64,
     /// Edges connected to other instances, as their last heartbeats said.
     peer_sessions: RwLock<HashMap<(String, String), PeerSession>>,
     peers: OnceLock<Peers>,
@@ -112,6 +113,33 @@ pub struct LiveView {
 pub struct Session {
     pub since_us: i64,
     pub last_batch_us: Option<i64>,
+}
+
+/// An edge's session on this instance, open while this lives.
+pub struct OpenSession<'a> {
+    live: &'a LiveView,
+    key: (String, String),
+    id: u64,
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        let mut sessions = self
+            .live
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if sessions
+            .get(&self.key)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            sessions.remove(&self.key);
+            drop(sessions);
+            let (org, edge) = self.key.clone();
+            self.live
+                .tell_peers(|| PeerMessage::SessionClosed { org, edge });
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +192,7 @@ impl Default for LiveView {
             states: RwLock::new(HashMap::new()),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
             sessions: RwLock::new(HashMap::new()),
+            next_session: AtomicU64::new(0),
             peer_sessions: RwLock::new(HashMap::new()),
             peers: OnceLock::new(),
             metrics: Metrics::default(),
@@ -242,7 +271,7 @@ impl LiveView {
         PeerMessage::Sessions {
             sessions: sessions
                 .iter()
-                .map(|((org, edge), s)| (org.clone(), edge.clone(), *s))
+                .map(|((org, edge), (_, s))| (org.clone(), edge.clone(), *s))
                 .collect(),
         }
     }
@@ -304,34 +333,30 @@ impl LiveView {
         self.updates.subscribe()
     }
 
-    pub fn session_opened(&self, org: &str, edge: &str) {
+    /// The edge's session is open from now until the returned guard drops. An edge that
+    /// reconnects opens its new session before the relay has noticed the old one is gone, so
+    /// closing removes only the session it opened.
+    pub fn session_opened(&self, org: &str, edge: &str) -> OpenSession<'_> {
+        let id = self.next_session.fetch_add(1, Relaxed);
+        let session = Session {
+            since_us: crate::now_us(),
+            last_batch_us: None,
+        };
         self.sessions
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (org.into(), edge.into()),
-                Session {
-                    since_us: crate::now_us(),
-                    last_batch_us: None,
-                },
-            );
+            .insert((org.into(), edge.into()), (id, session));
         self.tell_peers(|| self.local_sessions());
-    }
-
-    pub fn session_closed(&self, org: &str, edge: &str) {
-        self.sessions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(org.to_string(), edge.to_string()));
-        self.tell_peers(|| PeerMessage::SessionClosed {
-            org: org.into(),
-            edge: edge.into(),
-        });
+        OpenSession {
+            live: self,
+            key: (org.into(), edge.into()),
+            id,
+        }
     }
 
     pub fn batch_stored(&self, org: &str, edge: &str) {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = sessions.get_mut(&(org.to_string(), edge.to_string())) {
+        if let Some((_, s)) = sessions.get_mut(&(org.to_string(), edge.to_string())) {
             s.last_batch_us = Some(crate::now_us());
         }
     }
@@ -345,7 +370,7 @@ impl LiveView {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            return Some(*s);
+            return Some(s.1);
         }
         self.peer_sessions
             .read()
@@ -429,5 +454,23 @@ impl Metrics {
             c(&self.peer_messages_dropped),
             c(&self.peer_messages_malformed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_session_closing_leaves_the_reconnected_one_open() {
+        let live = LiveView::default();
+        let old = live.session_opened("vineyard-co", "pi-north");
+        let new = live.session_opened("vineyard-co", "pi-north");
+        drop(old);
+        assert!(live.session("vineyard-co", "pi-north").is_some());
+        assert_eq!(live.sessions_open(), 1);
+        drop(new);
+        assert!(live.session("vineyard-co", "pi-north").is_none());
+        assert_eq!(live.sessions_open(), 0);
     }
 }

@@ -149,7 +149,6 @@ async fn accept(
             async move {
                 let _registered = connected.register(&edge, &conn);
                 let result = session(&conn, &edge, store, &live).await;
-                live.session_closed(&edge.org, &edge.edge);
                 match result {
                     Ok(()) => tracing::info!("session ended"),
                     Err(e) if conn.close_reason().is_some() => {
@@ -232,7 +231,7 @@ async fn session(
         .await?;
     }
     write_message(&mut control_tx, &welcome).await?;
-    live.session_opened(&edge.org, &edge.edge);
+    let _open = live.session_opened(&edge.org, &edge.edge);
     let core: Core = Arc::new(std::sync::Mutex::new(core));
 
     // Lanes send acknowledgements here; one task owns the control stream's send side.
