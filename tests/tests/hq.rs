@@ -103,10 +103,12 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
     let (_, edges) = relay.hq_get(&viewer, "/api/v1/orgs/vineyard-co/edges");
     let edges = edges["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 2);
-    assert!(edges.iter().all(|e| e["connected"] == true
-        && e["telemetry_acked"].as_u64() >= Some(150)
-        && e["gaps"].as_array().is_some_and(|g| g.is_empty())),
-        "both stations connected, synced and without gaps: {edges:#?}");
+    assert!(
+        edges.iter().all(|e| e["connected"] == true
+            && e["telemetry_acked"].as_u64() >= Some(150)
+            && e["gaps"].as_array().is_some_and(|g| g.is_empty())),
+        "both stations connected, synced and without gaps: {edges:#?}"
+    );
 
     // The admin's view from the command line agrees.
     let status: Value = serde_json::from_str(&relay.admin(&["status", "--json"])).unwrap();
