@@ -416,10 +416,61 @@ pub struct EdgeDaemon {
     pub token: String,
 }
 
+/// How a test runs the station: the `edge-daemon` that `cargo build` made, or another build
+/// under an emulator (the Raspberry Pi's, under `qemu-aarch64`).
+#[derive(Debug, Clone)]
+pub struct StationExe {
+    /// The program started, and its first arguments (an emulator and the binary it runs).
+    program: PathBuf,
+    prefix: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
+}
+
+impl StationExe {
+    /// `target/debug/edge-daemon`.
+    pub fn native() -> StationExe {
+        StationExe {
+            program: bin("edge-daemon"),
+            prefix: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// An aarch64 `binary` (a Raspberry Pi's) run by the user-mode emulator `qemu-aarch64`
+    /// (Debian's qemu-user or qemu-user-static), its C library from the cross toolchain's
+    /// sysroot.
+    pub fn aarch64(binary: PathBuf) -> StationExe {
+        assert!(binary.exists(), "{} is missing", binary.display());
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let emulator = std::env::split_paths(&path)
+            .flat_map(|dir| ["qemu-aarch64", "qemu-aarch64-static"].map(|name| dir.join(name)))
+            .find(|p| p.exists())
+            .expect("qemu-aarch64 is not installed: apt-get install qemu-user (scripts/test does)");
+        StationExe {
+            program: emulator,
+            prefix: vec![binary.into()],
+            env: vec![("QEMU_LD_PREFIX".into(), "/usr/aarch64-linux-gnu".into())],
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.prefix)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+}
+
 /// Makes a token for the station whose data directory is `data`, as an admin does
 /// (`edge-daemon token create`): returns its secret.
 pub fn station_token(data: &Path, name: &str, role: &str) -> String {
-    let out = Command::new(bin("edge-daemon"))
+    station_token_with(&StationExe::native(), data, name, role)
+}
+
+/// [`station_token`] made by `exe`.
+pub fn station_token_with(exe: &StationExe, data: &Path, name: &str, role: &str) -> String {
+    let out = exe
+        .command()
         .args(["token", "create", "--name", name, "--role", role, "--json"])
         .arg("--data-dir")
         .arg(data)
@@ -470,12 +521,22 @@ impl EdgeDaemon {
     }
 
     pub fn start_in(data: tempfile::TempDir, links: &[String], extra: &[&str]) -> EdgeDaemon {
+        Self::start_exe(&StationExe::native(), data, links, extra)
+    }
+
+    /// [`EdgeDaemon::start_in`] with the station that `exe` runs.
+    pub fn start_exe(
+        exe: &StationExe,
+        data: tempfile::TempDir,
+        links: &[String],
+        extra: &[&str],
+    ) -> EdgeDaemon {
         // A daemon restarted on the same data directory gets a token of its own.
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = station_token(data.path(), &format!("tests-{n}"), "admin");
+        let token = station_token_with(exe, data.path(), &format!("tests-{n}"), "admin");
         let port = free_tcp_port();
-        let mut cmd = Command::new(bin("edge-daemon"));
+        let mut cmd = exe.command();
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data.path())
