@@ -29,9 +29,9 @@ pub(super) async fn run(
 /// Opens the tty raw, 8N1, without flow control, at `baud`, for this process alone.
 ///
 /// serialport's own `open` sets every speed through termios2 (`TCSETS2`), which WSL, some
-/// sandboxes and qemu's user-mode emulation refuse. Here rustix sets a standard speed (the
-/// rates radios use) with the classic `TCSETS` when `TCSETS2` is refused, as pyserial and
-/// glibc do, and only an unusual rate needs termios2.
+/// sandboxes and qemu's user-mode emulation refuse. rustix falls back to the classic `TCSETS`
+/// when `TCSETS2` is refused, and that carries every standard rate (the ones radios use);
+/// only an unusual rate needs termios2, the line pyserial draws too.
 fn open(path: &Path, baud: u32) -> anyhow::Result<tokio_serial::SerialStream> {
     let fd = rustix::fs::open(
         path,
