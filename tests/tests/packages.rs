@@ -124,6 +124,23 @@ fn control_script(deb: &Path, script: &str) -> String {
     fs::read_to_string(dir.path().join(script)).unwrap_or_default()
 }
 
+/// The installed configuration is the documented example, every setting and comment, with
+/// the package's data directory in place of the example's `default`.
+fn check_config(root: &Path, service: &str, default: &str, state: &str) {
+    let installed = fs::read_to_string(root.join(format!("etc/trellis/{service}.toml")))
+        .expect("installed configuration");
+    let example =
+        fs::read_to_string(trellis_tests::root().join(format!("{service}/{service}.example.toml")))
+            .expect("example configuration");
+    let from = format!("data_dir = \"{default}\"\n");
+    assert!(example.contains(&from), "the example sets {from}");
+    let expected = example.replace(
+        &from,
+        &format!("data_dir = \"{state}\"  # the package's; the default is \"{default}\"\n"),
+    );
+    assert_eq!(installed, expected, "/etc/trellis/{service}.toml");
+}
+
 /// What every package of a service must hold and do, checked on one installed root.
 fn check_service(root: &Path, deb: &Path, service: &str, user_name: &str, state: &str) {
     let contents = run(Command::new("dpkg-deb").arg("--contents").arg(deb));
@@ -213,6 +230,12 @@ fn the_station_package_installs_a_user_its_directories_and_an_enabled_idle_servi
             "trellis",
             "/var/lib/trellis",
         );
+        check_config(
+            root.path(),
+            "edge-daemon",
+            "trellis-data",
+            "/var/lib/trellis",
+        );
         assert!(
             group_members(root.path(), "dialout").contains(&"trellis".to_string()),
             "trellis may open serial ports"
@@ -252,6 +275,12 @@ fn the_relay_package_installs_a_user_its_directories_and_an_enabled_idle_service
         "/var/lib/trellis-relay",
     );
 
+    check_config(
+        root.path(),
+        "cloud-relay",
+        "relay-data",
+        "/var/lib/trellis-relay",
+    );
     // The packaged configuration is one the relay reads.
     let data = tempfile::tempdir().unwrap();
     let status = run(Command::new(root.path().join("usr/bin/cloud-relay"))
