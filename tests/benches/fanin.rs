@@ -61,28 +61,8 @@ fn second_of_flight(k: u64) -> Vec<TelemetryRow> {
     for tick in 0..u64::from(HZ) {
         for v in 0..VEHICLES_PER_EDGE {
             let step = (k * u64::from(HZ) + tick) as i32;
-            rows.push(TelemetryRow {
-                seq: k * ROWS_PER_BATCH + rows.len() as u64 + 1,
-                vehicle: v + 1,
-                t_us: 1_790_000_000_000_000 + i64::from(step) * 100_000 + i64::from(v) * 1_713,
-                time_source: 1,
-                lat_e7: 382_919_000 + step * 54 + v as i32 * 10_000,
-                lon_e7: -1_224_580_000 + step * 3,
-                alt_mm: 78_000,
-                rel_alt_mm: 30_000,
-                vx: 600,
-                vy: 30,
-                heading_cdeg: 900,
-                battery_mv: 24_000 - (step / 50) as u16,
-                battery_ca: 1_800,
-                battery_pct: 90 - (step / 600) as i8,
-                gps_fix: 3,
-                satellites: 16,
-                custom_mode: 3,
-                armed: true,
-                mission_seq: (step / 200) as u16,
-                ..Default::default()
-            });
+            let seq = k * ROWS_PER_BATCH + rows.len() as u64 + 1;
+            rows.push(common::straight_line_row(seq, v + 1, step));
         }
     }
     rows

@@ -98,28 +98,7 @@ fn row(seq: u64) -> TelemetryRow {
     let (second, within) = (i / ROWS_PER_SECOND, i % ROWS_PER_SECOND);
     let (tick, v) = (within / VEHICLES_PER_EDGE, within % VEHICLES_PER_EDGE);
     let step = (second * HZ + tick) as i32;
-    TelemetryRow {
-        seq,
-        vehicle: v as u32 + 1,
-        t_us: 1_790_000_000_000_000 + i64::from(step) * 100_000 + v as i64 * 1_713,
-        time_source: 1,
-        lat_e7: 382_919_000 + step * 54 + v as i32 * 10_000,
-        lon_e7: -1_224_580_000 + step * 3,
-        alt_mm: 78_000,
-        rel_alt_mm: 30_000,
-        vx: 600,
-        vy: 30,
-        heading_cdeg: 900,
-        battery_mv: 24_000 - (step / 50) as u16,
-        battery_ca: 1_800,
-        battery_pct: 90 - (step / 600) as i8,
-        gps_fix: 3,
-        satellites: 16,
-        custom_mode: 3,
-        armed: true,
-        mission_seq: (step / 200) as u16,
-        ..Default::default()
-    }
+    common::straight_line_row(seq, v as u32 + 1, step)
 }
 
 /// Encoded batches by range. Every edge holds the same rows (the relay keys them by edge) and

@@ -20,6 +20,7 @@ use edge_daemon::store::{Store, StoreConfig};
 use edge_daemon::survey::LatLon;
 use edge_daemon::sync::SyncStatus;
 use edge_daemon::vehicle::FleetSnapshot;
+use sync_protocol::codec::TelemetryRow;
 use sync_protocol::enrollment::Bundle;
 use sync_protocol::identity::EdgeIdentity;
 use sync_protocol::pki::Ca;
@@ -369,4 +370,31 @@ pub fn drain() -> Drain {
             postgres_cpu: (store_kind() == "PostgreSQL").then_some(postgres_used),
         }
     })
+}
+
+/// Row `seq` of a vehicle `vehicle` (1-based) flying a straight line at 10 Hz, `step` ticks
+/// in: the rows the fan-in and relay-restart benches stream.
+pub fn straight_line_row(seq: u64, vehicle: u32, step: i32) -> TelemetryRow {
+    TelemetryRow {
+        seq,
+        vehicle,
+        t_us: 1_790_000_000_000_000 + i64::from(step) * 100_000 + i64::from(vehicle - 1) * 1_713,
+        time_source: 1,
+        lat_e7: 382_919_000 + step * 54 + (vehicle - 1) as i32 * 10_000,
+        lon_e7: -1_224_580_000 + step * 3,
+        alt_mm: 78_000,
+        rel_alt_mm: 30_000,
+        vx: 600,
+        vy: 30,
+        heading_cdeg: 900,
+        battery_mv: 24_000 - (step / 50) as u16,
+        battery_ca: 1_800,
+        battery_pct: 90 - (step / 600) as i8,
+        gps_fix: 3,
+        satellites: 16,
+        custom_mode: 3,
+        armed: true,
+        mission_seq: (step / 200) as u16,
+        ..Default::default()
+    }
 }
