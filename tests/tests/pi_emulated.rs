@@ -167,11 +167,10 @@ fn the_aarch64_station_serves_ingests_and_stores_under_emulation() {
     let _flood = sim_fleet(fleet_port, 100, 100);
     let flood_rate = rx_rate(&station, Duration::from_secs(10));
     let flood_rss = rss_mib(pid);
-    let committed = wait_for("the store to keep committing under the flood", T, || {
+    wait_for("the store to keep committing under the flood", T, || {
         let c = station.get("/api/v1/health")["store"]["committed_frames"].as_u64()?;
-        (c > committed_before).then_some(c)
+        (c > committed_before).then_some(())
     });
-    assert!(committed > committed_before);
     let store = &station.get("/api/v1/health")["store"];
     assert_eq!(store["write_errors"], 0, "{store}");
     let api = Instant::now();
