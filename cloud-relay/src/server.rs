@@ -230,6 +230,12 @@ async fn session(
         })
         .await?;
     }
+    let mut welcome = welcome;
+    if let Some(Body::Welcome(w)) = &mut welcome.body {
+        w.relay_time_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+    }
     write_message(&mut control_tx, &welcome).await?;
     let _open = live.session_opened(&edge.org, &edge.edge);
     let core: Core = Arc::new(std::sync::Mutex::new(core));

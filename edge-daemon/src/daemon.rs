@@ -72,10 +72,13 @@ impl Daemon {
             store.sender(),
             snapshot_tx,
         )
+        .with_time(store.time_base())
         .with_low_battery_pct(config.vehicles.low_battery_pct)
         .with_geofences(store.reader());
         let alive = ingest.alive.clone();
         let live = ingest.live();
+        let time = ingest.time();
+        let relay_time = ingest.relay_time();
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Commands people send, stored already, to the ingest loop that owns the links. A
         // full queue makes the request wait; 64 is more than pilots click.
@@ -104,6 +107,8 @@ impl Daemon {
                     snapshots: snapshots.clone(),
                     bandwidth_limit_bytes_per_s: config.sync.bandwidth_limit_bytes_per_s,
                     live_interval: Duration::from_millis(config.sync.live_interval_ms),
+                    time: time.clone(),
+                    relay_time,
                 };
                 sync = Some(tokio::spawn(crate::sync::run(client, shutdown_rx.clone())));
                 status
@@ -128,6 +133,7 @@ impl Daemon {
             store_path: store.path().to_path_buf(),
             quota_bytes: config.store_config().quota_bytes,
             started: Instant::now(),
+            time,
             live,
             tokens: tokens.clone(),
             stream: Arc::default(),
@@ -198,7 +204,7 @@ impl Daemon {
             loop {
                 tokio::time::sleep(period).await;
                 let now = (alive.load(Relaxed), store.writer_heartbeat_ms.load(Relaxed));
-                let writer_fresh = clock::system_now_us() / 1000 - now.1 < 30_000;
+                let writer_fresh = clock::monotonic_ms() - now.1 < 30_000;
                 if now.0 != last.0 && writer_fresh {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 } else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, TimeBase};
 use crate::config::GcsSection;
 use crate::frame::Frame;
 use crate::gcs::{Gcs, SendCommand, To};
@@ -33,6 +33,8 @@ pub struct Ingest {
     fleet: Fleet,
     gcs: Gcs,
     clock: Clock,
+    /// The clock's base, for the API and sync (the writer gets it in order with the data).
+    time: watch::Sender<TimeBase>,
     batch: IngestBatch,
     store: StoreSender,
     snapshots: watch::Sender<Arc<FleetSnapshot>>,
@@ -59,7 +61,8 @@ impl Ingest {
             router: Router::new(links, gcs.system_id),
             fleet: Fleet::new(link_lost_after, names),
             gcs: Gcs::new(gcs, link_lost_after),
-            clock: Clock::new(),
+            clock: Clock::default(),
+            time: watch::channel(TimeBase::start(None)).0,
             batch: IngestBatch::default(),
             store,
             snapshots,
@@ -70,7 +73,15 @@ impl Ingest {
         }
     }
 
+    /// Starts the clock on `base`: the store's, which begins after everything it holds.
+    pub fn with_time(mut self, base: TimeBase) -> Ingest {
+        self.clock = Clock::new(base);
+        self.time.send_replace(base);
+        self
+    }
+
     pub fn process(&mut self, inbound: Inbound) -> Result<(), StoreError> {
+        self.adjust_clock(Instant::now())?;
         self.router.refresh();
         let t_us = self.clock.wall_us(inbound.received);
         let stamp = crate::signing::timestamp_now();
@@ -129,7 +140,7 @@ impl Ingest {
 
     pub fn tick(&mut self, now: Instant) -> Result<(), StoreError> {
         self.alive.fetch_add(1, Relaxed);
-        self.clock.tick(now);
+        self.adjust_clock(now)?;
         self.fleet.check_links(now, &self.clock);
         self.gcs.tick(now, &self.fleet);
         self.send_own_frames();
@@ -271,6 +282,27 @@ impl Ingest {
     }
 
     /// The live state stream clients read (see `live.rs`).
+    /// Takes in a new time base, if the clock has one. What is batched was stamped on the
+    /// old base, so it goes to the writer first; the writer then moves to the new one.
+    fn adjust_clock(&mut self, now: Instant) -> Result<(), StoreError> {
+        if let Some(adjustment) = self.clock.adjust(now) {
+            self.flush()?;
+            self.store.send_time(adjustment)?;
+            self.time.send_replace(adjustment.base);
+        }
+        Ok(())
+    }
+
+    /// Where sync tells the clock the relay's time.
+    pub fn relay_time(&self) -> crate::clock::RelayTime {
+        self.clock.relay_time()
+    }
+
+    /// The station's time base as it moves.
+    pub fn time(&self) -> watch::Receiver<TimeBase> {
+        self.time.subscribe()
+    }
+
     pub fn live(&self) -> watch::Receiver<LiveState> {
         self.live.subscribe()
     }

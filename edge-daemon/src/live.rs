@@ -256,7 +256,7 @@ mod tests {
         });
         for id in ids {
             let frame = Frame::encode(Version::V2, *id, 1, 0, &heartbeat);
-            fleet.observe(1, &frame, now, &mut Clock::new());
+            fleet.observe(1, &frame, now, &mut Clock::default());
         }
         fleet
     }

@@ -212,10 +212,8 @@ pub fn heading_deg(cdeg: u16) -> Option<f64> {
     (cdeg < 36_000).then(|| f64::from(cdeg) / 100.0)
 }
 
-/// Where a timestamp's wall time came from, worst first.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+/// Where a timestamp's wall time came from. The codes are stored and synced: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TimeSource {
     /// The system clock, not known to be right (a Pi booted offline).
@@ -224,12 +222,16 @@ pub enum TimeSource {
     Gps = 1,
     /// The system clock while the kernel reports it synchronised.
     SystemSynced = 2,
+    /// The relay's clock, told on connecting (within half the round trip), for a station
+    /// that had neither of the above.
+    Relay = 3,
 }
 
 impl TimeSource {
     /// The source a sample's `time_source` code names; an unknown code is the worst.
     pub fn from_code(code: u8) -> TimeSource {
         match code {
+            3 => TimeSource::Relay,
             2 => TimeSource::SystemSynced,
             1 => TimeSource::Gps,
             _ => TimeSource::SystemUnsynced,
@@ -384,6 +386,7 @@ mod tests {
             TimeSource::SystemUnsynced,
             TimeSource::Gps,
             TimeSource::SystemSynced,
+            TimeSource::Relay,
         ] {
             assert_eq!(TimeSource::from_code(s.code()), s);
         }

@@ -430,6 +430,7 @@ fn catchup(vehicles: usize, flight_seconds: f64, with_tlog: bool) -> Catchup {
         store.sender(),
         snapshots,
     );
+    let clock = (ingest.time(), ingest.relay_time());
     let start = Instant::now();
     let mut replay = Replay {
         ingest,
@@ -538,6 +539,8 @@ fn catchup(vehicles: usize, flight_seconds: f64, with_tlog: bool) -> Catchup {
                 bandwidth_limit_bytes_per_s: 0,
                 // The product's default (`[sync] live_interval_ms`).
                 live_interval: Duration::from_secs(1),
+                time: clock.0.clone(),
+                relay_time: clock.1.clone(),
             },
             stop_rx,
         ));

@@ -30,6 +30,8 @@ parameters. --firmware 4.7.x renames as ArduCopter 4.7 did (SRn_ -> MAV{n+1}_, S
 out of the list until ENABLE is 1 at boot; --refuse NAME keeps NAME's value whatever is set;
 --lose-params F drops that fraction of the listed values (seeded), as a lossy radio would.
 With --autopilot px4, integers travel byte-wise in the float, as PX4 sends them.
+SYSTEM_TIME carries this machine's time; with --gps-fix-file PATH it carries 0 (a receiver
+without a fix) until PATH exists.
 Signing: SETUP_SIGNING installs its key with pymavlink's own MAVLink 2 signing (an all-zero
 key with a zero timestamp turns it off, as in ArduPilot; a zero key with a timestamp is a key); from then on it signs what it sends and, as ArduPilot does, drops every
 unsigned or badly signed frame but RADIO_STATUS.
@@ -182,7 +184,9 @@ class Autopilot:
         elif name == "VFR_HUD":
             mav.vfr_hud_send(0, 0, 90, 0, 152, 0)
         elif name == "SYSTEM_TIME":
-            mav.system_time_send(int(time.time() * 1e6), ms)
+            # A receiver without a fix reports 0, as ArduPilot does.
+            fixed = not a.gps_fix_file or os.path.exists(a.gps_fix_file)
+            mav.system_time_send(int(time.time() * 1e6) if fixed else 0, ms)
 
     def ack(self, msg, result, progress=0):
         self.m.mav.command_ack_send(msg.command, result, progress, 0, msg.get_srcSystem(), msg.get_srcComponent())
@@ -454,6 +458,8 @@ def main():
     p.add_argument("--hidden", action="append", default=[], metavar="PREFIX:ENABLE")
     p.add_argument("--refuse", action="append", default=[], metavar="NAME")
     p.add_argument("--lose-params", type=float, default=0.0, metavar="FRACTION")
+    p.add_argument("--gps-fix-file", metavar="PATH",
+                   help="SYSTEM_TIME carries no time (no GPS fix) until this file exists")
     for answer in ("deny", "fail", "unsupported", "ignore"):
         p.add_argument(f"--{answer}", type=int, action="append", default=[], metavar="MAV_CMD")
     Autopilot(p.parse_args()).run()

@@ -453,6 +453,12 @@ impl StationExe {
         }
     }
 
+    /// The same, run with `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: impl Into<String>) -> StationExe {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.prefix)

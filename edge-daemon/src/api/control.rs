@@ -327,7 +327,7 @@ pub async fn decide(
         }
     }
     fields.insert("decided_by".into(), caller.0.name.clone().into());
-    fields.insert("decided_us".into(), crate::clock::system_now_us().into());
+    fields.insert("decided_us".into(), s.time.borrow().now_us().into());
     if let Some(note) = decision.note {
         fields.insert("note".into(), note.into());
     }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub store_path: std::path::PathBuf,
     pub quota_bytes: u64,
     pub started: Instant,
+    /// The station's clock (`clock.rs`), for "now" in requests.
+    pub time: watch::Receiver<crate::clock::TimeBase>,
     /// Vehicle state for stream clients, published by the ingest loop.
     pub live: watch::Receiver<crate::live::LiveState>,
     /// The token book: streams close when their token is revoked.

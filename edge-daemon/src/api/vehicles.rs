@@ -96,11 +96,7 @@ pub async fn telemetry(
         Ok(n) => n,
         Err(_) => find(&s, &id)?.sysid,
     };
-    let now_us = s
-        .snapshots
-        .borrow()
-        .time_us
-        .max(crate::clock::system_now_us());
+    let now_us = s.time.borrow().now_us();
     let TimeRange { from_us, to_us } =
         TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us, 3_600_000_000)?;
     let every_us = p

@@ -17,7 +17,7 @@ impl Station {
     fn new(config: GcsSection) -> Station {
         Station {
             fleet: Fleet::new(LOST_AFTER, HashMap::new()),
-            clock: Clock::new(),
+            clock: Clock::default(),
             gcs: Gcs::new(&config, LOST_AFTER),
             t0: Instant::now(),
         }

@@ -12,6 +12,7 @@ mod params;
 mod query;
 mod quota;
 mod records;
+mod restamp;
 mod schema;
 pub mod tlog;
 mod writer;
@@ -206,6 +207,8 @@ pub(crate) enum Write {
     },
     /// Commits what is pending and ends the writer (see `Store::close`).
     Close,
+    /// The station's clock moved (see `clock.rs`): stamp on the new base from here on.
+    Time(crate::clock::Adjustment),
 }
 
 /// An alert's acknowledgement. The first one stands: acknowledging again answers with it.
@@ -243,7 +246,10 @@ pub struct StoreStatus {
     pub lost_samples: AtomicU64,
     pub quota_deleted_samples: AtomicU64,
     pub quota_deleted_frames: AtomicU64,
-    /// Wall-clock ms of the writer loop's last turn (it turns at least every 10 s).
+    /// Retention and quota passes made (every 10 s, and after a commit on a filling disk).
+    pub housekeeping_runs: AtomicU64,
+    /// Monotonic ms (`clock::monotonic_ms`) of the writer loop's last turn (it turns at least
+    /// every 10 s).
     pub writer_heartbeat_ms: AtomicI64,
     /// Vehicles renamed in the registry (system id, name), for the ingest loop to pick up.
     renames: std::sync::Mutex<Vec<(u8, String)>>,
@@ -290,6 +296,7 @@ pub struct StoreStatusView {
     pub lost_samples: u64,
     pub quota_deleted_samples: u64,
     pub quota_deleted_frames: u64,
+    pub housekeeping_runs: u64,
 }
 
 /// The handle the daemon holds: send writes, read status, open readers.
@@ -299,6 +306,8 @@ pub struct Store {
     path: PathBuf,
     config: StoreConfig,
     thread: Option<JoinHandle<()>>,
+    /// The time base the writer started on.
+    time: crate::clock::TimeBase,
 }
 
 /// Batches waiting for the writer before ingest has to wait (backpressure, never loss).
@@ -312,12 +321,16 @@ impl Store {
         let conn = open_writer(&path)?;
         let status = Arc::new(StoreStatus::default());
         let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
-        let mut writer = writer::Writer::new(conn, config, status.clone())?;
+        // This run's clock starts after everything already stored, whatever the system
+        // clock says (a Pi without a real-time clock boots at 1970).
+        let time = crate::clock::TimeBase::start(restamp::newest_us(&conn)?);
+        let mut writer = writer::Writer::new(conn, config, status.clone(), time)?;
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(StoreError::Io)?;
         Ok(Store {
+            time,
             tx: Some(tx),
             status,
             path,
@@ -328,6 +341,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The time base this run starts on: the ingest loop's clock begins here.
+    pub fn time_base(&self) -> crate::clock::TimeBase {
+        self.time
     }
 
     pub fn status(&self) -> Arc<StoreStatus> {
@@ -392,6 +410,7 @@ pub fn status_view(status: &StoreStatus, path: &Path, quota_bytes: u64) -> Store
         lost_samples: status.lost_samples.load(Relaxed),
         quota_deleted_samples: status.quota_deleted_samples.load(Relaxed),
         quota_deleted_frames: status.quota_deleted_frames.load(Relaxed),
+        housekeeping_runs: status.housekeeping_runs.load(Relaxed),
     }
 }
 
@@ -411,6 +430,11 @@ impl StoreSender {
     /// Sends a batch from async code: waits (off the async scheduler) if the writer is behind.
     pub fn send_batch(&self, batch: IngestBatch) -> Result<(), StoreError> {
         self.send(Write::Ingest(batch))
+    }
+
+    /// The station's clock moved: what is sent after this is stamped on the new base.
+    pub fn send_time(&self, adjustment: crate::clock::Adjustment) -> Result<(), StoreError> {
+        self.send(Write::Time(adjustment))
     }
 
     /// Sets `fields` (name, JSON value) of record `table/key` as an edit made here; durable
@@ -595,6 +619,59 @@ mod tests {
             })
             .unwrap();
         assert_eq!(thinned.len(), 3, "30 samples 100 ms apart, one per second");
+    }
+
+    #[test]
+    fn a_restamp_moves_this_runs_times_and_leaves_earlier_ones() {
+        use crate::clock::{Adjustment, Restamp, TimeBase, TimeSource};
+        const Y2000: i64 = 946_684_800_000_000;
+        const SHIFT: i64 = 850_000_000_000_000; // to 2026
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let tx = store.sender();
+        tx.send_batch(samples(1, 3, Y2000 - 10_000_000)).unwrap(); // an earlier run
+        let mut batch = samples(1, 3, Y2000);
+        batch.events.push(Event {
+            t_us: Y2000 + 50_000,
+            vehicle: 1,
+            message: "armed".into(),
+            ..Event::default()
+        });
+        tx.send_batch(batch).unwrap();
+        tx.send_time(Adjustment {
+            base: TimeBase::fixed(Y2000 + SHIFT + 1_000_000, TimeSource::Gps),
+            restamp: Some(Restamp {
+                since_us: Y2000,
+                shift_us: SHIFT,
+                source: TimeSource::Gps,
+            }),
+        })
+        .unwrap();
+        store.flush().unwrap();
+
+        let rows = store.reader().outbox(0, 100).unwrap();
+        let times: Vec<(i64, u8)> = rows.iter().map(|r| (r.t_us, r.time_source)).collect();
+        let (old, gps) = (TimeSource::SystemUnsynced as u8, TimeSource::Gps as u8);
+        assert_eq!(
+            times,
+            vec![
+                (Y2000 - 10_000_000, old),
+                (Y2000 - 9_900_000, old),
+                (Y2000 - 9_800_000, old),
+                (Y2000 + SHIFT, gps),
+                (Y2000 + SHIFT + 100_000, gps),
+                (Y2000 + SHIFT + 200_000, gps),
+            ]
+        );
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let (t_us, body): (i64, Vec<u8>) = conn
+            .query_row("SELECT t_us, body FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(t_us, Y2000 + SHIFT + 50_000);
+        let synced = <Event as prost::Message>::decode(body.as_slice()).unwrap();
+        assert_eq!(synced.t_us, t_us, "what sync sends moves too");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! are never deleted here.
 //!
 //! Ages are measured against the newest stored data, not the wall clock: a Pi that boots with
-//! its clock days ahead must not think its whole history has expired.
+//! its clock days ahead must not think its whole history has expired. And only between chunks
+//! stamped on a trusted clock (GPS or NTP): one stamped on an unsynchronised clock that never
+//! learnt the time has no age to judge, and leaves only by the quota.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -64,10 +66,15 @@ pub(super) fn enforce(
     status: &StoreStatus,
 ) -> rusqlite::Result<()> {
     let newest: Option<i64> =
-        conn.query_row("SELECT max(t_last_us) FROM frames", [], |r| r.get(0))?;
+        conn.query_row("SELECT max(t_last_us) FROM frames WHERE trusted", [], |r| {
+            r.get(0)
+        })?;
     if let Some(newest) = newest {
         let cutoff = newest - config.frame_retention.as_micros() as i64;
-        let n = conn.execute("DELETE FROM frames WHERE t_last_us < ?1", [cutoff])?;
+        let n = conn.execute(
+            "DELETE FROM frames WHERE t_last_us < ?1 AND trusted",
+            [cutoff],
+        )?;
         status.quota_deleted_frames.fetch_add(n as u64, Relaxed);
     }
     let used = used_bytes(conn)?;

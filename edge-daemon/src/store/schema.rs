@@ -161,6 +161,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX telemetry_by_time ON telemetry (t_us, vehicle);
      DROP INDEX frames_by_system_time;
      CREATE INDEX frames_by_time ON frames (t_last_us, sysid);",
+    // 9: a station without a real-time clock (store/restamp.rs). A chunk stored before the
+    // station knew the time is moved as a whole: `t_shift_us` is added to the times inside
+    // it on export. Retention judges ages only between chunks stamped on a trusted clock.
+    "ALTER TABLE frames ADD COLUMN t_shift_us INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE frames ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -21,7 +21,7 @@ pub struct TlogQuery {
 pub fn export(reader: &Reader, q: &TlogQuery, out: &mut impl Write) -> Result<u64, StoreError> {
     let conn = reader.connect()?;
     let mut stmt = conn.prepare(
-        "SELECT data FROM frames
+        "SELECT data, t_shift_us FROM frames
          WHERE (?1 IS NULL OR sysid = ?1) AND t_last_us >= ?2 AND t_first_us < ?3
          ORDER BY t_first_us, id",
     )?;
@@ -31,11 +31,16 @@ pub fn export(reader: &Reader, q: &TlogQuery, out: &mut impl Write) -> Result<u6
     let mut written = 0u64;
     while let Some(row) = rows.next()? {
         let data: Vec<u8> = row.get(0)?;
+        // A chunk stored before the station knew the time was moved as a whole.
+        let shift: i64 = row.get(1)?;
         let raw = zstd::stream::decode_all(data.as_slice())
             .map_err(|e| StoreError::Corrupt(format!("chunk does not decompress: {e}")))?;
         for (t, record) in records(&raw)? {
+            let t = t + shift;
             if t >= q.from_us && t < q.to_us {
-                pending.push((t, record.to_vec()));
+                let mut record = record.to_vec();
+                record[..8].copy_from_slice(&t.to_be_bytes());
+                pending.push((t, record));
             }
         }
         if pending.len() > 100_000 {

@@ -17,6 +17,7 @@ use super::{
     quota, records, Acknowledgement, EventRow, IngestBatch, StoreConfig, StoreError, StoreStatus,
     Stream, Write,
 };
+use crate::clock::{Adjustment, TimeBase};
 use crate::live::Committed;
 use crate::vehicle::Event;
 use crate::vehicle::{default_name, VehicleRecord};
@@ -39,6 +40,9 @@ pub(super) struct Writer {
     pending_live: Vec<Committed>,
     /// Stamps edits made at this station.
     hlc: sync_protocol::hlc::Hlc,
+    /// The station's wall time, moved by the ingest loop in order with the data it stamps
+    /// (see `clock.rs`): what the writer stamps itself (commands, acks, parameters, edits).
+    time: TimeBase,
     /// Raw frames of the open transaction, per sending system, as tlog records.
     chunks: HashMap<u8, Chunk>,
     /// When the open transaction must commit; `None` when no transaction is open.
@@ -61,6 +65,7 @@ impl Writer {
         conn: Connection,
         config: StoreConfig,
         status: Arc<StoreStatus>,
+        time: TimeBase,
     ) -> Result<Writer, StoreError> {
         let mut next = [0; 3];
         for stream in Stream::ALL {
@@ -78,6 +83,7 @@ impl Writer {
             pending_urgent: false,
             pending_live: Vec::new(),
             hlc,
+            time,
             chunks: HashMap::new(),
             deadline: None,
             pending_samples: 0,
@@ -90,7 +96,7 @@ impl Writer {
         loop {
             self.status
                 .writer_heartbeat_ms
-                .store(crate::clock::system_now_us() / 1000, Relaxed);
+                .store(crate::clock::monotonic_ms(), Relaxed);
             let now = Instant::now();
             let wait = match self.deadline {
                 Some(d) => d.saturating_duration_since(now),
@@ -100,6 +106,7 @@ impl Writer {
                 Ok(Write::Ingest(batch)) => self.ingest(batch),
                 Ok(Write::Ack { stream, seq }) => self.ack(stream, seq, "max(acked_seq, ?2)"),
                 Ok(Write::RelayLost { stream, seq }) => self.ack(stream, seq, "?2"),
+                Ok(Write::Time(adjustment)) => self.set_time(adjustment),
                 Ok(Write::Flush(reply)) => {
                     self.commit();
                     let _ = reply.send(());
@@ -117,7 +124,7 @@ impl Writer {
                     for c in &changes {
                         // A peer far ahead does not drag this clock along; its change still
                         // merges by the same rule, so both sides converge.
-                        if let Err(e) = self.hlc.observe(c.hlc, now_us()) {
+                        if let Err(e) = self.hlc.observe(c.hlc, self.unix_us()) {
                             tracing::warn!("record change from the relay: {e}");
                         }
                     }
@@ -164,6 +171,30 @@ impl Writer {
         }
     }
 
+    fn unix_us(&self) -> u64 {
+        self.time.now_us().max(0) as u64
+    }
+
+    /// Moves to a new time base; the first trusted one also moves what this run stored on
+    /// the unsynchronised clock, after committing what is open (it was stamped on that clock).
+    fn set_time(&mut self, adjustment: Adjustment) {
+        if let Some(restamp) = &adjustment.restamp {
+            if !self.commit() {
+                tracing::error!("stored history not moved onto the trusted clock: a commit failed");
+            } else if let Err(e) = self
+                .begin()
+                .and_then(|()| super::restamp::apply(&self.conn, restamp))
+            {
+                tracing::error!("stored history not moved onto the trusted clock: {e}");
+                self.fail(e, 0);
+            } else {
+                self.pending_urgent = true;
+                self.commit();
+            }
+        }
+        self.time = adjustment.base;
+    }
+
     fn begin(&mut self) -> rusqlite::Result<()> {
         if self.deadline.is_none() {
             self.conn.execute_batch("BEGIN")?;
@@ -201,10 +232,10 @@ impl Writer {
             self.insert_event(e.clone())?;
         }
         for update in &batch.params {
-            super::params::apply(&self.conn, update, crate::clock::system_now_us())?;
+            super::params::apply(&self.conn, update, self.time.now_us())?;
         }
         for update in &batch.commands {
-            let t_us = crate::clock::system_now_us();
+            let t_us = self.time.now_us();
             match super::commands::update(&self.conn, update, t_us)? {
                 Some(row) => {
                     self.insert_event(command_event(&row, t_us))?;
@@ -241,7 +272,7 @@ impl Writer {
     ) -> Result<usize, String> {
         let mut changes = Vec::with_capacity(fields.len());
         for (field, value) in fields {
-            let hlc = self.hlc.now(now_us()).map_err(|e| e.to_string())?;
+            let hlc = self.hlc.now(self.unix_us()).map_err(|e| e.to_string())?;
             changes.push(FieldChange {
                 table: table.into(),
                 key: key.into(),
@@ -378,7 +409,7 @@ impl Writer {
         action: &crate::gcs::Action,
         by: &str,
     ) -> Result<super::CommandRow, StoreError> {
-        let t_us = crate::clock::system_now_us();
+        let t_us = self.time.now_us();
         let result = self.begin().and_then(|()| {
             let id = super::commands::insert(&self.conn, vehicle, action, by, t_us)?;
             // A signing key is stored with the command that installs it, in one transaction.
@@ -455,7 +486,7 @@ impl Writer {
             let Some((vehicle, message)) = alert else {
                 return Ok(None);
             };
-            let t_us = crate::clock::system_now_us();
+            let t_us = self.time.now_us();
             let seq = self.insert_event(Event {
                 t_us,
                 vehicle,
@@ -541,7 +572,7 @@ impl Writer {
                 s.committed_frames.fetch_add(self.pending_frames, Relaxed);
                 s.commits.fetch_add(1, Relaxed);
                 s.last_commit_unix_ms
-                    .store(crate::clock::system_now_us() / 1000, Relaxed);
+                    .store(self.time.now_us() / 1000, Relaxed);
                 self.deadline = None;
                 self.pending_samples = 0;
                 self.pending_frames = 0;
@@ -561,8 +592,8 @@ impl Writer {
     fn try_commit(&mut self) -> rusqlite::Result<()> {
         {
             let mut insert = self.conn.prepare_cached(
-                "INSERT INTO frames (sysid, t_first_us, t_last_us, count, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO frames (sysid, t_first_us, t_last_us, count, data, trusted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (sysid, chunk) in &self.chunks {
                 if chunk.count == 0 {
@@ -575,7 +606,8 @@ impl Writer {
                     chunk.t_first,
                     chunk.t_last,
                     chunk.count,
-                    data
+                    data,
+                    self.time.trusted()
                 ])?;
             }
         }
@@ -611,15 +643,12 @@ impl Writer {
 
     fn housekeeping(&mut self) {
         self.last_housekeeping = Instant::now();
+        self.status.housekeeping_runs.fetch_add(1, Relaxed);
         if let Err(e) = quota::enforce(&self.conn, &self.config, &self.status) {
             tracing::error!("store housekeeping failed: {e}");
             self.status.write_errors.fetch_add(1, Relaxed);
         }
     }
-}
-
-fn now_us() -> u64 {
-    crate::clock::system_now_us().max(0) as u64
 }
 
 /// The newest sequence `stream` ever used: its newest row, or the mark kept in `meta` when

@@ -48,6 +48,8 @@ const EVENT_BATCH: u32 = 1_000;
 /// How often a caught-up client looks for new rows.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ZSTD_LEVEL: i32 = 6;
+/// How long a station without a trusted clock waits for the relay's time to be taken in.
+const CLOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything the client needs; see `daemon.rs` for how it is built.
 pub struct Client {
@@ -61,6 +63,9 @@ pub struct Client {
     pub bandwidth_limit_bytes_per_s: u64,
     /// How often live positions go out as datagrams; zero: never.
     pub live_interval: Duration,
+    /// The station's clock, and where to tell it the relay's time.
+    pub time: watch::Receiver<crate::clock::TimeBase>,
+    pub relay_time: crate::clock::RelayTime,
 }
 
 /// QUIC close code for a station that is shutting down (the relay's `CLOSE_DONE`).
@@ -115,6 +120,33 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     }
     .instrument(span)
     .await
+}
+
+/// A station without a trusted clock takes the relay's time, told in its Welcome, before
+/// it sends anything stamped: what it stored on its unsynchronised clock moves to the right
+/// times then (`store/restamp.rs`), and the relay only ever sees the moved ones.
+async fn take_relay_time(client: &Client, relay_time_us: i64, heard: Instant, rtt: Duration) {
+    let mut time = client.time.clone();
+    if relay_time_us <= 0 || time.borrow().trusted() {
+        return;
+    }
+    client
+        .relay_time
+        .tell(relay_time_us + rtt.as_micros() as i64 / 2, heard);
+    // The ingest loop takes it in within a tick; the writer moves history before the loop
+    // publishes the new base, and a flush queued after that runs after the move.
+    let trusted = tokio::time::timeout(CLOCK_WAIT, async move {
+        time.wait_for(|t| t.trusted()).await.map(|_| ())
+    })
+    .await;
+    if !matches!(trusted, Ok(Ok(()))) {
+        tracing::warn!("the relay's time was not taken; syncing times as stamped");
+        return;
+    }
+    let store = client.store.clone();
+    if let Err(e) = blocking(move || store.flush()).await {
+        tracing::warn!("store flush before sync: {e:#}");
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -242,6 +274,11 @@ async fn session(
     let Some(welcome) = read_message(&mut control_rx).await? else {
         bail!("the relay closed the control stream before its Welcome");
     };
+    let heard = Instant::now();
+    let relay_time_us = match &welcome.body {
+        Some(Body::Welcome(w)) => w.relay_time_us,
+        _ => 0,
+    };
     for r in core.welcome(welcome)? {
         let believed = held_now
             .iter()
@@ -249,6 +286,7 @@ async fn session(
             .map_or(0, |(_, h)| h.believed_acked);
         resume(client, &r, believed).await?;
     }
+    take_relay_time(client, relay_time_us, heard, conn.rtt()).await;
     let telemetry_acked = core.acked(ProtocolStream::Telemetry);
     status.relay_acked.store(telemetry_acked, Relaxed);
     status
@@ -285,7 +323,7 @@ async fn session(
             acked_tx.send_modify(|n| *n += 1);
             status
                 .last_ack_unix_ms
-                .store(crate::clock::system_now_us() / 1000, Relaxed);
+                .store(client.time.borrow().now_us() / 1000, Relaxed);
             status.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
         }
         Ok(())

@@ -682,7 +682,7 @@ mod tests {
     #[test]
     fn alerts_fire_once_per_episode_and_state_changes_are_events() {
         let mut fleet = Fleet::new(Duration::from_secs(2), HashMap::new());
-        let mut clock = Clock::new();
+        let mut clock = Clock::default();
         let t0 = Instant::now();
         fleet.observe(0, &heartbeat(false, 0), t0, &mut clock);
         assert_eq!(codes(&mut fleet), ["identity"]);
@@ -738,7 +738,7 @@ mod tests {
         use apm::GpsFixType::*;
         use apm::MavSeverity::*;
         let mut fleet = Fleet::new(Duration::from_secs(2), HashMap::new());
-        let mut clock = Clock::new();
+        let mut clock = Clock::default();
         let t0 = Instant::now();
         let mut hear = |fleet: &mut Fleet, secs: u64, f: Frame| {
             fleet.observe(0, &f, t0 + Duration::from_secs(secs), &mut clock);

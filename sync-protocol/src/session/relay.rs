@@ -105,6 +105,8 @@ impl Greeting {
                         seq: i.acked,
                     })
                     .collect(),
+                // Stamped by the I/O side as it sends (see `cloud-relay/src/server.rs`).
+                relay_time_us: 0,
             })),
         };
         let downsync_acked = marks(Stream::Downsync);

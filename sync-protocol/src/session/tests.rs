@@ -35,6 +35,7 @@ fn welcome(marks: &[(Stream, u64)]) -> Envelope {
                     seq: *seq,
                 })
                 .collect(),
+            relay_time_us: 0,
         })),
     }
 }

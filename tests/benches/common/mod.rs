@@ -339,6 +339,9 @@ pub fn drain() -> Drain {
                 snapshots: snapshots_rx,
                 bandwidth_limit_bytes_per_s: 0,
                 live_interval: Duration::ZERO,
+                // No ingest loop here: the rows are made with their times.
+                time: tokio::sync::watch::channel(store.time_base()).1,
+                relay_time: Default::default(),
             },
             stop_rx,
         ));
