@@ -49,6 +49,9 @@ pub struct TimeBase {
     offset_us: i64,
     floor_us: i64,
     source: TimeSource,
+    /// Where this run's times begin: after the newest time stored before it. Every stored
+    /// time from here up is this run's, which is what a [`Restamp`] moves.
+    since_us: i64,
 }
 
 impl TimeBase {
@@ -66,6 +69,7 @@ impl TimeBase {
             offset_us: system_us - mono_us(now),
             floor_us: i64::MIN,
             source,
+            since_us: newest_stored_us.map_or(i64::MIN, |t| t.saturating_add(1)),
         }
     }
 
@@ -76,6 +80,7 @@ impl TimeBase {
             offset_us: now_us - mono_us(Instant::now()),
             floor_us: i64::MIN,
             source,
+            since_us: i64::MIN,
         }
     }
 
@@ -98,12 +103,14 @@ impl TimeBase {
         self.wall_us(Instant::now())
     }
 
-    /// This base moved to `wall_us` at `at`, from `source`; time never runs backwards.
-    fn reanchored(&self, at: Instant, wall_us: i64, source: TimeSource) -> TimeBase {
+    /// This base moved to `wall_us` at `at`, from `source`, seen at `now`: time never runs
+    /// backwards from anything already stamped (up to `now`, not only up to `at`).
+    fn reanchored(&self, at: Instant, now: Instant, wall_us: i64, source: TimeSource) -> TimeBase {
         TimeBase {
             offset_us: wall_us - mono_us(at),
-            floor_us: self.floor_us.max(self.wall_us(at)),
+            floor_us: self.floor_us.max(self.wall_us(at.max(now))),
             source,
+            since_us: self.since_us,
         }
     }
 }
@@ -145,8 +152,6 @@ impl RelayTime {
 #[derive(Debug, Clone)]
 pub struct Clock {
     base: TimeBase,
-    /// The run's first time, on the base it started on.
-    started_us: i64,
     checked: Instant,
     gps: Option<(u64, Instant)>,
     relay: RelayTime,
@@ -164,7 +169,6 @@ impl Clock {
         let now = Instant::now();
         Clock {
             base,
-            started_us: base.wall_us(now),
             checked: now,
             gps: None,
             relay: RelayTime::default(),
@@ -204,7 +208,7 @@ impl Clock {
             .or_else(|| self.gps())
             .or_else(|| self.relay())?;
         let restamp = (!self.base.trusted()).then(|| Restamp {
-            since_us: self.started_us,
+            since_us: self.base.since_us,
             shift_us: wall_us - self.base.wall_us(at),
             source,
         });
@@ -214,9 +218,10 @@ impl Clock {
                 offset_us: wall_us - mono_us(at),
                 floor_us: i64::MIN,
                 source,
+                since_us: self.base.since_us,
             }
         } else {
-            self.base.reanchored(at, wall_us, source)
+            self.base.reanchored(at, now, wall_us, source)
         };
         let shift_ms = (base.wall_us(at) - self.base.wall_us(at)) / 1000;
         tracing::info!(?source, shift_ms, "clock re-anchored");
@@ -307,6 +312,7 @@ mod tests {
             offset_us: 946_684_800_000_000 - mono_us(now),
             floor_us: i64::MIN,
             source: TimeSource::SystemUnsynced,
+            since_us: 946_684_800_000_000,
         })
     }
 

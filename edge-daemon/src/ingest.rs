@@ -77,6 +77,7 @@ impl Ingest {
     pub fn with_time(mut self, base: TimeBase) -> Ingest {
         self.clock = Clock::new(base);
         self.time.send_replace(base);
+        self.gcs.time = base;
         self
     }
 
@@ -84,7 +85,7 @@ impl Ingest {
         self.adjust_clock(Instant::now())?;
         self.router.refresh();
         let t_us = self.clock.wall_us(inbound.received);
-        let stamp = crate::signing::timestamp_now();
+        let stamp = crate::signing::timestamp(self.clock.base().now_us());
         for frame in inbound.frames {
             if !self.check_signature(&frame, stamp) {
                 continue;
@@ -209,7 +210,7 @@ impl Ingest {
         if !self.gcs.has_outbox() {
             return;
         }
-        let stamp = crate::signing::timestamp_now();
+        let stamp = crate::signing::timestamp(self.clock.base().now_us());
         for (to, frame) in self.gcs.take_outbox() {
             match to {
                 To::Vehicle(system) => {
@@ -281,7 +282,6 @@ impl Ingest {
         self
     }
 
-    /// The live state stream clients read (see `live.rs`).
     /// Takes in a new time base, if the clock has one. What is batched was stamped on the
     /// old base, so it goes to the writer first; the writer then moves to the new one.
     fn adjust_clock(&mut self, now: Instant) -> Result<(), StoreError> {
@@ -289,6 +289,7 @@ impl Ingest {
             self.flush()?;
             self.store.send_time(adjustment)?;
             self.time.send_replace(adjustment.base);
+            self.gcs.time = adjustment.base;
         }
         Ok(())
     }
@@ -303,6 +304,7 @@ impl Ingest {
         self.time.subscribe()
     }
 
+    /// The live state stream clients read (see `live.rs`).
     pub fn live(&self) -> watch::Receiver<LiveState> {
         self.live.subscribe()
     }

@@ -230,13 +230,11 @@ impl Signing {
     }
 }
 
-/// Now as a signing timestamp: 10 µs units since 2015-01-01 00:00 UTC.
-pub fn timestamp_now() -> u64 {
-    const EPOCH_2015_S: u64 = 1_420_070_400;
-    let us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    us.saturating_sub(EPOCH_2015_S * 1_000_000) / 10
+/// A wall time (Unix µs, the station's clock: a Pi's system clock may be years behind the
+/// vehicle's signing time) as a signing timestamp: 10 µs units since 2015-01-01 00:00 UTC.
+pub fn timestamp(unix_us: i64) -> u64 {
+    const EPOCH_2015_US: i64 = 1_420_070_400_000_000;
+    (unix_us.saturating_sub(EPOCH_2015_US).max(0) / 10) as u64
 }
 
 #[cfg(test)]
@@ -279,7 +277,7 @@ mod tests {
         let key = Key::from_passphrase("vineyard");
         let mut s = Signing::default();
         s.load([(3, key.clone())]);
-        let now = timestamp_now();
+        let now = timestamp(crate::clock::system_now_us());
         let to_3 = command(255, 3);
         assert_eq!(
             s.inbound(&to_3, now),
@@ -352,7 +350,7 @@ mod tests {
         let mut s = Signing::default();
         s.load([(3, old.clone())]);
         s.install(3, Some(new.clone()));
-        let now = timestamp_now();
+        let now = timestamp(crate::clock::system_now_us());
         let a = s.outbound(&command(245, 3), 3, now);
         let b = s.outbound(&command(245, 3), 3, now);
         assert!(a.signature_matches(&new.0));

@@ -215,7 +215,7 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
     assert_eq!(frames["backwards"], 0, "{frames}");
     let first_frame_us = frames["first_us"].as_i64().expect("frames exported");
     assert!(
-        first_frame_us >= start_us && frames["last_us"].as_i64() <= Some(real_now_us()),
+        first_frame_us >= start_us && last_frame_us(&frames) <= real_now_us(),
         "raw frames at their real times: {frames}"
     );
     let frames_before_jump = frames["count"].as_u64().expect("a count");
@@ -247,6 +247,12 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
     wait_for("retention to run on the new time", T, || {
         (health(&station)["store"]["housekeeping_runs"].as_u64()? > runs).then_some(())
     });
+    wait_for("samples stamped on the synchronised clock", T, || {
+        edge_rows(&station.db())
+            .iter()
+            .any(|r| r[SOURCE] == SYNCED)
+            .then_some(())
+    });
     let after_jump = relay_holds_outbox(&relay, &station);
     assert_real_and_ordered(&after_jump, start_us, real_now_us());
     assert_eq!(
@@ -254,7 +260,6 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
         rows[..],
         "earlier samples untouched"
     );
-    assert!(after_jump.iter().any(|r| r[SOURCE] == SYNCED));
     let store = health(&station)["store"].clone();
     assert_eq!(store["quota_deleted_frames"], 0, "{store}");
     assert_eq!(store["quota_deleted_samples"], 0, "{store}");
@@ -276,6 +281,7 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
     let mut station = station;
     station.proc.signal(libc::SIGTERM);
     station.proc.wait_exit(T);
+    let reboot_us = real_now_us();
     let before_reboot = edge_rows(&station.db());
     let newest_us = before_reboot.last().expect("rows")[T_US];
     let stored = before_reboot.len();
@@ -308,12 +314,26 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
         before_reboot[..],
         "the earlier run untouched"
     );
-    assert!(all[stored..].iter().all(|r| r[SOURCE] == RELAY));
+    for r in &all[stored..] {
+        assert!(
+            r[SOURCE] == RELAY && r[T_US] >= reboot_us,
+            "sample {} of the new run at {} µs (source {}) is not at its real time, after the \
+             reboot at {reboot_us}",
+            r[SEQ],
+            r[T_US],
+            r[SOURCE]
+        );
+    }
     let frames = tlog(&station);
     assert_eq!(frames["first_us"], first_frame_us, "{frames}");
     assert_eq!(frames["backwards"], 0, "{frames}");
+    let last = last_frame_us(&frames);
     assert!(
-        frames["last_us"].as_i64() <= Some(real_now_us()),
-        "{frames}"
+        last >= reboot_us && last <= real_now_us(),
+        "the new run's frames moved to their real times: {frames}"
     );
+}
+
+fn last_frame_us(frames: &Value) -> i64 {
+    frames["last_us"].as_i64().expect("frames exported")
 }

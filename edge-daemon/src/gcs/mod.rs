@@ -193,6 +193,8 @@ pub struct Gcs {
     signing_jobs: BTreeMap<u8, SigningJob>,
     signing_updates: Vec<CommandUpdate>,
     outbox: Vec<(To, Frame)>,
+    /// The station's clock, for signing timestamps (the ingest loop keeps it current).
+    pub time: crate::clock::TimeBase,
 }
 
 impl Gcs {
@@ -217,6 +219,7 @@ impl Gcs {
             signing_jobs: BTreeMap::new(),
             signing_updates: Vec::new(),
             outbox: Vec::new(),
+            time: crate::clock::TimeBase::start(None),
         }
     }
 
@@ -495,7 +498,7 @@ impl Gcs {
                 MavMessage::SETUP_SIGNING(apm::SETUP_SIGNING_DATA {
                     // ArduPilot turns signing off only for a zero key with a zero timestamp.
                     initial_timestamp: if job.key.is_some() {
-                        crate::signing::timestamp_now()
+                        crate::signing::timestamp(self.time.now_us())
                     } else {
                         0
                     },

@@ -630,7 +630,16 @@ mod tests {
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let tx = store.sender();
         tx.send_batch(samples(1, 3, Y2000 - 10_000_000)).unwrap(); // an earlier run
+                                                                   // This run, on a system clock in 2000.
+        tx.send_time(Adjustment {
+            base: TimeBase::fixed(Y2000 + 60_000_000, TimeSource::SystemUnsynced),
+            restamp: None,
+        })
+        .unwrap();
         let mut batch = samples(1, 3, Y2000);
+        let heartbeat = crate::dialect::MavMessage::HEARTBEAT(Default::default());
+        let frame = crate::frame::Frame::encode(crate::frame::Version::V2, 1, 1, 0, &heartbeat);
+        batch.frames.push((Y2000 + 10_000, frame));
         batch.events.push(Event {
             t_us: Y2000 + 50_000,
             vehicle: 1,
@@ -647,6 +656,10 @@ mod tests {
             }),
         })
         .unwrap();
+        // Stamped on the new base: it stays where it is.
+        let mut after = samples(1, 1, Y2000 + SHIFT + 2_000_000);
+        after.samples[0].time_source = TimeSource::Gps as u8;
+        tx.send_batch(after).unwrap();
         store.flush().unwrap();
 
         let rows = store.reader().outbox(0, 100).unwrap();
@@ -661,7 +674,21 @@ mod tests {
                 (Y2000 + SHIFT, gps),
                 (Y2000 + SHIFT + 100_000, gps),
                 (Y2000 + SHIFT + 200_000, gps),
+                (Y2000 + SHIFT + 2_000_000, gps),
             ]
+        );
+        let mut tlog = Vec::new();
+        let q = tlog::TlogQuery {
+            vehicle: None,
+            from_us: 0,
+            to_us: i64::MAX,
+        };
+        assert_eq!(tlog::export(&store.reader(), &q, &mut tlog).unwrap(), 1);
+        let stamp = i64::from_be_bytes(tlog[..8].try_into().unwrap());
+        assert_eq!(
+            stamp,
+            Y2000 + SHIFT + 10_000,
+            "a raw frame's time moves too"
         );
         let conn = rusqlite::Connection::open(store.path()).unwrap();
         let (t_us, body): (i64, Vec<u8>) = conn
@@ -672,6 +699,36 @@ mod tests {
         assert_eq!(t_us, Y2000 + SHIFT + 50_000);
         let synced = <Event as prost::Message>::decode(body.as_slice()).unwrap();
         assert_eq!(synced.t_us, t_us, "what sync sends moves too");
+    }
+
+    #[test]
+    fn retention_ages_only_chunks_stamped_on_a_trusted_clock() {
+        const DAY: i64 = 86_400_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join(DB_FILE)).unwrap();
+        let now = 1_800_000_000_000_000;
+        for (t, trusted) in [(1_000, false), (now - 60 * DAY, true), (now, true)] {
+            conn.execute(
+                "INSERT INTO frames (sysid, t_first_us, t_last_us, count, data, trusted)
+                 VALUES (1, ?1, ?1, 0, x'', ?2)",
+                rusqlite::params![t, trusted],
+            )
+            .unwrap();
+        }
+        let config = StoreConfig::default(); // 30 days
+        quota::enforce(&conn, &config, &StoreStatus::default()).unwrap();
+        let kept: Vec<i64> = conn
+            .prepare("SELECT t_last_us FROM frames ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            kept,
+            [1_000, now],
+            "the trusted chunk past retention goes; the one from a clock at 1970 has no age"
+        );
     }
 
     #[test]

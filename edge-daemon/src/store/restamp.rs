@@ -47,8 +47,10 @@ pub(super) fn newest_us(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 }
 
 /// Shifts every time of this run; returns how many telemetry samples moved. Runs inside the
-/// writer's open transaction.
-pub(super) fn apply(conn: &Connection, r: &Restamp) -> rusqlite::Result<usize> {
+/// writer's open transaction. `node` is this station's edit clock: its own record edits
+/// of this run (none of them sent yet: sync waits for a trusted clock) move too, so that
+/// last-writer-wins orders them by when they were really made.
+pub(super) fn apply(conn: &Connection, r: &Restamp, node: u64) -> rusqlite::Result<usize> {
     let samples = conn.execute(
         "UPDATE telemetry SET t_us = t_us + ?1, time_source = ?2
          WHERE t_us >= ?3 AND time_source = ?4",
@@ -63,8 +65,12 @@ pub(super) fn apply(conn: &Connection, r: &Restamp) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE frames SET t_first_us = t_first_us + ?1, t_last_us = t_last_us + ?1,
                            t_shift_us = t_shift_us + ?1, trusted = 1
-         WHERE t_first_us >= ?2",
+         WHERE t_last_us >= ?2",
         params![r.shift_us, r.since_us],
+    )?;
+    conn.execute(
+        "UPDATE records SET wall_us = wall_us + ?1 WHERE node = ?2 AND wall_us >= ?3",
+        params![r.shift_us, node as i64, r.since_us],
     )?;
     for (table, column) in STAMPED {
         conn.execute(
@@ -75,17 +81,21 @@ pub(super) fn apply(conn: &Connection, r: &Restamp) -> rusqlite::Result<usize> {
     // An event's body is what sync sends: its time moves too.
     let mut events = Vec::new();
     {
-        let mut stmt = conn.prepare("SELECT seq, body FROM events WHERE t_us >= ?1")?;
+        let mut stmt = conn.prepare("SELECT seq, t_us, body FROM events WHERE t_us >= ?1")?;
         let mut rows = stmt.query([r.since_us])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
-            let body: Vec<u8> = row.get(1)?;
+            let t_us: i64 = row.get(1)?;
+            let body: Vec<u8> = row.get(2)?;
             match Event::decode(body.as_slice()) {
                 Ok(mut e) => {
                     e.t_us += r.shift_us;
                     events.push((seq, e.t_us, e.encode_to_vec()));
                 }
-                Err(e) => tracing::error!(seq, "stored event does not decode: {e}"),
+                Err(e) => {
+                    tracing::error!(seq, "stored event does not decode: {e}");
+                    events.push((seq, t_us + r.shift_us, body));
+                }
             }
         }
     }

@@ -164,8 +164,11 @@ const MIGRATIONS: &[&str] = &[
     // 9: a station without a real-time clock (store/restamp.rs). A chunk stored before the
     // station knew the time is moved as a whole: `t_shift_us` is added to the times inside
     // it on export. Retention judges ages only between chunks stamped on a trusted clock.
+    // Chunks from before this step are trusted unless they say 2019 or earlier, which no
+    // right clock does.
     "ALTER TABLE frames ADD COLUMN t_shift_us INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE frames ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;",
+     ALTER TABLE frames ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+     UPDATE frames SET trusted = 0 WHERE t_last_us < 1577836800000000;",
 ];
 
 /// Largest WAL file kept between checkpoints (SQLite checkpoints at about 4 MB of WAL).

@@ -183,7 +183,7 @@ impl Writer {
                 tracing::error!("stored history not moved onto the trusted clock: a commit failed");
             } else if let Err(e) = self
                 .begin()
-                .and_then(|()| super::restamp::apply(&self.conn, restamp))
+                .and_then(|()| super::restamp::apply(&self.conn, restamp, self.hlc.node()))
             {
                 tracing::error!("stored history not moved onto the trusted clock: {e}");
                 self.fail(e, 0);

@@ -122,31 +122,41 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     .await
 }
 
-/// A station without a trusted clock takes the relay's time, told in its Welcome, before
-/// it sends anything stamped: what it stored on its unsynchronised clock moves to the right
-/// times then (`store/restamp.rs`), and the relay only ever sees the moved ones.
-async fn take_relay_time(client: &Client, relay_time_us: i64, heard: Instant, rtt: Duration) {
+/// Nothing stamped leaves before the station's clock is trusted: what it stored on an
+/// unsynchronised clock moves to the right times when a trusted time arrives
+/// (`store/restamp.rs`), and the relay must only ever see the moved ones. A station with no
+/// GPS time and no NTP takes the relay's, told in its Welcome; one whose relay does not tell
+/// it, or whose clock does not take it in time, ends the session and tries again later.
+async fn settle_clock(
+    client: &Client,
+    relay_time_us: i64,
+    heard: Instant,
+    rtt: Duration,
+) -> anyhow::Result<()> {
     let mut time = client.time.clone();
-    if relay_time_us <= 0 || time.borrow().trusted() {
-        return;
+    if !time.borrow().trusted() {
+        if relay_time_us <= 0 {
+            bail!(
+                "this station's clock is not trusted (no vehicle GPS time, no NTP) and the \
+                 relay does not say its time: nothing stamped is sent until one of them does"
+            );
+        }
+        client
+            .relay_time
+            .tell(relay_time_us + rtt.as_micros() as i64 / 2, heard);
+        // The ingest loop takes it in within a tick.
+        let trusted = tokio::time::timeout(CLOCK_WAIT, async move {
+            time.wait_for(|t| t.trusted()).await.map(|_| ())
+        })
+        .await;
+        if !matches!(trusted, Ok(Ok(()))) {
+            bail!("the station's clock did not take the relay's time within {CLOCK_WAIT:?}");
+        }
     }
-    client
-        .relay_time
-        .tell(relay_time_us + rtt.as_micros() as i64 / 2, heard);
-    // The ingest loop takes it in within a tick; the writer moves history before the loop
-    // publishes the new base, and a flush queued after that runs after the move.
-    let trusted = tokio::time::timeout(CLOCK_WAIT, async move {
-        time.wait_for(|t| t.trusted()).await.map(|_| ())
-    })
-    .await;
-    if !matches!(trusted, Ok(Ok(()))) {
-        tracing::warn!("the relay's time was not taken; syncing times as stamped");
-        return;
-    }
+    // The writer moves history before the ingest loop publishes a trusted base, and this
+    // flush is queued after it: once it returns, the outbox holds the moved times.
     let store = client.store.clone();
-    if let Err(e) = blocking(move || store.flush()).await {
-        tracing::warn!("store flush before sync: {e:#}");
-    }
+    blocking(move || store.flush()).await
 }
 
 async fn blocking<T: Send + 'static>(
@@ -286,7 +296,7 @@ async fn session(
             .map_or(0, |(_, h)| h.believed_acked);
         resume(client, &r, believed).await?;
     }
-    take_relay_time(client, relay_time_us, heard, conn.rtt()).await;
+    settle_clock(client, relay_time_us, heard, conn.rtt()).await?;
     let telemetry_acked = core.acked(ProtocolStream::Telemetry);
     status.relay_acked.store(telemetry_acked, Relaxed);
     status
