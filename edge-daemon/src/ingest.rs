@@ -16,6 +16,7 @@ use crate::clock::{Clock, TimeBase};
 use crate::config::GcsSection;
 use crate::frame::Frame;
 use crate::gcs::{Gcs, SendCommand, To};
+use crate::link::flow::RADIO_SYSTEM_ID;
 use crate::link::{Inbound, Links};
 use crate::live::{LivePublisher, LiveState};
 use crate::router::Router;
@@ -23,6 +24,8 @@ use crate::signing::{Admission, Signing, Verdict};
 use crate::store::{IngestBatch, Reader, StoreError, StoreSender};
 use crate::vehicle::geofence::Geofences;
 use crate::vehicle::{Fleet, FleetSnapshot};
+
+const RADIO_STATUS: u32 = 109;
 
 /// Frames gathered before a batch goes to the writer even between ticks.
 const FLUSH_FRAMES: usize = 4_096;
@@ -100,6 +103,9 @@ impl Ingest {
                 let withheld: Vec<u8> = refused.iter().map(|(v, _)| *v).collect();
                 self.router
                     .route_withholding(inbound.link, &frame, &withheld);
+            }
+            if frame.message_id() == RADIO_STATUS && frame.system_id() == RADIO_SYSTEM_ID {
+                self.radio_report(inbound.link, &frame);
             }
             if let Some(sample) =
                 self.fleet
@@ -280,6 +286,16 @@ impl Ingest {
     pub fn with_low_battery_pct(mut self, pct: i8) -> Ingest {
         self.fleet.set_low_battery_pct(pct);
         self
+    }
+
+    /// The link's own radio said how full its buffer is: the link's writer paces to it.
+    fn radio_report(&self, link: crate::link::LinkId, frame: &Frame) {
+        let Some(crate::dialect::MavMessage::RADIO_STATUS(m)) = frame.decode() else {
+            return;
+        };
+        if let Some(link) = self.router.link(link) {
+            link.flow.report(m.txbuf, link.line_rate());
+        }
     }
 
     /// Takes in a new time base, if the clock has one. What is batched was stamped on the

@@ -52,6 +52,11 @@ impl Router {
         }
     }
 
+    /// A live link by id.
+    pub fn link(&self, id: LinkId) -> Option<&Arc<Link>> {
+        self.live.iter().find(|l| l.id == id)
+    }
+
     /// Links a system has been heard on.
     pub fn links_of(&self, system: u8) -> &[LinkId] {
         &self.heard[usize::from(system)]
@@ -70,7 +75,7 @@ impl Router {
         }
         for link in &self.live {
             if on.contains(&link.id) {
-                link.send(frame.clone());
+                link.send_own(frame.clone());
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod impair;
 pub mod lazyfs;
+pub mod radio;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -33,6 +33,11 @@ pub struct LinkView {
     truncated: u64,
     filtered: u64,
     reconnects: u64,
+    /// The link's own radio: what its last RADIO_STATUS said (free transmit buffer, %), how
+    /// many it sent, and the pace the station writes at because of them (`null`: not paced).
+    radio_txbuf: Option<u8>,
+    radio_reports: u64,
+    radio_pace_bytes_per_s: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,6 +74,9 @@ pub async fn list(State(s): State<AppState>) -> Json<LinkList> {
                 truncated: st.truncated.load(Relaxed),
                 filtered: st.filtered.load(Relaxed),
                 reconnects: st.reconnects.load(Relaxed),
+                radio_txbuf: l.flow.last_txbuf(),
+                radio_reports: l.flow.reports(),
+                radio_pace_bytes_per_s: l.flow.rate(),
             }
         })
         .collect();

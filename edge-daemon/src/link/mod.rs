@@ -7,6 +7,7 @@
 //! restart. Each transport lives in its own file; this one holds what they share.
 
 pub mod endpoint;
+pub mod flow;
 pub mod outbound;
 mod serial;
 mod stream;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use endpoint::Endpoint;
+pub use flow::RadioFlow;
 pub use outbound::{OutQueue, Pushed};
 
 use crate::frame::{Frame, FrameScanner};
@@ -106,10 +108,21 @@ pub struct Link {
     pub config: LinkConfig,
     pub stats: LinkStats,
     pub out: OutQueue,
+    /// The pace its radio asks for, when it reports (`flow.rs`).
+    pub flow: RadioFlow,
     pub started: Instant,
 }
 
 impl Link {
+    /// Bytes a second the line itself carries: a serial port's baud over 10 (8N1); 0 if
+    /// the link does not say.
+    pub fn line_rate(&self) -> u32 {
+        match &self.config.endpoint {
+            Endpoint::Serial { baud, .. } => baud / 10,
+            _ => 0,
+        }
+    }
+
     /// Queues a frame for this link, applying its outbound filter, and counts the outcome.
     pub fn send(&self, frame: Frame) {
         if !self.config.filter_out.permits(frame.message_id()) {
@@ -123,6 +136,14 @@ impl Link {
             Pushed::Dropped => {
                 self.stats.tx_dropped.fetch_add(1, Relaxed);
             }
+        }
+    }
+
+    /// Queues one of the station's own frames (its commands, requests, heartbeat): they go
+    /// out before anything routed through it.
+    pub fn send_own(&self, frame: Frame) {
+        if !self.out.push_own(frame) {
+            self.stats.tx_dropped.fetch_add(1, Relaxed);
         }
     }
 
@@ -152,6 +173,7 @@ impl Links {
             config,
             stats: LinkStats::default(),
             out: OutQueue::default(),
+            flow: RadioFlow::default(),
             started: Instant::now(),
         });
         self.write().push(link.clone());

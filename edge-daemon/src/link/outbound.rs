@@ -8,6 +8,12 @@
 //! Commands, acks, missions, parameters and text ([`dialect::is_coalescable`] is false) are
 //! never coalesced; they are only dropped, and counted, past a hard cap that keeps a dead-slow
 //! link from exhausting memory.
+//!
+//! The station's own frames (its commands, requests and heartbeat) go out before anything
+//! routed through it. A link paced to its radio (`flow.rs`) takes a little at a time
+//! ([`OutQueue::next_paced`]): own frames first, then those must-deliver frames, so a pilot's
+//! command is not queued behind what a GCS routed through the station sends, and whatever
+//! waits is behind as soon as it has waited, so chatter coalesces instead of piling up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -40,12 +46,18 @@ pub enum Pushed {
 #[derive(Default)]
 struct State {
     open: bool,
+    /// The station's own frames: few (a pilot's commands, its requests, a heartbeat a
+    /// second), and first out.
+    own: VecDeque<Frame>,
     queue: VecDeque<Frame>,
     /// Latest telemetry frame per stream while the link is behind.
     latest: HashMap<(u8, u8, u32), Frame>,
     /// When the oldest frame waiting was pushed (the writer takes everything at once, so this
-    /// is the first push since the queue was last empty).
+    /// is the first push since the queue was last empty; a paced writer keeps it while
+    /// anything is left).
     oldest: Option<Instant>,
+    /// The writer is pacing to a radio: any wait is a backlog.
+    paced: bool,
 }
 
 #[derive(Default)]
@@ -69,10 +81,25 @@ impl OutQueue {
         let mut s = self.lock();
         s.open = open;
         if !open {
+            s.own.clear();
             s.queue.clear();
             s.latest.clear();
             s.oldest = None;
         }
+    }
+
+    /// Queues one of the station's own frames ahead of everything routed; false if the link
+    /// is down or the hard limit is reached.
+    pub fn push_own(&self, frame: Frame) -> bool {
+        {
+            let mut s = self.lock();
+            if !s.open || s.own.len() + s.queue.len() + s.latest.len() >= QUEUE_HARD_LIMIT {
+                return false;
+            }
+            s.own.push_back(frame);
+        }
+        self.ready.notify_one();
+        true
     }
 
     pub fn push(&self, frame: Frame) -> Pushed {
@@ -86,8 +113,8 @@ impl OutQueue {
             if !s.open {
                 return Pushed::Dropped;
             }
-            let len = s.queue.len() + s.latest.len();
-            let behind = len >= QUEUE_SOFT_LIMIT
+            let len = s.own.len() + s.queue.len() + s.latest.len();
+            let behind = (len >= QUEUE_SOFT_LIMIT || s.paced)
                 && s.oldest
                     .is_some_and(|t| now().saturating_duration_since(t) >= BEHIND_AFTER);
             if len == 0 {
@@ -125,7 +152,8 @@ impl OutQueue {
         loop {
             {
                 let mut s = self.lock();
-                if !s.queue.is_empty() || !s.latest.is_empty() {
+                if !s.own.is_empty() || !s.queue.is_empty() || !s.latest.is_empty() {
+                    out.extend(s.own.drain(..));
                     out.extend(s.queue.drain(..));
                     out.extend(s.latest.drain().map(|(_, f)| f));
                     s.oldest = None;
@@ -136,9 +164,72 @@ impl OutQueue {
         }
     }
 
+    /// [`next_batch`](Self::next_batch) for a paced writer: at most `max_bytes` (at least one
+    /// frame), must-deliver frames first in their order, then telemetry in its order, then the
+    /// coalesced latest; the rest stays queued. `None` for `max_bytes` takes everything and
+    /// ends pacing.
+    pub async fn next_paced(&self, out: &mut Vec<Frame>, max_bytes: Option<usize>) {
+        let Some(max) = max_bytes else {
+            self.lock().paced = false;
+            return self.next_batch(out).await;
+        };
+        loop {
+            {
+                let mut s = self.lock();
+                s.paced = true;
+                if !s.own.is_empty() || !s.queue.is_empty() || !s.latest.is_empty() {
+                    let mut used = 0;
+                    let mut fits = |f: &Frame| {
+                        let ok = used == 0 || used + f.len() <= max;
+                        if ok {
+                            used += f.len();
+                        }
+                        ok
+                    };
+                    while let Some(f) = s.own.pop_front() {
+                        if fits(&f) {
+                            out.push(f);
+                        } else {
+                            s.own.push_front(f);
+                            break;
+                        }
+                    }
+                    let mut rest = VecDeque::with_capacity(s.queue.len());
+                    for f in s.queue.drain(..) {
+                        if !dialect::is_coalescable(f.message_id()) && fits(&f) {
+                            out.push(f);
+                        } else {
+                            rest.push_back(f);
+                        }
+                    }
+                    let mut kept = VecDeque::with_capacity(rest.len());
+                    for f in rest {
+                        if dialect::is_coalescable(f.message_id()) && fits(&f) {
+                            out.push(f);
+                        } else {
+                            kept.push_back(f);
+                        }
+                    }
+                    s.queue = kept;
+                    let keys: Vec<_> = s.latest.keys().copied().collect();
+                    for key in keys {
+                        if s.latest.get(&key).is_some_and(&mut fits) {
+                            out.extend(s.latest.remove(&key));
+                        }
+                    }
+                    if s.own.is_empty() && s.queue.is_empty() && s.latest.is_empty() {
+                        s.oldest = None;
+                    }
+                    return;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
     pub fn len(&self) -> usize {
         let s = self.lock();
-        s.queue.len() + s.latest.len()
+        s.own.len() + s.queue.len() + s.latest.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -230,5 +321,37 @@ mod tests {
         }
         assert_eq!(q.push_at(command(0), || t0), Pushed::Dropped);
         assert_eq!(q.push_at(position(1, 0), || t0), Pushed::Dropped);
+    }
+
+    #[tokio::test]
+    async fn a_paced_take_puts_commands_first_and_stops_at_its_budget() {
+        let q = OutQueue::default();
+        q.set_open(true);
+        let t0 = Instant::now();
+        for i in 0..5 {
+            q.push_at(position(1, i), || t0);
+        }
+        q.push_at(command(9), || t0);
+        assert!(q.push_own(command(7)));
+        let mut out = Vec::new();
+        let (c, p) = (command(0).len(), position(1, 0).len());
+        q.next_paced(&mut out, Some(2 * c + p)).await;
+        let seqs: Vec<(u32, u8)> = out.iter().map(|f| (f.message_id(), f.sequence())).collect();
+        assert_eq!(
+            seqs,
+            [(76, 7), (76, 9), (33, 0)],
+            "the station's own command, then the routed one (queued after telemetry), then \
+             telemetry in its order, as far as the budget goes"
+        );
+        // Paced and waited: a repeat of the same stream replaces the copy that waits.
+        let later = t0 + BEHIND_AFTER;
+        assert_eq!(q.push_at(position(1, 5), || later), Pushed::Queued);
+        assert_eq!(q.push_at(position(1, 6), || later), Pushed::Coalesced);
+        out.clear();
+        q.next_paced(&mut out, Some(1)).await;
+        assert_eq!(out.len(), 1, "at least one frame, whatever the budget");
+        out.clear();
+        q.next_paced(&mut out, None).await;
+        assert!(q.is_empty(), "unpaced: everything");
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::flow::Pacer;
 use super::{count_tx, deliver, take_frames, Inbound, Link};
 use crate::frame::FrameScanner;
 
@@ -43,12 +44,23 @@ where
     let write = async {
         let mut batch = Vec::new();
         let mut bytes = Vec::new();
+        let mut pacer = Pacer::default();
         loop {
-            link.out.next_batch(&mut batch).await;
+            // Paced to its radio: a tenth of a second's worth at a time, each write waiting
+            // for its turn, so what comes next (a command) is chosen as late as possible.
+            let rate = link.flow.rate();
+            let max_bytes = rate.map(|r| (r / 10) as usize);
+            link.out.next_paced(&mut batch, max_bytes).await;
             bytes.clear();
             for frame in batch.drain(..) {
                 bytes.extend_from_slice(frame.as_bytes());
                 count_tx(link, 1, frame.len());
+            }
+            if let Some(rate) = rate {
+                let wait = pacer.delay(bytes.len(), rate, Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
             writer.write_all(&bytes).await.context("writing")?;
             writer.flush().await.context("flushing")?;
