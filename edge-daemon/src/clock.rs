@@ -89,7 +89,8 @@ impl TimeBase {
         self.source
     }
 
-    /// Whether times on this base are known to be right (GPS or a synchronised system clock).
+    /// Whether times on this base are known to be right: GPS, a synchronised system clock,
+    /// or the relay's.
     pub fn trusted(&self) -> bool {
         self.source != TimeSource::SystemUnsynced
     }

@@ -153,8 +153,9 @@ async fn settle_clock(
             bail!("the station's clock did not take the relay's time within {CLOCK_WAIT:?}");
         }
     }
-    // The writer moves history before the ingest loop publishes a trusted base, and this
-    // flush is queued after it: once it returns, the outbox holds the moved times.
+    // The ingest loop queues a new base to the writer before it publishes it, and this flush
+    // is queued after that: once it returns, the writer has moved history and the outbox
+    // holds the moved times.
     let store = client.store.clone();
     blocking(move || store.flush()).await
 }

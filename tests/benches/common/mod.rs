@@ -329,6 +329,15 @@ pub fn drain() -> Drain {
         let postgres_before = postgres_cpu_seconds();
         let start = Instant::now();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
+        // No ingest loop here, and the rows carry their own times: the sync client only needs
+        // a clock it trusts (on a machine whose kernel says unsynchronised, the relay's time).
+        let mut clock = edge_daemon::clock::Clock::new(store.time_base());
+        clock.relay_time().tell(
+            edge_daemon::clock::system_now_us(),
+            std::time::Instant::now(),
+        );
+        clock.adjust(std::time::Instant::now());
+        let (_time_tx, time) = tokio::sync::watch::channel(clock.base());
         let sync = tokio::spawn(edge_daemon::sync::run(
             edge_daemon::sync::Client {
                 bundle,
@@ -339,9 +348,8 @@ pub fn drain() -> Drain {
                 snapshots: snapshots_rx,
                 bandwidth_limit_bytes_per_s: 0,
                 live_interval: Duration::ZERO,
-                // No ingest loop here: the rows are made with their times.
-                time: tokio::sync::watch::channel(store.time_base()).1,
-                relay_time: Default::default(),
+                time,
+                relay_time: clock.relay_time(),
             },
             stop_rx,
         ));
