@@ -87,6 +87,63 @@ fn without_a_token_only_health_answers() {
     );
 }
 
+/// Every operation the station's own OpenAPI document lists, with `{…}` path parameters
+/// filled in: (method, path).
+fn documented_operations(daemon: &EdgeDaemon) -> Vec<(String, String)> {
+    let doc = daemon.get("/api/v1/openapi.json");
+    let paths = doc["paths"].as_object().expect("the document's paths");
+    let mut ops = Vec::new();
+    for (template, item) in paths {
+        let path: String = template
+            .split('/')
+            .map(|part| if part.starts_with('{') { "1" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if item.get(method).is_some() {
+                ops.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+#[test]
+fn every_documented_operation_needs_a_token_and_a_viewer_changes_nothing_anywhere() {
+    let (daemon, _fleet) = station();
+    let viewer = daemon.new_token("crew phone", "viewer");
+    let ops = documented_operations(&daemon);
+    assert!(ops.len() > 30, "the document lists the API: {ops:?}");
+    let mut edits = 0;
+    let call = |token: &str, method: &str, path: &str| match method {
+        "GET" => daemon.get_as(token, path),
+        _ => daemon.send_as(token, method, path, &json!({})),
+    };
+    for (method, path) in &ops {
+        let (code, body) = call("", method, path);
+        if path == "/api/v1/health" || path == "/metrics" {
+            assert_ne!(code, 401, "{method} {path} is open: {body}");
+            continue;
+        }
+        assert_eq!(code, 401, "{method} {path} without a token: {body}");
+        if method != "GET" {
+            edits += 1;
+            let (code, body) = call(&viewer, method, path);
+            assert_eq!(code, 403, "a viewer's {method} {path}: {body}");
+        }
+    }
+    assert!(edits > 10, "the document lists the edits: {ops:?}");
+    // Nothing a viewer sent changed anything it could read back.
+    let fields = daemon.get("/api/v1/fields");
+    assert_eq!(
+        fields["fields"].as_array().map(Vec::len),
+        Some(0),
+        "{fields}"
+    );
+    let (code, command) = daemon.get_as(&daemon.token, "/api/v1/commands/1");
+    assert_eq!(code, 404, "no command was stored: {command}");
+}
+
 #[test]
 fn a_viewer_reads_everything_and_changes_nothing_a_pilot_edits() {
     let (daemon, _fleet) = station();
