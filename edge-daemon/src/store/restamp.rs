@@ -2,9 +2,9 @@
 //!
 //! A station that starts on an unsynchronised clock stamps what it stores on that clock
 //! (never earlier than the newest time already stored: see `clock::TimeBase::start`). When
-//! the first trusted time arrives (a vehicle's GPS, or NTP), the monotonic clock has run on
-//! unbroken, so every one of those times is off by the same, known amount: shifting them
-//! puts them where they belong. Because this run started after everything stored before it,
+//! the first trusted time arrives (a vehicle's GPS, NTP or the relay's), the monotonic clock
+//! has run on unbroken, so every one of those times is off by the same, known amount:
+//! shifting them puts them where they belong. Because this run started after everything stored before it,
 //! "this run's times" is simply "every time at or after the run's first".
 
 use prost::Message as _;
@@ -32,10 +32,13 @@ const STAMPED: &[(&str, &str)] = &[
 /// starts, so that its times sort after everything already kept.
 pub(super) fn newest_us(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     let mut newest = None;
+    // Record edits too: an earlier run's own edit made after its last sample must not look
+    // like this run's and be moved.
     for (table, column) in STAMPED.iter().chain(&[
         ("telemetry", "t_us"),
         ("frames", "t_last_us"),
         ("events", "t_us"),
+        ("records", "wall_us"),
     ]) {
         let t: Option<i64> =
             conn.query_row(&format!("SELECT max({column}) FROM {table}"), [], |r| {
