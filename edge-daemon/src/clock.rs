@@ -148,8 +148,9 @@ impl RelayTime {
 }
 
 /// The ingest loop's clock: the current [`TimeBase`], kept right by the kernel's state,
-/// vehicles' GPS time and, failing both, the relay's. A new base takes effect only at [`Clock::adjust`], which the loop calls
-/// between batches, so every frame of a batch is stamped on one base.
+/// vehicles' GPS time and, failing both, the relay's. A new base takes effect only at
+/// [`Clock::adjust`], which the loop calls between batches, so every frame of a batch is
+/// stamped on one base.
 #[derive(Debug, Clone)]
 pub struct Clock {
     base: TimeBase,

@@ -297,7 +297,8 @@ fn a_station_without_a_clock_gets_its_history_right_through_gps_ntp_and_an_offli
     for r in &rebooted[stored..] {
         assert!(
             r[T_US] > newest_us && r[SOURCE] == UNSYNCED,
-            "sample {} of the new run at {} µs (source {}) is not after the newest stored, {newest_us}",
+            "sample {} of the new run at {} µs (source {}) is not after the newest stored, \
+             {newest_us}",
             r[SEQ],
             r[T_US],
             r[SOURCE]

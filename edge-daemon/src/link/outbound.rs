@@ -166,8 +166,8 @@ impl OutQueue {
 
     /// [`next_batch`](Self::next_batch) for a paced writer: at most `max_bytes` (at least one
     /// frame): the station's own frames, then routed must-deliver frames, then telemetry, each
-    /// in its order, then the coalesced latest; the rest stays queued. `None` for `max_bytes` takes everything and
-    /// ends pacing.
+    /// in its order, then the coalesced latest; the rest stays queued. `None` for `max_bytes`
+    /// takes everything and ends pacing.
     pub async fn next_paced(&self, out: &mut Vec<Frame>, max_bytes: Option<usize>) {
         let Some(max) = max_bytes else {
             self.lock().paced = false;

@@ -4,8 +4,8 @@
 //! (never earlier than the newest time already stored: see `clock::TimeBase::start`). When
 //! the first trusted time arrives (a vehicle's GPS, NTP or the relay's), the monotonic clock
 //! has run on unbroken, so every one of those times is off by the same, known amount:
-//! shifting them puts them where they belong. Because this run started after everything stored before it,
-//! "this run's times" is simply "every time at or after the run's first".
+//! shifting them puts them where they belong. Because this run started after everything
+//! stored before it, "this run's times" is simply "every time at or after the run's first".
 
 use prost::Message as _;
 use rusqlite::{params, Connection};
