@@ -60,12 +60,13 @@ impl Ingest {
         store: StoreSender,
         snapshots: watch::Sender<Arc<FleetSnapshot>>,
     ) -> Ingest {
+        let clock = Clock::default();
         Ingest {
             router: Router::new(links, gcs.system_id),
             fleet: Fleet::new(link_lost_after, names),
             gcs: Gcs::new(gcs, link_lost_after),
-            clock: Clock::default(),
-            time: watch::channel(TimeBase::start(None)).0,
+            time: watch::channel(clock.base()).0,
+            clock,
             batch: IngestBatch::default(),
             store,
             snapshots,
@@ -80,7 +81,6 @@ impl Ingest {
     pub fn with_time(mut self, base: TimeBase) -> Ingest {
         self.clock = Clock::new(base);
         self.time.send_replace(base);
-        self.gcs.time = base;
         self
     }
 
@@ -149,7 +149,7 @@ impl Ingest {
         self.alive.fetch_add(1, Relaxed);
         self.adjust_clock(now)?;
         self.fleet.check_links(now, &self.clock);
-        self.gcs.tick(now, &self.fleet);
+        self.gcs.tick(now, self.clock.wall_us(now), &self.fleet);
         self.send_own_frames();
         for (sysid, name) in self.store.status().take_renames() {
             self.fleet.rename(sysid, name);
@@ -205,8 +205,10 @@ impl Ingest {
             self.fleet.set_signing(c.vehicle, key.is_some());
             self.signing.install(c.vehicle, key);
         }
+        let now = Instant::now();
+        let now_us = self.clock.wall_us(now);
         self.gcs
-            .command(c.id, c.vehicle, c.action, Instant::now(), &self.fleet);
+            .command(c.id, c.vehicle, c.action, now, now_us, &self.fleet);
         self.send_own_frames();
         Ok(())
     }
@@ -305,7 +307,6 @@ impl Ingest {
             self.flush()?;
             self.store.send_time(adjustment)?;
             self.time.send_replace(adjustment.base);
-            self.gcs.time = adjustment.base;
         }
         Ok(())
     }

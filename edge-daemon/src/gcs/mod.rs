@@ -193,8 +193,6 @@ pub struct Gcs {
     signing_jobs: BTreeMap<u8, SigningJob>,
     signing_updates: Vec<CommandUpdate>,
     outbox: Vec<(To, Frame)>,
-    /// The station's clock, for signing timestamps (the ingest loop keeps it current).
-    pub time: crate::clock::TimeBase,
 }
 
 impl Gcs {
@@ -219,7 +217,6 @@ impl Gcs {
             signing_jobs: BTreeMap::new(),
             signing_updates: Vec::new(),
             outbox: Vec::new(),
-            time: crate::clock::TimeBase::start(None),
         }
     }
 
@@ -291,8 +288,10 @@ impl Gcs {
         }
     }
 
-    /// Sends the heartbeat when due and whatever each vehicle still has to be asked.
-    pub fn tick(&mut self, now: Instant, fleet: &Fleet) {
+    /// Sends the heartbeat when due and whatever each vehicle still has to be asked. `now_us`
+    /// is `now` on the station's clock (signing timestamps; a Pi's system clock may be years
+    /// behind a vehicle's signing time).
+    pub fn tick(&mut self, now: Instant, now_us: i64, fleet: &Fleet) {
         self.vehicles.retain(|id, _| fleet.get(*id).is_some());
         if self.heartbeat && !self.vehicles.is_empty() {
             let due = self.next_heartbeat.is_none_or(|t| now >= t);
@@ -301,7 +300,7 @@ impl Gcs {
                 self.send_heartbeat();
             }
         }
-        self.send_commands(now, fleet);
+        self.send_commands(now, now_us, fleet);
         if !self.request_data {
             return;
         }
@@ -321,9 +320,17 @@ impl Gcs {
         }
     }
 
-    /// Carries out command or transfer `id` (stored already) with `vehicle`, starting now;
-    /// its outcomes follow as [`CommandUpdate`]s.
-    pub fn command(&mut self, id: i64, vehicle: u8, action: Action, now: Instant, fleet: &Fleet) {
+    /// Carries out command or transfer `id` (stored already) with `vehicle`, starting `now`
+    /// (`now_us` on the station's clock); its outcomes follow as [`CommandUpdate`]s.
+    pub fn command(
+        &mut self,
+        id: i64,
+        vehicle: u8,
+        action: Action,
+        now: Instant,
+        now_us: i64,
+        fleet: &Fleet,
+    ) {
         tracing::info!(vehicle, command = id, what = %action.describe(), "sending a command");
         match action {
             Action::Command(command) => self.commands.start(id, vehicle, command),
@@ -369,10 +376,10 @@ impl Gcs {
                 self.params.start(id, vehicle, op);
             }
         }
-        self.send_commands(now, fleet);
+        self.send_commands(now, now_us, fleet);
     }
 
-    fn send_commands(&mut self, now: Instant, fleet: &Fleet) {
+    fn send_commands(&mut self, now: Instant, now_us: i64, fleet: &Fleet) {
         let address = |system: u8| fleet.get(system).map(|v| (system, v.compid));
         for (system, message) in self.transfers.due(now, address) {
             let version = self.version_of(system);
@@ -384,7 +391,7 @@ impl Gcs {
                 == crate::vehicle::modes::Firmware::Px4;
             Some(((system, v.compid), px4))
         };
-        self.send_signing(now, fleet);
+        self.send_signing(now, now_us, fleet);
         self.params.due(now, |system| fleet.get(system).is_some());
         for (system, mut message) in self.params.take_out() {
             let Some(v) = fleet.get(system) else {
@@ -475,7 +482,7 @@ impl Gcs {
         }
     }
 
-    fn send_signing(&mut self, now: Instant, fleet: &Fleet) {
+    fn send_signing(&mut self, now: Instant, now_us: i64, fleet: &Fleet) {
         let mut out = Vec::new();
         self.signing_jobs.retain(|&vehicle, job| {
             if now < job.next {
@@ -498,7 +505,7 @@ impl Gcs {
                 MavMessage::SETUP_SIGNING(apm::SETUP_SIGNING_DATA {
                     // ArduPilot turns signing off only for a zero key with a zero timestamp.
                     initial_timestamp: if job.key.is_some() {
-                        crate::signing::timestamp(self.time.now_us())
+                        crate::signing::timestamp(now_us)
                     } else {
                         0
                     },

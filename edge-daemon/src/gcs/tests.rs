@@ -35,7 +35,8 @@ impl Station {
 
     /// Ticks at `secs` and returns what the station sent, decoded.
     fn tick(&mut self, secs: f64) -> Vec<(To, MavMessage)> {
-        self.gcs.tick(self.at(secs), &self.fleet);
+        let at = self.at(secs);
+        self.gcs.tick(at, self.clock.wall_us(at), &self.fleet);
         self.gcs
             .take_outbox()
             .into_iter()

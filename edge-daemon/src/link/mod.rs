@@ -142,6 +142,9 @@ impl Link {
     /// Queues one of the station's own frames (its commands, requests, heartbeat): they go
     /// out before anything routed through it.
     pub fn send_own(&self, frame: Frame) {
+        if !self.config.filter_out.permits(frame.message_id()) {
+            return;
+        }
         if !self.out.push_own(frame) {
             self.stats.tx_dropped.fetch_add(1, Relaxed);
         }
@@ -323,4 +326,27 @@ pub struct LinkClosed;
 fn count_tx(link: &Link, frames: u64, bytes: usize) {
     link.stats.tx_frames.fetch_add(frames, Relaxed);
     link.stats.tx_bytes.fetch_add(bytes as u64, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::MavMessage;
+    use crate::frame::Version;
+
+    #[test]
+    fn the_outbound_filter_holds_for_the_stations_own_frames_too() {
+        let links = Links::default();
+        let mut config = LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().unwrap());
+        config.filter_out.deny = vec![0];
+        let link = links.add("radio".into(), config);
+        link.set_connected(true);
+        let heartbeat = MavMessage::HEARTBEAT(Default::default());
+        link.send_own(Frame::encode(Version::V2, 190, 1, 0, &heartbeat));
+        link.send(Frame::encode(Version::V2, 255, 190, 0, &heartbeat));
+        assert!(link.out.is_empty(), "a denied message id leaves by neither path");
+        let request = MavMessage::REQUEST_DATA_STREAM(Default::default());
+        link.send_own(Frame::encode(Version::V2, 190, 1, 1, &request));
+        assert_eq!(link.out.len(), 1);
+    }
 }

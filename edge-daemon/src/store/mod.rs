@@ -629,8 +629,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         let tx = store.sender();
-        tx.send_batch(samples(1, 3, Y2000 - 10_000_000)).unwrap(); // an earlier run
-                                                                   // This run, on a system clock in 2000.
+        // An earlier run, then this one on a system clock in 2000.
+        tx.send_batch(samples(1, 3, Y2000 - 10_000_000)).unwrap();
         tx.send_time(Adjustment {
             base: TimeBase::fixed(Y2000 + 60_000_000, TimeSource::SystemUnsynced),
             restamp: None,
