@@ -344,7 +344,10 @@ mod tests {
         let heartbeat = MavMessage::HEARTBEAT(Default::default());
         link.send_own(Frame::encode(Version::V2, 190, 1, 0, &heartbeat));
         link.send(Frame::encode(Version::V2, 255, 190, 0, &heartbeat));
-        assert!(link.out.is_empty(), "a denied message id leaves by neither path");
+        assert!(
+            link.out.is_empty(),
+            "a denied message id leaves by neither path"
+        );
         let request = MavMessage::REQUEST_DATA_STREAM(Default::default());
         link.send_own(Frame::encode(Version::V2, 190, 1, 1, &request));
         assert_eq!(link.out.len(), 1);

@@ -228,6 +228,50 @@ fn side(thread: &str) -> &'static str {
     }
 }
 
+/// Feeds `frames` through a new ingest loop committing to `store`, as the UDP link hands them
+/// over (one datagram each, 64 a read), and returns once the store holds them; also the loop's
+/// fleet snapshots, for a sync client.
+pub fn ingest_all<F: std::borrow::Borrow<edge_daemon::frame::Frame>>(
+    store: &Store,
+    frames: &[F],
+) -> tokio::sync::watch::Receiver<Arc<FleetSnapshot>> {
+    let links = Links::default();
+    let radio = links.add(
+        "udpin:bench".into(),
+        LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().expect("endpoint")),
+    );
+    let (snapshots, snapshots_rx) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
+    let mut ingest = Ingest::new(
+        links,
+        Duration::from_secs(5),
+        HashMap::new(),
+        &Default::default(),
+        store.sender(),
+        snapshots,
+    );
+    let mut scanner = FrameScanner::new();
+    for chunk in frames.chunks(64) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            scanner.push(f.borrow().as_bytes());
+            while let Some(frame) = scanner.next_frame() {
+                batch.push(frame);
+            }
+            scanner.end_datagram();
+        }
+        ingest
+            .process(Inbound {
+                link: radio.id,
+                received: Instant::now(),
+                frames: batch,
+            })
+            .expect("ingest");
+    }
+    ingest.flush().expect("flush");
+    store.flush().expect("durable");
+    snapshots_rx
+}
+
 /// Drains a 1,000,050-row edge outbox into a relay over loopback QUIC. The relay runs on a
 /// runtime of its own (as it would in its own process), so its CPU can be told from the
 /// edge's.
@@ -250,40 +294,7 @@ pub fn drain() -> Drain {
     );
 
     let store = Store::open(&edge_dir, StoreConfig::default()).expect("edge store");
-    let links = Links::default();
-    let radio = links.add(
-        "udpin:bench".into(),
-        LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().expect("endpoint")),
-    );
-    let (snapshots, snapshots_rx) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
-    let mut ingest = Ingest::new(
-        links,
-        Duration::from_secs(5),
-        HashMap::new(),
-        &Default::default(),
-        store.sender(),
-        snapshots,
-    );
-    let mut scanner = FrameScanner::new();
-    for chunk in frames.chunks(64) {
-        let mut batch = Vec::with_capacity(chunk.len());
-        for f in chunk {
-            scanner.push(f.as_bytes());
-            while let Some(frame) = scanner.next_frame() {
-                batch.push(frame);
-            }
-            scanner.end_datagram();
-        }
-        ingest
-            .process(Inbound {
-                link: radio.id,
-                received: Instant::now(),
-                frames: batch,
-            })
-            .expect("ingest");
-    }
-    ingest.flush().expect("flush");
-    store.flush().expect("durable");
+    let snapshots_rx = ingest_all(&store, &frames);
     drop(frames);
     let rows = store.status_view().committed_seq as u64;
     eprintln!("edge store holds {rows} samples");

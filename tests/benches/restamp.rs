@@ -7,20 +7,17 @@
 //! mix: positions, attitude, GPS, system time, ...) through the ingest loop for
 //! `RESTAMP_MINUTES` (default 10) of flight, each second of flight fed as fast as it goes.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edge_daemon::clock::{Adjustment, Restamp, TimeSource};
-use edge_daemon::frame::{Frame, FrameScanner};
-use edge_daemon::ingest::Ingest;
-use edge_daemon::link::{Endpoint, Inbound, LinkConfig, Links};
+use edge_daemon::frame::Frame;
 use edge_daemon::sim::fleet_frames;
 use edge_daemon::store::{Store, StoreConfig};
 use edge_daemon::survey::LatLon;
-use edge_daemon::vehicle::FleetSnapshot;
 
-const VEHICLES: usize = 50;
+#[allow(dead_code)]
+mod common;
+
 /// `fleet_frames` flies this many seconds.
 const MIX_SECONDS: f64 = 120.0;
 
@@ -33,46 +30,13 @@ fn main() {
         lat: 38.2919,
         lon: -122.4580,
     };
-    let mix = fleet_frames(origin, VEHICLES, MIX_SECONDS);
+    let mix = fleet_frames(origin, common::VEHICLES, MIX_SECONDS);
     let total = (mix.len() as f64 * minutes * 60.0 / MIX_SECONDS) as usize;
     let frames: Vec<&Frame> = mix.iter().cycle().take(total).collect();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path(), StoreConfig::default()).expect("store");
-    let links = Links::default();
-    let radio = links.add(
-        "udpin:bench".into(),
-        LinkConfig::from("udpin:127.0.0.1:1".parse::<Endpoint>().expect("endpoint")),
-    );
-    let (snapshots, _keep) = tokio::sync::watch::channel(Arc::new(FleetSnapshot::default()));
-    let mut ingest = Ingest::new(
-        links,
-        Duration::from_secs(5),
-        HashMap::new(),
-        &Default::default(),
-        store.sender(),
-        snapshots,
-    );
-    let mut scanner = FrameScanner::new();
-    for chunk in frames.chunks(64) {
-        let mut inbound = Vec::with_capacity(chunk.len());
-        for f in chunk {
-            scanner.push(f.as_bytes());
-            while let Some(frame) = scanner.next_frame() {
-                inbound.push(frame);
-            }
-            scanner.end_datagram();
-        }
-        ingest
-            .process(Inbound {
-                link: radio.id,
-                received: Instant::now(),
-                frames: inbound,
-            })
-            .expect("ingest");
-    }
-    ingest.flush().expect("flush");
-    store.flush().expect("durable");
+    common::ingest_all(&store, &frames);
     let status = store.status_view();
     let db_mb = std::fs::metadata(store.path()).map_or(0, |m| m.len()) as f64 / 1e6;
 
@@ -92,8 +56,10 @@ fn main() {
     store.flush().expect("durable");
     let busy = start.elapsed();
     println!(
-        "{minutes} min of {VEHICLES} copters: {} frames, {} samples, database {db_mb:.1} MB",
-        status.committed_frames, status.committed_samples
+        "{minutes} min of {} copters: {} frames, {} samples, database {db_mb:.1} MB",
+        common::VEHICLES,
+        status.committed_frames,
+        status.committed_samples
     );
     println!(
         "FIGURE restamp {:.2} s writer busy ({:.1} µs a sample)",
