@@ -5,11 +5,11 @@
 //! left in the radio's transmit buffer, in percent. Bytes written to the radio faster than it
 //! gets them into the air fill that buffer and are then dropped by the radio, commands among
 //! them, and every byte sent up is air time the half-duplex radio does not give telemetry
-//! coming down. So the station paces its writes to such a link the way ArduPilot paces its
-//! streams by the same report: it starts at half the line's rate (a half-duplex radio's fair
-//! share for one direction), halves it below 20 % free, cuts a quarter below 50 %, and adds a
-//! twentieth of the line's rate back while the buffer stays above 95 % free. A link whose
-//! radio never reports is not paced.
+//! coming down. So the station paces its writes to such a link (serial or TCP: the stream
+//! writer), by the report's thresholds ArduPilot slows its own streams at: it starts at half
+//! the line's rate (a half-duplex radio's fair share for one direction), halves it below 20 %
+//! free, cuts a quarter below 50 %, and adds a twentieth of the line's rate back while the
+//! buffer stays above 95 % free. A link whose radio never reports is not paced.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
