@@ -348,8 +348,8 @@ mod tests {
             link.out.is_empty(),
             "a denied message id leaves by neither path"
         );
-        let request = MavMessage::REQUEST_DATA_STREAM(Default::default());
-        link.send_own(Frame::encode(Version::V2, 190, 1, 1, &request));
+        let command = MavMessage::COMMAND_LONG(Default::default());
+        link.send_own(Frame::encode(Version::V2, 190, 1, 1, &command));
         assert_eq!(link.out.len(), 1);
     }
 }
