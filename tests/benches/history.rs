@@ -324,9 +324,11 @@ impl Bench {
                     self.vehicle,
                     from_us,
                     from_us + hour_ms * 1_000,
+                    None,
                     36_000,
                 )
-                .expect("history");
+                .expect("history")
+                .rows;
             store_ms.push(start.elapsed().as_secs_f64() * 1e3);
             assert!(rows.len() >= 35_900, "{} samples", rows.len());
         }

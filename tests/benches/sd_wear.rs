@@ -76,7 +76,7 @@ fn measure(relay: &CloudRelay, n: usize, vehicles: u8, window_ms: u64, secs: u64
         "every vehicle heard and sync connected",
         Duration::from_secs(60),
         || {
-            let heard = station.try_get("/api/v1/vehicles")?["vehicles"]
+            let heard = station.try_get("/api/v1/vehicles?limit=1000")?["vehicles"]
                 .as_array()?
                 .len();
             let connected = station.try_get("/api/v1/sync")?["connected"] == true;

@@ -635,7 +635,7 @@ fn wait_ready(station: &EdgeDaemon, vehicles: usize) {
         "every vehicle heard, and acknowledgements moving",
         Duration::from_secs(60),
         || {
-            let heard = station.try_get("/api/v1/vehicles")?["vehicles"]
+            let heard = station.try_get("/api/v1/vehicles?limit=1000")?["vehicles"]
                 .as_array()?
                 .len();
             (heard == vehicles && acked(station)? > first).then_some(())

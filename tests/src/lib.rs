@@ -357,13 +357,50 @@ pub fn station_with_fleet(vehicles: u8, rate: u32) -> (EdgeDaemon, Proc) {
         &format!("{vehicles} simulated copters"),
         Duration::from_secs(30),
         || {
-            let heard = daemon.try_get("/api/v1/vehicles")?["vehicles"]
+            let heard = daemon.try_get("/api/v1/vehicles?limit=1000")?["vehicles"]
                 .as_array()?
                 .len();
             (heard == usize::from(vehicles)).then_some(())
         },
     );
     (daemon, fleet)
+}
+
+/// Every item of a paged list, walked a page of `limit` at a time by its `next` (passed as
+/// `cursor`, `after` or `before`), with how many pages it took. Each page is checked to hold
+/// at most `limit` items, and a walk that does not end is a failure, not a hang.
+pub fn walk_pages(
+    mut get: impl FnMut(&str) -> Value,
+    path: &str,
+    items: &str,
+    cursor: &str,
+    limit: usize,
+) -> (Vec<Value>, usize) {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut all = Vec::new();
+    let mut url = format!("{path}{sep}limit={limit}");
+    for pages in 1..=10_000 {
+        let page = get(&url);
+        let got = page[items]
+            .as_array()
+            .unwrap_or_else(|| panic!("{url}: no {items:?} list in {page}"));
+        assert!(
+            got.len() <= limit,
+            "{url}: {} items, limit {limit}",
+            got.len()
+        );
+        all.extend(got.iter().cloned());
+        match &page["next"] {
+            Value::Null => return (all, pages),
+            next => {
+                let next = next
+                    .as_str()
+                    .map_or_else(|| next.to_string(), str::to_string);
+                url = format!("{path}{sep}limit={limit}&{cursor}={next}");
+            }
+        }
+    }
+    panic!("{path}: more than 10,000 pages");
 }
 
 /// A Python peer from tests/peers, run with pymavlink in MAVLink 2 mode.
@@ -692,7 +729,7 @@ impl EdgeDaemon {
     }
 
     pub fn vehicle(&self, sysid: u64) -> Option<Value> {
-        let v = self.try_get("/api/v1/vehicles")?;
+        let v = self.try_get("/api/v1/vehicles?limit=1000")?;
         v["vehicles"]
             .as_array()?
             .iter()

@@ -99,6 +99,45 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
     assert_eq!(samples.len(), 150, "deduplicated history");
     let lats: Vec<f64> = samples.iter().map(|s| s["lat"].as_f64().unwrap()).collect();
     assert!(lats.windows(2).all(|w| w[0] < w[1]), "one track, northward");
+    // The same history walked 40 samples a page: every sample once, none lost at a seam.
+    let history = format!("/api/v1/orgs/vineyard-co/vehicles/{id}/telemetry");
+    let (paged, pages) = walk_pages(
+        |url| relay.hq_get(&viewer, url).1,
+        &history,
+        "samples",
+        "after",
+        40,
+    );
+    assert_eq!(&paged, samples, "paged history equals the one-page history");
+    assert!(pages >= 4, "{pages} pages");
+    let (status, body) = relay.hq_get(&viewer, &format!("{history}?after=yesterday"));
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (422, &json!("after")),
+        "{body}"
+    );
+    // Every list of HQ pages in key order.
+    let (edges, pages) = walk_pages(
+        |url| relay.hq_get(&viewer, url).1,
+        "/api/v1/orgs/vineyard-co/edges",
+        "edges",
+        "after",
+        1,
+    );
+    let names: Vec<&str> = edges.iter().filter_map(|e| e["edge"].as_str()).collect();
+    assert_eq!((names, pages), (vec!["pi-north", "pi-south"], 2));
+    let (status, body) = relay.hq_get(&viewer, "/api/v1/orgs/vineyard-co/vehicles?after=x");
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (422, &json!("after")),
+        "{body}"
+    );
+    let (status, body) = relay.hq_get(&viewer, "/api/v1/orgs/vineyard-co/fields?limit=1001");
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (422, &json!("limit")),
+        "{body}"
+    );
 
     let (_, edges) = relay.hq_get(&viewer, "/api/v1/orgs/vineyard-co/edges");
     let edges = edges["edges"].as_array().unwrap();

@@ -148,7 +148,7 @@ fn the_aarch64_station_serves_ingests_and_stores_under_emulation() {
     let pid = station.proc.pid();
     let _fleet = sim_fleet(fleet_port, 50, 10);
     wait_for("all 52 vehicles heard", T, || {
-        let n = station.get("/api/v1/vehicles")["vehicles"]
+        let n = station.get("/api/v1/vehicles?limit=1000")["vehicles"]
             .as_array()?
             .len();
         (n >= 52).then_some(())

@@ -1,5 +1,12 @@
-//! Pagination of lists: `limit` (how many) and `before` (an opaque position from the last
-//! page's `next`), newest first. A list answers `"next": null` on its last page.
+//! Pagination of lists. Every list answers a page and `next`, `null` on its last page.
+//!
+//! Two orders, two cursors:
+//! - logs (alerts, events, parameter changes) come newest first, and `before` takes the `next`
+//!   of the page before ([`PageParams`]);
+//! - collections named by a key (vehicles, fields, links, stations) come in key order, and
+//!   `after` takes the `next` of the page before ([`KeyPageParams`], [`by_key`]). A key
+//!   cursor stays right while items come and go: nothing is skipped or repeated but what was
+//!   added or removed meanwhile.
 
 use serde::Deserialize;
 
@@ -22,6 +29,68 @@ impl PageParams {
     pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
         limit(self.limit, default, max)
     }
+}
+
+/// The pagination parameters of a list in key order.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyPageParams {
+    /// How many items, in key order (default 100).
+    #[param(minimum = 1, maximum = 1_000)]
+    pub limit: Option<u32>,
+    /// Only items after this key (the `next` of the page before).
+    #[param(max_length = 200)]
+    pub after: Option<String>,
+}
+
+/// The largest page of a list in key order.
+pub const KEY_PAGE_MAX: u32 = 1_000;
+
+/// The longest key a list in key order has (record keys are at most 200 characters).
+pub const KEY_MAX_LEN: usize = 200;
+
+impl KeyPageParams {
+    /// The limit asked for (default 100), refused outside `1..=1000`.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        limit(self.limit, 100, KEY_PAGE_MAX)
+    }
+
+    /// `after` read as the list's key type; a value that is not one is refused by name.
+    pub fn after<K: std::str::FromStr>(&self) -> Result<Option<K>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|a| {
+                (a.len() <= KEY_MAX_LEN)
+                    .then(|| a.parse().ok())
+                    .flatten()
+                    .ok_or_else(|| ApiError::invalid("after", "not a `next` this list gave"))
+            })
+            .transpose()
+    }
+}
+
+/// One page of `items` in key order, and the `after` of the page that follows (`None` when
+/// nothing follows). For collections a daemon holds whole (the fleet, its links): the items
+/// come in any order.
+pub fn by_key<T, K: Ord + std::str::FromStr + ToString>(
+    mut items: Vec<T>,
+    page: &KeyPageParams,
+    key: impl Fn(&T) -> K,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let limit = page.limit()? as usize;
+    let after: Option<K> = page.after()?;
+    items.sort_by_key(|item| key(item));
+    let start = after.map_or(0, |a| items.partition_point(|item| key(item) <= a));
+    let mut rest: Vec<T> = items.drain(start..).collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let next = if more {
+        rest.last().map(|item| key(item).to_string())
+    } else {
+        None
+    };
+    Ok((rest, next))
 }
 
 /// The `before` that fetches the page after `items` (newest first): the position of the
@@ -54,6 +123,47 @@ mod tests {
         assert_eq!(next(&[9, 8, 7], 3, |x| *x), Some(7));
         assert_eq!(next(&[9, 8], 3, |x| *x), None);
         assert_eq!(next::<i64>(&[], 3, |x| *x), None);
+    }
+
+    #[test]
+    fn a_key_order_walk_returns_every_item_once_and_ends_with_no_next() {
+        let items: Vec<u8> = vec![9, 1, 250, 3, 7, 42, 2];
+        let mut seen = Vec::new();
+        let mut page = KeyPageParams {
+            limit: Some(3),
+            after: None,
+        };
+        loop {
+            let (items, next) = by_key(items.clone(), &page, |x| *x).unwrap();
+            assert!(items.len() <= 3);
+            seen.extend(items);
+            match next {
+                Some(n) => page.after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec![1, 2, 3, 7, 9, 42, 250]);
+        // Exactly a page: no `next` pointing at an empty page.
+        let (items, next) = by_key(
+            vec![1u8, 2, 3],
+            &KeyPageParams {
+                limit: Some(3),
+                after: None,
+            },
+            |x| *x,
+        )
+        .unwrap();
+        assert_eq!((items.len(), next), (3, None));
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_a_key_is_refused_by_name() {
+        let page = KeyPageParams {
+            limit: None,
+            after: Some("V-08".into()),
+        };
+        let e = by_key(vec![1u8], &page, |x| *x).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("after"));
     }
 
     #[test]

@@ -4,12 +4,14 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
+use trellis_web::page::{by_key, KeyPageParams};
 use trellis_web::time::TimeRange;
 use trellis_web::{Path, Query, SampleView};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{blocking, ApiError, Caller, HqState, Org};
 use crate::live::{LiveView, Sighting, State as LiveState};
+use crate::store::history::HistoryCursor;
 use crate::store::hq::{EdgeRecord, EventCursor, EventRecord, FleetVehicle};
 
 /// One vehicle of the org as HQ sees it.
@@ -86,25 +88,35 @@ pub fn vehicle_json(live: &LiveView, org: &str, v: &FleetVehicle) -> VehicleJson
 pub struct VehicleList {
     org: String,
     vehicles: Vec<VehicleJson>,
+    /// `after` for the next page (a fleet id); `null` on the last.
+    next: Option<String>,
 }
 
-/// The org's vehicles, merged across its stations, each with its freshest state.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles", tag = "fleet", params(Org),
+/// The org's vehicles by fleet id, merged across its stations, each with its freshest state.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles", tag = "fleet",
+    params(Org, KeyPageParams),
     responses((status = 200, description = "the org's vehicles", body = VehicleList),
         ReadRefusals))]
 pub async fn vehicles(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<VehicleList>, ApiError> {
     let org = caller.org(&org)?;
+    page.limit()?;
     let o = org.clone();
     let fleet = blocking(&s.store, move |st| st.fleet(&o)).await?;
+    let (fleet, next) = by_key(fleet, &page, |v| v.id)?;
     let vehicles: Vec<VehicleJson> = fleet
         .iter()
         .map(|v| vehicle_json(&s.live, &org, v))
         .collect();
-    Ok(Json(VehicleList { org, vehicles }))
+    Ok(Json(VehicleList {
+        org,
+        vehicles,
+        next,
+    }))
 }
 
 pub async fn find(s: &HqState, org: &str, id: &str) -> Result<FleetVehicle, ApiError> {
@@ -145,7 +157,13 @@ pub struct TelemetryQuery {
     to: Option<String>,
     #[param(minimum = 1, maximum = 100_000)]
     limit: Option<u32>,
+    /// Only samples after where the page before ended: its `next` (same `from` and `to`).
+    #[param(pattern = r"^-?[0-9]{1,19}(~[0-9.-]+)*$", max_length = 4_260)]
+    after: Option<String>,
 }
+
+// The document's bound on `after` is the cursor's.
+const _: () = assert!(crate::store::history::CURSOR_MAX_LEN == 4_260);
 
 /// A vehicle's history, merged from every station that heard it.
 #[derive(Serialize, ToSchema)]
@@ -153,9 +171,12 @@ pub struct TelemetryPage {
     vehicle: i64,
     name: String,
     samples: Vec<SampleView>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
-/// A vehicle's stored history, oldest first.
+/// A vehicle's stored history, oldest first, paged by `limit` and `after`. Walking the pages
+/// gives the samples one long read gives, each sample heard by two stations once.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/vehicles/{id}/telemetry", tag = "fleet",
     params(Org, ("id" = i64, Path, description = "the fleet id"), TelemetryQuery),
     responses((status = 200, description = "the samples", body = TelemetryPage), ReadRefusals))]
@@ -170,17 +191,25 @@ pub async fn telemetry(
     let TimeRange { from_us, to_us } =
         TimeRange::parse(q.from.as_deref(), q.to.as_deref(), i64::MAX, i64::MAX)?;
     let limit = trellis_web::page::limit(q.limit, 10_000, 100_000)?;
+    let after: Option<HistoryCursor> = q
+        .after
+        .as_deref()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| ApiError::invalid("after", "not a `next` this history gave"))
+        })
+        .transpose()?;
     let v = find(&s, &org, &id).await?;
     let (o, vid) = (org.clone(), v.id);
-    let rows = blocking(&s.store, move |st| {
-        st.vehicle_telemetry(&o, vid, from_us, to_us, limit)
+    let page = blocking(&s.store, move |st| {
+        st.vehicle_telemetry(&o, vid, from_us, to_us, after.as_ref(), limit)
     })
     .await?;
-    let samples: Vec<SampleView> = rows.iter().map(SampleView::from).collect();
     Ok(Json(TelemetryPage {
         vehicle: v.id,
         name: v.name,
-        samples,
+        samples: page.rows.iter().map(SampleView::from).collect(),
+        next: page.next.map(|c| c.to_string()),
     }))
 }
 
@@ -307,19 +336,25 @@ pub struct EdgeJson {
 #[derive(Serialize, ToSchema)]
 pub struct EdgeList {
     edges: Vec<EdgeJson>,
+    /// `after` for the next page (a station's name); `null` on the last.
+    next: Option<String>,
 }
 
-/// The org's ground stations: enrolled, connected, how far sync has come.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/edges", tag = "fleet", params(Org),
+/// The org's ground stations by name: enrolled, connected, how far sync has come.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/edges", tag = "fleet",
+    params(Org, KeyPageParams),
     responses((status = 200, description = "the stations", body = EdgeList), ReadRefusals))]
 pub async fn edges(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<EdgeList>, ApiError> {
     let org = caller.org(&org)?;
+    page.limit()?;
     let o = org.clone();
     let edges = blocking(&s.store, move |st| st.edges(&o)).await?;
+    let (edges, next) = by_key(edges, &page, |e| e.edge.clone())?;
     let edges = edges
         .into_iter()
         .map(|record| {
@@ -332,5 +367,5 @@ pub async fn edges(
             }
         })
         .collect();
-    Ok(Json(EdgeList { edges }))
+    Ok(Json(EdgeList { edges, next }))
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sync_protocol::records::{edit_fields, FieldChange};
 use trellis_web::openapi::{EditRefusals, ReadRefusals, RecordFields};
-use trellis_web::{Json as JsonBody, Path};
+use trellis_web::page::{by_key, KeyPageParams};
+use trellis_web::{Json as JsonBody, Path, Query};
 use utoipa::ToSchema;
 
 use super::{ApiError, Caller, HqState, Org};
@@ -52,56 +53,70 @@ async fn edit(
     Ok(won)
 }
 
-async fn list(s: &HqState, org: String, table: &'static str) -> Result<Vec<Record>, ApiError> {
+/// One page of the org's `table` in key order, and the `after` of the next page.
+async fn list(
+    s: &HqState,
+    org: String,
+    table: &'static str,
+    page: KeyPageParams,
+) -> Result<(Vec<Record>, Option<String>), ApiError> {
+    page.limit()?;
     let store = s.sync.clone();
-    Ok(
-        tokio::task::spawn_blocking(move || store.records(&org, table))
-            .await
-            .map_err(ApiError::internal)??,
-    )
+    let records = tokio::task::spawn_blocking(move || store.records(&org, table))
+        .await
+        .map_err(ApiError::internal)??;
+    by_key(records, &page, |r| r.key.clone())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldList {
     fields: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GeofenceList {
     geofences: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProposalList {
     proposals: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 /// The org's fields (vineyard blocks), as every station of the org has them.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/fields", tag = "records", params(Org),
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/fields", tag = "records",
+    params(Org, KeyPageParams),
     responses((status = 200, description = "the fields", body = FieldList), ReadRefusals))]
 pub async fn fields(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<FieldList>, ApiError> {
     let org = caller.org(&org)?;
-    Ok(Json(FieldList {
-        fields: list(&s, org, "fields").await?,
-    }))
+    let (fields, next) = list(&s, org, "fields", page).await?;
+    Ok(Json(FieldList { fields, next }))
 }
 
 /// The org's geofences.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/geofences", tag = "records", params(Org),
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/geofences", tag = "records",
+    params(Org, KeyPageParams),
     responses((status = 200, description = "the geofences", body = GeofenceList), ReadRefusals))]
 pub async fn geofences(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<GeofenceList>, ApiError> {
     let org = caller.org(&org)?;
-    Ok(Json(GeofenceList {
-        geofences: list(&s, org, "geofences").await?,
-    }))
+    let (geofences, next) = list(&s, org, "geofences", page).await?;
+    Ok(Json(GeofenceList { geofences, next }))
 }
 
 /// The answer to an edit of a record.
@@ -211,17 +226,17 @@ pub async fn rename(
 
 /// Missions proposed to the org's stations, where a pilot on site approves or declines.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/missions/proposals", tag = "records",
-    params(Org),
+    params(Org, KeyPageParams),
     responses((status = 200, description = "the proposals", body = ProposalList), ReadRefusals))]
 pub async fn proposals(
     State(s): State<HqState>,
     caller: Caller,
     Path(org): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<ProposalList>, ApiError> {
     let org = caller.org(&org)?;
-    Ok(Json(ProposalList {
-        proposals: list(&s, org, "proposals").await?,
-    }))
+    let (proposals, next) = list(&s, org, "proposals", page).await?;
+    Ok(Json(ProposalList { proposals, next }))
 }
 
 #[derive(Deserialize, ToSchema)]

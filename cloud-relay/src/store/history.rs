@@ -62,15 +62,127 @@ struct Cursor {
 /// between stations come out the same way every time.
 type Keyed = ((i64, i64, u64), TelemetryRow);
 
+/// One page of a vehicle's merged history, and where the next one starts (`None`: this was
+/// the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub rows: Vec<TelemetryRow>,
+    pub next: Option<HistoryCursor>,
+}
+
+/// Where a page of merged history ended, and what the next page needs to go on exactly as
+/// one long read would: the samples kept in the last [`DUPLICATE_WINDOW_US`] before it,
+/// which decide whether the next ones are copies of them heard by another station. (Which
+/// copy was kept can depend on samples long before, when the vehicle holds one position, so
+/// reading a little of the page before again would not do.) A full page ends before the
+/// microsecond of its last sample, so nothing at one microsecond is split across pages,
+/// unless one microsecond holds more samples than a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub after_us: i64,
+    recent: Vec<Kept>,
+}
+
+/// A kept sample, as much of it as deciding duplicates needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    edge_id: i64,
+    t_us: i64,
+    lat_e7: i32,
+    lon_e7: i32,
+    alt_mm: i32,
+}
+
+impl Kept {
+    fn of(edge_id: i64, r: &TelemetryRow) -> Kept {
+        Kept {
+            edge_id,
+            t_us: r.t_us,
+            lat_e7: r.lat_e7,
+            lon_e7: r.lon_e7,
+            alt_mm: r.alt_mm,
+        }
+    }
+
+    /// Whether `row`, heard by `edge_id`, is this sample heard again.
+    fn heard_again(&self, edge_id: i64, row: &TelemetryRow) -> bool {
+        self.edge_id != edge_id
+            && (self.lat_e7, self.lon_e7, self.alt_mm) == (row.lat_e7, row.lon_e7, row.alt_mm)
+    }
+}
+
+/// A cursor holds at most this many kept samples (the newest, when a window held more):
+/// a window of a vehicle sampled at 10 Hz holds 2, of one at 50 Hz 10. Written out, such a
+/// cursor is at most [`CURSOR_MAX_LEN`] long, which even percent-encoded character by
+/// character stays a URL every HTTP server takes.
+const CURSOR_MAX_KEPT: usize = 40;
+
+/// The longest cursor: a time, and per kept sample five numbers of at most 20 characters.
+pub const CURSOR_MAX_LEN: usize = 20 + CURSOR_MAX_KEPT * (1 + 5 * 21);
+
+/// `{after_us}` then `~{edge}.{t}.{lat}.{lon}.{alt}` per kept sample: opaque to clients,
+/// safe in a URL as it is.
+impl std::fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.after_us)?;
+        for k in &self.recent {
+            write!(
+                f,
+                "~{}.{}.{}.{}.{}",
+                k.edge_id, k.t_us, k.lat_e7, k.lon_e7, k.alt_mm
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for HistoryCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<HistoryCursor, ()> {
+        if s.len() > CURSOR_MAX_LEN {
+            return Err(());
+        }
+        let mut parts = s.split('~');
+        let after_us = parts.next().ok_or(())?.parse().map_err(|_| ())?;
+        let recent = parts
+            .map(|k| {
+                let mut f = k.split('.');
+                let mut next = || f.next().ok_or(());
+                let kept = Kept {
+                    edge_id: next()?.parse().map_err(|_| ())?,
+                    t_us: next()?.parse().map_err(|_| ())?,
+                    lat_e7: next()?.parse().map_err(|_| ())?,
+                    lon_e7: next()?.parse().map_err(|_| ())?,
+                    alt_mm: next()?.parse().map_err(|_| ())?,
+                };
+                if next().is_ok() || kept.t_us > after_us {
+                    return Err(());
+                }
+                Ok(kept)
+            })
+            .take(CURSOR_MAX_KEPT + 1)
+            .collect::<Result<Vec<Kept>, ()>>()?;
+        if recent.len() > CURSOR_MAX_KEPT || !recent.is_sorted_by_key(|k| k.t_us) {
+            return Err(());
+        }
+        Ok(HistoryCursor { after_us, recent })
+    }
+}
+
 /// The vehicle's samples in `from_us..to_us` from all its sightings, in time order, each
-/// sample heard by several stations once, at most `limit`.
+/// sample heard by several stations once: a page of at most `limit`, after `after` when
+/// this is the page after another.
 pub fn merged(
     source: &mut dyn ChunkSource,
     sightings: &[Sighting],
     from_us: i64,
     to_us: i64,
+    after: Option<&HistoryCursor>,
     limit: usize,
-) -> Result<Vec<TelemetryRow>, StoreError> {
+) -> Result<HistoryPage, StoreError> {
+    let from_us = after.map_or(from_us, |a| from_us.max(a.after_us.saturating_add(1)));
+    let seed = after.map_or(&[][..], |a| &a.recent[..]);
     let mut cursors: Vec<Cursor> = sightings
         .iter()
         .map(|&sighting| Cursor {
@@ -98,9 +210,9 @@ pub fn merged(
         };
         let bound = next.page.front().map_or(i64::MAX, |r| r.t_min_us);
         if rows.len() >= next_check {
-            let settled = settle(&mut rows, bound, limit);
+            let settled = settle(&mut rows, bound, seed, limit);
             if settled.len() >= limit {
-                return Ok(settled);
+                return Ok(page(settled, seed, limit));
             }
             next_check = rows.len() * 2;
         }
@@ -117,41 +229,69 @@ pub fn merged(
                 .map(|r| ((r.t_us, edge_id, r.seq), r)),
         );
     }
-    Ok(settle(&mut rows, i64::MAX, limit))
+    Ok(page(settle(&mut rows, i64::MAX, seed, limit), seed, limit))
 }
 
-/// Sorts the rows and returns the first `limit` samples strictly before `bound`, duplicates
-/// dropped (if there are fewer, all of those before `bound`).
-fn settle(rows: &mut [Keyed], bound: i64, limit: usize) -> Vec<TelemetryRow> {
+/// Sorts the rows and returns the first `limit` samples strictly before `bound`,
+/// duplicates dropped (if there are fewer, all of those before `bound`), each with its edge.
+fn settle(rows: &mut [Keyed], bound: i64, seed: &[Kept], limit: usize) -> Vec<(i64, TelemetryRow)> {
     rows.sort_unstable_by_key(|(key, _)| *key);
     let before = rows.partition_point(|((t, _, _), _)| *t < bound);
-    dedupe(&rows[..before], limit)
+    dedupe(&rows[..before], seed, limit)
 }
 
 /// Keeps one of each sample heard by several edges: rows in time order, and a row from a
-/// different edge than one already kept, within [`DUPLICATE_WINDOW_US`] and at the same
-/// position, is that sample again.
-fn dedupe(rows: &[Keyed], limit: usize) -> Vec<TelemetryRow> {
-    let mut kept: Vec<(i64, TelemetryRow)> = Vec::with_capacity(rows.len().min(limit));
+/// different edge than one already kept (on this page, or in `seed` from the page before),
+/// within [`DUPLICATE_WINDOW_US`] and at the same position, is that sample again.
+fn dedupe(rows: &[Keyed], seed: &[Kept], limit: usize) -> Vec<(i64, TelemetryRow)> {
+    let mut kept: Vec<Kept> = seed.to_vec();
+    let mut out: Vec<(i64, TelemetryRow)> = Vec::with_capacity(rows.len().min(limit));
     for &((_, edge, _), row) in rows {
-        if kept.len() == limit {
+        if out.len() == limit {
             break;
         }
         let duplicate = kept
             .iter()
             .rev()
-            .take_while(|(_, k)| row.t_us - k.t_us < DUPLICATE_WINDOW_US)
-            .any(|(e, k)| {
-                *e != edge
-                    && k.lat_e7 == row.lat_e7
-                    && k.lon_e7 == row.lon_e7
-                    && k.alt_mm == row.alt_mm
-            });
+            .take_while(|k| row.t_us - k.t_us < DUPLICATE_WINDOW_US)
+            .any(|k| k.heard_again(edge, &row));
         if !duplicate {
-            kept.push((edge, row));
+            kept.push(Kept::of(edge, &row));
+            out.push((edge, row));
         }
     }
-    kept.into_iter().map(|(_, r)| r).collect()
+    out
+}
+
+/// The page `kept` makes, and its cursor when it is full: it ends before the microsecond of
+/// its last sample (unless that is all it holds), and the cursor carries the samples kept in
+/// the window before that end.
+fn page(mut kept: Vec<(i64, TelemetryRow)>, seed: &[Kept], limit: usize) -> HistoryPage {
+    let full = kept.len() >= limit;
+    if let (true, Some(last)) = (full, kept.last().map(|(_, r)| r.t_us)) {
+        let keep = kept.partition_point(|(_, r)| r.t_us < last);
+        if keep > 0 {
+            kept.truncate(keep);
+        }
+    }
+    let next = match kept.last() {
+        Some(&(_, last)) if full => {
+            let after_us = last.t_us;
+            let mut recent: Vec<Kept> = seed
+                .iter()
+                .copied()
+                .chain(kept.iter().map(|(edge, r)| Kept::of(*edge, r)))
+                .filter(|k| after_us - k.t_us < DUPLICATE_WINDOW_US)
+                .collect();
+            recent.drain(..recent.len().saturating_sub(CURSOR_MAX_KEPT));
+            Some(HistoryCursor { after_us, recent })
+        }
+        _ => None,
+    };
+    HistoryPage {
+        rows: kept.into_iter().map(|(_, r)| r).collect(),
+        next,
+    }
 }
 
 #[cfg(test)]
@@ -182,13 +322,82 @@ mod tests {
             (2, row(1_200_000, 12)), // only edge 2 heard this one
             (1, row(1_500_000, 12)), // same position, but outside the window: a hover
         ]);
-        let kept: Vec<i64> = dedupe(&rows, 100).iter().map(|r| r.t_us).collect();
+        let kept: Vec<i64> = dedupe(&rows, &[], 100)
+            .iter()
+            .map(|(_, r)| r.t_us)
+            .collect();
         assert_eq!(kept, vec![1_000_000, 1_100_000, 1_200_000, 1_500_000]);
     }
 
     #[test]
     fn a_hovering_vehicle_seen_by_one_edge_keeps_every_sample() {
         let rows = keyed((0..5).map(|i| (1, row(i * 100_000, 10))).collect());
-        assert_eq!(dedupe(&rows, 100).len(), 5);
+        assert_eq!(dedupe(&rows, &[], 100).len(), 5);
+    }
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote_and_refuses_what_it_did_not() {
+        let cursor = HistoryCursor {
+            after_us: 1_500_000,
+            recent: vec![
+                Kept::of(3, &row(1_400_000, -10)),
+                Kept::of(4, &row(1_450_000, 12)),
+            ],
+        };
+        let text = cursor.to_string();
+        assert_eq!(text, "1500000~3.1400000.-10.0.0~4.1450000.12.0.0");
+        assert_eq!(text.parse::<HistoryCursor>(), Ok(cursor));
+        assert_eq!(
+            "77".parse(),
+            Ok(HistoryCursor {
+                after_us: 77,
+                recent: vec![]
+            })
+        );
+        for bad in [
+            "",
+            "x",
+            "5~1.2.3.4",
+            "5~1.2.3.4.5.6",
+            "5~1.9.0.0.0",
+            "9~1.5.0.0.0~1.4.0.0.0",
+        ] {
+            assert!(bad.parse::<HistoryCursor>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pages_go_on_deduplicating_where_the_page_before_ended() {
+        // A vehicle holding one position, heard by edges 1 and 2: edge 1's copies are kept
+        // all along (each of edge 2's is within the window of one of them).
+        let rows = keyed(
+            (0..20)
+                .flat_map(|i| [(1, row(i * 100_000, 7)), (2, row(i * 100_000 + 150_000, 7))])
+                .collect(),
+        );
+        let whole: Vec<(i64, i64)> = dedupe(&rows, &[], 1000)
+            .iter()
+            .map(|(e, r)| (*e, r.t_us))
+            .collect();
+        let mut walked = Vec::new();
+        let mut after: Option<HistoryCursor> = None;
+        loop {
+            let first = after.as_ref().map_or(i64::MIN, |a| a.after_us + 1);
+            let rest: Vec<Keyed> = rows
+                .iter()
+                .filter(|((t, _, _), _)| *t >= first)
+                .copied()
+                .collect();
+            let seed = after.as_ref().map_or(&[][..], |a| &a.recent[..]);
+            let p = page(dedupe(&rest, seed, 3), seed, 3);
+            walked.extend(p.rows.iter().map(|r| r.t_us));
+            match p.next {
+                Some(next) => after = Some(next.to_string().parse().unwrap()),
+                None => break,
+            }
+        }
+        let whole_t: Vec<i64> = whole.iter().map(|(_, t)| *t).collect();
+        assert_eq!(walked, whole_t);
+        assert!(whole.iter().all(|(e, _)| *e == 1), "{whole:?}");
     }
 }

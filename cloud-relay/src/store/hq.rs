@@ -6,7 +6,6 @@
 //! place, [`HqStore::shares_to`], which the COP reads.
 
 use serde::Serialize;
-use sync_protocol::codec::TelemetryRow;
 
 use super::StoreError;
 
@@ -172,15 +171,16 @@ pub trait HqStore: Send + Sync + 'static {
     fn org_exists(&self, org: &str) -> Result<bool, StoreError>;
     fn fleet(&self, org: &str) -> Result<Vec<FleetVehicle>, StoreError>;
     /// History of one vehicle from every edge that heard it, in time order, with samples
-    /// heard by several edges kept once.
+    /// heard by several edges kept once; with `after`, the page after the one that gave it.
     fn vehicle_telemetry(
         &self,
         org: &str,
         vehicle_id: i64,
         from_us: i64,
         to_us: i64,
+        after: Option<&super::history::HistoryCursor>,
         limit: u32,
-    ) -> Result<Vec<TelemetryRow>, StoreError>;
+    ) -> Result<super::history::HistoryPage, StoreError>;
     /// Events newest first (by edge time, then edge, then sequence), only those after
     /// `before` in that order when given; `kind` as in the protocol (1 alert, 2 state, 3
     /// identity, 4 ack).

@@ -352,16 +352,21 @@ fn proposed_vehicle(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MissionList {
     missions: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 /// The station's missions: each a record with a `name`, a `kind` (`mission`, `fence`,
 /// `rally`), its `items` in MAVLink order and, if planned from one, its `field`.
 #[utoipa::path(get, path = "/api/v1/missions", tag = "control",
+    params(trellis_web::page::KeyPageParams),
     responses((status = 200, description = "the missions", body = MissionList), ReadRefusals))]
-pub async fn missions(State(s): State<AppState>) -> Result<Json<MissionList>, ApiError> {
-    Ok(Json(MissionList {
-        missions: records(&s, "missions").await?,
-    }))
+pub async fn missions(
+    State(s): State<AppState>,
+    trellis_web::Query(p): trellis_web::Query<trellis_web::page::KeyPageParams>,
+) -> Result<Json<MissionList>, ApiError> {
+    let (missions, next) = super::records::page(&s, "missions", p).await?;
+    Ok(Json(MissionList { missions, next }))
 }
 
 /// A mission to keep at the station.

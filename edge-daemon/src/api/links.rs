@@ -6,9 +6,11 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use trellis_web::openapi::ReadRefusals;
+use trellis_web::page::{by_key, KeyPageParams};
+use trellis_web::Query;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::{ApiError, AppState};
 
 /// One link and its counters since it started.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,12 +45,18 @@ pub struct LinkView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkList {
     links: Vec<LinkView>,
+    /// `after` for the next page (a link id); `null` on the last.
+    next: Option<String>,
 }
 
-/// Every live link and its counters.
+/// The live links and their counters, by link id.
 #[utoipa::path(get, path = "/api/v1/links", tag = "station", operation_id = "list_links",
+    params(KeyPageParams),
     responses((status = 200, description = "the links", body = LinkList), ReadRefusals))]
-pub async fn list(State(s): State<AppState>) -> Json<LinkList> {
+pub async fn list(
+    State(s): State<AppState>,
+    Query(page): Query<KeyPageParams>,
+) -> Result<Json<LinkList>, ApiError> {
     let links = s
         .links
         .snapshot()
@@ -80,5 +88,6 @@ pub async fn list(State(s): State<AppState>) -> Json<LinkList> {
             }
         })
         .collect();
-    Json(LinkList { links })
+    let (links, next) = by_key(links, &page, |l| l.id)?;
+    Ok(Json(LinkList { links, next }))
 }

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::{EditRefusals, ReadRefusals};
+use trellis_web::page::{by_key, KeyPageParams};
 use trellis_web::{Json as JsonBody, Path, Query};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,28 +29,38 @@ use crate::vehicle::VehicleView;
 pub struct ParamsView {
     #[serde(flatten)]
     list: ParamList,
-    /// The vehicle against its profile; present once a profile was applied and the list is
-    /// complete.
+    /// The vehicle against its profile (all its parameters, not only this page's); present
+    /// once a profile was applied and the list is complete.
     drift: Option<Comparison>,
+    /// `after` for the next page of `params` (a parameter's name); `null` on the last.
+    next: Option<String>,
 }
 
-/// A vehicle's parameters as it last reported them, and its drift from its profile.
+/// A vehicle's parameters as it last reported them, by name, and its drift from its profile.
+/// A page holds up to 1000 (ArduCopter has about 1300).
 #[utoipa::path(get, path = "/api/v1/vehicles/{id}/params", tag = "params",
-    params(("id" = String, Path, description = "system id or fleet name")),
+    params(("id" = String, Path, description = "system id or fleet name"), KeyPageParams),
     responses((status = 200, description = "the parameters", body = ParamsView), ReadRefusals))]
 pub async fn params(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(page): Query<KeyPageParams>,
 ) -> Result<Json<ParamsView>, ApiError> {
     let vehicle = super::vehicles::find(&s, &id)?;
-    let list = stored(&s, vehicle.sysid).await?;
+    let mut list = stored(&s, vehicle.sysid).await?;
     let drift = match (&list.profile, &list.profile_text, list.complete) {
         (Some(name), Some(text), true) => profile::parse(name, text)
             .ok()
             .map(|p| profile::compare(&p, &values(&list), version(&vehicle))),
         _ => None,
     };
-    Ok(Json(ParamsView { list, drift }))
+    let page = KeyPageParams {
+        limit: Some(page.limit.unwrap_or(trellis_web::page::KEY_PAGE_MAX)),
+        ..page
+    };
+    let (params, next) = by_key(std::mem::take(&mut list.params), &page, |p| p.name.clone())?;
+    list.params = params;
+    Ok(Json(ParamsView { list, drift, next }))
 }
 
 /// Sets parameters on a vehicle (needs a pilot), in the order given, each counted only when
@@ -141,14 +152,25 @@ fn is_param_name(n: &str) -> bool {
 pub struct HistoryParams {
     /// Only this parameter's changes.
     name: Option<String>,
+    /// RFC 3339 or Unix milliseconds; from the first change when absent.
+    #[param(schema_with = trellis_web::openapi::time_param)]
+    from: Option<String>,
+    /// RFC 3339 or Unix milliseconds; to the last when absent.
+    #[param(schema_with = trellis_web::openapi::time_param)]
+    to: Option<String>,
+    /// How many, newest first (default 500).
     #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
+    /// Only changes older than this: the `next` of the page before.
+    before: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ParamHistory {
     vehicle: u8,
     changes: Vec<ParamChange>,
+    /// `before` for the next (older) page; `null` on the last.
+    next: Option<i64>,
 }
 
 /// A vehicle's parameter changes, newest first: those the station made (with its command)
@@ -162,19 +184,30 @@ pub async fn history(
     Query(q): Query<HistoryParams>,
 ) -> Result<Json<ParamHistory>, ApiError> {
     let vehicle = super::vehicles::find(&s, &id)?;
-    let limit = q.limit.unwrap_or(500);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "1 to 10000"));
-    }
+    let limit = trellis_web::page::limit(q.limit, 500, 10_000)?;
+    let range = trellis_web::time::TimeRange::parse(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        i64::MAX,
+        i64::MAX,
+    )?;
+    let query = crate::store::ParamHistoryQuery {
+        vehicle: vehicle.sysid,
+        name: q.name,
+        from_us: range.from_us,
+        to_us: range.to_us,
+        before: q.before,
+        limit,
+    };
     let reader = s.reader.clone();
-    let sysid = vehicle.sysid;
-    let changes =
-        tokio::task::spawn_blocking(move || reader.param_history(sysid, q.name.as_deref(), limit))
-            .await
-            .map_err(ApiError::internal)??;
+    let changes = tokio::task::spawn_blocking(move || reader.param_history(&query))
+        .await
+        .map_err(ApiError::internal)??;
+    let next = trellis_web::page::next(&changes, limit, |c| c.id);
     Ok(Json(ParamHistory {
-        vehicle: sysid,
+        vehicle: vehicle.sysid,
         changes,
+        next,
     }))
 }
 
@@ -297,12 +330,14 @@ pub struct ProfileInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProfileList {
     profiles: Vec<ProfileInfo>,
+    /// `after` for the next page (a profile's name); `null` on the last.
+    next: Option<String>,
 }
 
-/// The profiles built into the station (`firmware-configs/`).
-#[utoipa::path(get, path = "/api/v1/profiles", tag = "params",
+/// The profiles built into the station (`firmware-configs/`), by name.
+#[utoipa::path(get, path = "/api/v1/profiles", tag = "params", params(KeyPageParams),
     responses((status = 200, description = "the profiles", body = ProfileList), ReadRefusals))]
-pub async fn profiles() -> Json<ProfileList> {
+pub async fn profiles(Query(page): Query<KeyPageParams>) -> Result<Json<ProfileList>, ApiError> {
     let profiles = profile::built_in_names()
         .into_iter()
         .filter_map(|n| profile::built_in(n).ok())
@@ -313,7 +348,8 @@ pub async fn profiles() -> Json<ProfileList> {
             name: p.name,
         })
         .collect();
-    Json(ProfileList { profiles })
+    let (profiles, next) = by_key(profiles, &page, |p| p.name.clone())?;
+    Ok(Json(ProfileList { profiles, next }))
 }
 
 async fn stored(s: &AppState, vehicle: u8) -> Result<ParamList, ApiError> {

@@ -9,60 +9,90 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sync_protocol::records::edit_fields;
 use trellis_web::openapi::{EditRefusals, ReadRefusals, RecordFields};
-use trellis_web::Json as JsonBody;
+use trellis_web::page::KeyPageParams;
+use trellis_web::{Json as JsonBody, Query};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState};
 use crate::store::Record;
 
-async fn list(s: &AppState, table: &'static str) -> Result<Vec<Record>, ApiError> {
+/// One page of `table` in key order, and the `after` of the next page.
+pub(super) async fn page(
+    s: &AppState,
+    table: &'static str,
+    page: KeyPageParams,
+) -> Result<(Vec<Record>, Option<String>), ApiError> {
+    let limit = page.limit()?;
+    let after: Option<String> = page.after()?;
     let reader = s.reader.clone();
-    Ok(tokio::task::spawn_blocking(move || reader.records(table))
-        .await
-        .map_err(ApiError::internal)??)
+    // One more than asked: whether it exists says whether a next page does.
+    let mut records = tokio::task::spawn_blocking(move || {
+        reader.records_page(table, after.as_deref(), limit + 1)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next = more
+        .then(|| records.last().map(|r| r.key.clone()))
+        .flatten();
+    Ok((records, next))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldList {
     fields: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GeofenceList {
     geofences: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProposalList {
     proposals: Vec<Record>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 /// The fields (vineyard blocks): each a record with a `name` and a `polygon`
 /// (`[[lat, lon], …]`) or a GeoJSON `geometry`.
-#[utoipa::path(get, path = "/api/v1/fields", tag = "records",
+#[utoipa::path(get, path = "/api/v1/fields", tag = "records", params(KeyPageParams),
     responses((status = 200, description = "the fields", body = FieldList), ReadRefusals))]
-pub async fn fields(State(s): State<AppState>) -> Result<Json<FieldList>, ApiError> {
-    Ok(Json(FieldList {
-        fields: list(&s, "fields").await?,
-    }))
+pub async fn fields(
+    State(s): State<AppState>,
+    Query(p): Query<KeyPageParams>,
+) -> Result<Json<FieldList>, ApiError> {
+    let (fields, next) = page(&s, "fields", p).await?;
+    Ok(Json(FieldList { fields, next }))
 }
 
 /// The geofences: each a record with a `polygon` or `geometry` and a `ceiling_m`.
-#[utoipa::path(get, path = "/api/v1/geofences", tag = "records",
+#[utoipa::path(get, path = "/api/v1/geofences", tag = "records", params(KeyPageParams),
     responses((status = 200, description = "the geofences", body = GeofenceList), ReadRefusals))]
-pub async fn geofences(State(s): State<AppState>) -> Result<Json<GeofenceList>, ApiError> {
-    Ok(Json(GeofenceList {
-        geofences: list(&s, "geofences").await?,
-    }))
+pub async fn geofences(
+    State(s): State<AppState>,
+    Query(p): Query<KeyPageParams>,
+) -> Result<Json<GeofenceList>, ApiError> {
+    let (geofences, next) = page(&s, "geofences", p).await?;
+    Ok(Json(GeofenceList { geofences, next }))
 }
 
 /// Missions HQ proposed, for a pilot here to review.
 #[utoipa::path(get, path = "/api/v1/missions/proposals", tag = "records",
+    params(KeyPageParams),
     responses((status = 200, description = "the proposals", body = ProposalList), ReadRefusals))]
-pub async fn proposals(State(s): State<AppState>) -> Result<Json<ProposalList>, ApiError> {
-    Ok(Json(ProposalList {
-        proposals: list(&s, "proposals").await?,
-    }))
+pub async fn proposals(
+    State(s): State<AppState>,
+    Query(p): Query<KeyPageParams>,
+) -> Result<Json<ProposalList>, ApiError> {
+    let (proposals, next) = page(&s, "proposals", p).await?;
+    Ok(Json(ProposalList { proposals, next }))
 }
 
 async fn edit(

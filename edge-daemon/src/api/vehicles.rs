@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
+use trellis_web::page::{by_key, KeyPageParams};
 use trellis_web::time::{parse_interval_us, TimeRange};
 use trellis_web::{Query, SampleView};
 use utoipa::{IntoParams, ToSchema};
@@ -18,16 +19,21 @@ use crate::vehicle::VehicleView;
 pub struct VehicleList {
     #[schema(value_type = Vec<VehicleView>)]
     vehicles: Vec<Arc<VehicleView>>,
+    /// `after` for the next page (a system id); `null` on the last.
+    next: Option<String>,
 }
 
-/// Every vehicle the station hears, as of now.
+/// The vehicles the station hears, as of now, by system id.
 #[utoipa::path(get, path = "/api/v1/vehicles", tag = "vehicles", operation_id = "list_vehicles",
+    params(KeyPageParams),
     responses((status = 200, description = "the vehicles", body = VehicleList), ReadRefusals))]
-pub async fn list(State(s): State<AppState>) -> Json<VehicleList> {
+pub async fn list(
+    State(s): State<AppState>,
+    Query(page): Query<KeyPageParams>,
+) -> Result<Json<VehicleList>, ApiError> {
     let snapshot = s.snapshots.borrow().clone();
-    Json(VehicleList {
-        vehicles: snapshot.vehicles.clone(),
-    })
+    let (vehicles, next) = by_key(snapshot.vehicles.clone(), &page, |v| v.sysid)?;
+    Ok(Json(VehicleList { vehicles, next }))
 }
 
 /// One vehicle, as of now.
@@ -67,6 +73,16 @@ pub struct TelemetryParams {
     every: Option<String>,
     #[param(minimum = 1, maximum = 100_000)]
     limit: Option<u32>,
+    /// Only samples after this: the `next` of the page before (same `from`, `to`, `every`).
+    #[param(pattern = r"^-?[0-9]{1,19}\.[0-9]{1,20}$")]
+    after: Option<String>,
+}
+
+/// Where a page of history ended: a sample's time and sequence, or with `every` the start
+/// of the next interval (and sequence 0).
+fn parse_cursor(after: &str) -> Option<(i64, u64)> {
+    let (t, seq) = after.split_once('.')?;
+    Some((t.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A vehicle's history over a time range.
@@ -78,12 +94,15 @@ pub struct TelemetryPage {
     every_us: Option<i64>,
     count: usize,
     samples: Vec<SampleView>,
+    /// `after` for the next page; `null` on the last.
+    next: Option<String>,
 }
 
 const DEFAULT_LIMIT: u32 = 10_000;
 const MAX_LIMIT: u32 = 100_000;
 
-/// A vehicle's stored history, oldest first, downsampled with `every`.
+/// A vehicle's stored history, oldest first, downsampled with `every` (the first sample of
+/// each interval), paged by `limit` and `after`.
 #[utoipa::path(get, path = "/api/v1/vehicles/{id}/telemetry", tag = "vehicles",
     params(("id" = String, Path, description = "system id or fleet name"), TelemetryParams),
     responses((status = 200, description = "the samples", body = TelemetryPage), ReadRefusals))]
@@ -105,17 +124,39 @@ pub async fn telemetry(
         .map(|e| parse_interval_us("every", e))
         .transpose()?;
     let limit = trellis_web::page::limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = p
+        .after
+        .as_deref()
+        .map(|a| {
+            parse_cursor(a)
+                .ok_or_else(|| ApiError::invalid("after", "not a `next` this history gave"))
+        })
+        .transpose()?;
     let query = TelemetryQuery {
         vehicle: sysid,
         from_us,
         to_us,
         every_us,
+        after,
         limit,
     };
     let reader = s.reader.clone();
     let rows = tokio::task::spawn_blocking(move || reader.telemetry(&query))
         .await
         .map_err(ApiError::internal)??;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| match every_us {
+            Some(every) => format!(
+                "{}.0",
+                last.t_us
+                    .div_euclid(every)
+                    .saturating_add(1)
+                    .saturating_mul(every)
+            ),
+            None => format!("{}.{}", last.t_us, last.seq),
+        });
     Ok(Json(TelemetryPage {
         vehicle: sysid,
         from_us,
@@ -123,5 +164,6 @@ pub async fn telemetry(
         every_us,
         count: rows.len(),
         samples: rows.iter().map(SampleView::from).collect(),
+        next,
     }))
 }

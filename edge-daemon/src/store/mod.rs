@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::frame::Frame;
 use crate::vehicle::{Event, Sample, VehicleRecord};
 pub use commands::CommandRow;
-pub use params::{ParamChange, ParamList, ParamRow};
+pub use params::{ParamChange, ParamHistoryQuery, ParamList, ParamRow};
 pub use query::{EventRow, Reader, Record, TelemetryQuery, VehicleRow};
 use sync_protocol::records::FieldChange;
 
@@ -603,6 +603,7 @@ mod tests {
                 from_us: 0,
                 to_us: i64::MAX,
                 every_us: None,
+                after: None,
                 limit: 100,
             })
             .unwrap();
@@ -615,10 +616,54 @@ mod tests {
                 from_us: 0,
                 to_us: i64::MAX,
                 every_us: Some(1_000_000),
+                after: None,
                 limit: 100,
             })
             .unwrap();
         assert_eq!(thinned.len(), 3, "30 samples 100 ms apart, one per second");
+    }
+
+    #[test]
+    fn history_pages_walk_every_sample_once_even_where_samples_share_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let mut batch = samples(1, 10, 1_000_000);
+        // Three samples in one microsecond, across a page boundary.
+        for s in &mut batch.samples[3..6] {
+            s.t_us = 1_300_000;
+        }
+        store.sender().send_batch(batch).unwrap();
+        store.flush().unwrap();
+        let query = |every_us, after| TelemetryQuery {
+            vehicle: 1,
+            from_us: 0,
+            to_us: i64::MAX,
+            every_us,
+            after,
+            limit: 4,
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.reader().telemetry(&query(None, after)).unwrap();
+            seen.extend(page.iter().map(|r| r.seq));
+            match page.last() {
+                Some(last) if page.len() == 4 => after = Some((last.t_us, last.seq)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, (1..=10).collect::<Vec<u64>>());
+        // Downsampled: the page after an interval starts at the next interval.
+        let first = store
+            .reader()
+            .telemetry(&query(Some(500_000), None))
+            .unwrap();
+        assert_eq!(first.len(), 2, "{first:?}");
+        let rest = store
+            .reader()
+            .telemetry(&query(Some(500_000), Some((2_000_000, 0))))
+            .unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
     }
 
     #[test]
@@ -886,6 +931,7 @@ mod tests {
                 from_us: i64::MIN,
                 to_us: i64::MAX,
                 every_us: None,
+                after: None,
                 limit: 10,
             })
             .unwrap();

@@ -44,6 +44,18 @@ pub struct ParamList {
     pub params: Vec<ParamRow>,
 }
 
+/// Which of a vehicle's parameter changes to read: newest first, ids below `before`.
+#[derive(Debug, Clone)]
+pub struct ParamHistoryQuery {
+    pub vehicle: u8,
+    /// Only this parameter's.
+    pub name: Option<String>,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// One change of a parameter.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ParamChange {
@@ -208,23 +220,33 @@ pub(super) fn list(conn: &Connection, vehicle: u8) -> rusqlite::Result<ParamList
 
 pub(super) fn history(
     conn: &Connection,
-    vehicle: u8,
-    name: Option<&str>,
-    limit: u32,
+    q: &ParamHistoryQuery,
 ) -> rusqlite::Result<Vec<ParamChange>> {
     conn.prepare_cached(
         "SELECT id, name, previous, value, command, t_us FROM param_history
-         WHERE vehicle = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY id DESC LIMIT ?3",
+         WHERE vehicle = ?1 AND (?2 IS NULL OR name = ?2) AND id < ?3
+           AND t_us >= ?4 AND t_us < ?5
+         ORDER BY id DESC LIMIT ?6",
     )?
-    .query_map(params![vehicle, name, limit], |r| {
-        Ok(ParamChange {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            previous: profile::tidy(r.get(2)?),
-            value: profile::tidy(r.get(3)?),
-            command: r.get(4)?,
-            t_us: r.get(5)?,
-        })
-    })?
+    .query_map(
+        params![
+            q.vehicle,
+            q.name,
+            q.before.unwrap_or(i64::MAX),
+            q.from_us,
+            q.to_us,
+            q.limit
+        ],
+        |r| {
+            Ok(ParamChange {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                previous: profile::tidy(r.get(2)?),
+                value: profile::tidy(r.get(3)?),
+                command: r.get(4)?,
+                t_us: r.get(5)?,
+            })
+        },
+    )?
     .collect()
 }

@@ -29,6 +29,8 @@ pub struct TelemetryQuery {
     pub from_us: i64,
     pub to_us: i64,
     pub every_us: Option<i64>,
+    /// Only samples after this (time, seq): where the page before ended.
+    pub after: Option<(i64, u64)>,
     pub limit: u32,
 }
 
@@ -60,28 +62,38 @@ impl Reader {
     pub fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>, StoreError> {
         let conn = self.connect()?;
         let columns = telemetry::sql::columns();
+        let (after_t, after_seq) = q.after.unwrap_or((i64::MIN, 0));
+        let after_seq = i64::try_from(after_seq).unwrap_or(i64::MAX);
         let rows = match q.every_us {
             // SQLite's bare-column rule returns, per bucket, the row holding min(t_us): the
             // first sample of each interval, a real sample rather than an average.
             Some(every) => conn
                 .prepare(&format!(
                     "SELECT {columns}, min(t_us) FROM telemetry
-                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
+                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3 AND (t_us, seq) > (?6, ?7)
                      GROUP BY t_us / ?4 ORDER BY t_us LIMIT ?5"
                 ))?
                 .query_map(
-                    params![q.vehicle, q.from_us, q.to_us, every.max(1), q.limit],
+                    params![
+                        q.vehicle,
+                        q.from_us,
+                        q.to_us,
+                        every.max(1),
+                        q.limit,
+                        after_t,
+                        after_seq
+                    ],
                     telemetry_row,
                 )?
                 .collect::<Result<_, _>>()?,
             None => conn
                 .prepare(&format!(
                     "SELECT {columns} FROM telemetry
-                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3
-                     ORDER BY t_us LIMIT ?4"
+                     WHERE vehicle = ?1 AND t_us >= ?2 AND t_us < ?3 AND (t_us, seq) > (?5, ?6)
+                     ORDER BY t_us, seq LIMIT ?4"
                 ))?
                 .query_map(
-                    params![q.vehicle, q.from_us, q.to_us, q.limit],
+                    params![q.vehicle, q.from_us, q.to_us, q.limit, after_t, after_seq],
                     telemetry_row,
                 )?
                 .collect::<Result<_, _>>()?,
@@ -229,16 +241,9 @@ impl Reader {
     /// A vehicle's parameter changes, newest first.
     pub fn param_history(
         &self,
-        vehicle: u8,
-        name: Option<&str>,
-        limit: u32,
+        q: &super::ParamHistoryQuery,
     ) -> Result<Vec<super::ParamChange>, StoreError> {
-        Ok(super::params::history(
-            &self.connect()?,
-            vehicle,
-            name,
-            limit,
-        )?)
+        Ok(super::params::history(&self.connect()?, q)?)
     }
 
     /// Up to `limit` events after sequence `after`, as sync sends them.
@@ -263,6 +268,22 @@ impl Reader {
             .into_iter()
             .map(|(key, fields)| Record { key, fields })
             .collect())
+    }
+
+    /// Up to `limit` records of `table` with keys after `after`, in key order.
+    pub fn records_page(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
+        let conn = self.connect()?;
+        Ok(
+            super::records::page(&conn, table, after.unwrap_or(""), limit)?
+                .into_iter()
+                .map(|(key, fields)| Record { key, fields })
+                .collect(),
+        )
     }
 
     /// This station's own record edits after change sequence `after`, for sync to send.

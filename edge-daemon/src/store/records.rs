@@ -116,22 +116,44 @@ pub(super) fn own_since(
     rows.collect()
 }
 
+type Fields = BTreeMap<String, serde_json::Value>;
+
 /// Every record of `table`: key → field → JSON value.
-pub(super) fn table(
-    conn: &Connection,
-    table: &str,
-) -> rusqlite::Result<Vec<(String, BTreeMap<String, serde_json::Value>)>> {
+pub(super) fn table(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String, Fields)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT key, field, value FROM records WHERE tbl = ?1 ORDER BY key, field",
     )?;
-    let rows = stmt.query_map([table], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut out: Vec<(String, BTreeMap<String, serde_json::Value>)> = Vec::new();
+    let rows = stmt.query_map([table], key_field_value)?;
+    grouped(rows)
+}
+
+/// Up to `limit` records of `table` whose keys sort after `after` (every key does after
+/// the empty string), in key order: one page of a list, read through the primary key.
+pub(super) fn page(
+    conn: &Connection,
+    table: &str,
+    after: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, Fields)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, field, value FROM records
+         WHERE tbl = ?1 AND key IN (
+             SELECT DISTINCT key FROM records WHERE tbl = ?1 AND key > ?2 ORDER BY key LIMIT ?3)
+         ORDER BY key, field",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![table, after, limit], key_field_value)?;
+    grouped(rows)
+}
+
+fn key_field_value(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// Rows of (key, field, value) in key order, as one map of fields per key.
+fn grouped(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String, String)>>,
+) -> rusqlite::Result<Vec<(String, Fields)>> {
+    let mut out: Vec<(String, Fields)> = Vec::new();
     for row in rows {
         let (key, field, value) = row?;
         let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);

@@ -78,6 +78,21 @@ async function api(path, options = {}) {
   return body;
 }
 
+/**
+ * Every item of a paged list: the daemon answers up to a page (`limit`, at most 1000) and
+ * the `after` of the next in `next`. The answer is the last page's, with `items` holding all.
+ */
+async function all(path, items) {
+  const sep = path.includes("?") ? "&" : "?";
+  let page = await api(`${path}${sep}limit=1000`);
+  const gathered = page[items];
+  while (page.next != null) {
+    page = await api(`${path}${sep}limit=1000&after=${encodeURIComponent(page.next)}`);
+    gathered.push(...page[items]);
+  }
+  return { ...page, [items]: gathered };
+}
+
 function showSignIn() {
   $("sign-in").hidden = false;
   $("sign-in-error").textContent = sessionStorage.getItem("trellis.signout") || "";
@@ -308,8 +323,8 @@ function polygonOf(fields) {
 
 async function loadRecords() {
   const [fields, fences, missions] = await Promise.all([
-    api(path("fields")), api(path("geofences")),
-    site.kind === "station" ? api("/api/v1/missions") : { missions: [] },
+    all(path("fields"), "fields"), all(path("geofences"), "geofences"),
+    site.kind === "station" ? all("/api/v1/missions", "missions") : { missions: [] },
   ]);
   // Which field each stored mission was planned over: a vehicle flying it works that field.
   state.missionField = new Map(missions.missions.map((m) => [m.key, m.fields.field]));
@@ -422,7 +437,7 @@ function acknowledged(event) {
 // --- HQ's stations; mission proposals (made at HQ, decided at a station) ---------------------
 
 async function loadEdges() {
-  const edges = await api(path("edges"));
+  const edges = await all(path("edges"), "edges");
   $("edge-list").replaceChildren(...edges.edges.map((e) => {
     const li = document.createElement("li");
     li.className = e.connected ? "connected" : "disconnected";
@@ -437,7 +452,7 @@ async function loadEdges() {
 }
 
 async function loadProposals() {
-  const list = await api(path("missions/proposals"));
+  const list = await all(path("missions/proposals"), "proposals");
   $("proposal-list").replaceChildren(...list.proposals.map((p) => {
     const f = p.fields;
     const li = document.createElement("li");
@@ -593,7 +608,7 @@ async function loadParams(key) {
   if ($("params").hidden) return;
   $("params-fetch").hidden = !allowed("pilot");
   try {
-    const p = await api(`/api/v1/vehicles/${v.sysid}/params`);
+    const p = await all(`/api/v1/vehicles/${v.sysid}/params`, "params");
     if (state.selected !== key) return;
     const read = p.complete
       ? `${p.params.length} parameters`
@@ -856,7 +871,7 @@ async function start() {
     site.org = cop.org;
     cop.entities.forEach((e) => updateVehicle(fromEntity(e)));
   } else {
-    const vehicles = await api("/api/v1/vehicles");
+    const vehicles = await all("/api/v1/vehicles", "vehicles");
     vehicles.vehicles.forEach(updateVehicle);
   }
   await loadAlerts();

@@ -2,7 +2,6 @@
 //! naming the org.
 
 use postgres::IsolationLevel;
-use sync_protocol::codec::TelemetryRow;
 use sync_protocol::proto::{event_kind_name, severity_name};
 use trellis_web::auth::hash;
 
@@ -93,8 +92,9 @@ impl HqStore for PgStore {
         vehicle_id: i64,
         from_us: i64,
         to_us: i64,
+        after: Option<&history::HistoryCursor>,
         limit: u32,
-    ) -> Result<Vec<TelemetryRow>, StoreError> {
+    ) -> Result<history::HistoryPage, StoreError> {
         let mut c = self.conn()?;
         // One snapshot for every page: a compaction committing meanwhile is not seen half done.
         let mut tx = c
@@ -119,6 +119,7 @@ impl HqStore for PgStore {
             &sightings,
             from_us,
             to_us,
+            after,
             limit as usize,
         )?;
         tx.commit()?;

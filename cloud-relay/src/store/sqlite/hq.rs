@@ -2,7 +2,6 @@
 //! `edges.org` or the table's own `org`): tenancy is enforced in SQL, not left to callers.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sync_protocol::codec::TelemetryRow;
 use sync_protocol::proto::{event_kind_name, severity_name};
 
 use super::telemetry::Chunks;
@@ -125,8 +124,9 @@ impl HqStore for SqliteStore {
         vehicle_id: i64,
         from_us: i64,
         to_us: i64,
+        after: Option<&history::HistoryCursor>,
         limit: u32,
-    ) -> Result<Vec<TelemetryRow>, StoreError> {
+    ) -> Result<history::HistoryPage, StoreError> {
         let mut conn = self.conn();
         // One read transaction, one snapshot: a compaction committing between two pages of
         // chunks would otherwise be seen half done (rows moved to a chunk already passed).
@@ -148,6 +148,7 @@ impl HqStore for SqliteStore {
             &sightings,
             from_us,
             to_us,
+            after,
             limit as usize,
         )
     }
