@@ -4,6 +4,10 @@
 Prints {"type": "open"}, then every message as one JSON line (with --count, none), then, when
 the server closes, {"type": "closed", "code": N, "reason": "...", "messages": N}.
 
+With --pause-on TYPE it plays a client that falls behind: at the first message of that type
+it prints {"type": "paused"} and reads nothing more (the library stops reading the socket
+once its small queue is full, so the server's sends back up) until a line arrives on stdin.
+
 The asyncio client, not `websockets.sync`: the sync client reads the socket in a thread of
 its own while the caller's thread writes to it, and one OpenSSL connection must not be used
 from two threads at once (openssl#20446). Over wss:// with TLS 1.3 the server's session
@@ -27,10 +31,12 @@ async def main():
     p.add_argument("--token", required=True)
     p.add_argument("--count", action="store_true",
                    help="print no messages, only their count when the server closes")
+    p.add_argument("--pause-on", help="stop reading at the first message of this type, "
+                   "until a line arrives on stdin")
     a = p.parse_args()
     tls = ssl.create_default_context(cafile=a.ca) if a.ca else None
     async with connect(a.url, ssl=tls, additional_headers={"Authorization": f"Bearer {a.token}"},
-                       open_timeout=10) as ws:
+                       open_timeout=10, max_size=None) as ws:
         print(json.dumps({"type": "open"}), flush=True)
         received = 0
         try:
@@ -38,6 +44,10 @@ async def main():
                 received += 1
                 if not a.count:
                     print(message, flush=True)
+                if a.pause_on and json.loads(message).get("type") == a.pause_on:
+                    a.pause_on = None
+                    print(json.dumps({"type": "paused"}), flush=True)
+                    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         except ConnectionClosed:
             pass
         print(json.dumps({"type": "closed", "code": ws.close_code, "reason": ws.close_reason,

@@ -153,3 +153,94 @@ fn clients_that_never_read_slow_neither_ingest_nor_other_clients() {
         "one reading and ten stalled clients:\n{metrics}"
     );
 }
+
+/// A Prometheus counter or gauge of the station's `/metrics`, without labels.
+fn metric(daemon: &EdgeDaemon, name: &str) -> Option<f64> {
+    daemon.metrics().lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn a_client_a_whole_event_ring_behind_is_closed_with_a_reason_and_one_not_reading_is_dropped() {
+    let (daemon, _fleet) = station_with_fleet(10, 10);
+    let viewer = station_token(daemon.data.path(), "crew", "viewer");
+    let pilot = station_token(daemon.data.path(), "pilot", "pilot");
+    let url = format!(
+        "{}/api/v1/stream?kinds=records",
+        daemon.api.replacen("http://", "ws://", 1)
+    );
+    let mut behind = Proc::spawn(
+        "stream client that falls behind",
+        python("stream_client.py")
+            .args(["--url", &url, "--token", &viewer, "--pause-on", "record"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    );
+    behind.wait_line(T, |l| l.contains("\"open\""));
+    let mut watching = stream_client(&daemon, &viewer, "?kinds=state");
+
+    // 1. The client stops reading at the first record change; then 13 edits of 400 fields of
+    // 4 KB each commit 5,200 changes, 21 MB of messages: more than the buffers between them
+    // hold, so the station's sends to it wait, and more changes than the ring of 4,096 keeps.
+    let edit = |fields: serde_json::Value| {
+        let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/fields/bulk", &fields);
+        assert_eq!(code, 200, "{body}");
+    };
+    edit(serde_json::json!({ "name": "bulk" }));
+    behind.wait_line(T, |l| l.contains("\"paused\""));
+    let value = "v".repeat(4096);
+    for round in 0..13 {
+        let fields: serde_json::Map<String, serde_json::Value> = (0..400)
+            .map(|i| (format!("f{round}-{i}"), value.clone().into()))
+            .collect();
+        edit(fields.into());
+    }
+    // 2. It reads again (within the 10 s a send may wait): it is told it fell behind, and why.
+    behind.send_line("resume");
+    let closed = json_line(&behind.wait_line(T, |l| l.contains("\"closed\"")));
+    assert_eq!(closed["code"], 4002, "{closed}");
+    let reason = closed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("events missed") && reason.contains("/api/v1/alerts"),
+        "{closed}"
+    );
+    // Nothing was lost: the edits are all stored, for a client that reconnects to re-read.
+    let stored: i64 = daemon
+        .db()
+        .query_row(
+            "SELECT count(*) FROM records WHERE tbl = 'fields' AND key = 'bulk'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the station's store");
+    assert_eq!(stored, 1 + 13 * 400, "every field of every edit");
+    // A client subscribed to state only missed nothing it asked for and is still served.
+    watching.wait_line(T, |l| json_line(l)["type"] == "state");
+    assert!(metric(&daemon, "trellis_stream_dropped_slow_total") >= Some(1.0));
+
+    // 3. A client that reads nothing at all: once its buffers are full, the station waits
+    // 10 s on it, then drops it; it reads what was buffered, then the end of the stream.
+    let dropped_before = metric(&daemon, "trellis_stream_dropped_slow_total").unwrap_or(0.0);
+    let mut stalled = stalled_client(&daemon, &viewer);
+    wait_for(
+        "the stalled client dropped",
+        Duration::from_secs(60),
+        || (metric(&daemon, "trellis_stream_dropped_slow_total")? > dropped_before).then_some(()),
+    );
+    let mut sink = Vec::new();
+    stalled
+        .read_to_end(&mut sink)
+        .expect("the stream ends (the station closed the connection)");
+    assert!(
+        !sink.is_empty(),
+        "it had been sent state before it stopped reading"
+    );
+    watching.wait_line(T, |l| json_line(l)["type"] == "state");
+    assert_eq!(
+        metric(&daemon, "trellis_stream_clients"),
+        Some(1.0),
+        "only the watcher"
+    );
+}
