@@ -14,6 +14,7 @@ await run({
   shared: { type: "string" },
   vehicles: { type: "string" },
   stations: { type: "string" },
+  "relay-pid": { type: "string" },
 }, async (browser, a, found) => {
   const n = Number(a.vehicles);
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -92,5 +93,18 @@ await run({
   found.partner_values = await partner.$$eval("#vehicle-values dt", (dts) => dts.map((d) => d.textContent));
   found.partner_sees_rename = await partner.locator("#rename").isVisible();
   await partner.screenshot({ path: `${a.shots}/hq-shared.png` });
+
+  // The relay goes silent (frozen, as a hung server would): the page must say so, not show
+  // the last numbers as live; and come back when it does.
+  process.kill(Number(a["relay-pid"]), "SIGSTOP");
+  try {
+    await page.waitForSelector("#status.offline", { timeout: 10_000 });
+    found.offline_text = await page.locator("#status").textContent();
+    found.stale = await page.locator("main.stale").count() === 1;
+  } finally {
+    process.kill(Number(a["relay-pid"]), "SIGCONT");
+  }
+  await page.waitForSelector("#status.live", { timeout: TIMEOUT });
+  found.live_again = true;
   found.page_errors = errors;
 });

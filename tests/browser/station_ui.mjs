@@ -41,6 +41,7 @@ await run({
     .filter((p) => (p.getAttribute("d") || "").includes("L")).length >= n - 1, n);
   found.tracks = await drawn("path.track");
   found.fields = await drawn("path.field");
+  found.geofences = await page.locator("path.geofence").count();
   await page.waitForFunction(() => /reached/.test(document.querySelector("#field-list")?.textContent));
   found.field_progress = await page.locator("#field-list li").first().textContent();
   if (a.basemap) {
@@ -54,6 +55,15 @@ await run({
   found.viewer_sees_controls = await page.locator("#control").isVisible();
   found.viewer_sees_param_fetch = await page.locator("#params-fetch").isVisible();
   found.vehicle_values = await page.$$eval("#vehicle-values dt", (dts) => dts.map((d) => d.textContent));
+  // The chart of its history: drawn from the samples the API gave, in ink on the canvas.
+  await page.waitForFunction(() => Number(document.querySelector("#vehicle-chart")?.dataset.points) >= 2);
+  found.chart_points = Number(await page.locator("#vehicle-chart").getAttribute("data-points"));
+  found.chart_inked_px = await page.$eval("#vehicle-chart", (c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let inked = 0;
+    for (let i = 3; i < d.length; i += 4) inked += d[i] > 0 ? 1 : 0;
+    return inked;
+  });
   await page.locator('#tabs [data-tab="alerts"]').click();
   await page.waitForSelector("#alert-list li");
   found.viewer_alerts = await page.locator("#alert-list li").count();

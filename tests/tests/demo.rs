@@ -1,6 +1,7 @@
 //! `edge-daemon demo`: the whole path on one machine — simulated copters at two stations, a
 //! cloud relay on loopback — and HQ's page (the web app, served by the relay) in a real
-//! browser (headless Chromium, driven by Playwright) showing the fleet both stations synced.
+//! browser (headless Chromium, driven by Playwright) showing the fleet both stations synced,
+//! and saying "relay unreachable" while the relay is frozen.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -104,6 +105,8 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
             &partner,
             "--shared",
             "2",
+            "--relay-pid",
+            &demo.pid().to_string(),
         ],
     );
     assert_eq!(found["title"], "Trellis HQ", "{found}");
@@ -134,6 +137,10 @@ fn the_demo_shows_its_fleet_at_hq_in_a_browser() {
         "{found}"
     );
     assert_eq!(found["page_errors"], serde_json::json!([]), "{found}");
+    // The demo's relay frozen: the page says so instead of showing stale numbers as live.
+    assert_eq!(found["offline_text"], "relay unreachable", "{found}");
+    assert_eq!(found["stale"], true, "{found}");
+    assert_eq!(found["live_again"], true, "{found}");
     assert_eq!(
         found["phone_overflow_px"], 0,
         "the page fits a phone's width: {found}"

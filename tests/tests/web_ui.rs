@@ -1,8 +1,9 @@
 //! The station's web UI in real headless Chromium (Debian's `chromium`, driven by Playwright's
 //! `playwright-core` in `tests/browser/`), against a daemon with six vehicles (four simulated
 //! copters, a pymavlink one on a low battery, so there is an alert to acknowledge, and the
-//! pymavlink autopilot flying a mission planned over the field), a field, and an offline
-//! basemap from an MBTiles file this test makes. Screenshots (phone and
+//! pymavlink autopilot flying a mission planned over the field), a field, a geofence, and an
+//! offline basemap from an MBTiles file this test makes; the vehicle page's chart drawn from
+//! its history. Screenshots (phone and
 //! desktop) are kept in `target/screenshots/`.
 
 use std::process::Stdio;
@@ -96,6 +97,20 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "PUT",
         "/api/v1/fields/block-1",
         &json!({ "name": "Block 1", "polygon": block }),
+    );
+    assert_eq!(code, 200, "{body}");
+    // A geofence around the whole vineyard (no vehicle breaches it: the one alert stays the
+    // low battery's).
+    let fence = [
+        [ORIGIN.0 - 0.01, ORIGIN.1 - 0.01],
+        [ORIGIN.0 + 0.01, ORIGIN.1 - 0.01],
+        [ORIGIN.0 + 0.01, ORIGIN.1 + 0.02],
+        [ORIGIN.0 - 0.01, ORIGIN.1 + 0.02],
+    ];
+    let (code, body) = daemon.send(
+        "PUT",
+        "/api/v1/geofences/vineyard",
+        &json!({ "name": "Vineyard", "polygon": fence, "ceiling_m": 400 }),
     );
     assert_eq!(code, 200, "{body}");
     // A sixth vehicle, the pymavlink autopilot, is given a mission planned over the block: the
@@ -198,6 +213,12 @@ fn a_crew_sees_the_fleet_move_on_a_phone_and_a_pilot_gets_the_controls() {
         "a viewer has no command buttons"
     );
     assert_eq!(found["viewer_sees_param_fetch"], false, "{found}");
+    assert_eq!(found["geofences"], 1, "the geofence drawn: {found}");
+    assert!(found["chart_points"].as_u64() >= Some(2), "{found}");
+    assert!(
+        found["chart_inked_px"].as_u64() >= Some(200),
+        "the chart drew its lines: {found}"
+    );
     let labels = found["vehicle_values"].to_string();
     assert!(
         labels.contains("\"Signing\"") && labels.contains("\"Link\""),

@@ -716,6 +716,8 @@ function drawChart(samples, empty) {
   const canvas = $("vehicle-chart");
   const g = canvas.getContext("2d");
   g.clearRect(0, 0, canvas.width, canvas.height);
+  // How many samples the chart shows, for tests and assistive tools.
+  canvas.dataset.points = samples.length < 2 ? 0 : samples.length;
   if (samples.length < 2) {
     g.fillStyle = "#111";
     g.font = "16px system-ui";
