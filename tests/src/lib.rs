@@ -428,6 +428,14 @@ pub fn python_json(script: &str, args: &[&str]) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last:?}: {e}"))
 }
 
+/// A `/metrics` document as Prometheus' own client library parses it (`peers/prom_parse.py`):
+/// `{name: {"type", "samples": [[name, labels, value], …]}}`; a document it refuses fails.
+pub fn parse_metrics(text: &str) -> Value {
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), text).expect("write the metrics");
+    python_json("prom_parse.py", &[&file.path().display().to_string()])
+}
+
 /// Runs the pymavlink ground station (`gcs.py`) on `connect` until it has heard every system
 /// in `expect` and, with a `command_target`, had its COMMAND_LONG acked; returns its report.
 pub fn gcs(connect: &str, expect: &[u8], command_target: Option<u8>) -> Value {

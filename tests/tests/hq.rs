@@ -223,6 +223,20 @@ fn one_vehicle_heard_by_two_edges_is_one_vehicle_and_orgs_never_see_each_other()
     assert_eq!(p["title"], "Block 7 resurvey");
     assert_eq!(p["status"], "proposed");
     assert_eq!(p["vehicle"]["uid"], "00aa00aa00aa00aa", "{p}");
+
+    // Both daemons' /metrics parse with Prometheus' own parser.
+    let relay_metrics = parse_metrics(&relay.metrics());
+    let group_commits = &relay_metrics["trellis_relay_group_commits"];
+    assert_eq!(group_commits["type"], "counter", "{relay_metrics}");
+    assert!(
+        group_commits["samples"][0][2].as_f64() >= Some(1.0),
+        "{group_commits}"
+    );
+    let station_metrics = parse_metrics(&north.edge.metrics());
+    assert_eq!(
+        station_metrics["trellis_store_commit_seconds"]["type"], "histogram",
+        "{station_metrics}"
+    );
 }
 
 fn stream(relay: &CloudRelay, org: &str, token: &str) -> Proc {

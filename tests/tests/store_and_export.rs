@@ -50,6 +50,35 @@ fn an_exported_tlog_reads_back_in_pymavlink_with_every_frame() {
     );
     assert_eq!(counts["ATTITUDE:41"], sent["ATTITUDE"], "{counts}");
     assert!(counts.get("BAD_DATA").is_none(), "{counts}");
+
+    // The commits behind it, in /metrics as Prometheus' own parser reads it: a histogram
+    // whose buckets count every commit once, cumulatively.
+    let metrics = parse_metrics(&daemon.metrics());
+    let commits = &metrics["trellis_store_commit_seconds"];
+    assert_eq!(commits["type"], "histogram", "{commits}");
+    let samples = commits["samples"].as_array().expect("samples");
+    let value = |name: &str, le: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| s[0] == name && le.is_none_or(|le| s[1]["le"] == le))
+            .and_then(|s| s[2].as_f64())
+    };
+    let count = value("trellis_store_commit_seconds_count", None).expect("a count");
+    assert!(count >= 1.0, "{commits}");
+    assert_eq!(
+        value("trellis_store_commit_seconds_bucket", Some("+Inf")),
+        Some(count)
+    );
+    let buckets: Vec<f64> = samples
+        .iter()
+        .filter(|s| s[0] == "trellis_store_commit_seconds_bucket")
+        .filter_map(|s| s[2].as_f64())
+        .collect();
+    assert!(buckets.len() >= 10 && buckets.is_sorted(), "{commits}");
+    assert!(
+        value("trellis_store_commit_seconds_sum", None) > Some(0.0),
+        "{commits}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text, no token (scrapers on the station's own network).
 //!
 //! Per link: frames and bytes in and out, line errors, drops; the fleet; the store's commits
-//! and their time, its size and losses; sync's backlog and round trip; stream clients and
+//! and a histogram of their time, its size and losses; sync's backlog and round trip; stream clients and
 //! what was coalesced or dropped for them.
 
 use std::fmt::Write as _;
@@ -158,13 +158,22 @@ fn render(s: &AppState) -> String {
         "Store transactions committed",
         &counter(&st.commits),
     );
-    family(
-        &mut out,
-        "trellis_store_commit_seconds_total",
-        "counter",
-        "Time spent committing; divide by commits for the mean",
-        &one(st.commit_us_total.load(Relaxed) as f64 / 1e6),
+    let (buckets, sum) = st.commit_times.cumulative();
+    let _ = writeln!(
+        out,
+        "# HELP trellis_store_commit_seconds How long store commits took\n\
+         # TYPE trellis_store_commit_seconds histogram"
     );
+    for (bound, n) in &buckets {
+        let le = bound.map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "trellis_store_commit_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let count = buckets.last().map_or(0, |(_, n)| *n);
+    let _ = writeln!(out, "trellis_store_commit_seconds_sum {sum}");
+    let _ = writeln!(out, "trellis_store_commit_seconds_count {count}");
     family(
         &mut out,
         "trellis_store_samples_total",

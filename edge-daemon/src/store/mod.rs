@@ -237,8 +237,8 @@ pub struct StoreStatus {
     pub committed_samples: AtomicU64,
     pub committed_frames: AtomicU64,
     pub commits: AtomicU64,
-    /// Time spent committing (chunk compression, inserts, fsync), summed over `commits`.
-    pub commit_us_total: AtomicU64,
+    /// How long each commit took (chunk compression, inserts, fsync).
+    pub commit_times: CommitTimes,
     pub last_commit_unix_ms: AtomicI64,
     pub db_bytes: AtomicU64,
     pub write_errors: AtomicU64,
@@ -561,10 +561,71 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     open().map_err(|e| StoreError::Open(path.to_path_buf(), e))
 }
 
+/// The upper bounds of [`CommitTimes`]' buckets, in µs: a commit on an SSD takes about a
+/// millisecond, on a Pi's SD card tens, and one over a second holds ingest back.
+pub const COMMIT_BUCKETS_US: [u64; 11] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+
+/// Commit durations counted by bucket, for a Prometheus histogram: the slow commits a mean
+/// hides (an SD card's occasional long fsync) show in the upper buckets.
+#[derive(Debug, Default)]
+pub struct CommitTimes {
+    /// Per bucket of [`COMMIT_BUCKETS_US`], then one for longer: not cumulative.
+    counts: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl CommitTimes {
+    pub fn record(&self, us: u64) {
+        let bucket = COMMIT_BUCKETS_US.partition_point(|bound| *bound < us);
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Per bucket its upper bound in seconds (`None`: no bound) and how many commits took
+    /// at most that long; then the total time in seconds.
+    pub fn cumulative(&self) -> (Vec<(Option<f64>, u64)>, f64) {
+        let mut total = 0;
+        let buckets = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                total += n.load(Relaxed);
+                let bound = COMMIT_BUCKETS_US.get(i).map(|us| *us as f64 / 1e6);
+                (bound, total)
+            })
+            .collect();
+        (buckets, self.sum_us.load(Relaxed) as f64 / 1e6)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::vehicle::Sample;
+
+    #[test]
+    fn commit_times_count_each_commit_once_in_every_bucket_it_fits() {
+        let times = CommitTimes::default();
+        for us in [100, 500, 501, 30_000, 5_000_000] {
+            times.record(us);
+        }
+        let (buckets, sum) = times.cumulative();
+        let at = |bound: f64| {
+            buckets
+                .iter()
+                .find(|(b, _)| *b == Some(bound))
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(at(0.0005), Some(2), "100 µs and 500 µs");
+        assert_eq!(at(0.001), Some(3));
+        assert_eq!(at(0.05), Some(4));
+        assert_eq!(at(1.0), Some(4));
+        assert_eq!(buckets.last(), Some(&(None, 5)), "+Inf holds them all");
+        assert!((sum - 5.031101).abs() < 1e-9, "{sum}");
+    }
 
     fn samples(vehicle: u8, n: usize, t0: i64) -> IngestBatch {
         IngestBatch {

@@ -556,8 +556,7 @@ impl Writer {
         match self.try_commit() {
             Ok(()) => {
                 let s = &self.status;
-                s.commit_us_total
-                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                s.commit_times.record(started.elapsed().as_micros() as u64);
                 for stream in Stream::ALL {
                     s.committed_slot(stream)
                         .store(self.next[stream.index()] - 1, Relaxed);
