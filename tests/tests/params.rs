@@ -115,6 +115,10 @@ fn the_whole_list_comes_through_a_link_losing_a_fifth_with_its_gaps_asked_for_ag
     );
     assert_eq!((params.len(), pages), (1300, 2));
     list["params"] = params.into();
+    // So does the command line.
+    let (code, out) = cli(&daemon, &pilot, &["list", "5"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1300 of 1300 parameters (complete)"), "{out}");
     assert_eq!(value_of(&list, "WPNAV_SPEED"), Some(600.0));
     // A float parameter reads as the number written, not its binary approximation.
     assert_eq!(value_of(&list, "BATT_LOW_VOLT"), Some(21.6));

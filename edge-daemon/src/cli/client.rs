@@ -23,8 +23,39 @@ pub struct ClientArgs {
 }
 
 pub fn get(args: &ClientArgs, path: &str) -> Result<Value, ExitCode> {
+    get_query(args, path, &[])
+}
+
+/// GETs every page of a list (the daemon pages lists by `limit` and `after` and answers
+/// the next page's `after` as `next`): the last page's answer, with `items` holding the
+/// items of all of them.
+pub fn get_all(args: &ClientArgs, path: &str, items: &str) -> Result<Value, ExitCode> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "1000".to_string())];
+        query.extend(after.clone().map(|a| ("after", a)));
+        let mut page = get_query(args, path, &query)?;
+        if let Some(list) = page[items].as_array_mut() {
+            all.append(list);
+        }
+        match page["next"].as_str() {
+            // A daemon that answered the same `next` again would never end the list.
+            Some(next) if after.as_deref() != Some(next) => after = Some(next.to_string()),
+            _ => {
+                page[items] = Value::Array(all);
+                return Ok(page);
+            }
+        }
+    }
+}
+
+fn get_query(args: &ClientArgs, path: &str, query: &[(&str, String)]) -> Result<Value, ExitCode> {
     let url = format!("{}{path}", args.api.trim_end_matches('/'));
     let mut request = ureq::get(&url);
+    for (key, value) in query {
+        request = request.query(key, value);
+    }
     if let Some(token) = &args.token {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
@@ -141,7 +172,7 @@ pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let links = match get(&args, "/api/v1/links") {
+    let links = match get_all(&args, "/api/v1/links", "links") {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -197,7 +228,7 @@ pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn vehicles(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let body = match get(&args, "/api/v1/vehicles") {
+    let body = match get_all(&args, "/api/v1/vehicles", "vehicles") {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };

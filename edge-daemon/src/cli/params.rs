@@ -171,7 +171,8 @@ fn profile_body(profile: &str) -> anyhow::Result<Value> {
 }
 
 fn list(client: &ClientArgs, vehicle: &str, prefix: Option<&str>) -> ExitCode {
-    let view = match super::client::get(client, &format!("/api/v1/vehicles/{vehicle}/params")) {
+    let path = format!("/api/v1/vehicles/{vehicle}/params");
+    let view = match super::client::get_all(client, &path, "params") {
         Ok(v) => v,
         Err(code) => return code,
     };
