@@ -36,7 +36,7 @@ impl PageParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct KeyPageParams {
-    /// How many items, in key order (default 100).
+    /// How many items, in key order (default 100; a vehicle's parameters 1000).
     #[param(minimum = 1, maximum = 1_000)]
     pub limit: Option<u32>,
     /// Only items after this key (the `next` of the page before).
@@ -93,13 +93,23 @@ pub fn by_key<T, K: Ord + std::str::FromStr + ToString>(
     Ok((rest, next))
 }
 
-/// The `before` that fetches the page after `items` (newest first): the position of the
-/// last item, or `None` when this page was the last (it held fewer than `limit`).
-pub fn next<T>(items: &[T], limit: u32, position: impl Fn(&T) -> i64) -> Option<i64> {
-    if items.len() < limit as usize {
+/// An integer as the API writes it: digits, `-` first if negative. (Rust's own parse also
+/// takes `+5`, which a cursor this API gave never holds.)
+pub fn parse_int<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.starts_with('+') {
         return None;
     }
-    items.last().map(position)
+    text.parse().ok()
+}
+
+/// A page from up to `limit + 1` items read in the list's order: the first `limit`, and the
+/// cursor of the last of them when an item follows it (`None`: this page is the last, so a
+/// walk never ends on an empty page).
+pub fn split<T, C>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more { items.last().map(cursor) } else { None };
+    (items, next)
 }
 
 /// `limit`, `default` when absent, refused (naming the field) outside `1..=max`.
@@ -119,10 +129,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_page_points_at_the_next_and_a_short_one_ends_the_list() {
-        assert_eq!(next(&[9, 8, 7], 3, |x| *x), Some(7));
-        assert_eq!(next(&[9, 8], 3, |x| *x), None);
-        assert_eq!(next::<i64>(&[], 3, |x| *x), None);
+    fn a_page_points_at_the_next_only_when_an_item_follows() {
+        assert_eq!(split(vec![9, 8, 7, 6], 3, |x| *x), (vec![9, 8, 7], Some(7)));
+        assert_eq!(split(vec![9, 8, 7], 3, |x| *x), (vec![9, 8, 7], None));
+        assert_eq!(split(vec![9, 8], 3, |x| *x), (vec![9, 8], None));
+        assert_eq!(split(Vec::<i64>::new(), 3, |x| *x), (vec![], None));
     }
 
     #[test]

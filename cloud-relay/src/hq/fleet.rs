@@ -283,13 +283,12 @@ async fn events_of(
         })
         .transpose()?;
     let events = blocking(&s.store, move |st| {
-        st.events(&org, kind, before.as_ref(), limit)
+        st.events(&org, kind, before.as_ref(), limit + 1)
     })
     .await?;
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| EventCursor::of(e).to_string()))
-        .flatten();
-    Ok((events, next))
+    Ok(trellis_web::page::split(events, limit, |e| {
+        EventCursor::of(e).to_string()
+    }))
 }
 
 /// The org's alerts from every station, newest first, each with its acknowledgement.

@@ -216,7 +216,8 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
             (from, to, limit)
         })
         .collect();
-    // Pages of `limit`, each after the cursor of the one before. At most 60 pages.
+    // Pages of `limit`, each after the cursor of the one before, at most 60; and whether
+    // the walk reached the last page.
     let walk = |vehicle: i64, from: i64, to: i64, limit: usize| {
         let mut all: Vec<TelemetryRow> = Vec::new();
         let mut after: Option<super::history::HistoryCursor> = None;
@@ -225,14 +226,18 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
                 .vehicle_telemetry(&org, vehicle, from, to, after.as_ref(), limit as u32)
                 .unwrap();
             assert!(page.rows.len() <= limit);
+            assert!(
+                page.next.is_none() || !page.rows.is_empty(),
+                "a page leads on"
+            );
             all.extend(page.rows);
             // As a client holds it: text.
             after = match page.next {
                 Some(next) => Some(next.to_string().parse().unwrap()),
-                None => break,
+                None => return (all, true),
             };
         }
-        all
+        (all, false)
     };
     let check = |when: &str| {
         for (query, &(from, to, limit)) in queries.iter().enumerate() {
@@ -240,10 +245,12 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
                 .vehicle_telemetry(&org, shared.id, from, to, None, limit as u32)
                 .unwrap()
                 .rows;
-            let mut want = oracle(&shared_rows, from, to, limit);
-            // A full page ends before the microsecond of its last sample (that goes whole
-            // to the next page), unless that microsecond is all it holds.
-            if let (true, Some(last)) = (want.len() == limit, want.last().map(|r| r.t_us)) {
+            let mut want = oracle(&shared_rows, from, to, limit + 1);
+            // A page with more after it ends before the microsecond of its last sample
+            // (that goes whole to the next page), unless that microsecond is all it holds.
+            let more = want.len() > limit;
+            want.truncate(limit);
+            if let (true, Some(last)) = (more, want.last().map(|r| r.t_us)) {
                 let keep = want.partition_point(|r| r.t_us < last);
                 if keep > 0 {
                     want.truncate(keep);
@@ -259,8 +266,10 @@ pub fn history_matches_a_row_per_sample_oracle<S: RelayStore + HqStore>(store: &
                 "seed {seed} query {query} {when}: {from}..{to} limit {limit}: samples differ"
             );
             if limit <= 20 {
-                let walked = walk(shared.id, from, to, limit);
-                let want = oracle(&shared_rows, from, to, walked.len());
+                let (walked, ended) = walk(shared.id, from, to, limit);
+                // To its end, all of it; cut short, the beginning of it.
+                let upto = if ended { usize::MAX } else { walked.len() };
+                let want = oracle(&shared_rows, from, to, upto);
                 assert!(
                     walked == want,
                     "seed {seed} query {query} {when}: {from}..{to} by {limit}: pages differ"

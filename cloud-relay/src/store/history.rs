@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 
 use sync_protocol::codec::{self, TelemetryRow};
+use trellis_web::page::parse_int;
 
 use super::StoreError;
 
@@ -143,20 +144,25 @@ impl std::str::FromStr for HistoryCursor {
         if s.len() > CURSOR_MAX_LEN {
             return Err(());
         }
+        fn int<T: std::str::FromStr>(field: Option<&str>) -> Result<T, ()> {
+            field.and_then(parse_int).ok_or(())
+        }
         let mut parts = s.split('~');
-        let after_us = parts.next().ok_or(())?.parse().map_err(|_| ())?;
+        let after_us: i64 = int(parts.next())?;
         let recent = parts
             .map(|k| {
                 let mut f = k.split('.');
-                let mut next = || f.next().ok_or(());
                 let kept = Kept {
-                    edge_id: next()?.parse().map_err(|_| ())?,
-                    t_us: next()?.parse().map_err(|_| ())?,
-                    lat_e7: next()?.parse().map_err(|_| ())?,
-                    lon_e7: next()?.parse().map_err(|_| ())?,
-                    alt_mm: next()?.parse().map_err(|_| ())?,
+                    edge_id: int(f.next())?,
+                    t_us: int(f.next())?,
+                    lat_e7: int(f.next())?,
+                    lon_e7: int(f.next())?,
+                    alt_mm: int(f.next())?,
                 };
-                if next().is_ok() || kept.t_us > after_us {
+                // Only what a page keeps: the samples of the window before its end.
+                let age = after_us.checked_sub(kept.t_us);
+                let in_window = age.is_some_and(|a| (0..DUPLICATE_WINDOW_US).contains(&a));
+                if f.next().is_some() || !in_window {
                     return Err(());
                 }
                 Ok(kept)
@@ -210,8 +216,9 @@ pub fn merged(
         };
         let bound = next.page.front().map_or(i64::MAX, |r| r.t_min_us);
         if rows.len() >= next_check {
-            let settled = settle(&mut rows, bound, seed, limit);
-            if settled.len() >= limit {
+            // One more than the page: whether it exists says whether a next page does.
+            let settled = settle(&mut rows, bound, seed, limit + 1);
+            if settled.len() > limit {
                 return Ok(page(settled, seed, limit));
             }
             next_check = rows.len() * 2;
@@ -229,7 +236,11 @@ pub fn merged(
                 .map(|r| ((r.t_us, edge_id, r.seq), r)),
         );
     }
-    Ok(page(settle(&mut rows, i64::MAX, seed, limit), seed, limit))
+    Ok(page(
+        settle(&mut rows, i64::MAX, seed, limit + 1),
+        seed,
+        limit,
+    ))
 }
 
 /// Sorts the rows and returns the first `limit` samples strictly before `bound`,
@@ -253,7 +264,7 @@ fn dedupe(rows: &[Keyed], seed: &[Kept], limit: usize) -> Vec<(i64, TelemetryRow
         let duplicate = kept
             .iter()
             .rev()
-            .take_while(|k| row.t_us - k.t_us < DUPLICATE_WINDOW_US)
+            .take_while(|k| row.t_us.saturating_sub(k.t_us) < DUPLICATE_WINDOW_US)
             .any(|k| k.heard_again(edge, &row));
         if !duplicate {
             kept.push(Kept::of(edge, &row));
@@ -263,25 +274,26 @@ fn dedupe(rows: &[Keyed], seed: &[Kept], limit: usize) -> Vec<(i64, TelemetryRow
     out
 }
 
-/// The page `kept` makes, and its cursor when it is full: it ends before the microsecond of
-/// its last sample (unless that is all it holds), and the cursor carries the samples kept in
-/// the window before that end.
+/// The page of `limit` that `kept` (up to one more) makes, and its cursor when more follow:
+/// it ends before the microsecond of its last sample (unless that is all it holds), and the
+/// cursor carries the samples kept in the window before that end.
 fn page(mut kept: Vec<(i64, TelemetryRow)>, seed: &[Kept], limit: usize) -> HistoryPage {
-    let full = kept.len() >= limit;
-    if let (true, Some(last)) = (full, kept.last().map(|(_, r)| r.t_us)) {
+    let more = kept.len() > limit;
+    kept.truncate(limit);
+    if let (true, Some(last)) = (more, kept.last().map(|(_, r)| r.t_us)) {
         let keep = kept.partition_point(|(_, r)| r.t_us < last);
         if keep > 0 {
             kept.truncate(keep);
         }
     }
     let next = match kept.last() {
-        Some(&(_, last)) if full => {
+        Some(&(_, last)) if more => {
             let after_us = last.t_us;
             let mut recent: Vec<Kept> = seed
                 .iter()
                 .copied()
                 .chain(kept.iter().map(|(edge, r)| Kept::of(*edge, r)))
-                .filter(|k| after_us - k.t_us < DUPLICATE_WINDOW_US)
+                .filter(|k| after_us.saturating_sub(k.t_us) < DUPLICATE_WINDOW_US)
                 .collect();
             recent.drain(..recent.len().saturating_sub(CURSOR_MAX_KEPT));
             Some(HistoryCursor { after_us, recent })
@@ -361,6 +373,10 @@ mod tests {
             "5~1.2.3.4.5.6",
             "5~1.9.0.0.0",
             "9~1.5.0.0.0~1.4.0.0.0",
+            "+77",
+            // Older than the window before the page's end, or far enough to overflow.
+            "1500000~3.1000000.0.0.0",
+            "0~1.-9223372036854775808.0.0.0",
         ] {
             assert!(bad.parse::<HistoryCursor>().is_err(), "{bad:?}");
         }
@@ -389,7 +405,7 @@ mod tests {
                 .copied()
                 .collect();
             let seed = after.as_ref().map_or(&[][..], |a| &a.recent[..]);
-            let p = page(dedupe(&rest, seed, 3), seed, 3);
+            let p = page(dedupe(&rest, seed, 4), seed, 3);
             walked.extend(p.rows.iter().map(|r| r.t_us));
             match p.next {
                 Some(next) => after = Some(next.to_string().parse().unwrap()),

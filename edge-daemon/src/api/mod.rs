@@ -205,16 +205,17 @@ async fn alerts(
     let limit = page.limit(100, 10_000)?;
     let before = page.before;
     let reader = s.reader.clone();
+    // One more than asked: whether it exists says whether a next page does.
     let alerts = tokio::task::spawn_blocking(move || {
         reader.events(
             Some(sync_protocol::proto::event::Kind::Alert),
             before,
-            limit,
+            limit + 1,
         )
     })
     .await
     .map_err(ApiError::internal)??;
-    let next = trellis_web::page::next(&alerts, limit, |a| a.seq);
+    let (alerts, next) = trellis_web::page::split(alerts, limit, |a| a.seq);
     Ok(Json(AlertPage { alerts, next }))
 }
 

@@ -197,13 +197,13 @@ pub async fn history(
         from_us: range.from_us,
         to_us: range.to_us,
         before: q.before,
-        limit,
+        limit: limit + 1,
     };
     let reader = s.reader.clone();
     let changes = tokio::task::spawn_blocking(move || reader.param_history(&query))
         .await
         .map_err(ApiError::internal)??;
-    let next = trellis_web::page::next(&changes, limit, |c| c.id);
+    let (changes, next) = trellis_web::page::split(changes, limit, |c| c.id);
     Ok(Json(ParamHistory {
         vehicle: vehicle.sysid,
         changes,

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use trellis_web::openapi::ReadRefusals;
-use trellis_web::page::{by_key, KeyPageParams};
+use trellis_web::page::{by_key, parse_int, KeyPageParams};
 use trellis_web::time::{parse_interval_us, TimeRange};
 use trellis_web::{Query, SampleView};
 use utoipa::{IntoParams, ToSchema};
@@ -82,7 +82,19 @@ pub struct TelemetryParams {
 /// of the next interval (and sequence 0).
 fn parse_cursor(after: &str) -> Option<(i64, u64)> {
     let (t, seq) = after.split_once('.')?;
-    Some((t.parse().ok()?, seq.parse().ok()?))
+    Some((parse_int(t)?, parse_int(seq)?))
+}
+
+/// Where the interval after the one holding `t_us` starts, intervals numbered as SQLite's
+/// `t_us / every` numbers them: toward zero, so interval 0 spans `(-every, every)` and one
+/// before it ends at its number times `every`.
+fn next_interval_us(t_us: i64, every: i64) -> i64 {
+    let n = t_us / every;
+    if n < 0 {
+        n.saturating_mul(every).saturating_add(1)
+    } else {
+        n.saturating_add(1).saturating_mul(every)
+    }
 }
 
 /// A vehicle's history over a time range.
@@ -138,25 +150,17 @@ pub async fn telemetry(
         to_us,
         every_us,
         after,
-        limit,
+        // One more than asked: whether it exists says whether a next page does.
+        limit: limit + 1,
     };
     let reader = s.reader.clone();
     let rows = tokio::task::spawn_blocking(move || reader.telemetry(&query))
         .await
         .map_err(ApiError::internal)??;
-    let next = (rows.len() == limit as usize)
-        .then(|| rows.last())
-        .flatten()
-        .map(|last| match every_us {
-            Some(every) => format!(
-                "{}.0",
-                last.t_us
-                    .div_euclid(every)
-                    .saturating_add(1)
-                    .saturating_mul(every)
-            ),
-            None => format!("{}.{}", last.t_us, last.seq),
-        });
+    let (rows, next) = trellis_web::page::split(rows, limit, |last| match every_us {
+        Some(every) => format!("{}.0", next_interval_us(last.t_us, every)),
+        None => format!("{}.{}", last.t_us, last.seq),
+    });
     Ok(Json(TelemetryPage {
         vehicle: sysid,
         from_us,
@@ -166,4 +170,23 @@ pub async fn telemetry(
         samples: rows.iter().map(SampleView::from).collect(),
         next,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_interval_us;
+
+    #[test]
+    fn the_next_interval_starts_where_sqlites_numbering_ends_this_one() {
+        for (t, every) in [(25, 10), (0, 10), (-5, 10), (-15, 10), (-10, 10), (9, 10)] {
+            let next = next_interval_us(t, every);
+            // Every time from `t` up to `next` is in t's interval, and `next` is not.
+            assert!(
+                (t..next).all(|u| u / every == t / every),
+                "{t} by {every}: {next}"
+            );
+            assert_ne!(next / every, t / every, "{t} by {every}: {next}");
+        }
+        assert_eq!(next_interval_us(i64::MAX - 3, 10), i64::MAX);
+    }
 }
