@@ -328,7 +328,12 @@ fn a_sharing_agreement_shows_what_it_grants_and_revoking_it_stops_at_once() {
     let step = 500.0 / 111_320.0;
     assert!(((lat / step).fract() - 0.5).abs() < 1e-6, "snapped: {lat}");
     let (_, own) = relay.hq_get(&viewer, "/api/v1/orgs/vineyard-co/vehicles");
-    let true_lat = own["vehicles"][0]["state"]["lat"].as_f64().unwrap();
+    // (Listed by fleet id, which follows the order HQ first heard them in.)
+    let inside = own["vehicles"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["uid"] == "0000000000000001"))
+        .expect("V-01 in the org's vehicles");
+    let true_lat = inside["state"]["lat"].as_f64().unwrap();
     assert!((lat - true_lat).abs() <= step, "{lat} vs {true_lat}");
     assert!(lat != true_lat);
 
