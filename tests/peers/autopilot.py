@@ -14,6 +14,9 @@ Commands: arm and disarm change the armed flag its heartbeat reports, DO_SET_MOD
 mode; takeoff answers IN_PROGRESS (0 %, then 50 %) and ACCEPTED a second later, as PX4 does
 for long commands; anything else is accepted. --deny, --fail, --unsupported and --ignore
 (a command number, repeatable) make it answer DENIED, FAILED, UNSUPPORTED or nothing.
+--lose MAV_CMD:N plays the radio losing the first N sends of a command on the way up (the
+vehicle never hears them; a lost_command line says so), --lose-ack MAV_CMD:N losing the
+vehicle's first N answers to it on the way down (it acts each time, as ArduPilot does).
 Acks carry the asker as their target, as ArduPilot's do.
 Missions, fences and rally points: the mission protocol as ArduPilot plays it (it asks for each
 item with the older MISSION_REQUEST and takes MISSION_ITEM_INT or MISSION_ITEM in answer, asks
@@ -40,7 +43,8 @@ Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic 
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
 request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
 params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an upload
-completes; rebooted; signing (enabled) on SETUP_SIGNING; param_set (name, value, from) for each PARAM_SET; params_listed
+completes; lost_command and lost_ack (command, confirmation or result) for what --lose and
+--lose-ack took; rebooted; signing (enabled) on SETUP_SIGNING; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range),
@@ -85,6 +89,9 @@ def emit(**event):
 class Autopilot:
     def __init__(self, a):
         self.a = a
+        # Sends (and answers) of a command still to lose on the air, by command number.
+        self.sends_to_lose = dict(a.lose)
+        self.answers_to_lose = dict(a.lose_ack)
         self.m = mavutil.mavlink_connection(a.connect, source_system=a.sysid, source_component=1)
         self.px4 = a.autopilot == "px4"
         self.later = []  # (when, msg, result, progress): answers still to give
@@ -189,6 +196,10 @@ class Autopilot:
             mav.system_time_send(int(time.time() * 1e6) if fixed else 0, ms)
 
     def ack(self, msg, result, progress=0):
+        if self.answers_to_lose.get(msg.command, 0) > 0:
+            self.answers_to_lose[msg.command] -= 1
+            emit(event="lost_ack", command=msg.command, result=result)
+            return
         self.m.mav.command_ack_send(msg.command, result, progress, 0, msg.get_srcSystem(), msg.get_srcComponent())
 
     def handle(self, msg):
@@ -287,6 +298,10 @@ class Autopilot:
     def command(self, msg):
         src = msg.get_srcSystem()
         c = msg.command
+        if self.sends_to_lose.get(c, 0) > 0:
+            self.sends_to_lose[c] -= 1
+            emit(event="lost_command", command=c, confirmation=getattr(msg, "confirmation", None))
+            return
         if c not in REQUESTS:
             params = [msg.param1, msg.param2, msg.param3, msg.param4]
             event = {"event": "command", "command": c, "from": src, "type": msg.get_type(),
@@ -460,6 +475,12 @@ def main():
     p.add_argument("--lose-params", type=float, default=0.0, metavar="FRACTION")
     p.add_argument("--gps-fix-file", metavar="PATH",
                    help="SYSTEM_TIME carries no time (no GPS fix) until this file exists")
+    def command_count(text):
+        command, count = text.split(":")
+        return int(command), int(count)
+    p.add_argument("--lose", type=command_count, action="append", default=[], metavar="MAV_CMD:N")
+    p.add_argument("--lose-ack", type=command_count, action="append", default=[],
+                   metavar="MAV_CMD:N")
     for answer in ("deny", "fail", "unsupported", "ignore"):
         p.add_argument(f"--{answer}", type=int, action="append", default=[], metavar="MAV_CMD")
     Autopilot(p.parse_args()).run()

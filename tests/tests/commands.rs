@@ -159,6 +159,95 @@ fn every_outcome_a_vehicle_gives_is_reported_with_what_went_over_the_air() {
 }
 
 #[test]
+fn a_command_or_its_answer_lost_on_the_air_is_sent_again_and_its_outcome_is_the_vehicles() {
+    const ARM_DISARM: &str = "400";
+    const SET_MODE: &str = "176";
+    const PAUSE_CONTINUE: u64 = 193;
+    // The radio loses the first two mode commands on the way up, and the vehicle's first
+    // answer to arming on the way down.
+    let (daemon, mut ap, pilot) = station(
+        5,
+        &[
+            "--lose",
+            &format!("{SET_MODE}:2"),
+            "--lose-ack",
+            &format!("{ARM_DISARM}:1"),
+        ],
+    );
+
+    let mode = outcome(
+        &daemon,
+        &pilot,
+        json!({ "command": "mode", "mode": "loiter" }),
+    );
+    assert_eq!(
+        (mode["outcome"].as_str(), mode["sends"].as_u64()),
+        (Some("accepted"), Some(3)),
+        "the third send got through: {mode}"
+    );
+    wait_for("the vehicle in LOITER", T, || {
+        (daemon.vehicle(5)?["mode"] == "LOITER").then_some(())
+    });
+    let arm = outcome(&daemon, &pilot, json!({ "command": "arm" }));
+    assert_eq!(
+        (arm["outcome"].as_str(), arm["sends"].as_u64()),
+        (Some("accepted"), Some(2)),
+        "the answer to the second send got back: {arm}"
+    );
+    assert_eq!(
+        daemon.vehicle(5).map(|v| v["armed"].clone()),
+        Some(json!(true))
+    );
+
+    // Pause, then continue: the same MAVLink command, its first parameter 0 then 1.
+    for body in [
+        json!({ "command": "pause" }),
+        json!({ "command": "continue" }),
+    ] {
+        let c = outcome(&daemon, &pilot, body.clone());
+        assert_eq!(c["outcome"], "accepted", "{body}: {c}");
+    }
+
+    // What the vehicle heard, in order: the mode's third send (confirmation 2) after two it
+    // never heard, arming twice (the retry carries confirmation 1), pause and continue.
+    let mut heard = Vec::new();
+    while heard.len() < 7 {
+        let line = ap.wait_line(T, |l| {
+            let e = json_line(l);
+            e["event"] == "lost_command" || e["event"] == "lost_ack" || e["event"] == "command"
+        });
+        let e = json_line(&line);
+        let what = match e["event"].as_str() {
+            Some("command") if e["command"] == PAUSE_CONTINUE => {
+                format!("193 param1 {}", e["params"][0])
+            }
+            Some(event) => format!("{event} {} c{}", e["command"], e["confirmation"]),
+            None => continue,
+        };
+        heard.push(what);
+    }
+    assert_eq!(
+        heard,
+        [
+            "lost_command 176 c0",
+            "lost_command 176 c1",
+            "command 176 c2",
+            "command 400 c0",
+            "lost_ack 400 cnull",
+            "command 400 c1",
+            "193 param1 0.0",
+        ],
+        "then continue"
+    );
+    let cont = ap.wait_event("command", T);
+    assert_eq!(
+        (cont["command"].as_u64(), cont["params"][0].as_f64()),
+        (Some(PAUSE_CONTINUE), Some(1.0)),
+        "{cont}"
+    );
+}
+
+#[test]
 fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() {
     let (daemon, _ap, pilot) = station(5, &[]);
     let (code, body) = send(
