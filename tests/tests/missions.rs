@@ -89,6 +89,66 @@ fn a_200_item_mission_goes_up_and_comes_back_identical_through_a_link_losing_a_f
 }
 
 #[test]
+fn rally_points_are_a_list_of_their_own_uploaded_and_read_back() {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let mut ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 7, &[]);
+    wait_for("the vehicle's position", T, || {
+        daemon.vehicle(7)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    let finish = |path: &str, body: Value| {
+        let (code, sent) = daemon.send_as(&pilot, "POST", path, &body);
+        assert_eq!(code, 202, "{path}: {sent}");
+        finished(&daemon, &pilot, &sent)
+    };
+    // Two rally points (MAV_CMD_NAV_RALLY_POINT) at the ends of the block, and a mission.
+    let rally: Vec<Value> = [(382_905_000, -1_224_510_000), (382_915_000, -1_224_490_000)]
+        .iter()
+        .map(|(x, y)| {
+            json!({ "command": 5100, "frame": 3, "params": [0.0, 0.0, 0.0, 0.0],
+                "x": x, "y": y, "z": 40.0, "autocontinue": false })
+        })
+        .collect();
+    for (key, body) in [
+        (
+            "rally-north",
+            json!({ "name": "rally north", "kind": "rally", "items": rally }),
+        ),
+        ("m", json!({ "name": "m", "items": items(5) })),
+    ] {
+        let (code, stored) =
+            daemon.send_as(&pilot, "PUT", &format!("/api/v1/missions/{key}"), &body);
+        assert_eq!(code, 200, "{stored}");
+        let path = format!("/api/v1/missions/{key}/upload");
+        let done = finish(&path, json!({ "vehicle": "7" }));
+        assert_eq!(done["outcome"], "accepted", "{key}: {done}");
+    }
+    // The vehicle stored each in its own list: rally points as type 2, the mission as 0.
+    let mut stored = [
+        ap.wait_event("mission_stored", T),
+        ap.wait_event("mission_stored", T),
+    ]
+    .map(|e| (e["type"].as_u64(), e["count"].as_u64()));
+    stored.sort();
+    assert_eq!(stored, [(Some(0), Some(5)), (Some(2), Some(2))]);
+    // Read back separately: neither list overwrote the other.
+    let command = |body: Value| finish("/api/v1/vehicles/7/commands", body);
+    let down = command(json!({ "command": "download_mission", "kind": "rally" }));
+    assert_eq!(down["outcome"], "accepted", "{down}");
+    assert_eq!(down["detail"]["items"], json!(rally), "{down}");
+    let down = command(json!({ "command": "download_mission" }));
+    assert_eq!(down["detail"]["items"], json!(items(5)), "{down}");
+    // Clearing the rally points leaves the mission.
+    let cleared = command(json!({ "command": "clear_mission", "kind": "rally" }));
+    assert_eq!(cleared["outcome"], "accepted", "{cleared}");
+    let down = command(json!({ "command": "download_mission", "kind": "rally" }));
+    assert_eq!(down["detail"]["items"], json!([]), "{down}");
+    let down = command(json!({ "command": "download_mission" }));
+    assert_eq!(down["detail"]["items"], json!(items(5)), "{down}");
+}
+
+#[test]
 fn a_vehicles_list_is_downloaded_set_current_and_cleared() {
     let udp = free_udp_port();
     let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
