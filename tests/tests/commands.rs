@@ -194,10 +194,9 @@ fn a_command_or_its_answer_lost_on_the_air_is_sent_again_and_its_outcome_is_the_
         (Some("accepted"), Some(2)),
         "the answer to the second send got back: {arm}"
     );
-    assert_eq!(
-        daemon.vehicle(5).map(|v| v["armed"].clone()),
-        Some(json!(true))
-    );
+    wait_for("the vehicle armed", T, || {
+        (daemon.vehicle(5)?["armed"] == true).then_some(())
+    });
 
     // Pause, then continue: the same MAVLink command, its first parameter 0 then 1.
     for body in [
