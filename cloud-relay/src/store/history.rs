@@ -255,19 +255,20 @@ fn settle(rows: &mut [Keyed], bound: i64, seed: &[Kept], limit: usize) -> Vec<(i
 /// different edge than one already kept (on this page, or in `seed` from the page before),
 /// within [`DUPLICATE_WINDOW_US`] and at the same position, is that sample again.
 fn dedupe(rows: &[Keyed], seed: &[Kept], limit: usize) -> Vec<(i64, TelemetryRow)> {
-    let mut kept: Vec<Kept> = seed.to_vec();
     let mut out: Vec<(i64, TelemetryRow)> = Vec::with_capacity(rows.len().min(limit));
     for &((_, edge, _), row) in rows {
         if out.len() == limit {
             break;
         }
-        let duplicate = kept
+        // Kept so far, newest first: this page's, then those the page before ended with.
+        let duplicate = out
             .iter()
             .rev()
+            .map(|(e, r)| Kept::of(*e, r))
+            .chain(seed.iter().rev().copied())
             .take_while(|k| row.t_us.saturating_sub(k.t_us) < DUPLICATE_WINDOW_US)
             .any(|k| k.heard_again(edge, &row));
         if !duplicate {
-            kept.push(Kept::of(edge, &row));
             out.push((edge, row));
         }
     }
