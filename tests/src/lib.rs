@@ -256,18 +256,39 @@ pub fn synced_station(udp: u16) -> (CloudRelay, EdgeDaemon) {
 /// An independent WebSocket client (`peers/stream_client.py`, the `websockets` library) on
 /// the daemon's `/api/v1/stream{query}`, open when this returns; one JSON message per line.
 pub fn stream_client(daemon: &EdgeDaemon, token: &str, query: &str) -> Proc {
+    let mut p = Proc::spawn(
+        "stream client",
+        stream_client_command(daemon, token, query).stdout(Stdio::piped()),
+    );
+    p.wait_line(Duration::from_secs(30), |l| l.contains("\"open\""));
+    p
+}
+
+/// The command that runs `peers/stream_client.py` on the daemon's `/api/v1/stream{query}`,
+/// for a client with options of its own.
+pub fn stream_client_command(daemon: &EdgeDaemon, token: &str, query: &str) -> Command {
     let url = format!(
         "{}/api/v1/stream{query}",
         daemon.api.replacen("http://", "ws://", 1)
     );
-    let mut p = Proc::spawn(
-        "stream client",
-        python("stream_client.py")
-            .args(["--url", &url, "--token", token])
-            .stdout(Stdio::piped()),
-    );
-    p.wait_line(Duration::from_secs(30), |l| l.contains("\"open\""));
-    p
+    let mut cmd = python("stream_client.py");
+    cmd.args(["--url", &url, "--token", token]);
+    cmd
+}
+
+/// A station hearing the pymavlink autopilot `sysid` (started with `options`) on a `udpin`
+/// link, once its position is known; and a pilot's token named anna.
+pub fn station_with_autopilot(sysid: u8, options: &[&str]) -> (EdgeDaemon, Proc, String) {
+    let udp = free_udp_port();
+    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
+    let ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), sysid, options);
+    wait_for("the vehicle's position", Duration::from_secs(30), || {
+        daemon.vehicle(u64::from(sysid))?["position"]
+            .is_object()
+            .then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    (daemon, ap, pilot)
 }
 
 /// `cloud-relay --config CONFIG ARGS…`, which must succeed; its stdout.
@@ -426,6 +447,15 @@ pub fn python_json(script: &str, args: &[&str]) -> Value {
     );
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last:?}: {e}"))
+}
+
+/// One series of a `/metrics` text, by its name and labels as printed
+/// (`trellis_stream_clients`, `trellis_link_rx_frames_total{link="1",name="radio"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }
 
 /// A `/metrics` document as Prometheus' own client library parses it (`peers/prom_parse.py`):

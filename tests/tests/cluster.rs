@@ -98,13 +98,8 @@ fn heard_live(ws: &mut Proc, name: &str) -> Duration {
 }
 
 /// A counter from the relay's `/metrics`, by its name and labels as printed.
-fn metric(relay: &CloudRelay, series: &str) -> u64 {
-    let wanted = format!("{series} ");
-    relay
-        .metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(&wanted)?.parse().ok())
-        .unwrap_or_else(|| panic!("{series} is not on /metrics"))
+fn relay_metric(relay: &CloudRelay, series: &str) -> u64 {
+    metric(&relay.metrics(), series).unwrap_or_else(|| panic!("{series} is not on /metrics")) as u64
 }
 
 /// Waits until the relay holds exactly the station's outbox, and compares row for row.
@@ -219,20 +214,23 @@ fn two_instances_serve_as_one_relay_and_a_station_survives_the_loss_of_its_insta
     assert!(assert_exactly_once(&a, &north, "pi-north") > before);
     assert!(assert_exactly_once(&a, &south, "pi-south") > 0);
     assert!(
-        metric(
+        relay_metric(
             &b,
             r#"trellis_relay_peer_messages_total{outcome="received"}"#
         ) > 0
     );
     assert_eq!(
-        metric(
+        relay_metric(
             &b,
             r#"trellis_relay_peer_messages_total{outcome="malformed"}"#
         ),
         0
     );
-    assert!(metric(&b, "trellis_relay_group_commits_total") > 0);
-    assert_eq!(metric(&b, "trellis_relay_compaction_failures_total"), 0);
+    assert!(relay_metric(&b, "trellis_relay_group_commits_total") > 0);
+    assert_eq!(
+        relay_metric(&b, "trellis_relay_compaction_failures_total"),
+        0
+    );
 
     // A revocation made anywhere reaches the instance holding the session.
     a.admin(&[

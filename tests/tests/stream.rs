@@ -158,27 +158,15 @@ fn clients_that_never_read_slow_neither_ingest_nor_other_clients() {
     );
 }
 
-/// A Prometheus counter or gauge of the station's `/metrics`, without labels.
-fn metric(daemon: &EdgeDaemon, name: &str) -> Option<f64> {
-    daemon.metrics().lines().find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok()).flatten()
-    })
-}
-
 #[test]
 fn a_client_a_whole_event_ring_behind_is_closed_with_a_reason_and_one_not_reading_is_dropped() {
     let (daemon, _fleet) = station_with_fleet(10, 10);
     let viewer = station_token(daemon.data.path(), "crew", "viewer");
     let pilot = station_token(daemon.data.path(), "pilot", "pilot");
-    let url = format!(
-        "{}/api/v1/stream?kinds=records",
-        daemon.api.replacen("http://", "ws://", 1)
-    );
     let mut behind = Proc::spawn(
         "stream client that falls behind",
-        python("stream_client.py")
-            .args(["--url", &url, "--token", &viewer, "--pause-on", "record"])
+        stream_client_command(&daemon, &viewer, "?kinds=records")
+            .args(["--pause-on", "record"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped()),
     );
@@ -237,16 +225,20 @@ fn a_client_a_whole_event_ring_behind_is_closed_with_a_reason_and_one_not_readin
         });
     };
     fresh(&daemon, &mut watching);
-    assert!(metric(&daemon, "trellis_stream_dropped_slow_total") >= Some(1.0));
+    assert!(metric(&daemon.metrics(), "trellis_stream_dropped_slow_total") >= Some(1.0));
 
     // 3. A client that reads nothing at all: once its buffers are full, the station waits
     // 10 s on it, then drops it; it reads what was buffered, then the end of the stream.
-    let dropped_before = metric(&daemon, "trellis_stream_dropped_slow_total").unwrap_or(0.0);
+    let dropped_before =
+        metric(&daemon.metrics(), "trellis_stream_dropped_slow_total").unwrap_or(0.0);
     let mut stalled = stalled_client(&daemon, &viewer);
     wait_for(
         "the stalled client dropped",
         Duration::from_secs(60),
-        || (metric(&daemon, "trellis_stream_dropped_slow_total")? > dropped_before).then_some(()),
+        || {
+            (metric(&daemon.metrics(), "trellis_stream_dropped_slow_total")? > dropped_before)
+                .then_some(())
+        },
     );
     let mut sink = Vec::new();
     stalled
@@ -258,7 +250,7 @@ fn a_client_a_whole_event_ring_behind_is_closed_with_a_reason_and_one_not_readin
     );
     fresh(&daemon, &mut watching);
     assert_eq!(
-        metric(&daemon, "trellis_stream_clients"),
+        metric(&daemon.metrics(), "trellis_stream_clients"),
         Some(1.0),
         "only the watcher"
     );
