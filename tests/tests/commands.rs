@@ -10,20 +10,6 @@ use trellis_tests::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A station hearing the autopilot `sysid` (with `options`), and a pilot's token named anna.
-fn station(sysid: u8, options: &[&str]) -> (EdgeDaemon, Proc, String) {
-    let udp = free_udp_port();
-    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), sysid, options);
-    wait_for("the vehicle's position", T, || {
-        daemon.vehicle(u64::from(sysid))?["position"]
-            .is_object()
-            .then_some(())
-    });
-    let pilot = daemon.new_token("anna", "pilot");
-    (daemon, ap, pilot)
-}
-
 fn send(daemon: &EdgeDaemon, token: &str, vehicle: &str, body: Value) -> (u16, Value) {
     daemon.send_as(
         token,
@@ -49,7 +35,7 @@ fn every_outcome_a_vehicle_gives_is_reported_with_what_went_over_the_air() {
     const MISSION_START: &str = "300";
     const PAUSE: &str = "193";
     const LAND: &str = "21";
-    let (daemon, mut ap, pilot) = station(
+    let (daemon, mut ap, pilot) = station_with_autopilot(
         5,
         &[
             "--deny",
@@ -165,7 +151,7 @@ fn a_command_or_its_answer_lost_on_the_air_is_sent_again_and_its_outcome_is_the_
     const PAUSE_CONTINUE: u64 = 193;
     // The radio loses the first two mode commands on the way up, and the vehicle's first
     // answer to arming on the way down.
-    let (daemon, mut ap, pilot) = station(
+    let (daemon, mut ap, pilot) = station_with_autopilot(
         5,
         &[
             "--lose",
@@ -248,7 +234,7 @@ fn a_command_or_its_answer_lost_on_the_air_is_sent_again_and_its_outcome_is_the_
 
 #[test]
 fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() {
-    let (daemon, _ap, pilot) = station(5, &[]);
+    let (daemon, _ap, pilot) = station_with_autopilot(5, &[]);
     let (code, body) = send(
         &daemon,
         &pilot,
@@ -291,7 +277,7 @@ fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() 
 #[test]
 fn a_command_is_on_record_before_it_is_sent_and_a_crash_keeps_it() {
     const ARM: &str = "400";
-    let (mut daemon, mut ap, pilot) = station(5, &["--ignore", ARM]);
+    let (mut daemon, mut ap, pilot) = station_with_autopilot(5, &["--ignore", ARM]);
     let (code, sent) = send(&daemon, &pilot, "V-05", json!({ "command": "arm" }));
     assert_eq!(code, 202, "{sent}");
     // The vehicle has it, so it was sent; the daemon dies before any answer could come.
@@ -314,7 +300,7 @@ fn a_command_is_on_record_before_it_is_sent_and_a_crash_keeps_it() {
 
 #[test]
 fn the_cli_sends_a_command_and_says_how_it_ended() {
-    let (daemon, _ap, pilot) = station(5, &["--deny", "178"]);
+    let (daemon, _ap, pilot) = station_with_autopilot(5, &["--deny", "178"]);
     let cli = |token: &str, args: &[&str]| {
         let out = Process::new(bin("edge-daemon"))
             .arg("command")

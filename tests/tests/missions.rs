@@ -90,13 +90,7 @@ fn a_200_item_mission_goes_up_and_comes_back_identical_through_a_link_losing_a_f
 
 #[test]
 fn rally_points_are_a_list_of_their_own_uploaded_and_read_back() {
-    let udp = free_udp_port();
-    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let mut ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 7, &[]);
-    wait_for("the vehicle's position", T, || {
-        daemon.vehicle(7)?["position"].is_object().then_some(())
-    });
-    let pilot = daemon.new_token("anna", "pilot");
+    let (daemon, mut ap, pilot) = station_with_autopilot(7, &[]);
     let finish = |path: &str, body: Value| {
         let (code, sent) = daemon.send_as(&pilot, "POST", path, &body);
         assert_eq!(code, 202, "{path}: {sent}");
@@ -150,13 +144,7 @@ fn rally_points_are_a_list_of_their_own_uploaded_and_read_back() {
 
 #[test]
 fn a_vehicles_list_is_downloaded_set_current_and_cleared() {
-    let udp = free_udp_port();
-    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let _ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 6, &[]);
-    wait_for("the vehicle's position", T, || {
-        daemon.vehicle(6)?["position"].is_object().then_some(())
-    });
-    let pilot = daemon.new_token("anna", "pilot");
+    let (daemon, _ap, pilot) = station_with_autopilot(6, &[]);
     let command = |body: Value| {
         let (code, sent) = daemon.send_as(&pilot, "POST", "/api/v1/vehicles/6/commands", &body);
         assert_eq!(code, 202, "{body}: {sent}");
@@ -333,13 +321,7 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
 
 #[test]
 fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
-    let udp = free_udp_port();
-    let daemon = EdgeDaemon::start(&[format!("udpin:127.0.0.1:{udp}")]);
-    let mut ap = autopilot(&format!("udpout:127.0.0.1:{udp}"), 4, &[]);
-    wait_for("the vehicle's position", T, || {
-        daemon.vehicle(4)?["position"].is_object().then_some(())
-    });
-    let pilot = daemon.new_token("anna", "pilot");
+    let (daemon, mut ap, pilot) = station_with_autopilot(4, &[]);
     // An L-shaped block, its long edge running east, with a shed cut out of it.
     let (o_lat, o_lon) = (38.2919, -122.458);
     let at = |e: f64, n: f64| json!([o_lat + n / 111_000.0, o_lon + e / 87_300.0]);
