@@ -4,7 +4,7 @@
 // operator on a phone proposes one; another org's viewer sees only what is shared with it,
 // labelled with its owner. Saves screenshots. Prints what it found (harness.mjs);
 // tests/tests/demo.rs judges it.
-import { run, TIMEOUT } from "./harness.mjs";
+import { run, TIMEOUT, whileFrozen } from "./harness.mjs";
 
 await run({
   url: { type: "string" },
@@ -96,15 +96,6 @@ await run({
 
   // The relay goes silent (frozen, as a hung server would): the page must say so, not show
   // the last numbers as live; and come back when it does.
-  process.kill(Number(a["relay-pid"]), "SIGSTOP");
-  try {
-    await page.waitForSelector("#status.offline", { timeout: 10_000 });
-    found.offline_text = await page.locator("#status").textContent();
-    found.stale = await page.locator("main.stale").count() === 1;
-  } finally {
-    process.kill(Number(a["relay-pid"]), "SIGCONT");
-  }
-  await page.waitForSelector("#status.live", { timeout: TIMEOUT });
-  found.live_again = true;
+  await whileFrozen(page, a["relay-pid"], found);
   found.page_errors = errors;
 });

@@ -2,7 +2,7 @@
 // as a viewer through the QR link, waits for the fleet, checks what a crew sees, a pilot's
 // controls (acknowledging an alert among them), and the offline state; saves phone and
 // desktop screenshots. Prints what it found (harness.mjs); tests/tests/web_ui.rs judges it.
-import { run, TIMEOUT } from "./harness.mjs";
+import { run, TIMEOUT, whileFrozen } from "./harness.mjs";
 
 await run({
   url: { type: "string" },
@@ -72,16 +72,7 @@ await run({
   await page.screenshot({ path: `${a.shots}/station-desktop.png` });
 
   // The station goes silent (frozen, as a hung Pi would): the page must say so.
-  process.kill(Number(a["daemon-pid"]), "SIGSTOP");
-  try {
-    await page.waitForSelector("#status.offline", { timeout: 10_000 });
-    found.offline_text = await page.locator("#status").textContent();
-    found.stale = await page.locator("main.stale").count() === 1;
-  } finally {
-    process.kill(Number(a["daemon-pid"]), "SIGCONT");
-  }
-  await page.waitForSelector("#status.live", { timeout: TIMEOUT });
-  found.live_again = true;
+  await whileFrozen(page, a["daemon-pid"], found);
   found.page_errors = errors;
 
   const phone = await browser.newContext({
