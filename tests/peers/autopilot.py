@@ -22,7 +22,8 @@ Missions, fences and rally points: the mission protocol as ArduPilot plays it (i
 item with the older MISSION_REQUEST and takes MISSION_ITEM_INT or MISSION_ITEM in answer, asks
 again after 0.5 s of silence; an upload from a second ground station while one is under way is
 DENIED; it stores altitudes to the centimetre and a command without a position in frame 0, so
-that is what a download gives back; download, clear, set current).
+that is what a download gives back; download, clear, set current). --item-gap SECONDS asks for
+each item that long after the last arrived, as over a slow radio.
 Parameters, as ArduPilot serves them: PARAM_REQUEST_LIST streams every one with its index,
 PARAM_REQUEST_READ answers one (by index or name; an unknown name gets no answer),
 PARAM_SET sets it (an integer type keeps the whole number) and answers PARAM_VALUE with index
@@ -42,8 +43,9 @@ unsigned or badly signed frame but RADIO_STATUS.
 Prints one JSON object per line: ready; gcs_heartbeat (each, with its monotonic time);
 stream (each REQUEST_DATA_STREAM: from, stream, rate); interval (message, hz, from);
 request (message, from); command (any other COMMAND_LONG/INT: command, from, confirmation,
-params, and x, y, z for COMMAND_INT); mission_stored (type, count, from) when an upload
-completes; lost_command and lost_ack (command, confirmation or result) for what --lose and
+params, and x, y, z for COMMAND_INT); mission_receiving (type, count, from) when an upload
+starts, mission_denied (type, from) for a second ground station's count while it runs,
+mission_stored (type, count, from) when it completes; lost_command and lost_ack (command, confirmation or result) for what --lose and
 --lose-ack took; rebooted; signing (enabled) on SETUP_SIGNING; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
@@ -249,13 +251,15 @@ class Autopilot:
         if t == "MISSION_COUNT":
             if self.receiving and self.receiving["src"] != src:
                 self.mission_ack(src, mtype, mavlink.MAV_MISSION_DENIED)
+                emit(event="mission_denied", type=mtype, **{"from": src[0]})
                 return
             if msg.count == 0:
                 self.lists[mtype] = []
                 self.mission_ack(src, mtype, mavlink.MAV_MISSION_ACCEPTED)
                 return
             self.receiving = {"type": mtype, "count": msg.count, "items": [], "src": src,
-                              "heard": time.monotonic()}
+                              "heard": time.monotonic(), "due": None}
+            emit(event="mission_receiving", type=mtype, count=msg.count, **{"from": src[0]})
             self.request_item()
         elif t in ("MISSION_ITEM_INT", "MISSION_ITEM"):
             r = self.receiving
@@ -273,7 +277,10 @@ class Autopilot:
                 item["frame"] = 0  # no position: ArduPilot keeps none
             r["items"].append(item)
             if len(r["items"]) < r["count"]:
-                self.request_item()
+                if self.a.item_gap:
+                    r["due"] = time.monotonic() + self.a.item_gap
+                else:
+                    self.request_item()
                 return
             self.lists[r["type"]] = r["items"]
             self.receiving = None
@@ -380,6 +387,10 @@ class Autopilot:
             r = self.receiving
             if r and now - r["heard"] > 8:
                 self.receiving = None  # the ground station gave up, as ArduPilot assumes
+            elif r and r["due"] is not None:
+                if now >= r["due"]:
+                    r["due"] = None
+                    self.request_item()
             elif r and now - r["asked"] > 0.5:
                 self.request_item()
             if self.listing and now >= quiet_until:
@@ -470,6 +481,7 @@ def main():
     p.add_argument("--params", help=".param or .params file: the vehicle's parameters")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--pad", type=int, default=0, metavar="N")
+    p.add_argument("--item-gap", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--hidden", action="append", default=[], metavar="PREFIX:ENABLE")
     p.add_argument("--refuse", action="append", default=[], metavar="NAME")
     p.add_argument("--lose-params", type=float, default=0.0, metavar="FRACTION")

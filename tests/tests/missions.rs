@@ -1,8 +1,9 @@
 //! Missions through the station against `peers/autopilot.py` (pymavlink, the mission
 //! protocol as ArduPilot plays it): stored, uploaded, read back identical, also through a link
 //! that drops a fifth of all frames each way; downloaded, cleared, set current; and a
-//! MAVProxy (nobody here wrote it) uploading to another vehicle through the router at the same
-//! time as the station uploads its own.
+//! MAVProxy (nobody here wrote it) doing mission traffic through the router: uploading to
+//! another vehicle at the same time as the station uploads its own, and to the same vehicle,
+//! which takes one upload at a time, so the station's follows MAVProxy's.
 
 use std::time::Duration;
 
@@ -241,6 +242,35 @@ fn bad_missions_are_refused_and_a_missing_vehicle_is_named() {
     assert_eq!(code, 403);
 }
 
+/// MAVProxy as ground station 250 on `udpin` port `gcs`, talking to vehicle `target`, and a
+/// waypoint file of `n` items in the format it reads (kept in the returned directory).
+fn mavproxy_with_a_mission(gcs: u16, target: u8, n: u32) -> (Proc, String, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let file = state.path().join("survey.txt");
+    let mut wpl = String::from("QGC WPL 110\n");
+    for i in 0..n {
+        wpl += &format!(
+            "{i}\t{}\t3\t16\t0\t0\t0\t0\t{:.7}\t{:.7}\t40\t1\n",
+            u8::from(i == 0),
+            38.29 + f64::from(i) * 1e-4,
+            -122.45
+        );
+    }
+    std::fs::write(&file, wpl).expect("waypoint file");
+    let mavproxy = Proc::spawn(
+        "mavproxy",
+        std::process::Command::new("mavproxy.py")
+            .arg(format!("--master=udpin:127.0.0.1:{gcs}"))
+            .args(["--source-system=250", "--nowait"])
+            .arg(format!("--target-system={target}"))
+            .arg(format!("--state-basedir={}", state.path().display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
+    (mavproxy, file.display().to_string(), state)
+}
+
 #[test]
 fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
     let (vehicles, gcs) = (free_udp_port(), free_udp_port());
@@ -263,29 +293,7 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
     );
     assert_eq!(code, 200);
 
-    // MAVProxy's own mission for vehicle 2, in the waypoint file format it reads.
-    let state = tempfile::tempdir().expect("temp dir");
-    let file = state.path().join("survey.txt");
-    let mut wpl = String::from("QGC WPL 110\n");
-    for i in 0..100 {
-        wpl += &format!(
-            "{i}\t{}\t3\t16\t0\t0\t0\t0\t{:.7}\t{:.7}\t40\t1\n",
-            u8::from(i == 0),
-            38.29 + f64::from(i) * 1e-4,
-            -122.45
-        );
-    }
-    std::fs::write(&file, wpl).expect("waypoint file");
-    let mut mavproxy = Proc::spawn(
-        "mavproxy",
-        std::process::Command::new("mavproxy.py")
-            .arg(format!("--master=udpin:127.0.0.1:{gcs}"))
-            .args(["--source-system=250", "--target-system=2", "--nowait"])
-            .arg(format!("--state-basedir={}", state.path().display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null()),
-    );
+    let (mut mavproxy, file, _state) = mavproxy_with_a_mission(gcs, 2, 100);
     mavproxy.wait_line(T, |l| l.contains("Detected vehicle 2:1"));
 
     // Both at once: the station's upload to vehicle 1, MAVProxy's to vehicle 2.
@@ -296,7 +304,7 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
         &json!({ "vehicle": "1" }),
     );
     assert_eq!(code, 202, "{sent}");
-    mavproxy.send_line(&format!("wp load {}", file.display()));
+    mavproxy.send_line(&format!("wp load {file}"));
     let from_mavproxy = two.wait_event("mission_stored", T);
     assert_eq!(
         (
@@ -317,6 +325,74 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
     let done = finished(&daemon, &pilot, &sent);
     assert_eq!(done["outcome"], "accepted", "{done}");
     assert_eq!(done["detail"]["items"], json!(items(200)));
+}
+
+#[test]
+fn the_station_uploads_to_a_vehicle_busy_with_mavproxys_upload_once_it_is_done() {
+    let (vehicles, gcs) = (free_udp_port(), free_udp_port());
+    let daemon = EdgeDaemon::start(&[
+        format!("udpin:127.0.0.1:{vehicles}"),
+        format!("udpout:127.0.0.1:{gcs}"),
+    ]);
+    // 100 items asked for 30 ms apart: MAVProxy's upload takes 3 s, as over a slow radio.
+    let mut vehicle = autopilot(
+        &format!("udpout:127.0.0.1:{vehicles}"),
+        1,
+        &["--item-gap", "0.03"],
+    );
+    wait_for("the vehicle's position", T, || {
+        daemon.vehicle(1)?["position"].is_object().then_some(())
+    });
+    let pilot = daemon.new_token("anna", "pilot");
+    let (code, _) = daemon.send_as(
+        &pilot,
+        "PUT",
+        "/api/v1/missions/m",
+        &json!({ "name": "m", "items": items(200) }),
+    );
+    assert_eq!(code, 200);
+    let (mut mavproxy, file, _state) = mavproxy_with_a_mission(gcs, 1, 100);
+    mavproxy.wait_line(T, |l| l.contains("Detected vehicle 1:1"));
+
+    mavproxy.send_line(&format!("wp load {file}"));
+    let started = vehicle.wait_event("mission_receiving", T);
+    assert_eq!(started["from"], 250, "{started}");
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/m/upload",
+        &json!({ "vehicle": "1" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    // The vehicle denies the station's count while MAVProxy's upload runs; the station says
+    // so and asks again, neither upload disturbing the other.
+    let denied = vehicle.wait_event("mission_denied", T);
+    assert_eq!(denied["from"], 245, "{denied}");
+    let id = sent["id"].as_i64().expect("a command id");
+    let waiting = wait_for("the transfer to say it waits", T, || {
+        let (_, c) = daemon.get_as(&pilot, &format!("/api/v1/commands/{id}"));
+        c["detail"]["waiting"].as_str().map(str::to_string)
+    });
+    assert!(waiting.contains("another ground station"), "{waiting}");
+    let first = vehicle.wait_event("mission_stored", T);
+    assert_eq!(
+        (first["count"].as_u64(), first["from"].as_u64()),
+        (Some(100), Some(250)),
+        "MAVProxy's upload finished first: {first}"
+    );
+    let second = vehicle.wait_event("mission_stored", T);
+    assert_eq!(
+        (second["count"].as_u64(), second["from"].as_u64()),
+        (Some(200), Some(245)),
+        "then the station's: {second}"
+    );
+    let done = finished(&daemon, &pilot, &sent);
+    assert_eq!(done["outcome"], "accepted", "{done}");
+    assert_eq!(
+        done["detail"]["items"],
+        json!(items(200)),
+        "read back identical"
+    );
 }
 
 #[test]

@@ -20,8 +20,11 @@
 //! given the item again.
 //! Every message of a transfer is addressed between the vehicle and the station's own id, so
 //! a QGroundControl doing mission traffic with the same vehicle through the router never mixes
-//! in; a vehicle busy with the other's transfer answers DENIED or the like, which fails this
-//! one with its reason.
+//! in. An autopilot takes one upload at a time and denies a second ground station's
+//! MISSION_COUNT while the first is under way (ArduPilot and PX4 both do): a count denied
+//! before any item was asked for is sent again every [`BUSY_RETRY`], for up to
+//! [`BUSY_WAIT`], so the station's upload follows the other's instead of failing; any other
+//! refusal fails the transfer with its reason.
 //!
 //! One transfer per vehicle at a time; others wait behind it.
 
@@ -42,6 +45,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// (about 18 s in all): at 20 % loss each way a round trip fails 36 % of the time, and 15
 /// tries all fail once in five million steps.
 pub const TRIES: u8 = 15;
+/// How often a denied MISSION_COUNT is sent again, and for how long: a QGroundControl
+/// uploading a few hundred items over a 57600-baud radio takes about this long.
+pub const BUSY_RETRY: Duration = Duration::from_secs(1);
+pub const BUSY_WAIT: Duration = Duration::from_secs(30);
 
 /// What a list on the vehicle holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -161,6 +168,9 @@ pub enum Progress {
         done: u16,
         total: u16,
     },
+    /// Not started: the vehicle denied the upload, as it does while another ground station
+    /// uploads to it; asking again.
+    Waiting(String),
     /// Done; for a download or a verified upload, what the vehicle holds.
     Done(Option<Vec<MissionItem>>),
     Failed(String),
@@ -204,6 +214,8 @@ struct Transfer {
     sent_at: Instant,
     /// Read-backs after an upload that found the vehicle without the new list.
     readbacks: u8,
+    /// When the vehicle first denied this upload's count.
+    denied_since: Option<Instant>,
 }
 
 /// Every vehicle's transfer in progress and those waiting behind it.
@@ -268,6 +280,7 @@ impl Transfers {
             }
         }
         let mut not_taken = None;
+        let mut busy = false;
         match (&mut t.step, message) {
             (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST_INT(r))
                 if r.mission_type == t.kind.mav() =>
@@ -292,7 +305,7 @@ impl Transfers {
             {
                 return; // a repeated item the vehicle no longer wanted
             }
-            (Step::Uploading { items, .. }, MavMessage::MISSION_ACK(a))
+            (Step::Uploading { items, highest }, MavMessage::MISSION_ACK(a))
                 if a.mission_type == t.kind.mav() =>
             {
                 if a.mavtype == apm::MavMissionResult::MAV_MISSION_ACCEPTED {
@@ -304,9 +317,21 @@ impl Transfers {
                         verify,
                     };
                     reply = Some(request_list(t.kind, to));
+                } else if a.mavtype == apm::MavMissionResult::MAV_MISSION_DENIED
+                    && highest.is_none()
+                    && t.denied_since
+                        .is_none_or(|since| now.saturating_duration_since(since) < BUSY_WAIT)
+                {
+                    busy = true;
                 } else {
+                    let waited = t.denied_since.map_or(String::new(), |_| {
+                        format!(
+                            " (denied for {} s; another ground station may be uploading to it)",
+                            BUSY_WAIT.as_secs()
+                        )
+                    });
                     finished = Some(Progress::Failed(format!(
-                        "the vehicle refused the upload: {}",
+                        "the vehicle refused the upload: {}{waited}",
                         mission_result(a.mavtype)
                     )));
                 }
@@ -374,6 +399,25 @@ impl Transfers {
                     highest: Some(last),
                 };
             }
+        }
+        if busy {
+            // The count goes again (as `last`) when this deadline passes; the tries start over,
+            // since the vehicle answered.
+            if t.denied_since.is_none() {
+                t.denied_since = Some(now);
+                self.updates.push(TransferUpdate {
+                    id: t.id,
+                    vehicle,
+                    progress: Progress::Waiting(
+                        "the vehicle denied the upload; another ground station may be \
+                         uploading to it: asking again"
+                            .into(),
+                    ),
+                });
+            }
+            t.tries = 1;
+            t.deadline = Some(now + BUSY_RETRY);
+            return;
         }
         let progress = match &t.step {
             Step::Uploading { items, highest } => Some((highest.map_or(0, |h| h + 1), items.len())),
@@ -493,6 +537,7 @@ impl Transfers {
                     tries: 1,
                     sent_at: now,
                     readbacks: 0,
+                    denied_since: None,
                 },
             );
         }
@@ -975,7 +1020,7 @@ mod tests {
         // An ack for another list type is not this transfer's.
         let ack = |mission_type| {
             MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
-                mavtype: apm::MavMissionResult::MAV_MISSION_DENIED,
+                mavtype: apm::MavMissionResult::MAV_MISSION_NO_SPACE,
                 mission_type,
                 ..Default::default()
             })
@@ -996,7 +1041,7 @@ mod tests {
         let updates = station.take_updates();
         assert_eq!(
             updates[0].progress,
-            Progress::Failed("the vehicle refused the upload: denied".into())
+            Progress::Failed("the vehicle refused the upload: no space".into())
         );
 
         // Nobody answers: the count is repeated, then the transfer fails.
@@ -1012,5 +1057,87 @@ mod tests {
         };
         assert_eq!(sends, usize::from(TRIES));
         assert!(matches!(progress, Progress::Failed(m) if m.contains("no answer")));
+    }
+
+    fn denied(kind: MissionKind) -> MavMessage {
+        MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
+            mavtype: apm::MavMissionResult::MAV_MISSION_DENIED,
+            mission_type: kind.mav(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_upload_denied_while_another_station_uploads_goes_when_the_vehicle_is_free() {
+        let mut station = Transfers::default();
+        let mut vehicle = Vehicle::default();
+        let start = Instant::now();
+        station.start(1, 1, MissionKind::Mission, Operation::Upload(items(5)));
+        let mut now = start;
+        let mut to_vehicle = station.due(now, |_| Some(TO));
+        let mut counts = 0;
+        let mut waiting = Vec::new();
+        let progress = 'done: loop {
+            let mut answers = Vec::new();
+            for (_, m) in to_vehicle.drain(..) {
+                // Busy with another ground station's upload for the first 4.5 s.
+                if matches!(m, MavMessage::MISSION_COUNT(_)) {
+                    counts += 1;
+                    if now < start + Duration::from_millis(4_500) {
+                        answers.push(denied(MissionKind::Mission));
+                        continue;
+                    }
+                }
+                answers.extend(vehicle.handle(&m, now));
+            }
+            for m in answers {
+                station.observe(1, TO, &m, now);
+            }
+            for u in station.take_updates() {
+                match u.progress {
+                    Progress::Waiting(why) => waiting.push(why),
+                    Progress::Working { .. } => {}
+                    other => break 'done other,
+                }
+            }
+            to_vehicle = station.take_out();
+            now += Duration::from_millis(50);
+            to_vehicle.extend(station.due(now, |_| Some(TO)));
+            assert!(now < start + BUSY_WAIT, "never finished");
+        };
+        assert!(
+            matches!(progress, Progress::Done(Some(ref i)) if i.len() == 5),
+            "{progress:?}"
+        );
+        assert_eq!(
+            counts, 6,
+            "the first count and one a second until the vehicle was free"
+        );
+        assert_eq!(waiting.len(), 1, "said once: {waiting:?}");
+
+        // A vehicle that stays busy: the upload fails, saying why, after BUSY_WAIT.
+        station.start(2, 1, MissionKind::Mission, Operation::Upload(items(5)));
+        let mut now = start;
+        let progress = loop {
+            for (_, m) in station.due(now, |_| Some(TO)) {
+                if matches!(m, MavMessage::MISSION_COUNT(_)) {
+                    station.observe(1, TO, &denied(MissionKind::Mission), now);
+                }
+            }
+            if let Some(u) = station
+                .take_updates()
+                .into_iter()
+                .find(|u| !matches!(u.progress, Progress::Waiting(_)))
+            {
+                break u.progress;
+            }
+            now += Duration::from_millis(100);
+            assert!(now < start + BUSY_WAIT * 2, "never gave up");
+        };
+        assert!(
+            matches!(&progress, Progress::Failed(m) if m.contains("denied for 30 s")),
+            "{progress:?}"
+        );
+        assert!(now >= start + BUSY_WAIT);
     }
 }

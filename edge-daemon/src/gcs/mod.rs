@@ -419,6 +419,11 @@ impl Gcs {
                     Some((u32::from(done) * 100 / u32::from(total.max(1))) as u8),
                     None,
                 ),
+                Progress::Waiting(why) => (
+                    Outcome::InProgress,
+                    Some(0),
+                    Some(serde_json::json!({ "waiting": why })),
+                ),
                 Progress::Done(items) => (
                     Outcome::Accepted,
                     None,
