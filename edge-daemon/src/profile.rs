@@ -8,12 +8,13 @@
 //! both sides to `f32`: `21.6` comes back as `21.6000003814697` and still matches.
 //!
 //! Firmware renames parameters: ArduCopter 4.7 calls `SR0_*` … `SR9_*` `MAV1_*` … `MAV10_*`
-//! and `SYSID_MYGCS` `MAV_GCS_SYSID`, and moves several from centimetres to metres
-//! (`RTL_ALT` → `RTL_ALT_M`). A profile written for 4.5/4.6 still applies to a 4.7 vehicle:
-//! each name the vehicle does not have is looked up in [`RENAMES`] by the vehicle's reported
-//! version, and its value converted where the unit changed. A rename whose meaning changed
-//! (`ARMING_CHECK`, a mask of checks to run, became `ARMING_SKIPCHK`, a mask of checks to
-//! skip) cannot be converted: it is reported, like a name the vehicle lacks, never skipped.
+//! and `SYSID_MYGCS` `MAV_GCS_SYSID`, moves several from centimetres to metres
+//! (`RTL_ALT` → `RTL_ALT_M`), and turns `ARMING_CHECK`, a mask of checks to run, into
+//! `ARMING_SKIPCHK`, a mask of checks to skip. A profile written for 4.5/4.6 still applies to
+//! a 4.7 vehicle: each name the vehicle does not have is looked up in [`RENAMES`] by the
+//! vehicle's reported version, and its value converted the way the firmware's own parameter
+//! conversion does on upgrade. A rename whose unit is not known here is reported, like a
+//! name the vehicle lacks, never skipped.
 
 use std::collections::BTreeMap;
 
@@ -243,16 +244,31 @@ enum Carry {
     Same,
     /// Multiplied by this (centimetres to metres: 0.01).
     Scale(f64),
+    /// ArduCopter 4.7's `ARMING_CHECK` → `ARMING_SKIPCHK`: 0 (no checks) skips all (-1), a
+    /// mask with bit 0 (all checks) skips none, any other mask skips the checks it lacks
+    /// among the 20 known then (`AP_Arming::init`).
+    ArmingChecks,
     /// The meaning or unit changed in a way not converted here: set it by hand.
     ByHand(&'static str),
 }
 
-/// ArduPilot renames, from the firmware's "Parameter Name Changes" list: (old, new, first
-/// version with the new name, how the value carries). `SRn_*` → `MAV{n+1}_*` is in
-/// [`renamed`].
+/// ArduPilot renames: (old, new, first version with the new name, how the value carries).
+/// Those carried over `Same`, `Scale` or `ArmingChecks` are the firmware's own conversions
+/// (its `PARAMETER_CONVERSION … for 4.7` tables, read in the ArduCopter 4.7.0-dev source of
+/// February 2026, which converts with those factors on upgrade). The `WPNAV_*` and `PILOT_*`
+/// renames are those of later 4.7 development builds: `WP_RADIUS_M` is metres by its name
+/// (`WPNAV_RADIUS` was centimetres); the others' units are not known here, so they are
+/// reported, not set. `SRn_*` → `MAV{n+1}_*` is in [`renamed`].
 const RENAMES: &[(&str, &str, (u8, u8), Carry)] = &[
     ("SYSID_MYGCS", "MAV_GCS_SYSID", (4, 7), Carry::Same),
+    ("SYSID_ENFORCE", "MAV_OPTIONS", (4, 7), Carry::Same),
     ("TELEM_DELAY", "MAV_TELEM_DELAY", (4, 7), Carry::Same),
+    (
+        "ARMING_CHECK",
+        "ARMING_SKIPCHK",
+        (4, 7),
+        Carry::ArmingChecks,
+    ),
     ("RTL_ALT", "RTL_ALT_M", (4, 7), Carry::Scale(0.01)),
     (
         "RTL_ALT_FINAL",
@@ -277,6 +293,32 @@ const RENAMES: &[(&str, &str, (u8, u8), Carry)] = &[
     ("LAND_ALT_LOW", "LAND_ALT_LOW_M", (4, 7), Carry::Scale(0.01)),
     ("WPNAV_RADIUS", "WP_RADIUS_M", (4, 7), Carry::Scale(0.01)),
     ("LOIT_SPEED", "LOIT_SPEED_MS", (4, 7), Carry::Scale(0.01)),
+    ("LOIT_ACC_MAX", "LOIT_ACC_MAX_M", (4, 7), Carry::Scale(0.01)),
+    (
+        "LOIT_BRK_ACCEL",
+        "LOIT_BRK_ACC_M",
+        (4, 7),
+        Carry::Scale(0.01),
+    ),
+    (
+        "LOIT_BRK_JERK",
+        "LOIT_BRK_JRK_M",
+        (4, 7),
+        Carry::Scale(0.01),
+    ),
+    (
+        "CIRCLE_RADIUS",
+        "CIRCLE_RADIUS_M",
+        (4, 7),
+        Carry::Scale(0.01),
+    ),
+    ("ANGLE_MAX", "ATC_ANGLE_MAX", (4, 7), Carry::Scale(0.01)),
+    (
+        "PHLD_BRAKE_ANGLE",
+        "PHLD_BRK_ANGLE",
+        (4, 7),
+        Carry::Scale(0.01),
+    ),
     ("WPNAV_SPEED", "WP_SPD", (4, 7), Carry::ByHand(UNIT)),
     ("WPNAV_SPEED_UP", "WP_SPD_UP", (4, 7), Carry::ByHand(UNIT)),
     ("WPNAV_SPEED_DN", "WP_SPD_DN", (4, 7), Carry::ByHand(UNIT)),
@@ -295,12 +337,6 @@ const RENAMES: &[(&str, &str, (u8, u8), Carry)] = &[
         Carry::ByHand(UNIT),
     ),
     ("PILOT_ACCEL_Z", "PILOT_ACC_Z", (4, 7), Carry::ByHand(UNIT)),
-    (
-        "ARMING_CHECK",
-        "ARMING_SKIPCHK",
-        (4, 7),
-        Carry::ByHand("a mask of checks to run became a mask of checks to skip"),
-    ),
 ];
 
 const UNIT: &str = "its unit may have changed with the name; check the firmware's reference";
@@ -315,6 +351,19 @@ fn renamed(old: &str, version: (u8, u8)) -> Option<(String, Carry)> {
     let (n, stream) = rest.split_once('_')?;
     let n: u8 = n.parse().ok().filter(|n| *n <= 9)?;
     (version >= (4, 7)).then(|| (format!("MAV{}_{stream}", n + 1), Carry::Same))
+}
+
+/// `ARMING_CHECK` (checks to run) as ArduCopter 4.7's `ARMING_SKIPCHK` (checks to skip).
+fn checks_to_skip(checks: f64) -> f64 {
+    let checks = checks as i64 as i32;
+    if checks == 0 {
+        -1.0
+    } else if checks & 1 == 1 {
+        0.0
+    } else {
+        let known = ((1u32 << 21) - 1) & !1;
+        f64::from(!(checks as u32) & known)
+    }
 }
 
 /// Whether two values are the same parameter value: equal as 32-bit floats.
@@ -447,6 +496,13 @@ pub fn compare(
                 round_to_f32(*value * k),
                 DifferenceKind::Differs,
                 Some(format!("{name} × {k} (unit changed with the name)")),
+            ),
+            Carry::ArmingChecks => (
+                checks_to_skip(*value),
+                DifferenceKind::Differs,
+                Some(format!(
+                    "{name} {value} as checks to skip (the mask was inverted with the name)"
+                )),
             ),
             Carry::ByHand(why) => (
                 *value,
@@ -595,7 +651,7 @@ mod tests {
         let p = parse(
             "x.param",
             "# Firmware: ArduCopter 4.5 and 4.6\nSR1_POSITION,2\nSR0_EXTRA1,4\nSYSID_MYGCS,245\n\
-             RTL_ALT,4000\nARMING_CHECK,1\nSPRAY_PUMP_RATE,10\n",
+             RTL_ALT,4000\nARMING_CHECK,1\nWPNAV_SPEED,600\nSPRAY_PUMP_RATE,10\n",
         )
         .unwrap();
         let on_4_7 = vehicle(&[
@@ -604,11 +660,12 @@ mod tests {
             ("MAV_GCS_SYSID", 255.0),
             ("RTL_ALT_M", 40.0),
             ("ARMING_SKIPCHK", 0.0),
+            ("WP_SPD", 6.0),
         ]);
         let c = compare(&p, &on_4_7, Some((4, 7)));
         assert_eq!(
-            c.matching, 2,
-            "MAV2_POSITION and RTL_ALT_M (4000 cm = 40 m) match"
+            c.matching, 3,
+            "MAV2_POSITION, RTL_ALT_M (4000 cm = 40 m) and ARMING_SKIPCHK (all checks = skip none) match"
         );
         let got: Vec<(&str, Option<&str>, DifferenceKind)> = c
             .differences
@@ -624,11 +681,7 @@ mod tests {
                     Some("MAV_GCS_SYSID"),
                     DifferenceKind::Differs
                 ),
-                (
-                    "ARMING_CHECK",
-                    Some("ARMING_SKIPCHK"),
-                    DifferenceKind::Unconvertible
-                ),
+                ("WPNAV_SPEED", Some("WP_SPD"), DifferenceKind::Unconvertible),
                 ("SPRAY_PUMP_RATE", None, DifferenceKind::Missing),
             ]
         );
@@ -639,6 +692,19 @@ mod tests {
             .differences
             .iter()
             .all(|d| d.state == DifferenceKind::Missing));
+    }
+
+    #[test]
+    fn arming_checks_become_checks_to_skip_as_the_firmware_converts_them() {
+        assert_eq!(checks_to_skip(1.0), 0.0, "all checks: skip none");
+        assert_eq!(checks_to_skip(0.0), -1.0, "no checks: skip all");
+        assert_eq!(checks_to_skip(3.0), 0.0, "bit 0 wins");
+        // Barometer (bit 1) and GPS lock (bit 3) only: skip every other known check.
+        let skip = checks_to_skip(f64::from((1 << 1) | (1 << 3)));
+        assert_eq!(
+            skip,
+            f64::from(((1u32 << 21) - 1) & !1 & !(1 << 1) & !(1 << 3))
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ PARAM_SET sets it (an integer type keeps the whole number) and answers PARAM_VAL
 65535. The list is --params FILE (a Mission Planner .param read with pymavlink's own parser,
 or a QGroundControl .params with its types), changed by --param NAME=VALUE, padded to --pad N
 parameters. --firmware 4.7.x renames as ArduCopter 4.7 did (SRn_ -> MAV{n+1}_, SYSID_MYGCS
--> MAV_GCS_SYSID, RTL_ALT in cm -> RTL_ALT_M in m). --hidden PREFIX:ENABLE keeps PREFIX*
+-> MAV_GCS_SYSID, RTL_* and LAND_* in cm -> metres, ARMING_CHECK -> ARMING_SKIPCHK inverted). --hidden PREFIX:ENABLE keeps PREFIX*
 out of the list until ENABLE is 1 at boot; --refuse NAME keeps NAME's value whatever is set;
 --lose-params F drops that fraction of the listed values (seeded), as a lossy radio would.
 With --autopilot px4, integers travel byte-wise in the float, as PX4 sends them.
@@ -46,7 +46,8 @@ request (message, from); command (any other COMMAND_LONG/INT: command, from, con
 params, and x, y, z for COMMAND_INT); mission_receiving (type, count, from) when an upload
 starts, mission_denied (type, from) for a second ground station's count while it runs,
 mission_stored (type, count, from) when it completes; lost_command and lost_ack (command, confirmation or result) for what --lose and
---lose-ack took; rebooted; signing (enabled) on SETUP_SIGNING; param_set (name, value, from) for each PARAM_SET; params_listed
+--lose-ack took; rebooted; signing (enabled) on SETUP_SIGNING; param_read (name, from) for each PARAM_REQUEST_READ by
+name; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range),
@@ -140,6 +141,7 @@ class Autopilot:
                     self.param_value(self.visible[msg.param_index], msg.param_index)
             else:
                 name = msg.param_id
+                emit(event="param_read", name=name, **{"from": src})
                 if name in self.visible:
                     self.param_value(name, self.visible.index(name))
         elif t == "PARAM_SET":
@@ -424,8 +426,25 @@ def float32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
-# ArduCopter 4.7's renames: (old, new, scale).
-RENAMES_4_7 = [("SYSID_MYGCS", "MAV_GCS_SYSID", 1), ("RTL_ALT", "RTL_ALT_M", 0.01)]
+# ArduCopter 4.7's renames, as its 4.7.0-dev SITL of February 2026 converts an older
+# vehicle's parameters on upgrade: (old, new, scale); SRn_ and ARMING_CHECK below.
+RENAMES_4_7 = [
+    ("SYSID_THISMAV", "MAV_SYSID", 1), ("SYSID_MYGCS", "MAV_GCS_SYSID", 1),
+    ("RTL_ALT", "RTL_ALT_M", 0.01), ("RTL_ALT_FINAL", "RTL_ALT_FINAL_M", 0.01),
+    ("RTL_SPEED", "RTL_SPEED_MS", 0.01), ("RTL_CLIMB_MIN", "RTL_CLIMB_MIN_M", 0.01),
+    ("LAND_SPEED", "LAND_SPD_MS", 0.01), ("LAND_SPEED_HIGH", "LAND_SPD_HIGH_MS", 0.01),
+    ("LAND_ALT_LOW", "LAND_ALT_LOW_M", 0.01),
+]
+
+
+def skipped_checks(run):
+    """ARMING_CHECK (a mask of checks to run; bit 0 = all) as 4.7's ARMING_SKIPCHK."""
+    run = int(run)
+    if run == 0:
+        return -1
+    if run & 1:
+        return 0
+    return ~run & ((1 << 21) - 2)
 
 
 def load_params(a):
@@ -458,6 +477,8 @@ def load_params(a):
             for old, new, scale in RENAMES_4_7:
                 if name == old:
                     name, v = new, [float32(v[0] * scale), mavlink.MAV_PARAM_TYPE_REAL32 if scale != 1 else v[1]]
+            if name == "ARMING_CHECK":
+                name, v = "ARMING_SKIPCHK", [float(skipped_checks(v[0])), mavlink.MAV_PARAM_TYPE_INT32]
             renamed[name] = v
         params = renamed
     for i in range(len(params), a.pad):

@@ -267,6 +267,30 @@ fn a_profile_is_compared_applied_and_its_drift_shown() {
             .map(Vec::len),
         Some(4)
     );
+    // A dry run shows what apply would change and changes nothing.
+    let (code, out) = cli(&daemon, &pilot, &["apply", "5", SURVEY, "--dry-run"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("RTL_ALT") && out.contains("1500"), "{out}");
+    let (code, out) = cli(&daemon, &pilot, &["diff", "5", SURVEY]);
+    assert!(
+        code == Some(1) && out.contains("51 match, 4 differ"),
+        "the dry run set nothing: {out}"
+    );
+    // get asks the vehicle itself, not the stored list.
+    let (code, out) = cli(&daemon, &pilot, &["get", "5", "RTL_ALT", "BATT_LOW_VOLT"]);
+    assert_eq!(code, Some(0), "{out}");
+    let read: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        read,
+        vec![vec!["RTL_ALT", "1500"], vec!["BATT_LOW_VOLT", "20.5"]],
+        "{out}"
+    );
+    let asked = ap.wait_event_where("param_read", T, |e| e["name"] == "BATT_LOW_VOLT");
+    assert_eq!(asked["from"], 245, "{asked}");
 
     // Never while armed.
     let (code, _) = daemon.send_as(
@@ -424,6 +448,11 @@ fn a_4_7_vehicle_gets_a_4_5_profile_under_its_new_names() {
             ("SR1_POSITION", "MAV2_POSITION")
         ],
         "RTL_ALT 4000 cm matches RTL_ALT_M 40 m: {diff}"
+    );
+    assert_eq!(
+        diff["matching"], 53,
+        "the rest match under 4.7's names and units (LAND_*, RTL_* in metres, \
+         ARMING_CHECK 1 as ARMING_SKIPCHK 0): {diff}"
     );
     assert!(
         diff["warnings"][0]
