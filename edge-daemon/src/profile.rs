@@ -73,6 +73,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../firmware-configs/ardupilot/copter-survey.param"),
     ),
     (
+        "ardupilot/copter-survey-4.7.param",
+        include_str!("../../firmware-configs/ardupilot/copter-survey-4.7.param"),
+    ),
+    (
         "ardupilot/copter-spray.param",
         include_str!("../../firmware-configs/ardupilot/copter-spray.param"),
     ),
@@ -583,6 +587,13 @@ mod tests {
         assert_eq!(survey.versions, vec![(4, 5), (4, 6)]);
         assert_eq!(survey.entries.len(), 55);
         assert_eq!(survey.entries[0], ("WPNAV_SPEED".to_string(), 600.0));
+        let survey_4_7 = built_in("copter-survey-4.7.param").unwrap();
+        assert_eq!(survey_4_7.versions, vec![(4, 7)]);
+        assert_eq!(survey_4_7.entries.len(), 55);
+        // The same role: each 4.5/4.6 value, followed to its 4.7 name, is the 4.7 profile's.
+        let on_4_7: BTreeMap<String, f64> = survey_4_7.entries.iter().cloned().collect();
+        let c = compare(&survey, &on_4_7, Some((4, 7)));
+        assert_eq!((c.matching, c.differences.len()), (55, 0), "{c:?}");
         let px4 = built_in("multicopter-survey.params").unwrap();
         assert_eq!(px4.family, Family::Px4);
         assert_eq!(px4.versions, vec![(1, 15)]);

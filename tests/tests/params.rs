@@ -480,6 +480,14 @@ fn a_4_7_vehicle_gets_a_4_5_profile_under_its_new_names() {
     );
     let (code, out) = cli(&daemon, &pilot, &["diff", "5", SURVEY]);
     assert_eq!(code, Some(0), "{out}");
+    // The profile written in 4.7's names finds the vehicle the same.
+    let (code, out) = cli(
+        &daemon,
+        &pilot,
+        &["diff", "5", "ardupilot/copter-survey-4.7.param"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("55 match"), "{out}");
 }
 
 #[test]
