@@ -51,7 +51,8 @@ name; param_set (name, value, from) for each PARAM_SET; params_listed
 (count, sent) after a list is streamed.
 Reads lines on stdin: "reboot" (rates back to zero, boot time from zero, as a power cycle),
 "silence SECONDS" (sends nothing and ignores everything, as a radio out of range),
-"reached SEQ" (reports mission item SEQ reached and SEQ+1 current, as in flight).
+"reached SEQ" (reports mission item SEQ reached and SEQ+1 current, as in flight),
+"unsigned-text TEXT" (one STATUSTEXT sent unsigned even while signing, then signing again).
 """
 import argparse
 import json
@@ -417,6 +418,12 @@ class Autopilot:
                     self.m.mav.mission_item_reached_send(seq)
                     self.current = seq + 1
                     self.m.mav.mission_current_send(self.current, len(self.lists[0]))
+                elif words[0] == "unsigned-text":
+                    signing = self.m.mav.signing
+                    was, signing.sign_outgoing = signing.sign_outgoing, False
+                    self.m.mav.statustext_send(mavlink.MAV_SEVERITY_INFO, " ".join(words[1:]).encode())
+                    signing.sign_outgoing = was
+                    emit(event="sent_unsigned")
                 elif words[0] == "silence":
                     quiet_until = time.monotonic() + float(words[1])
                     emit(event="silent", seconds=float(words[1]))

@@ -92,6 +92,16 @@ fn a_signing_vehicle_hears_only_what_is_signed_with_its_key() {
     assert_eq!(code, 202, "{sent}");
     let armed = daemon.command_ended(&pilot, sent["id"].as_i64().expect("id"));
     assert_eq!(armed["outcome"], "accepted", "{armed}");
+    // An unsigned frame from the vehicle itself is only counted: the station does not drop
+    // its own vehicle's telemetry (a radio's RADIO_STATUS is never signed).
+    ap.send_line("unsigned-text rows 4 to 9 done");
+    ap.wait_event("sent_unsigned", T);
+    wait_for("the unsigned text shown and counted", T, || {
+        let v = daemon.vehicle(5)?;
+        (v["last_text"] == "rows 4 to 9 done"
+            && v["signing"]["unsigned_from_vehicle"].as_u64()? >= 1)
+            .then_some(())
+    });
 
     // A ground station with the key commands it through the router.
     let with_key = ground_station(qgc, Some(&key), "20", false);
