@@ -17,7 +17,8 @@ for long commands; anything else is accepted. --deny, --fail, --unsupported and 
 --lose MAV_CMD:N plays the radio losing the first N sends of a command on the way up (the
 vehicle never hears them; a lost_command line says so), --lose-ack MAV_CMD:N losing the
 vehicle's first N answers to it on the way down (it acts each time, as ArduPilot does).
-Acks carry the asker as their target, as ArduPilot's do.
+Acks carry the asker as their target, as ArduPilot's do (with --ack-to-zero, target 0/0, as
+older firmware and some companion computers send them).
 Missions, fences and rally points: the mission protocol as ArduPilot plays it (it asks for each
 item with the older MISSION_REQUEST and takes MISSION_ITEM_INT or MISSION_ITEM in answer, asks
 again after 0.5 s of silence; an upload from a second ground station while one is under way is
@@ -205,7 +206,8 @@ class Autopilot:
             self.answers_to_lose[msg.command] -= 1
             emit(event="lost_ack", command=msg.command, result=result)
             return
-        self.m.mav.command_ack_send(msg.command, result, progress, 0, msg.get_srcSystem(), msg.get_srcComponent())
+        to = (0, 0) if self.a.ack_to_zero else (msg.get_srcSystem(), msg.get_srcComponent())
+        self.m.mav.command_ack_send(msg.command, result, progress, 0, *to)
 
     def handle(self, msg):
         t = msg.get_type()
@@ -509,6 +511,7 @@ def main():
     p.add_argument("--params", help=".param or .params file: the vehicle's parameters")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--pad", type=int, default=0, metavar="N")
+    p.add_argument("--ack-to-zero", action="store_true")
     p.add_argument("--item-gap", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--hidden", action="append", default=[], metavar="PREFIX:ENABLE")
     p.add_argument("--refuse", action="append", default=[], metavar="NAME")

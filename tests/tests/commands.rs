@@ -233,6 +233,22 @@ fn a_command_or_its_answer_lost_on_the_air_is_sent_again_and_its_outcome_is_the_
 }
 
 #[test]
+fn an_ack_addressed_to_no_one_in_particular_still_ends_the_command() {
+    // Older firmware answers with target 0/0 rather than the asker.
+    let (daemon, _ap, pilot) = station_with_autopilot(5, &["--ack-to-zero"]);
+    let mode = outcome(
+        &daemon,
+        &pilot,
+        json!({ "command": "mode", "mode": "loiter" }),
+    );
+    assert_eq!(
+        (mode["outcome"].as_str(), mode["sends"].as_u64()),
+        (Some("accepted"), Some(1)),
+        "{mode}"
+    );
+}
+
+#[test]
 fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() {
     let (daemon, _ap, pilot) = station_with_autopilot(5, &[]);
     let (code, body) = send(
