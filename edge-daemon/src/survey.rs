@@ -959,6 +959,89 @@ mod tests {
             .fold(f64::INFINITY, f64::min)
     }
 
+    /// A comb: teeth `(width, gap after it, height)` standing on a headland `headland` deep,
+    /// centred on the origin and turned by `turn` radians. Its gaps reach down to the
+    /// headland, so from no point inside can every tooth be seen.
+    fn comb(teeth: &[(f64, f64, f64)], headland: f64, turn: f64) -> Vec<(f64, f64)> {
+        let mut top = Vec::new();
+        let mut x = 0.0;
+        for (i, &(width, gap, height)) in teeth.iter().enumerate() {
+            top.push((x, height));
+            top.push((x + width, height));
+            x += width;
+            if i + 1 < teeth.len() {
+                top.push((x, headland));
+                top.push((x + gap, headland));
+                x += gap;
+            }
+        }
+        let mut ring = vec![(0.0, 0.0), (x, 0.0)];
+        ring.extend(top.into_iter().rev());
+        let (cx, cy) = (x / 2.0, headland);
+        let (sin, cos) = turn.sin_cos();
+        ring.into_iter()
+            .map(|(px, py)| {
+                let (px, py) = (px - cx, py - cy);
+                (px * cos - py * sin, px * sin + py * cos)
+            })
+            .collect()
+    }
+
+    /// Every point of the field `outer` (outside its hole, a square of half-side `hole` about
+    /// the origin when that lies inside) is within half a spacing of a pass, and no waypoint
+    /// is farther outside the field than the turn margin: the room to turn plus half a
+    /// spacing (a pass reaches as far as the field does within its swath). `samples` are
+    /// points in the field's bounding circle, as fractions of its radius.
+    fn covers_within_its_margin(
+        outer: &[(f64, f64)],
+        hole: Option<f64>,
+        (spacing, heading, turnaround): (f64, f64, f64),
+        samples: &[(f64, f64)],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        // A field's holes lie inside it (the planner refuses others).
+        let field = poly(ORIGIN, outer);
+        let hole: Option<Vec<(f64, f64)>> = hole
+            .map(|r| vec![(-r, -r), (r, -r), (r, r), (-r, r)])
+            .filter(|h| check_holes(&field, &[poly(ORIGIN, h)]).is_ok());
+        let holes: Vec<Vec<LatLon>> = hole.iter().map(|h| poly(ORIGIN, h)).collect();
+        let mut survey = plan(spacing, heading, turnaround);
+        survey.cover_swath = true;
+        let path = lawnmower_with_holes(&field, &holes, &survey);
+        proptest::prop_assert!(path.len() >= 2 && path.len().is_multiple_of(2));
+        let local: Vec<(f64, f64)> = path.iter().map(|&p| to_local_m(ORIGIN, p)).collect();
+        let passes: Vec<((f64, f64), (f64, f64))> =
+            local.chunks_exact(2).map(|w| (w[0], w[1])).collect();
+        // Projection and rounding: centimetres.
+        const SLACK: f64 = 0.05;
+        let reach = outer.iter().map(|&(x, y)| x.hypot(y)).fold(0.0, f64::max);
+        for &(sx, sy) in samples {
+            let p = (sx * reach, sy * reach);
+            let in_hole = hole.as_ref().is_some_and(|h| inside_ring(h, p));
+            if !inside_ring(outer, p) || in_hole {
+                continue;
+            }
+            let nearest = passes
+                .iter()
+                .map(|&(a, b)| to_seg_distance(p, a, b))
+                .fold(f64::INFINITY, f64::min);
+            proptest::prop_assert!(
+                nearest <= spacing / 2.0 + SLACK,
+                "{p:?} is {nearest:.2} m from the nearest pass (spacing {spacing:.2})"
+            );
+        }
+        let margin = turnaround + spacing / 2.0 + SLACK;
+        for &w in &local {
+            if !inside_ring(&outer, w) {
+                let out = to_ring_distance(&outer, w);
+                proptest::prop_assert!(
+                    out <= margin,
+                    "waypoint {w:?} is {out:.2} m outside (margin {margin:.2})"
+                );
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
@@ -976,47 +1059,23 @@ mod tests {
             samples in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 300),
         ) {
             let outer = star(&radii, &gaps[..radii.len()]);
-            // A field's holes lie inside it (the planner refuses others).
-            let field = poly(ORIGIN, &outer);
-            let hole: Option<Vec<(f64, f64)>> = hole
-                .map(|r| vec![(-r, -r), (r, -r), (r, r), (-r, r)])
-                .filter(|h| check_holes(&field, &[poly(ORIGIN, h)]).is_ok());
-            let holes: Vec<Vec<LatLon>> = hole.iter().map(|h| poly(ORIGIN, h)).collect();
-            let mut survey = plan(spacing, heading, turnaround);
-            survey.cover_swath = true;
-            let path = lawnmower_with_holes(&field, &holes, &survey);
-            proptest::prop_assert!(path.len() >= 2 && path.len().is_multiple_of(2));
-            let local: Vec<(f64, f64)> = path.iter().map(|&p| to_local_m(ORIGIN, p)).collect();
-            let passes: Vec<((f64, f64), (f64, f64))> =
-                local.chunks_exact(2).map(|w| (w[0], w[1])).collect();
-            // Projection and rounding: centimetres.
-            const SLACK: f64 = 0.05;
-            let reach = radii.iter().cloned().fold(0.0, f64::max);
-            for (sx, sy) in samples {
-                let p = (sx * reach, sy * reach);
-                let in_hole = hole.as_ref().is_some_and(|h| inside_ring(h, p));
-                if !inside_ring(&outer, p) || in_hole {
-                    continue;
-                }
-                let nearest = passes
-                    .iter()
-                    .map(|&(a, b)| to_seg_distance(p, a, b))
-                    .fold(f64::INFINITY, f64::min);
-                proptest::prop_assert!(
-                    nearest <= spacing / 2.0 + SLACK,
-                    "{p:?} is {nearest:.2} m from the nearest pass (spacing {spacing:.2})"
-                );
-            }
-            let margin = turnaround + spacing / 2.0 + SLACK;
-            for &w in &local {
-                if !inside_ring(&outer, w) {
-                    let out = to_ring_distance(&outer, w);
-                    proptest::prop_assert!(
-                        out <= margin,
-                        "waypoint {w:?} is {out:.2} m outside (margin {margin:.2})"
-                    );
-                }
-            }
+            covers_within_its_margin(&outer, hole, (spacing, heading, turnaround), &samples)?;
+        }
+
+        /// The same for fields no point of which sees all of them: combs of blocks on a
+        /// headland, their gaps cut deep, turned to any angle.
+        #[test]
+        fn a_survey_of_a_comb_shaped_field_covers_it_within_half_a_spacing(
+            teeth in proptest::collection::vec((20.0f64..80.0, 10.0f64..60.0, 60.0f64..250.0), 2..6),
+            headland in 10.0f64..40.0,
+            turn in 0.0f64..std::f64::consts::PI,
+            spacing in 2.0f64..30.0,
+            heading in 0.0f64..180.0,
+            turnaround in 0.0f64..15.0,
+            samples in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 300),
+        ) {
+            let outer = comb(&teeth, headland, turn);
+            covers_within_its_margin(&outer, None, (spacing, heading, turnaround), &samples)?;
         }
 
         /// A spray pass is its vine row: it never leaves the field by more than the room to
