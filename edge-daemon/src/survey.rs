@@ -1031,8 +1031,8 @@ mod tests {
         }
         let margin = turnaround + spacing / 2.0 + SLACK;
         for &w in &local {
-            if !inside_ring(&outer, w) {
-                let out = to_ring_distance(&outer, w);
+            if !inside_ring(outer, w) {
+                let out = to_ring_distance(outer, w);
                 proptest::prop_assert!(
                     out <= margin,
                     "waypoint {w:?} is {out:.2} m outside (margin {margin:.2})"
