@@ -191,7 +191,7 @@ class Autopilot:
         elif name == "GPS_RAW_INT":
             mav.gps_raw_int_send(ms * 1000, 3, int(a.lat * 1e7), int(a.lon * 1e7), 152000, 90, 120, 0, 9000, 14)
         elif name == "MISSION_CURRENT":
-            mav.mission_current_send(self.current, len(self.lists[0]))
+            mav.mission_current_send(self.current, self.mission_total())
         elif name == "ATTITUDE":
             mav.attitude_send(ms, 0.0, 0.0, 1.57, 0, 0, 0)
         elif name == "VFR_HUD":
@@ -241,6 +241,11 @@ class Autopilot:
             self.m.setup_signing(key, sign_outgoing=True, initial_timestamp=msg.initial_timestamp,
                                  link_id=0, allow_unsigned_callback=lambda mav, msg_id: msg_id == 109)
             emit(event="signing", enabled=True)
+
+    def mission_total(self):
+        # As ArduPilot reports it: home (item 0) is not counted, so the last item's seq is
+        # the total (MAVLink's definition of MISSION_CURRENT.total).
+        return max(len(self.lists[0]) - 1, 0)
 
     def mission_ack(self, to, mission_type, result):
         self.m.mav.mission_ack_send(to[0], to[1], result, mission_type)
@@ -305,7 +310,7 @@ class Autopilot:
             self.mission_ack(src, mtype, mavlink.MAV_MISSION_ACCEPTED)
         elif t == "MISSION_SET_CURRENT":
             self.current = msg.seq
-            self.m.mav.mission_current_send(self.current, len(self.lists[0]))
+            self.m.mav.mission_current_send(self.current, self.mission_total())
 
     def command(self, msg):
         src = msg.get_srcSystem()
@@ -419,7 +424,7 @@ class Autopilot:
                     seq = int(words[1])
                     self.m.mav.mission_item_reached_send(seq)
                     self.current = seq + 1
-                    self.m.mav.mission_current_send(self.current, len(self.lists[0]))
+                    self.m.mav.mission_current_send(self.current, self.mission_total())
                 elif words[0] == "unsigned-text":
                     signing = self.m.mav.signing
                     was, signing.sign_outgoing = signing.sign_outgoing, False
