@@ -276,6 +276,35 @@ pub fn stream_client_command(daemon: &EdgeDaemon, token: &str, query: &str) -> C
     cmd
 }
 
+/// MAVProxy as ground station 250 on `udpin` port `gcs`, talking to vehicle `target`, and a
+/// waypoint file of `n` items in the format it reads (kept in the returned directory).
+pub fn mavproxy_with_a_mission(gcs: u16, target: u8, n: u32) -> (Proc, String, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let file = state.path().join("survey.txt");
+    let mut wpl = String::from("QGC WPL 110\n");
+    for i in 0..n {
+        wpl += &format!(
+            "{i}\t{}\t3\t16\t0\t0\t0\t0\t{:.7}\t{:.7}\t40\t1\n",
+            u8::from(i == 0),
+            38.29 + f64::from(i) * 1e-4,
+            -122.45
+        );
+    }
+    std::fs::write(&file, wpl).expect("waypoint file");
+    let mavproxy = Proc::spawn(
+        "mavproxy",
+        Command::new("mavproxy.py")
+            .arg(format!("--master=udpin:127.0.0.1:{gcs}"))
+            .args(["--source-system=250", "--nowait"])
+            .arg(format!("--target-system={target}"))
+            .arg(format!("--state-basedir={}", state.path().display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    (mavproxy, file.display().to_string(), state)
+}
+
 /// A station hearing the pymavlink autopilot `sysid` (started with `options`) on a `udpin`
 /// link, once its position is known; and a pilot's token named anna.
 pub fn station_with_autopilot(sysid: u8, options: &[&str]) -> (EdgeDaemon, Proc, String) {

@@ -242,35 +242,6 @@ fn bad_missions_are_refused_and_a_missing_vehicle_is_named() {
     assert_eq!(code, 403);
 }
 
-/// MAVProxy as ground station 250 on `udpin` port `gcs`, talking to vehicle `target`, and a
-/// waypoint file of `n` items in the format it reads (kept in the returned directory).
-fn mavproxy_with_a_mission(gcs: u16, target: u8, n: u32) -> (Proc, String, tempfile::TempDir) {
-    let state = tempfile::tempdir().expect("temp dir");
-    let file = state.path().join("survey.txt");
-    let mut wpl = String::from("QGC WPL 110\n");
-    for i in 0..n {
-        wpl += &format!(
-            "{i}\t{}\t3\t16\t0\t0\t0\t0\t{:.7}\t{:.7}\t40\t1\n",
-            u8::from(i == 0),
-            38.29 + f64::from(i) * 1e-4,
-            -122.45
-        );
-    }
-    std::fs::write(&file, wpl).expect("waypoint file");
-    let mavproxy = Proc::spawn(
-        "mavproxy",
-        std::process::Command::new("mavproxy.py")
-            .arg(format!("--master=udpin:127.0.0.1:{gcs}"))
-            .args(["--source-system=250", "--nowait"])
-            .arg(format!("--target-system={target}"))
-            .arg(format!("--state-basedir={}", state.path().display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null()),
-    );
-    (mavproxy, file.display().to_string(), state)
-}
-
 #[test]
 fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
     let (vehicles, gcs) = (free_udp_port(), free_udp_port());

@@ -20,9 +20,9 @@
 //! given the item again.
 //! Every message of a transfer is addressed between the vehicle and the station's own id, so
 //! a QGroundControl doing mission traffic with the same vehicle through the router never mixes
-//! in. An autopilot takes one upload at a time and denies a second ground station's
-//! MISSION_COUNT while the first is under way (ArduPilot and PX4 both do): a count denied
-//! before any item was asked for is sent again every [`BUSY_RETRY`], for up to
+//! in. An autopilot takes one upload at a time and refuses a second ground station's
+//! MISSION_COUNT while the first is under way (ArduPilot answers DENIED, PX4 ERROR): a count
+//! refused so before any item was asked for is sent again every [`BUSY_RETRY`], for up to
 //! [`BUSY_WAIT`], so the station's upload follows the other's instead of failing; any other
 //! refusal fails the transfer with its reason.
 //!
@@ -45,7 +45,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// (about 18 s in all): at 20 % loss each way a round trip fails 36 % of the time, and 15
 /// tries all fail once in five million steps.
 pub const TRIES: u8 = 15;
-/// How often a denied MISSION_COUNT is sent again, and for how long: a QGroundControl
+/// How often a refused MISSION_COUNT is sent again, and for how long: a QGroundControl
 /// uploading a few hundred items over a 57600-baud radio takes about this long.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
 pub const BUSY_WAIT: Duration = Duration::from_secs(30);
@@ -168,7 +168,7 @@ pub enum Progress {
         done: u16,
         total: u16,
     },
-    /// Not started: the vehicle denied the upload, as it does while another ground station
+    /// Not started: the vehicle refused the upload, as it does while another ground station
     /// uploads to it; asking again.
     Waiting(String),
     /// Done; for a download or a verified upload, what the vehicle holds.
@@ -214,7 +214,7 @@ struct Transfer {
     sent_at: Instant,
     /// Read-backs after an upload that found the vehicle without the new list.
     readbacks: u8,
-    /// When the vehicle first denied this upload's count.
+    /// When the vehicle first refused this upload's count.
     denied_since: Option<Instant>,
 }
 
@@ -317,8 +317,11 @@ impl Transfers {
                         verify,
                     };
                     reply = Some(request_list(t.kind, to));
-                } else if a.mavtype == apm::MavMissionResult::MAV_MISSION_DENIED
-                    && highest.is_none()
+                } else if matches!(
+                    a.mavtype,
+                    apm::MavMissionResult::MAV_MISSION_DENIED
+                        | apm::MavMissionResult::MAV_MISSION_ERROR
+                ) && highest.is_none()
                     && t.denied_since
                         .is_none_or(|since| now.saturating_duration_since(since) < BUSY_WAIT)
                 {
@@ -326,7 +329,7 @@ impl Transfers {
                 } else {
                     let waited = t.denied_since.map_or(String::new(), |_| {
                         format!(
-                            " (denied for {} s; another ground station may be uploading to it)",
+                            " (refused for {} s; another ground station may be uploading to it)",
                             BUSY_WAIT.as_secs()
                         )
                     });
@@ -409,7 +412,7 @@ impl Transfers {
                     id: t.id,
                     vehicle,
                     progress: Progress::Waiting(
-                        "the vehicle denied the upload; another ground station may be \
+                        "the vehicle refused the upload; another ground station may be \
                          uploading to it: asking again"
                             .into(),
                     ),
@@ -1115,13 +1118,19 @@ mod tests {
         );
         assert_eq!(waiting.len(), 1, "said once: {waiting:?}");
 
-        // A vehicle that stays busy: the upload fails, saying why, after BUSY_WAIT.
+        // A vehicle that stays busy (PX4 says ERROR): the upload fails, saying why, after
+        // BUSY_WAIT.
         station.start(2, 1, MissionKind::Mission, Operation::Upload(items(5)));
         let mut now = start;
+        let busy = MavMessage::MISSION_ACK(apm::MISSION_ACK_DATA {
+            mavtype: apm::MavMissionResult::MAV_MISSION_ERROR,
+            mission_type: MissionKind::Mission.mav(),
+            ..Default::default()
+        });
         let progress = loop {
             for (_, m) in station.due(now, |_| Some(TO)) {
                 if matches!(m, MavMessage::MISSION_COUNT(_)) {
-                    station.observe(1, TO, &denied(MissionKind::Mission), now);
+                    station.observe(1, TO, &busy, now);
                 }
             }
             if let Some(u) = station
@@ -1135,7 +1144,7 @@ mod tests {
             assert!(now < start + BUSY_WAIT * 2, "never gave up");
         };
         assert!(
-            matches!(&progress, Progress::Failed(m) if m.contains("denied for 30 s")),
+            matches!(&progress, Progress::Failed(m) if m.contains("refused for 30 s")),
             "{progress:?}"
         );
         assert!(now >= start + BUSY_WAIT);
