@@ -1,10 +1,12 @@
 //! The station against real autopilot firmware, built outside this project: ArduCopter SITL
 //! from an ArduPilot source tree (`TRELLIS_ARDUPILOT`, with `./waf copter` built for the
-//! `sitl` board). No registry the test command may use carries ArduPilot, so these tests are
-//! ignored in `scripts/test` and run by hand (README, "Against real firmware"):
+//! `sitl` board), and PX4 SITL with its SIH simulator from a PX4-Autopilot tree
+//! (`TRELLIS_PX4`, with `px4_sitl_default` built). No registry the test command may use
+//! carries either, so these tests are ignored in `scripts/test` and run by hand (README,
+//! "Against real firmware"):
 //!
 //! ```sh
-//! TRELLIS_ARDUPILOT=/path/to/ardupilot \
+//! TRELLIS_ARDUPILOT=/path/to/ardupilot TRELLIS_PX4=/path/to/PX4-Autopilot \
 //!     cargo nextest run -p trellis-tests --test real_firmware --run-ignored only
 //! ```
 //!
@@ -412,4 +414,197 @@ fn arducopter_takes_mavproxys_upload_and_the_stations_one_after_the_other() {
         Some(150),
         "the station's list, read back, is the copter's now: {done}"
     );
+}
+
+/// PX4 SITL with its SIH simulator (a quadrotor simulated inside PX4, no Gazebo), in a
+/// temporary working directory (its parameters and logs). Whatever its instance, PX4 sends
+/// its ground-station MAVLink to UDP 14550 until it hears from someone, so one runs at a time:
+/// the PX4 checks are one test.
+struct Px4 {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Px4 {
+    fn start() -> Px4 {
+        let tree = PathBuf::from(
+            std::env::var("TRELLIS_PX4")
+                .expect("TRELLIS_PX4 names a PX4-Autopilot tree with build/px4_sitl_default built"),
+        );
+        let build = tree.join("build/px4_sitl_default");
+        assert!(
+            build.join("bin/px4").exists(),
+            "no px4 in {}: build px4_sitl_default",
+            build.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let proc = Proc::spawn(
+            "px4",
+            Command::new(build.join("bin/px4"))
+                .current_dir(dir.path())
+                .arg("-d")
+                .arg("-w")
+                .arg(dir.path())
+                .arg(build.join("etc"))
+                .env("PX4_SYS_AUTOSTART", "10040")
+                .env("PX4_SIMULATOR", "sihsim")
+                .env("PX4_SIM_MODEL", "sihsim_quadx")
+                .env("PX4_HOME_LAT", HOME.0.to_string())
+                .env("PX4_HOME_LON", HOME.1.to_string())
+                .env("PX4_HOME_ALT", "584")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        Px4 {
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs TRELLIS_PX4: a PX4-Autopilot tree with SITL built (README)"]
+fn px4_is_read_follows_its_profile_holds_a_survey_and_flies_on_command() {
+    let _px4 = Px4::start();
+    let daemon = EdgeDaemon::start(&["udpin:127.0.0.1:14550".to_string()]);
+    let pilot = daemon.new_token("anna", "pilot");
+    let v = ready(&daemon);
+    assert_eq!(v["autopilot"], "px4", "{v}");
+
+    // Parameters and the PX4 profile.
+    let (code, out) = daemon.cli(&pilot, &["params", "fetch", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    let profile = "px4/multicopter-survey.params";
+    // SITL has no serial ports, so it has none of their parameters: those are reported
+    // missing, as a name a vehicle lacks always is, and everything else is set.
+    let serial = [
+        "SER_TEL1_BAUD",
+        "MAV_0_CONFIG",
+        "MAV_0_MODE",
+        "MAV_0_RATE",
+        "MAV_0_RADIO_CTL",
+    ];
+    let missing = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("vehicle missing"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let (code, out) = daemon.cli(&pilot, &["params", "diff", "1", profile]);
+    assert_eq!(
+        code,
+        Some(1),
+        "a fresh SITL is not a survey multicopter: {out}"
+    );
+    assert_eq!(missing(&out), serial, "{out}");
+    let (code, out) = daemon.cli(&pilot, &["params", "apply", "1", profile]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the serial port's parameters cannot be set: {out}"
+    );
+    assert!(out.contains("not set:"), "{out}");
+    let (code, out) = daemon.cli(&pilot, &["params", "diff", "1", profile]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(missing(&out), serial, "{out}");
+    assert!(out.contains("27 match, 5 differ"), "all else set: {out}");
+    // An integer parameter, byte-wise in the float as PX4 sends it, read back as a number.
+    let (code, out) = daemon.cli(&pilot, &["params", "get", "1", "COM_DL_LOSS_T"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("COM_DL_LOSS_T") && out.contains(" 10"),
+        "{out}"
+    );
+
+    // A planned survey and the field's fence.
+    let at = |e: f64, n: f64| json!([HOME.0 + n / 111_000.0, HOME.1 + e / 90_800.0]);
+    let block = json!({ "name": "Block 1", "polygon": [
+        at(20.0, 20.0), at(140.0, 20.0), at(140.0, 80.0), at(20.0, 80.0)
+    ] });
+    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/fields/block-1", &block);
+    assert_eq!(code, 200, "{body}");
+    let (code, planned) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/fields/block-1/plan",
+        &json!({ "alt_m": 30, "speed_mps": 6, "pattern": "survey", "row_spacing_m": 15 }),
+    );
+    assert_eq!(code, 201, "{planned}");
+    let (code, sent) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/missions/plan-block-1/upload",
+        &json!({ "vehicle": "1" }),
+    );
+    assert_eq!(code, 202, "{sent}");
+    let done = daemon.command_ended(&pilot, sent["id"].as_i64().expect("id"));
+    assert_eq!(
+        done["outcome"], "accepted",
+        "uploaded and read back: {done}"
+    );
+    assert_eq!(
+        done["detail"]["items"].as_array().map(Vec::len),
+        planned["fields"]["items"].as_array().map(Vec::len),
+        "{done}"
+    );
+    let fence = json!({ "name": "Block 1", "ceiling_m": 45, "geometry": { "type": "Polygon",
+        "coordinates": [[
+            [HOME.1 - 0.002, HOME.0 - 0.002], [HOME.1 + 0.003, HOME.0 - 0.002],
+            [HOME.1 + 0.003, HOME.0 + 0.002], [HOME.1 - 0.002, HOME.0 + 0.002],
+            [HOME.1 - 0.002, HOME.0 - 0.002]
+        ]] } });
+    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/geofences/block-1", &fence);
+    assert_eq!(code, 200, "{body}");
+    let (code, started) = daemon.send_as(
+        &pilot,
+        "POST",
+        "/api/v1/geofences/block-1/upload",
+        &json!({ "vehicle": "1" }),
+    );
+    assert_eq!(code, 202, "{started}");
+    let fence_done = daemon.command_ended(&pilot, started["fence"]["id"].as_i64().expect("id"));
+    assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
+
+    // Flown on the station's commands.
+    until_accepted(&daemon, &pilot, json!({ "command": "arm" }));
+    let up = command(
+        &daemon,
+        &pilot,
+        json!({ "command": "takeoff", "alt_m": 10 }),
+    );
+    assert_eq!(up["outcome"], "accepted", "{up}");
+    wait_for("the vehicle at 8 m", T, || {
+        (daemon.vehicle(1)?["position"]["alt_rel_m"].as_f64()? > 8.0).then_some(())
+    });
+    // Somewhere 30 m north, 15 m up: PX4 takes the height above sea level, from home.
+    let (lat, lon) = (HOME.0 + 30.0 / 111_000.0, HOME.1);
+    let goto = command(
+        &daemon,
+        &pilot,
+        json!({ "command": "goto", "lat": lat, "lon": lon, "alt_m": 15 }),
+    );
+    assert_eq!(goto["outcome"], "accepted", "{goto}");
+    wait_for("the vehicle there", T, || {
+        let p = daemon.vehicle(1)?["position"].clone();
+        let north_m = (p["lat"].as_f64()? - HOME.0) * 111_000.0;
+        (north_m > 25.0 && (p["alt_rel_m"].as_f64()? - 15.0).abs() < 2.0).then_some(())
+    });
+    let hold = command(
+        &daemon,
+        &pilot,
+        json!({ "command": "mode", "mode": "Hold" }),
+    );
+    assert_eq!(hold["outcome"], "accepted", "{hold}");
+    wait_for("Hold shown as the mode", T, || {
+        (daemon.vehicle(1)?["mode"] == "Hold").then_some(())
+    });
+    let (code, out) = daemon.cli(&pilot, &["command", "1", "rtl"]);
+    assert_eq!(code, Some(0), "{out}");
+    wait_for("Return shown as the mode", T, || {
+        (daemon.vehicle(1)?["mode"] == "Return").then_some(())
+    });
+    wait_for("landed and disarmed", Duration::from_secs(300), || {
+        (daemon.vehicle(1)?["armed"] == false).then_some(())
+    });
 }

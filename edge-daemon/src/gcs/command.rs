@@ -101,13 +101,28 @@ impl Command {
         }
     }
 
-    /// The message for send number `send` (0 first), to `(system, component)`. PX4 takes a
-    /// mode as main and sub mode in two parameters; ArduPilot the whole custom mode in one.
-    fn message(&self, (system, component): (u8, u8), px4: bool, send: u8) -> MavMessage {
+    /// The message for send number `send` (0 first), to `to`. PX4 takes a mode as main and
+    /// sub mode in two parameters, ArduPilot the whole custom mode in one; PX4 takes
+    /// altitudes above sea level (and only that frame in COMMAND_INT) and NaN for "here",
+    /// ArduPilot altitudes above home and 0 for "here".
+    fn message(&self, to: Addressee, send: u8) -> MavMessage {
+        let (system, component) = to.address;
+        let px4 = to.px4;
+        // PX4 without a home altitude yet: NaN, which it reads as its own default.
+        let above_sea = |alt_m: f32| {
+            to.home_msl_m
+                .map_or(f32::NAN, |h| (h + f64::from(alt_m)) as f32)
+        };
         let mut p = [0f32; 7];
         match self {
             Command::Arm => p[0] = 1.0,
             Command::Disarm => p[0] = 0.0,
+            Command::Takeoff { alt_m } if px4 => {
+                p[3] = f32::NAN; // yaw: as it is
+                p[4] = f32::NAN; // here
+                p[5] = f32::NAN;
+                p[6] = above_sea(*alt_m);
+            }
             Command::Takeoff { alt_m } => p[6] = *alt_m,
             Command::Mode { custom_mode, .. } => {
                 p[0] = 1.0; // MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
@@ -127,11 +142,20 @@ impl Command {
                     param4: f32::NAN,
                     x: (lat * 1e7).round() as i32,
                     y: (lon * 1e7).round() as i32,
-                    z: *alt_m,
+                    z: if px4 { above_sea(*alt_m) } else { *alt_m },
                     command: self.mav_cmd(),
                     target_system: system,
                     target_component: component,
-                    frame: apm::MavFrame::MAV_FRAME_GLOBAL_RELATIVE_ALT,
+                    // PX4 takes no other frame than GLOBAL_INT (5), which MAVLink now calls
+                    // a deprecated name of GLOBAL (0), and answers 0 with
+                    // UNSUPPORTED_MAV_FRAME; it is named by number to stay clear of the
+                    // deprecation.
+                    frame: if px4 {
+                        num_traits::FromPrimitive::from_u8(5)
+                            .unwrap_or(apm::MavFrame::MAV_FRAME_GLOBAL)
+                    } else {
+                        apm::MavFrame::MAV_FRAME_GLOBAL_RELATIVE_ALT
+                    },
                     current: 0,
                     autocontinue: 0,
                     ..Default::default()
@@ -160,6 +184,16 @@ impl Command {
             confirmation: send,
         })
     }
+}
+
+/// A vehicle as its commands are encoded for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Addressee {
+    /// (system, component).
+    pub address: (u8, u8),
+    pub px4: bool,
+    /// Its home's altitude above mean sea level, once it has said.
+    pub home_msl_m: Option<f64>,
 }
 
 /// Where a command stands.
@@ -355,7 +389,7 @@ impl Commands {
     pub fn due(
         &mut self,
         now: Instant,
-        target: impl Fn(u8) -> Option<((u8, u8), bool)>,
+        target: impl Fn(u8) -> Option<Addressee>,
     ) -> Vec<(u8, MavMessage)> {
         let mut out = Vec::new();
         for (&(vehicle, _), queue) in &mut self.queues {
@@ -383,8 +417,8 @@ impl Commands {
                     && front.next_send.is_none_or(|t| now >= t);
                 if send_now {
                     // A vehicle no longer known still uses up its sends, and times out.
-                    if let Some((address, px4)) = target(vehicle) {
-                        out.push((vehicle, front.command.message(address, px4, front.sends)));
+                    if let Some(to) = target(vehicle) {
+                        out.push((vehicle, front.command.message(to, front.sends)));
                     }
                     front.sends += 1;
                     front.next_send = Some(now + RESEND_AFTER);
@@ -403,5 +437,62 @@ impl Commands {
 
     pub fn has_updates(&self) -> bool {
         !self.updates.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(px4: bool, home_msl_m: Option<f64>) -> Addressee {
+        Addressee {
+            address: (1, 1),
+            px4,
+            home_msl_m,
+        }
+    }
+
+    #[test]
+    fn px4_is_given_altitudes_above_sea_level_and_nan_for_here() {
+        let takeoff = Command::Takeoff { alt_m: 10.0 };
+        let MavMessage::COMMAND_LONG(c) = takeoff.message(to(true, Some(584.0)), 0) else {
+            panic!("a COMMAND_LONG");
+        };
+        assert_eq!(c.param7, 594.0, "home + 10 m");
+        assert!(c.param4.is_nan() && c.param5.is_nan() && c.param6.is_nan());
+        let MavMessage::COMMAND_LONG(c) = takeoff.message(to(false, Some(584.0)), 0) else {
+            panic!("a COMMAND_LONG");
+        };
+        assert_eq!(
+            (c.param5, c.param6, c.param7),
+            (0.0, 0.0, 10.0),
+            "ArduPilot: above home"
+        );
+        // PX4 before its home is known: its own take-off altitude.
+        let MavMessage::COMMAND_LONG(c) = takeoff.message(to(true, None), 0) else {
+            panic!("a COMMAND_LONG");
+        };
+        assert!(c.param7.is_nan());
+
+        let goto = Command::Goto {
+            lat: -35.36,
+            lon: 149.16,
+            alt_m: 30.0,
+        };
+        let MavMessage::COMMAND_INT(c) = goto.message(to(true, Some(584.0)), 0) else {
+            panic!("a COMMAND_INT");
+        };
+        assert_eq!(
+            (c.frame as u8, c.z),
+            (5, 614.0),
+            "GLOBAL_INT, above sea level"
+        );
+        let MavMessage::COMMAND_INT(c) = goto.message(to(false, Some(584.0)), 0) else {
+            panic!("a COMMAND_INT");
+        };
+        assert_eq!(
+            (c.frame, c.z),
+            (apm::MavFrame::MAV_FRAME_GLOBAL_RELATIVE_ALT, 30.0)
+        );
     }
 }

@@ -126,13 +126,14 @@ impl MissionItem {
     /// Whether a vehicle reading back `self` holds the `sent` item: the same, but for what
     /// autopilots normalise. A command without a position (DO_*, CONDITION_*, or a NAV_*
     /// sent with none, as RTL is) comes back in whatever frame they store it in (ArduPilot:
-    /// 0) with its position unused; altitudes come back to the centimetre.
+    /// 0) with its position unused; altitudes come back to the centimetre; a frame may come
+    /// back as its `_INT` twin, which means the same (PX4 answers 6 for 3).
     pub fn holds(&self, sent: &MissionItem) -> bool {
         // NAV_* commands, and fence and rally points, with a place are where they are.
         let nav = sent.command < 100 || (5000..5200).contains(&sent.command);
         let positional = nav && (sent.x, sent.y) != (0, 0);
         let place = !positional
-            || (self.frame == sent.frame
+            || (same_frame(self.frame, sent.frame)
                 && self.x == sent.x
                 && self.y == sent.y
                 && (self.z - sent.z).abs() <= 0.011);
@@ -147,6 +148,19 @@ impl MissionItem {
         apm::MavCmd::from_u16(self.command).is_some()
             && apm::MavFrame::from_u8(self.frame).is_some()
     }
+}
+
+/// Whether two MAV_FRAMEs mean the same: the deprecated `GLOBAL_INT` (5),
+/// `GLOBAL_RELATIVE_ALT_INT` (6) and `GLOBAL_TERRAIN_ALT_INT` (11) are 0, 3 and 10 under
+/// another name.
+fn same_frame(a: u8, b: u8) -> bool {
+    let plain = |f: u8| match f {
+        5 => 0,
+        6 => 3,
+        11 => 10,
+        f => f,
+    };
+    plain(a) == plain(b)
 }
 
 /// What to do with a vehicle's list.
@@ -655,7 +669,11 @@ fn downloaded(items: &mut Vec<MissionItem>, verify: &mut Option<Vec<MissionItem>
     }
     // ArduPilot keeps its home in item 0, whatever was sent there.
     match (1..items.len()).find(|&i| !items[i].holds(&sent[i])) {
-        Some(i) => Progress::Failed(format!("read back differs at item {i}")),
+        Some(i) => Progress::Failed(format!(
+            "read back differs at item {i}: sent {}, the vehicle holds {}",
+            serde_json::to_string(&sent[i]).unwrap_or_default(),
+            serde_json::to_string(&items[i]).unwrap_or_default()
+        )),
         None => Progress::Done(Some(items)),
     }
 }
@@ -937,6 +955,17 @@ mod tests {
         .holds(&waypoint));
         assert!(!MissionItem {
             frame: 0,
+            ..waypoint
+        }
+        .holds(&waypoint));
+        // PX4 gives frame 3 back as its _INT twin, 6: the same frame.
+        assert!(MissionItem {
+            frame: 6,
+            ..waypoint
+        }
+        .holds(&waypoint));
+        assert!(!MissionItem {
+            frame: 5,
             ..waypoint
         }
         .holds(&waypoint));

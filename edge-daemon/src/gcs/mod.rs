@@ -389,7 +389,11 @@ impl Gcs {
             let v = fleet.get(system)?;
             let px4 = crate::vehicle::modes::firmware(v.autopilot, v.mav_type)
                 == crate::vehicle::modes::Firmware::Px4;
-            Some(((system, v.compid), px4))
+            Some(command::Addressee {
+                address: (system, v.compid),
+                px4,
+                home_msl_m: v.home.as_ref().map(|h| f64::from(h.alt_mm) / 1000.0),
+            })
         };
         self.send_signing(now, now_us, fleet);
         self.params.due(now, |system| fleet.get(system).is_some());
