@@ -265,7 +265,12 @@ enum Carry {
 /// reported, not set. `SRn_*` → `MAV{n+1}_*` is in [`renamed`].
 const RENAMES: &[(&str, &str, (u8, u8), Carry)] = &[
     ("SYSID_MYGCS", "MAV_GCS_SYSID", (4, 7), Carry::Same),
-    ("SYSID_ENFORCE", "MAV_OPTIONS", (4, 7), Carry::Same),
+    (
+        "SYSID_ENFORCE",
+        "MAV_OPTIONS",
+        (4, 7),
+        Carry::ByHand("it became bit 0 of a mask of options; set that bit alone"),
+    ),
     ("TELEM_DELAY", "MAV_TELEM_DELAY", (4, 7), Carry::Same),
     (
         "ARMING_CHECK",

@@ -249,6 +249,27 @@ fn an_ack_addressed_to_no_one_in_particular_still_ends_the_command() {
 }
 
 #[test]
+fn a_px4_without_a_home_is_not_sent_an_altitude_it_would_misread() {
+    // PX4 takes take-off and goto altitudes above sea level, worked out from home.
+    let (daemon, _ap, pilot) = station_with_autopilot(
+        5,
+        &["--autopilot", "px4", "--firmware", "1.15.0", "--no-home"],
+    );
+    for body in [
+        json!({ "command": "takeoff", "alt_m": 10 }),
+        json!({ "command": "goto", "lat": -35.36, "lon": 149.16, "alt_m": 20 }),
+    ] {
+        let (code, refused) = send(&daemon, &pilot, "5", body.clone());
+        assert_eq!(code, 409, "{body}: {refused}");
+        let why = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(why.contains("home position"), "{why}");
+    }
+    // Commands without an altitude go as always.
+    let arm = outcome(&daemon, &pilot, json!({ "command": "arm" }));
+    assert_eq!(arm["outcome"], "accepted", "{arm}");
+}
+
+#[test]
 fn wrong_commands_are_refused_naming_what_is_wrong_and_viewers_cannot_command() {
     let (daemon, _ap, pilot) = station_with_autopilot(5, &[]);
     let (code, body) = send(

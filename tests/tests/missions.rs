@@ -305,11 +305,12 @@ fn the_station_uploads_to_a_vehicle_busy_with_mavproxys_upload_once_it_is_done()
         format!("udpin:127.0.0.1:{vehicles}"),
         format!("udpout:127.0.0.1:{gcs}"),
     ]);
-    // 100 items asked for 30 ms apart: MAVProxy's upload takes 3 s, as over a slow radio.
+    // 100 items asked for 60 ms apart: MAVProxy's upload takes 6 s, as over a slow radio,
+    // ample time for the station's count to arrive in the middle of it.
     let mut vehicle = autopilot(
         &format!("udpout:127.0.0.1:{vehicles}"),
         1,
-        &["--item-gap", "0.03"],
+        &["--item-gap", "0.06"],
     );
     wait_for("the vehicle's position", T, || {
         daemon.vehicle(1)?["position"].is_object().then_some(())

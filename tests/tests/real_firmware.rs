@@ -106,6 +106,20 @@ fn until_accepted(daemon: &EdgeDaemon, token: &str, body: Value) -> Value {
     }
 }
 
+/// Parameter `name` as `edge-daemon params get` reads it from vehicle 1 (its `  NAME value`
+/// line), failing the test if the vehicle does not answer.
+fn read(daemon: &EdgeDaemon, token: &str, name: &str) -> f64 {
+    let (code, out) = daemon.cli(token, &["params", "get", "1", name]);
+    assert_eq!(code, Some(0), "{out}");
+    out.lines()
+        .filter(|l| l.starts_with("  "))
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no value of {name} in {out}"))
+}
+
 /// The copter as the station sees it once its telemetry has everything a pilot needs.
 fn ready(daemon: &EdgeDaemon) -> Value {
     wait_for(
@@ -174,12 +188,7 @@ fn arducopter_is_asked_for_its_data_and_its_parameters_follow_a_profile() {
         assert_eq!(code, Some(0), "{out}");
     }
     // What the vehicle holds, read from it, not from the station's copy.
-    let (code, out) = daemon.cli(&pilot, &["params", "get", "1", "FENCE_ALT_MAX"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("FENCE_ALT_MAX") && out.contains(" 60"),
-        "{out}"
-    );
+    assert_eq!(read(&daemon, &pilot, "FENCE_ALT_MAX"), 60.0);
 }
 
 #[test]
@@ -292,9 +301,11 @@ fn arducopter_holds_the_planned_survey_and_the_fence_it_was_sent() {
     assert_eq!(code, 202, "{started}");
     let fence_done = daemon.command_ended(&pilot, started["fence"]["id"].as_i64().expect("id"));
     assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
-    let (code, out) = daemon.cli(&pilot, &["params", "get", "1", "FENCE_ALT_MAX"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(" 45"), "the ceiling set: {out}");
+    assert_eq!(
+        read(&daemon, &pilot, "FENCE_ALT_MAX"),
+        45.0,
+        "the ceiling set"
+    );
 
     // Flown: take off, start the mission, and its progress comes back from the copter.
     until_accepted(
@@ -341,11 +352,7 @@ fn arducopter_signs_with_its_key_and_comes_back_after_a_reboot() {
         (s["on"] == true && s["accepted"].as_u64()? > 20).then_some(())
     });
     // The copter now drops unsigned frames: an answer shows it took the station's signed ask.
-    let (code, out) = daemon.cli(&pilot, &["params", "get", "1", "RTL_ALT_M", "RTL_ALT"]);
-    assert!(
-        out.contains("RTL_ALT"),
-        "answered while signing ({code:?}): {out}"
-    );
+    read(&daemon, &pilot, "FS_GCS_ENABLE");
     let (code, out) = daemon.cli(&admin, &["signing", "disable", "1"]);
     assert_eq!(code, Some(0), "{out}");
     wait_for("unsigned frames again", T, || {
@@ -510,12 +517,7 @@ fn px4_is_read_follows_its_profile_holds_a_survey_and_flies_on_command() {
     assert_eq!(missing(&out), serial, "{out}");
     assert!(out.contains("27 match, 5 differ"), "all else set: {out}");
     // An integer parameter, byte-wise in the float as PX4 sends it, read back as a number.
-    let (code, out) = daemon.cli(&pilot, &["params", "get", "1", "COM_DL_LOSS_T"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("COM_DL_LOSS_T") && out.contains(" 10"),
-        "{out}"
-    );
+    assert_eq!(read(&daemon, &pilot, "COM_DL_LOSS_T"), 10.0);
 
     // A planned survey and the field's fence.
     let at = |e: f64, n: f64| json!([HOME.0 + n / 111_000.0, HOME.1 + e / 90_800.0]);

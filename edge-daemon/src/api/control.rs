@@ -91,6 +91,18 @@ impl CommandRequest {
 
     fn command(&self, vehicle: &crate::vehicle::VehicleView) -> Result<Command, ApiError> {
         let bad = |field: &str| ApiError::invalid(field, "missing or out of range");
+        // PX4 takes these altitudes above sea level, which the station works out from the
+        // vehicle's home: without one it would fly at an altitude nobody asked for.
+        let px4_without_home = firmware_of(vehicle) == modes::Firmware::Px4
+            && vehicle.home.is_none()
+            && matches!(self.command, CommandKind::Takeoff | CommandKind::Goto);
+        if px4_without_home {
+            return Err(ApiError::conflict(format!(
+                "{} has not reported its home position yet; PX4 takes altitudes above sea \
+                 level, worked out from home",
+                vehicle.name
+            )));
+        }
         let within = |v: Option<f64>, lo: f64, hi: f64| v.filter(|v| (lo..=hi).contains(v));
         Ok(match self.command {
             CommandKind::Arm => Command::Arm,

@@ -108,7 +108,8 @@ impl Command {
     fn message(&self, to: Addressee, send: u8) -> MavMessage {
         let (system, component) = to.address;
         let px4 = to.px4;
-        // PX4 without a home altitude yet: NaN, which it reads as its own default.
+        // The API refuses these for a PX4 without a home; should one slip through, NaN is
+        // PX4's "as it is" (take-off to its MIS_TAKEOFF_ALT, goto at the current height).
         let above_sea = |alt_m: f32| {
             to.home_msl_m
                 .map_or(f32::NAN, |h| (h + f64::from(alt_m)) as f32)
@@ -134,6 +135,10 @@ impl Command {
                 }
             }
             Command::Goto { lat, lon, alt_m } => {
+                // The only frame PX4 takes in COMMAND_INT (it answers GLOBAL, 0, with
+                // UNSUPPORTED_MAV_FRAME), though MAVLink now deprecates the name.
+                #[allow(deprecated)]
+                let global_int = apm::MavFrame::MAV_FRAME_GLOBAL_INT;
                 return MavMessage::COMMAND_INT(apm::COMMAND_INT_DATA {
                     // Ground speed: the vehicle's default. Bit 0 of param2: switch to
                     // guided mode to get there.
@@ -146,13 +151,8 @@ impl Command {
                     command: self.mav_cmd(),
                     target_system: system,
                     target_component: component,
-                    // PX4 takes no other frame than GLOBAL_INT (5), which MAVLink now calls
-                    // a deprecated name of GLOBAL (0), and answers 0 with
-                    // UNSUPPORTED_MAV_FRAME; it is named by number to stay clear of the
-                    // deprecation.
                     frame: if px4 {
-                        num_traits::FromPrimitive::from_u8(5)
-                            .unwrap_or(apm::MavFrame::MAV_FRAME_GLOBAL)
+                        global_int
                     } else {
                         apm::MavFrame::MAV_FRAME_GLOBAL_RELATIVE_ALT
                     },

@@ -21,10 +21,11 @@
 //! Every message of a transfer is addressed between the vehicle and the station's own id, so
 //! a QGroundControl doing mission traffic with the same vehicle through the router never mixes
 //! in. An autopilot takes one upload at a time and refuses a second ground station's
-//! MISSION_COUNT while the first is under way (ArduPilot answers DENIED, PX4 ERROR): a count
-//! refused so before any item was asked for is sent again every [`BUSY_RETRY`], for up to
-//! [`BUSY_WAIT`], so the station's upload follows the other's instead of failing; any other
-//! refusal fails the transfer with its reason.
+//! MISSION_COUNT while the first is under way (ArduPilot answers DENIED, PX4 ERROR), and
+//! ArduPilot refuses to list a list meanwhile too: a count refused so before any item was
+//! asked for, or a list request refused, is sent again every [`BUSY_RETRY`], for up to
+//! [`BUSY_WAIT`], so the station's transfer follows the other's instead of failing; any
+//! other refusal fails the transfer with its reason.
 //!
 //! One transfer per vehicle at a time; others wait behind it.
 
@@ -295,6 +296,9 @@ impl Transfers {
         }
         let mut not_taken = None;
         let mut busy = false;
+        let waited_out = t
+            .denied_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= BUSY_WAIT);
         match (&mut t.step, message) {
             (Step::Uploading { items, highest }, MavMessage::MISSION_REQUEST_INT(r))
                 if r.mission_type == t.kind.mav() =>
@@ -331,22 +335,14 @@ impl Transfers {
                         verify,
                     };
                     reply = Some(request_list(t.kind, to));
-                } else if matches!(
-                    a.mavtype,
-                    apm::MavMissionResult::MAV_MISSION_DENIED
-                        | apm::MavMissionResult::MAV_MISSION_ERROR
-                ) && highest.is_none()
-                    && t.denied_since
-                        .is_none_or(|since| now.saturating_duration_since(since) < BUSY_WAIT)
-                {
+                } else if is_busy(a.mavtype) && highest.is_none() && !waited_out {
                     busy = true;
                 } else {
-                    let waited = t.denied_since.map_or(String::new(), |_| {
-                        format!(
-                            " (refused for {} s; another ground station may be uploading to it)",
-                            BUSY_WAIT.as_secs()
-                        )
-                    });
+                    let waited = if is_busy(a.mavtype) && highest.is_none() {
+                        busy_for()
+                    } else {
+                        String::new()
+                    };
                     finished = Some(Progress::Failed(format!(
                         "the vehicle refused the upload: {}{waited}",
                         mission_result(a.mavtype)
@@ -388,6 +384,20 @@ impl Transfers {
                     reply = Some(request_item(items.len() as u16, t.kind, to));
                 }
             }
+            // Not listed while another ground station uploads (ArduPilot: DENIED).
+            (Step::Downloading { count: None, .. }, MavMessage::MISSION_ACK(a))
+                if a.mission_type == t.kind.mav() && is_busy(a.mavtype) =>
+            {
+                if waited_out {
+                    finished = Some(Progress::Failed(format!(
+                        "the vehicle refused to list it: {}{}",
+                        mission_result(a.mavtype),
+                        busy_for()
+                    )));
+                } else {
+                    busy = true;
+                }
+            }
             (Step::Clearing, MavMessage::MISSION_ACK(a)) if a.mission_type == t.kind.mav() => {
                 finished = Some(match a.mavtype {
                     apm::MavMissionResult::MAV_MISSION_ACCEPTED => Progress::Done(None),
@@ -426,8 +436,8 @@ impl Transfers {
                     id: t.id,
                     vehicle,
                     progress: Progress::Waiting(
-                        "the vehicle refused the upload; another ground station may be \
-                         uploading to it: asking again"
+                        "the vehicle is busy; another ground station may be uploading to it: \
+                         asking again"
                             .into(),
                     ),
                 });
@@ -676,6 +686,23 @@ fn downloaded(items: &mut Vec<MissionItem>, verify: &mut Option<Vec<MissionItem>
         )),
         None => Progress::Done(Some(items)),
     }
+}
+
+/// An answer that means "not now": ArduPilot's DENIED, or PX4's ERROR, to a count or a list
+/// request while another ground station uploads.
+fn is_busy(r: apm::MavMissionResult) -> bool {
+    matches!(
+        r,
+        apm::MavMissionResult::MAV_MISSION_DENIED | apm::MavMissionResult::MAV_MISSION_ERROR
+    )
+}
+
+/// Said of a transfer that gave up on a busy vehicle.
+fn busy_for() -> String {
+    format!(
+        " (for {} s; another ground station may be uploading to it)",
+        BUSY_WAIT.as_secs()
+    )
 }
 
 fn mission_result(r: apm::MavMissionResult) -> String {
@@ -1173,9 +1200,48 @@ mod tests {
             assert!(now < start + BUSY_WAIT * 2, "never gave up");
         };
         assert!(
-            matches!(&progress, Progress::Failed(m) if m.contains("refused for 30 s")),
+            matches!(&progress, Progress::Failed(m) if m.contains("(for 30 s; another ground station")),
             "{progress:?}"
         );
         assert!(now >= start + BUSY_WAIT);
+    }
+
+    #[test]
+    fn a_list_refused_while_another_station_uploads_is_asked_for_again() {
+        let mut station = Transfers::default();
+        let mut vehicle = Vehicle {
+            list: items(4),
+            ..Vehicle::default()
+        };
+        let start = Instant::now();
+        station.start(1, 1, MissionKind::Mission, Operation::Download);
+        let mut now = start;
+        let mut to_vehicle = station.due(now, |_| Some(TO));
+        let progress = 'done: loop {
+            let mut answers = Vec::new();
+            for (_, m) in to_vehicle.drain(..) {
+                // ArduPilot, receiving another station's upload for 2.5 s: DENIED.
+                if matches!(m, MavMessage::MISSION_REQUEST_LIST(_))
+                    && now < start + Duration::from_millis(2_500)
+                {
+                    answers.push(denied(MissionKind::Mission));
+                    continue;
+                }
+                answers.extend(vehicle.handle(&m, now));
+            }
+            for m in answers {
+                station.observe(1, TO, &m, now);
+            }
+            for u in station.take_updates() {
+                if !matches!(u.progress, Progress::Waiting(_) | Progress::Working { .. }) {
+                    break 'done u.progress;
+                }
+            }
+            to_vehicle = station.take_out();
+            now += Duration::from_millis(50);
+            to_vehicle.extend(station.due(now, |_| Some(TO)));
+            assert!(now < start + BUSY_WAIT, "never finished");
+        };
+        assert_eq!(progress, Progress::Done(Some(items(4))));
     }
 }

@@ -418,10 +418,11 @@ impl Gcs {
         updates.append(&mut self.signing_updates);
         updates.extend(self.transfers.take_updates().into_iter().map(|u| {
             let (outcome, progress, detail) = match u.progress {
+                // The items moved replace a `waiting` note the transfer may have had.
                 Progress::Working { done, total } => (
                     Outcome::InProgress,
                     Some((u32::from(done) * 100 / u32::from(total.max(1))) as u8),
-                    None,
+                    Some(serde_json::json!({ "done": done, "total": total })),
                 ),
                 Progress::Waiting(why) => (
                     Outcome::InProgress,
