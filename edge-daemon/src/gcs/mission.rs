@@ -46,8 +46,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// (about 18 s in all): at 20 % loss each way a round trip fails 36 % of the time, and 15
 /// tries all fail once in five million steps.
 pub const TRIES: u8 = 15;
-/// How often a refused MISSION_COUNT is sent again, and for how long: a QGroundControl
-/// uploading a few hundred items over a 57600-baud radio takes about this long.
+/// How often a MISSION_COUNT or MISSION_REQUEST_LIST refused as busy is sent again, and for
+/// how long: a QGroundControl uploading a few hundred items over a 57600-baud radio takes
+/// about this long.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
 pub const BUSY_WAIT: Duration = Duration::from_secs(30);
 
@@ -183,8 +184,8 @@ pub enum Progress {
         done: u16,
         total: u16,
     },
-    /// Not started: the vehicle refused the upload, as it does while another ground station
-    /// uploads to it; asking again.
+    /// Not started: the vehicle refused the count or list request, as it does while another
+    /// ground station uploads to it; asking again.
     Waiting(String),
     /// Done; for a download or a verified upload, what the vehicle holds.
     Done(Option<Vec<MissionItem>>),
@@ -229,7 +230,7 @@ struct Transfer {
     sent_at: Instant,
     /// Read-backs after an upload that found the vehicle without the new list.
     readbacks: u8,
-    /// When the vehicle first refused this upload's count.
+    /// When the vehicle first refused this transfer's count or list request as busy.
     denied_since: Option<Instant>,
 }
 
@@ -428,8 +429,8 @@ impl Transfers {
             }
         }
         if busy {
-            // The count goes again (as `last`) when this deadline passes; the tries start over,
-            // since the vehicle answered.
+            // The count or list request goes again (as `last`) when this deadline passes; the
+            // tries start over, since the vehicle answered.
             if t.denied_since.is_none() {
                 t.denied_since = Some(now);
                 self.updates.push(TransferUpdate {
