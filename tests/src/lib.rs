@@ -715,6 +715,29 @@ impl EdgeDaemon {
     }
 
     /// Waits for command (or transfer) `id` to end, read as `token`; its final row.
+    /// Stores mission `key` of `items` as `token` (a pilot's).
+    pub fn store_mission(&self, token: &str, key: &str, items: &[Value]) {
+        let (code, body) = self.send_as(
+            token,
+            "PUT",
+            &format!("/api/v1/missions/{key}"),
+            &serde_json::json!({ "name": key, "items": items }),
+        );
+        assert_eq!(code, 200, "storing mission {key}: {body}");
+    }
+
+    /// Starts the upload of stored mission `key` to `vehicle`; the transfer's row (202).
+    pub fn upload_mission(&self, token: &str, key: &str, vehicle: &str) -> Value {
+        let (code, sent) = self.send_as(
+            token,
+            "POST",
+            &format!("/api/v1/missions/{key}/upload"),
+            &serde_json::json!({ "vehicle": vehicle }),
+        );
+        assert_eq!(code, 202, "uploading mission {key} to {vehicle}: {sent}");
+        sent
+    }
+
     pub fn command_ended(&self, token: &str, id: i64) -> Value {
         wait_for(
             &format!("command {id} to end"),

@@ -66,13 +66,7 @@ fn a_200_item_mission_goes_up_and_comes_back_identical_through_a_link_losing_a_f
         Some(200)
     );
 
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/block-3/upload",
-        &json!({ "vehicle": "V-05" }),
-    );
-    assert_eq!(code, 202, "{sent}");
+    let sent = daemon.upload_mission(&pilot, "block-3", "V-05");
     assert_eq!(sent["description"], "upload mission block-3 (200 items)");
     let done = finished(&daemon, &pilot, &sent);
     assert_eq!(done["outcome"], "accepted", "{done}");
@@ -151,18 +145,8 @@ fn a_vehicles_list_is_downloaded_set_current_and_cleared() {
         assert_eq!(code, 202, "{body}: {sent}");
         finished(&daemon, &pilot, &sent)
     };
-    let (_, _) = daemon.send_as(
-        &pilot,
-        "PUT",
-        "/api/v1/missions/m",
-        &json!({ "name": "m", "items": items(12) }),
-    );
-    let (_, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/m/upload",
-        &json!({ "vehicle": "6" }),
-    );
+    daemon.store_mission(&pilot, "m", &items(12));
+    let sent = daemon.upload_mission(&pilot, "m", "6");
     assert_eq!(finished(&daemon, &pilot, &sent)["outcome"], "accepted");
     let down = command(json!({ "command": "download_mission" }));
     assert_eq!(down["detail"]["items"], json!(items(12)), "{down}");
@@ -256,25 +240,13 @@ fn mavproxy_uploads_to_one_vehicle_while_the_station_uploads_to_another() {
             .then_some(())
     });
     let pilot = daemon.new_token("anna", "pilot");
-    let (code, _) = daemon.send_as(
-        &pilot,
-        "PUT",
-        "/api/v1/missions/m",
-        &json!({ "name": "m", "items": items(200) }),
-    );
-    assert_eq!(code, 200);
+    daemon.store_mission(&pilot, "m", &items(200));
 
     let (mut mavproxy, file, _state) = mavproxy_with_a_mission(gcs, 2, 100);
     mavproxy.wait_line(T, |l| l.contains("Detected vehicle 2:1"));
 
     // Both at once: the station's upload to vehicle 1, MAVProxy's to vehicle 2.
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/m/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{sent}");
+    let sent = daemon.upload_mission(&pilot, "m", "1");
     mavproxy.send_line(&format!("wp load {file}"));
     let from_mavproxy = two.wait_event("mission_stored", T);
     assert_eq!(
@@ -316,26 +288,14 @@ fn the_station_uploads_to_a_vehicle_busy_with_mavproxys_upload_once_it_is_done()
         daemon.vehicle(1)?["position"].is_object().then_some(())
     });
     let pilot = daemon.new_token("anna", "pilot");
-    let (code, _) = daemon.send_as(
-        &pilot,
-        "PUT",
-        "/api/v1/missions/m",
-        &json!({ "name": "m", "items": items(200) }),
-    );
-    assert_eq!(code, 200);
+    daemon.store_mission(&pilot, "m", &items(200));
     let (mut mavproxy, file, _state) = mavproxy_with_a_mission(gcs, 1, 100);
     mavproxy.wait_line(T, |l| l.contains("Detected vehicle 1:1"));
 
     mavproxy.send_line(&format!("wp load {file}"));
     let started = vehicle.wait_event("mission_receiving", T);
     assert_eq!(started["from"], 250, "{started}");
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/m/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{sent}");
+    let sent = daemon.upload_mission(&pilot, "m", "1");
     // The vehicle denies the station's count while MAVProxy's upload runs; the station says
     // so and asks again, neither upload disturbing the other.
     let denied = vehicle.wait_event("mission_denied", T);
@@ -409,13 +369,7 @@ fn a_field_becomes_a_spray_mission_that_flies_along_its_rows() {
         (&[16, 22, 178][..], Some(&20))
     );
 
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/plan-block-7/upload",
-        &json!({ "vehicle": "4" }),
-    );
-    assert_eq!(code, 202, "{sent}");
+    let sent = daemon.upload_mission(&pilot, "plan-block-7", "4");
     let done = finished(&daemon, &pilot, &sent);
     assert_eq!(done["outcome"], "accepted", "{done}");
     let stored = ap.wait_event("mission_stored", T);

@@ -120,6 +120,59 @@ fn read(daemon: &EdgeDaemon, token: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no value of {name} in {out}"))
 }
 
+/// A block 120 m by 60 m just north-east of home, planned as the crews plan it and uploaded
+/// to vehicle 1: accepted once read back whole. The number of items.
+fn upload_a_planned_survey(daemon: &EdgeDaemon, pilot: &str) -> usize {
+    let at = |e: f64, n: f64| json!([HOME.0 + n / 111_000.0, HOME.1 + e / 90_800.0]);
+    let block = json!({ "name": "Block 1", "polygon": [
+        at(20.0, 20.0), at(140.0, 20.0), at(140.0, 80.0), at(20.0, 80.0)
+    ] });
+    let (code, body) = daemon.send_as(pilot, "PUT", "/api/v1/fields/block-1", &block);
+    assert_eq!(code, 200, "{body}");
+    let (code, planned) = daemon.send_as(
+        pilot,
+        "POST",
+        "/api/v1/fields/block-1/plan",
+        &json!({ "alt_m": 30, "speed_mps": 6, "pattern": "survey", "row_spacing_m": 15 }),
+    );
+    assert_eq!(code, 201, "{planned}");
+    let sent = daemon.upload_mission(pilot, "plan-block-1", "1");
+    let done = daemon.command_ended(pilot, sent["id"].as_i64().expect("id"));
+    assert_eq!(
+        done["outcome"], "accepted",
+        "uploaded and read back: {done}"
+    );
+    let items = planned["fields"]["items"].as_array().map_or(0, Vec::len);
+    assert!(items > 2, "a take-off, passes and RTL: {planned}");
+    assert_eq!(
+        done["detail"]["items"].as_array().map(Vec::len),
+        Some(items),
+        "{done}"
+    );
+    items
+}
+
+/// A fence around home with a 45 m ceiling, uploaded to vehicle 1 and accepted.
+fn upload_a_fence(daemon: &EdgeDaemon, pilot: &str) {
+    let fence = json!({ "name": "Block 1", "ceiling_m": 45, "geometry": { "type": "Polygon",
+        "coordinates": [[
+            [HOME.1 - 0.002, HOME.0 - 0.002], [HOME.1 + 0.003, HOME.0 - 0.002],
+            [HOME.1 + 0.003, HOME.0 + 0.002], [HOME.1 - 0.002, HOME.0 + 0.002],
+            [HOME.1 - 0.002, HOME.0 - 0.002]
+        ]] } });
+    let (code, body) = daemon.send_as(pilot, "PUT", "/api/v1/geofences/block-1", &fence);
+    assert_eq!(code, 200, "{body}");
+    let (code, started) = daemon.send_as(
+        pilot,
+        "POST",
+        "/api/v1/geofences/block-1/upload",
+        &json!({ "vehicle": "1" }),
+    );
+    assert_eq!(code, 202, "{started}");
+    let fence_done = daemon.command_ended(pilot, started["fence"]["id"].as_i64().expect("id"));
+    assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
+}
+
 /// The copter as the station sees it once its telemetry has everything a pilot needs.
 fn ready(daemon: &EdgeDaemon) -> Value {
     wait_for(
@@ -244,63 +297,16 @@ fn arducopter_holds_the_planned_survey_and_the_fence_it_was_sent() {
     let mut copter = Copter::start(6);
     let (daemon, pilot) = copter.station();
     ready(&daemon);
-    // A block 120 m by 60 m just north-east of home, planned as the crews plan it.
-    let at = |e: f64, n: f64| json!([HOME.0 + n / 111_000.0, HOME.1 + e / 90_800.0]);
-    let block = json!({ "name": "Block 1", "polygon": [
-        at(20.0, 20.0), at(140.0, 20.0), at(140.0, 80.0), at(20.0, 80.0)
-    ] });
-    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/fields/block-1", &block);
-    assert_eq!(code, 200, "{body}");
-    let (code, planned) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/fields/block-1/plan",
-        &json!({ "alt_m": 30, "speed_mps": 6, "pattern": "survey", "row_spacing_m": 15 }),
-    );
-    assert_eq!(code, 201, "{planned}");
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/plan-block-1/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{sent}");
-    let done = daemon.command_ended(&pilot, sent["id"].as_i64().expect("id"));
-    assert_eq!(
-        done["outcome"], "accepted",
-        "uploaded and read back: {done}"
-    );
-    let items = planned["fields"]["items"].as_array().map(Vec::len);
-    assert_eq!(
-        done["detail"]["items"].as_array().map(Vec::len),
-        items,
-        "{done}"
-    );
+    let items = upload_a_planned_survey(&daemon, &pilot);
     // The copter's own MISSION_CURRENT reports the new list: its last item's number (home,
     // item 0, is not counted).
     wait_for("the vehicle's mission named, with its length", T, || {
         let m = daemon.vehicle(1)?["mission"].clone();
-        (m["key"] == "plan-block-1" && m["total"].as_u64()? as usize + 1 == items?).then_some(())
+        (m["key"] == "plan-block-1" && m["total"].as_u64()? as usize + 1 == items).then_some(())
     });
 
     // The field as the copter's inclusion fence with a ceiling.
-    let fence = json!({ "name": "Block 1", "ceiling_m": 45, "geometry": { "type": "Polygon",
-        "coordinates": [[
-            [HOME.1 - 0.002, HOME.0 - 0.002], [HOME.1 + 0.003, HOME.0 - 0.002],
-            [HOME.1 + 0.003, HOME.0 + 0.002], [HOME.1 - 0.002, HOME.0 + 0.002],
-            [HOME.1 - 0.002, HOME.0 - 0.002]
-        ]] } });
-    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/geofences/block-1", &fence);
-    assert_eq!(code, 200, "{body}");
-    let (code, started) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/geofences/block-1/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{started}");
-    let fence_done = daemon.command_ended(&pilot, started["fence"]["id"].as_i64().expect("id"));
-    assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
+    upload_a_fence(&daemon, &pilot);
     assert_eq!(
         read(&daemon, &pilot, "FENCE_ALT_MAX"),
         45.0,
@@ -390,13 +396,7 @@ fn arducopter_takes_mavproxys_upload_and_the_stations_one_after_the_other() {
                 "z": 20.0, "autocontinue": true })
         })
         .collect();
-    let (code, body) = daemon.send_as(
-        &pilot,
-        "PUT",
-        "/api/v1/missions/m",
-        &json!({ "name": "m", "items": items }),
-    );
-    assert_eq!(code, 200, "{body}");
+    daemon.store_mission(&pilot, "m", &items);
     let (mut mavproxy, file, _state) = mavproxy_with_a_mission(gcs, 1, 100);
     mavproxy.wait_line(T, |l| l.contains("Detected vehicle 1:1"));
 
@@ -406,13 +406,7 @@ fn arducopter_takes_mavproxys_upload_and_the_stations_one_after_the_other() {
     // uploads complete and neither disturbs the other.
     mavproxy.send_line(&format!("wp load {file}"));
     mavproxy.wait_line(T, |l| l.contains("Loaded 100 waypoints"));
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/m/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{sent}");
+    let sent = daemon.upload_mission(&pilot, "m", "1");
     mavproxy.wait_line(T, |l| l.contains("Sent all 100 waypoints"));
     let done = daemon.command_ended(&pilot, sent["id"].as_i64().expect("id"));
     assert_eq!(done["outcome"], "accepted", "{done}");
@@ -520,53 +514,8 @@ fn px4_is_read_follows_its_profile_holds_a_survey_and_flies_on_command() {
     assert_eq!(read(&daemon, &pilot, "COM_DL_LOSS_T"), 10.0);
 
     // A planned survey and the field's fence.
-    let at = |e: f64, n: f64| json!([HOME.0 + n / 111_000.0, HOME.1 + e / 90_800.0]);
-    let block = json!({ "name": "Block 1", "polygon": [
-        at(20.0, 20.0), at(140.0, 20.0), at(140.0, 80.0), at(20.0, 80.0)
-    ] });
-    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/fields/block-1", &block);
-    assert_eq!(code, 200, "{body}");
-    let (code, planned) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/fields/block-1/plan",
-        &json!({ "alt_m": 30, "speed_mps": 6, "pattern": "survey", "row_spacing_m": 15 }),
-    );
-    assert_eq!(code, 201, "{planned}");
-    let (code, sent) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/missions/plan-block-1/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{sent}");
-    let done = daemon.command_ended(&pilot, sent["id"].as_i64().expect("id"));
-    assert_eq!(
-        done["outcome"], "accepted",
-        "uploaded and read back: {done}"
-    );
-    assert_eq!(
-        done["detail"]["items"].as_array().map(Vec::len),
-        planned["fields"]["items"].as_array().map(Vec::len),
-        "{done}"
-    );
-    let fence = json!({ "name": "Block 1", "ceiling_m": 45, "geometry": { "type": "Polygon",
-        "coordinates": [[
-            [HOME.1 - 0.002, HOME.0 - 0.002], [HOME.1 + 0.003, HOME.0 - 0.002],
-            [HOME.1 + 0.003, HOME.0 + 0.002], [HOME.1 - 0.002, HOME.0 + 0.002],
-            [HOME.1 - 0.002, HOME.0 - 0.002]
-        ]] } });
-    let (code, body) = daemon.send_as(&pilot, "PUT", "/api/v1/geofences/block-1", &fence);
-    assert_eq!(code, 200, "{body}");
-    let (code, started) = daemon.send_as(
-        &pilot,
-        "POST",
-        "/api/v1/geofences/block-1/upload",
-        &json!({ "vehicle": "1" }),
-    );
-    assert_eq!(code, 202, "{started}");
-    let fence_done = daemon.command_ended(&pilot, started["fence"]["id"].as_i64().expect("id"));
-    assert_eq!(fence_done["outcome"], "accepted", "{fence_done}");
+    upload_a_planned_survey(&daemon, &pilot);
+    upload_a_fence(&daemon, &pilot);
 
     // Flown on the station's commands.
     until_accepted(&daemon, &pilot, json!({ "command": "arm" }));

@@ -1127,23 +1127,25 @@ mod tests {
         })
     }
 
-    #[test]
-    fn an_upload_denied_while_another_station_uploads_goes_when_the_vehicle_is_free() {
-        let mut station = Transfers::default();
-        let mut vehicle = Vehicle::default();
-        let start = Instant::now();
-        station.start(1, 1, MissionKind::Mission, Operation::Upload(items(5)));
+    /// Runs `op` with `vehicle`, which answers every message `refused` picks out with DENIED
+    /// until `busy` after `start`, as while another ground station uploads. The outcome, how
+    /// many messages it picked out, and what the station said while waiting.
+    fn while_busy(
+        station: &mut Transfers,
+        vehicle: &mut Vehicle,
+        op: Operation,
+        (start, busy, refused): (Instant, Duration, fn(&MavMessage) -> bool),
+    ) -> (Progress, usize, Vec<String>) {
+        station.start(1, 1, MissionKind::Mission, op);
         let mut now = start;
         let mut to_vehicle = station.due(now, |_| Some(TO));
-        let mut counts = 0;
-        let mut waiting = Vec::new();
-        let progress = 'done: loop {
+        let (mut picked, mut waiting) = (0, Vec::new());
+        loop {
             let mut answers = Vec::new();
             for (_, m) in to_vehicle.drain(..) {
-                // Busy with another ground station's upload for the first 4.5 s.
-                if matches!(m, MavMessage::MISSION_COUNT(_)) {
-                    counts += 1;
-                    if now < start + Duration::from_millis(4_500) {
+                if refused(&m) {
+                    picked += 1;
+                    if now < start + busy {
                         answers.push(denied(MissionKind::Mission));
                         continue;
                     }
@@ -1157,14 +1159,29 @@ mod tests {
                 match u.progress {
                     Progress::Waiting(why) => waiting.push(why),
                     Progress::Working { .. } => {}
-                    other => break 'done other,
+                    other => return (other, picked, waiting),
                 }
             }
             to_vehicle = station.take_out();
             now += Duration::from_millis(50);
             to_vehicle.extend(station.due(now, |_| Some(TO)));
             assert!(now < start + BUSY_WAIT, "never finished");
-        };
+        }
+    }
+
+    #[test]
+    fn an_upload_denied_while_another_station_uploads_goes_when_the_vehicle_is_free() {
+        let mut station = Transfers::default();
+        let start = Instant::now();
+        // Busy with another ground station's upload for the first 4.5 s.
+        let busy = Duration::from_millis(4_500);
+        let is_count = |m: &MavMessage| matches!(m, MavMessage::MISSION_COUNT(_));
+        let (progress, counts, waiting) = while_busy(
+            &mut station,
+            &mut Vehicle::default(),
+            Operation::Upload(items(5)),
+            (start, busy, is_count),
+        );
         assert!(
             matches!(progress, Progress::Done(Some(ref i)) if i.len() == 5),
             "{progress:?}"
@@ -1209,40 +1226,17 @@ mod tests {
 
     #[test]
     fn a_list_refused_while_another_station_uploads_is_asked_for_again() {
-        let mut station = Transfers::default();
-        let mut vehicle = Vehicle {
-            list: items(4),
-            ..Vehicle::default()
-        };
-        let start = Instant::now();
-        station.start(1, 1, MissionKind::Mission, Operation::Download);
-        let mut now = start;
-        let mut to_vehicle = station.due(now, |_| Some(TO));
-        let progress = 'done: loop {
-            let mut answers = Vec::new();
-            for (_, m) in to_vehicle.drain(..) {
-                // ArduPilot, receiving another station's upload for 2.5 s: DENIED.
-                if matches!(m, MavMessage::MISSION_REQUEST_LIST(_))
-                    && now < start + Duration::from_millis(2_500)
-                {
-                    answers.push(denied(MissionKind::Mission));
-                    continue;
-                }
-                answers.extend(vehicle.handle(&m, now));
-            }
-            for m in answers {
-                station.observe(1, TO, &m, now);
-            }
-            for u in station.take_updates() {
-                if !matches!(u.progress, Progress::Waiting(_) | Progress::Working { .. }) {
-                    break 'done u.progress;
-                }
-            }
-            to_vehicle = station.take_out();
-            now += Duration::from_millis(50);
-            to_vehicle.extend(station.due(now, |_| Some(TO)));
-            assert!(now < start + BUSY_WAIT, "never finished");
-        };
+        // ArduPilot, receiving another station's upload for 2.5 s, DENIES a list request.
+        let is_list = |m: &MavMessage| matches!(m, MavMessage::MISSION_REQUEST_LIST(_));
+        let (progress, _, _) = while_busy(
+            &mut Transfers::default(),
+            &mut Vehicle {
+                list: items(4),
+                ..Vehicle::default()
+            },
+            Operation::Download,
+            (Instant::now(), Duration::from_millis(2_500), is_list),
+        );
         assert_eq!(progress, Progress::Done(Some(items(4))));
     }
 }
