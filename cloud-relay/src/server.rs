@@ -154,16 +154,29 @@ async fn accept(
                     Err(e) if conn.close_reason().is_some() => {
                         tracing::info!("session ended: {e:#}");
                     }
-                    Err(e) => {
-                        tracing::warn!("session closed: {e:#}");
-                        live.metrics.protocol_errors.fetch_add(1, Relaxed);
-                        conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
-                    }
+                    Err(e) => close_failed(&conn, &live, &e),
                 }
             }
             .instrument(span)
             .await;
         });
+    }
+}
+
+/// Closes a live session that failed: as "relay storage unavailable" when the relay's own
+/// storage failed (not the edge's fault: it comes back and resends), else as the edge's
+/// protocol error.
+fn close_failed(conn: &quinn::Connection, live: &LiveView, e: &anyhow::Error) {
+    if e.downcast_ref::<StoreError>()
+        .is_some_and(StoreError::is_storage_failure)
+    {
+        tracing::error!("storage failed, closing the session: {e:#}");
+        live.metrics.store_failures.fetch_add(1, Relaxed);
+        conn.close(CLOSE_UNAVAILABLE.into(), b"relay storage unavailable");
+    } else {
+        tracing::warn!("closing the session: {e:#}");
+        live.metrics.protocol_errors.fetch_add(1, Relaxed);
+        conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
     }
 }
 
@@ -279,20 +292,7 @@ async fn session(
                         Err(e) if conn.close_reason().is_some() => {
                             tracing::debug!("lane ended with its connection: {e:#}");
                         }
-                        // The relay's own storage failed: not the edge's fault.
-                        Err(e)
-                            if e.downcast_ref::<StoreError>()
-                                .is_some_and(StoreError::is_storage_failure) =>
-                        {
-                            tracing::error!("storage failed, closing the session: {e:#}");
-                            live.metrics.store_failures.fetch_add(1, Relaxed);
-                            conn.close(CLOSE_UNAVAILABLE.into(), b"relay storage unavailable");
-                        }
-                        Err(e) => {
-                            tracing::warn!("lane closed the session: {e:#}");
-                            live.metrics.protocol_errors.fetch_add(1, Relaxed);
-                            conn.close(CLOSE_PROTOCOL.into(), b"protocol error");
-                        }
+                        Err(e) => close_failed(&conn, &live, &e),
                     }
                 }
                 .in_current_span(),

@@ -990,6 +990,31 @@ impl PgDatabase {
         postgres::Client::connect(&self.url, postgres::NoTls)
             .expect("connect to the relay's database")
     }
+
+    /// The database goes away as it does when its server restarts or fails over: every
+    /// session with it ends (the server's "terminating connection due to administrator
+    /// command") and new ones are refused until [`PgDatabase::accept_connections`]. Only this
+    /// database: other tests on the same server go on.
+    pub fn refuse_connections(&self) {
+        let mut admin = self.admin();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false;
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+                name = self.name
+            ))
+            .expect("cut the database off");
+    }
+
+    /// The database is back.
+    pub fn accept_connections(&self) {
+        self.admin()
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+                self.name
+            ))
+            .expect("let connections in again");
+    }
 }
 
 static PG_DATABASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -1018,10 +1043,25 @@ impl CloudRelay {
 
     /// A relay whose config and data live in `dir` (a test file system, say).
     pub fn in_dir(dir: tempfile::TempDir, port: u16, public: Option<SocketAddr>) -> CloudRelay {
+        Self::in_dir_on(
+            dir,
+            port,
+            public,
+            relay_on_postgres().then(PgDatabase::create),
+        )
+    }
+
+    /// The same, its store chosen by the test: the PostgreSQL database `pg`, or SQLite in
+    /// `dir` when `None`.
+    pub fn in_dir_on(
+        dir: tempfile::TempDir,
+        port: u16,
+        public: Option<SocketAddr>,
+        pg: Option<PgDatabase>,
+    ) -> CloudRelay {
         let public = public.map_or(format!("127.0.0.1:{port}"), |a| a.to_string());
         let config = dir.path().join("relay.toml");
         let hq_port = free_tcp_port();
-        let pg = relay_on_postgres().then(PgDatabase::create);
         let store = pg
             .as_ref()
             .map_or(String::new(), |db| format!("[store]\nurl = {:?}\n", db.url));

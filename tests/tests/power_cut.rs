@@ -60,7 +60,7 @@ fn power_cuts_under_load_lose_nothing_committed_or_acknowledged() {
     let mut relay_fs = LazyFs::mount();
 
     let relay_dir = tempfile::TempDir::new_in(relay_fs.path()).expect("relay dir");
-    let mut relay = CloudRelay::in_dir(relay_dir, free_udp_port(), None);
+    let mut relay = CloudRelay::in_dir_on(relay_dir, free_udp_port(), None, None);
     relay.admin(&["org", "create", ORG]);
     let data = tempfile::TempDir::new_in(station_fs.path()).expect("station dir");
     relay.enroll(ORG, EDGE, data.path());

@@ -1,7 +1,8 @@
-//! The relay's disk misbehaving under a syncing station: full, then slow. It acknowledges
-//! nothing it did not store, says why it closed the session, recovers when space returns, and
-//! keeps up on a slow disk by committing more per fsync. `RELAY_FSYNC_MS` sets the slow
-//! disk's fsync (default 500). (The relay restarted under a thousand
+//! The relay's storage misbehaving under a syncing station: its disk full, then slow, and on
+//! PostgreSQL the database server going away. It acknowledges nothing it did not store, says
+//! why it closed the session, recovers when space or the server returns, and keeps up on a
+//! slow disk by committing more per fsync. `RELAY_FSYNC_MS` sets the slow disk's fsync
+//! (default 500). (The relay restarted under a thousand
 //! edges is the `relay_restart` bench; power cuts are `power_cut.rs`.)
 
 use std::io::Write as _;
@@ -14,10 +15,14 @@ const T: Duration = Duration::from_secs(90);
 const ORG: &str = "vineyard-co";
 const EDGE: &str = "pi-north";
 
-/// A relay whose data lives in `dir`, a station enrolled in it streaming 10 vehicles at
-/// 20 Hz, both running.
+/// A relay on SQLite whose data lives in `dir` (its disk is what these tests break), a
+/// station enrolled in it streaming 10 vehicles at 20 Hz, both running.
 fn relay_and_station(dir: tempfile::TempDir) -> (CloudRelay, EdgeDaemon, Proc) {
-    let mut relay = CloudRelay::in_dir(dir, free_udp_port(), None);
+    start_with_station(CloudRelay::in_dir_on(dir, free_udp_port(), None, None))
+}
+
+/// `relay` started with a station enrolled in it streaming 10 vehicles at 20 Hz.
+fn start_with_station(mut relay: CloudRelay) -> (CloudRelay, EdgeDaemon, Proc) {
     relay.admin(&["org", "create", ORG]);
     let data = tempfile::tempdir().expect("station dir");
     relay.enroll(ORG, EDGE, data.path());
@@ -169,5 +174,67 @@ fn a_relay_on_a_slow_disk_keeps_up_by_committing_more_per_fsync() {
         "the relay fell behind on a {fsync:?} fsync: a backlog of {worst} rows"
     );
     fs.set_fsync_delay(Duration::ZERO);
+    assert_exactly_once(&relay, &station, fleet);
+}
+
+/// On PostgreSQL the store is a server that can go away under the relay: restarted, failed
+/// over, cut off. While it is away the relay acknowledges nothing; when it returns, the relay
+/// finds it again by itself (no restart of the relay) and stores the backlog, each row once.
+#[test]
+fn the_database_server_going_away_acknowledges_nothing_and_the_relay_reconnects() {
+    let relay = CloudRelay::in_dir_on(
+        tempfile::tempdir().expect("relay dir"),
+        free_udp_port(),
+        None,
+        Some(PgDatabase::create()),
+    );
+    let (relay, station, fleet) = start_with_station(relay);
+    wait_for("the relay to acknowledge 1,000 rows", T, || {
+        let (_, acked, _) = sync_state(&station)?;
+        (acked > 1_000).then_some(())
+    });
+    let db = relay.pg.as_ref().expect("a relay on PostgreSQL");
+
+    db.refuse_connections();
+    let away = Instant::now();
+    wait_for("the relay to fail to store, twice", T, || {
+        (metric(&relay.metrics(), "trellis_relay_store_failures_total")? >= 2.0).then_some(())
+    });
+    let sync = wait_for("the station to be told why", T, || {
+        let (_, _, sync) = sync_state(&station)?;
+        let error = sync["last_error"].as_str()?;
+        error.contains("relay storage unavailable").then_some(sync)
+    });
+    let (committed, acked, _) = sync_state(&station).expect("station status");
+    assert_eq!(
+        metric(&relay.metrics(), "trellis_relay_protocol_errors_total"),
+        Some(0.0),
+        "a database that went away is not the station's protocol error"
+    );
+    // Away long enough for the station to pile up a backlog (200 rows a second), as a
+    // server restart does.
+    wait_for("the station to commit 1,000 rows more", T, || {
+        let (committed_now, _, _) = sync_state(&station)?;
+        (committed_now >= committed + 1_000).then_some(())
+    });
+    let (_, acked_away, _) = sync_state(&station).expect("station status");
+    eprintln!(
+        "{:.1} s without the database: station committed {committed}, relay acknowledged \
+         {acked}, then {acked_away}; station's last sync error: {}",
+        away.elapsed().as_secs_f64(),
+        sync["last_error"]
+    );
+
+    db.accept_connections();
+    let back = Instant::now();
+    assert_holds_acked(&relay, acked_away, "database away");
+    wait_for("the relay to catch up once the database is back", T, || {
+        let (_, acked_now, _) = sync_state(&station)?;
+        (acked_now > committed + 1_000).then_some(())
+    });
+    eprintln!(
+        "caught up {:.1} s after the database came back",
+        back.elapsed().as_secs_f64()
+    );
     assert_exactly_once(&relay, &station, fleet);
 }

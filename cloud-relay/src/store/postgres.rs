@@ -30,10 +30,32 @@ mod telemetry;
 /// Connections in the pool: the HQ API's and the sessions' reads and admin writes (the
 /// writer has its own).
 const POOL_SIZE: u32 = 8;
+/// How long one attempt to connect to the server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
-        StoreError::Database(e.to_string())
+        StoreError::Database(describe(&e))
+    }
+}
+
+/// The error with the server's own reason: `postgres::Error` alone says "db error" and keeps
+/// the message ("database … is not currently accepting connections") in its source.
+fn describe(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+/// The pool's failed attempts to connect, logged with the server's reason (r2d2's own
+/// handler logs only `describe`'s first half).
+#[derive(Debug)]
+struct LogConnectFailure;
+
+impl r2d2::HandleError<postgres::Error> for LogConnectFailure {
+    fn handle_error(&self, e: postgres::Error) {
+        tracing::warn!("connecting to the database: {}", describe(&e));
     }
 }
 
@@ -66,21 +88,29 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`), migrates the database, and starts
     /// this instance's writer. Blocks: not from async code (as every method here).
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| StoreError::Database(format!("store url: {e}")))?;
+        // A server that does not answer at all (a network cut) fails a connection attempt
+        // in seconds rather than the minutes of TCP's own timeout: the writer would wait
+        // that long before failing the batches queued behind it. The url may set its own.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let mut client = config.connect(NoTls)?;
         schema::migrate(&mut client)?;
         drop(client);
+        let telemetry = telemetry::TelemetryWriter::open(&config)?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             // One at start, more as the load asks: an admin command needs one, not eight
             // (r2d2 otherwise opens them all before the first query).
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
+            .error_handler(Box::new(LogConnectFailure))
             .build(PostgresConnectionManager::new(config, NoTls))?;
-        let writer = GroupWriter::start(telemetry::TelemetryWriter::open(url)?)
-            .map_err(|e| StoreError::WriterStart(e.to_string()))?;
+        let writer =
+            GroupWriter::start(telemetry).map_err(|e| StoreError::WriterStart(e.to_string()))?;
         Ok(PgStore {
             pool: Some(pool),
             writer,

@@ -5,7 +5,7 @@
 //! transaction ends, so two instances given the same range (a station that moved) store it
 //! once, and a compaction step locks the chunks it merges.
 
-use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+use postgres::{Client, Config, GenericClient, NoTls, Statement, Transaction};
 use sync_protocol::codec::TelemetryRow;
 use sync_protocol::stream::Stream;
 
@@ -19,7 +19,12 @@ use crate::store::StoreError;
 /// The group-commit writer's own connection, and its statements, prepared once: an
 /// unprepared statement costs a round trip to the server of its own, and a batch's work is
 /// a handful of statements (each vehicle's index entries go in one, as arrays).
+///
+/// The server may end the connection (a restart, a failover, a network cut): the writer
+/// then connects again before its next group, and until it can, every group fails as a
+/// storage failure, so nothing is acknowledged and the stations resend.
 pub(super) struct TelemetryWriter {
+    config: Config,
     client: Client,
     sql: Statements,
 }
@@ -34,8 +39,8 @@ struct Statements {
 }
 
 impl TelemetryWriter {
-    pub(super) fn open(url: &str) -> Result<TelemetryWriter, StoreError> {
-        let mut client = Client::connect(url, NoTls)?;
+    pub(super) fn open(config: &Config) -> Result<TelemetryWriter, StoreError> {
+        let mut client = config.connect(NoTls)?;
         let sql = Statements {
             store: client.prepare(
                 "SELECT o_outcome, o_edge, o_acked FROM store_telemetry_chunk(
@@ -63,7 +68,21 @@ impl TelemetryWriter {
                     WHERE excluded.max_span_us > chunk_spans.max_span_us",
             )?,
         };
-        Ok(TelemetryWriter { client, sql })
+        Ok(TelemetryWriter {
+            config: config.clone(),
+            client,
+            sql,
+        })
+    }
+
+    /// The connection, opened again if the server ended it.
+    fn connected(&mut self) -> Result<(&mut Client, &Statements), StoreError> {
+        if self.client.is_closed() {
+            tracing::warn!("the writer's database connection was closed: connecting again");
+            *self = TelemetryWriter::open(&self.config)?;
+            tracing::info!("the writer is connected to the database again");
+        }
+        Ok((&mut self.client, &self.sql))
     }
 }
 
@@ -72,12 +91,12 @@ impl ApplyGroup for TelemetryWriter {
         &mut self,
         batches: &[TelemetryBatch],
     ) -> Result<Vec<Result<u64, StoreError>>, GroupFailure> {
-        let whole = |e: postgres::Error| GroupFailure {
+        let whole = |error: StoreError| GroupFailure {
             culprit: None,
-            error: e.into(),
+            error,
         };
-        let sql = &self.sql;
-        let mut tx = self.client.transaction().map_err(whole)?;
+        let (client, sql) = self.connected().map_err(whole)?;
+        let mut tx = client.transaction().map_err(|e| whole(e.into()))?;
         let mut verdicts = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             // A batch the database refuses aborts the transaction; the writer then applies
@@ -88,13 +107,13 @@ impl ApplyGroup for TelemetryWriter {
             })?;
             verdicts.push(verdict);
         }
-        tx.commit().map_err(whole)?;
+        tx.commit().map_err(|e| whole(e.into()))?;
         Ok(verdicts)
     }
 
     fn compact(&mut self, stored_before_us: i64, max_rows: usize) -> Result<Compacted, StoreError> {
-        let sql = &self.sql;
-        let mut tx = self.client.transaction()?;
+        let (client, sql) = self.connected()?;
+        let mut tx = client.transaction()?;
         let done = compact_oldest(&mut tx, sql, stored_before_us, max_rows)?;
         tx.commit()?;
         Ok(done)
