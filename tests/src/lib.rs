@@ -1339,30 +1339,7 @@ impl CloudRelay {
         let mut rows: Vec<Vec<i64>> = payloads
             .iter()
             .flat_map(|p| sync_protocol::codec::decode(p).expect("a stored chunk decodes"))
-            .map(|r| {
-                vec![
-                    r.seq as i64,
-                    r.vehicle.into(),
-                    r.t_us,
-                    r.time_source.into(),
-                    r.lat_e7.into(),
-                    r.lon_e7.into(),
-                    r.alt_mm.into(),
-                    r.rel_alt_mm.into(),
-                    r.vx.into(),
-                    r.vy.into(),
-                    r.vz.into(),
-                    r.heading_cdeg.into(),
-                    r.battery_mv.into(),
-                    r.battery_ca.into(),
-                    r.battery_pct.into(),
-                    r.gps_fix.into(),
-                    r.satellites.into(),
-                    r.custom_mode.into(),
-                    r.armed.into(),
-                    r.mission_seq.into(),
-                ]
-            })
+            .map(|r| seq_first(r.values()))
             .collect();
         rows.sort_by_key(|r| r[0]);
         rows
@@ -1446,14 +1423,28 @@ impl Default for CloudRelay {
     }
 }
 
-/// The edge's outbox, as the same tuples as [`CloudRelay::rows`].
+/// A sample as the tests compare it at both ends: its fields in `telemetry::COLUMNS` order
+/// with `seq` moved first, so `row[0]` is the sequence number.
+fn seq_first(values: [i64; sync_protocol::telemetry::FIELDS]) -> Vec<i64> {
+    let mut row = values.to_vec();
+    let seq = sync_protocol::telemetry::COLUMNS
+        .iter()
+        .position(|&c| c == "seq")
+        .expect("a sample has a seq");
+    row[..=seq].rotate_right(1);
+    row
+}
+
+/// The edge's outbox, as the same tuples as [`CloudRelay::rows`] (see `seq_first`).
 pub fn edge_rows(db: &rusqlite::Connection) -> Vec<Vec<i64>> {
+    let mut columns = sync_protocol::telemetry::COLUMNS.to_vec();
+    columns.retain(|&c| c != "seq");
     rows_of(
         db,
-        "SELECT seq, vehicle, t_us, time_source, lat_e7, lon_e7, alt_mm, rel_alt_mm, vx, vy, vz,
-            heading_cdeg, battery_mv, battery_ca, battery_pct, gps_fix, satellites, custom_mode,
-            armed, mission_seq
-         FROM telemetry ORDER BY seq",
+        &format!(
+            "SELECT seq, {} FROM telemetry ORDER BY seq",
+            columns.join(", ")
+        ),
         &[],
     )
 }
