@@ -2,8 +2,9 @@
 //! over NATS.
 //!
 //! Instances that share a PostgreSQL store already agree on everything durable: marks,
-//! chunks, events, the registry, records, enrolment and revocation (a session re-reads its
-//! edge's enrolment every second, whichever instance revoked it). What only one instance
+//! chunks, events, the registry, records, enrolment and revocation (each instance asks the
+//! store once a second which of its connected edges are no longer enrolled, whichever
+//! instance revoked them). What only one instance
 //! knows is live: the newest state of the vehicles its edges report, which edges are
 //! connected to it, and that it has just stored events or a record change (HQ streams and
 //! downsync wake on those). [`LiveView`] hands every such change to this module, which
@@ -16,7 +17,7 @@
 //! streams re-read the store every second anyway). Durability stays in the store, which has
 //! one source of truth per fact; a second durable log beside it would be a second truth.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,20 +76,28 @@ impl Drop for Cluster {
 
 impl Cluster {
     /// Connects to NATS at `url` as `instance` and starts sharing `live` with the other
-    /// instances on `subject`. Fails if NATS cannot be reached now; once connected, the
-    /// client reconnects on its own, and what could not be sent meanwhile is dropped and
-    /// counted.
+    /// instances on `subject`. An instance must serve its stations whether NATS is up or
+    /// not (the store, not NATS, holds what they send): if NATS cannot be reached now or
+    /// later, the client keeps trying on its own and the instance's picture is its own until
+    /// it is back; what could not be sent meanwhile is dropped and counted. Fails only on a
+    /// `url` that is not one.
     pub async fn join(
         url: &str,
         subject: &str,
         instance: &str,
         live: Arc<LiveView>,
     ) -> Result<Cluster, ClusterError> {
+        let unreachable = Arc::new(AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             // The instance's own messages are already in its picture.
             .no_echo()
             .name(format!("cloud-relay {instance}"))
             .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let unreachable = unreachable.clone();
+                async move { log_event(&event, &unreachable) }
+            })
             .connect(url)
             .await
             .map_err(|source| ClusterError::Connect {
@@ -137,6 +146,29 @@ impl Cluster {
         Ok(Cluster {
             tasks: vec![listen, publish],
         })
+    }
+}
+
+/// Logs what the NATS client reports: losing NATS once (not every attempt to reach it again,
+/// a few a second at first), and finding it again.
+fn log_event(event: &async_nats::Event, unreachable: &AtomicBool) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => {
+            unreachable.store(false, Relaxed);
+            tracing::info!("connected to NATS: sharing the live picture");
+        }
+        Event::Disconnected | Event::ClientError(_) => {
+            if unreachable.swap(true, Relaxed) {
+                tracing::debug!("NATS: {event}");
+            } else {
+                tracing::warn!(
+                    "NATS unreachable ({event}): the live picture is this instance's own until \
+                     it is back; stations still sync through the store"
+                );
+            }
+        }
+        other => tracing::warn!("NATS: {other}"),
     }
 }
 

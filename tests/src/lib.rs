@@ -920,6 +920,58 @@ pub fn relay_on_postgres() -> bool {
     std::env::var("TRELLIS_RELAY_STORE").is_ok_and(|v| v == "postgres")
 }
 
+/// A NATS server of a test's own, on a port of its own, which the test may stop and start
+/// again on the same port (the shared one at 127.0.0.1:4222 serves every other test).
+pub struct NatsServer {
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl NatsServer {
+    /// A server on a free port, not started.
+    pub fn new() -> NatsServer {
+        NatsServer {
+            port: free_tcp_port(),
+            proc: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it and waits until it accepts connections.
+    pub fn start(&mut self) {
+        self.proc = Some(Proc::spawn(
+            "nats-server",
+            Command::new("nats-server")
+                .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        ));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_for(
+            "nats-server to accept connections",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(addr).ok().map(|_| ()),
+        );
+    }
+
+    /// Kills it, as a crash or a lost host would.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+}
+
+impl Default for NatsServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A database of its own on the local PostgreSQL server, dropped with it.
 pub struct PgDatabase {
     pub url: String,
@@ -1093,6 +1145,11 @@ impl CloudRelay {
     pub fn cluster(n: usize) -> Vec<CloudRelay> {
         let nats =
             std::env::var("TRELLIS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        Self::cluster_on(n, &nats)
+    }
+
+    /// The same, on the NATS server at `nats` (one the test starts and stops, say).
+    pub fn cluster_on(n: usize, nats: &str) -> Vec<CloudRelay> {
         let pg = PgDatabase::create();
         let url = pg.url.clone();
         let subject = format!("trellis.test.{}", pg.name);

@@ -1,7 +1,8 @@
 //! Two relay instances on one PostgreSQL database and one NATS subject serve as one relay:
 //! HQ on either sees every station's vehicles live, edits reach stations on the other, and a
 //! station whose instance is killed mid-stream moves to the other and stays exactly once,
-//! whether it dials the next address itself or a load balancer sends it there.
+//! whether it dials the next address itself or a load balancer sends it there; and NATS,
+//! which carries only the live picture, may be down at start or go away and come back.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -379,4 +380,98 @@ fn behind_a_load_balancer_the_surviving_instance_resets_the_station_at_once() {
     });
     load.kill9();
     assert!(assert_exactly_once(&a, &site, "pi-lb") > before);
+}
+
+/// Whether HQ on `relay` shows `name` with a state sampled under 3 s ago.
+fn fresh(relay: &CloudRelay, token: &str, name: &str) -> Option<()> {
+    let (_, body) = relay.hq_get(token, "/api/v1/orgs/vineyard-co/vehicles");
+    let vehicle = body["vehicles"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?
+        .clone();
+    let t_us = vehicle["state"]["t_us"].as_i64()?;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_micros() as i64;
+    (now_us - t_us < 3_000_000).then_some(())
+}
+
+fn acked(site: &Site) -> u64 {
+    site.edge.get("/api/v1/sync")["relay_acked"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// NATS carries only the live picture, so it may be down: instances start and serve their
+/// stations without it, join each other's picture when it comes up, and ride out its loss
+/// and return without a restart.
+#[test]
+fn the_instances_serve_without_nats_and_join_up_when_it_returns() {
+    let mut nats = NatsServer::new();
+    let mut instances = CloudRelay::cluster_on(2, &nats.url());
+    let mut b = instances.pop().unwrap();
+    let mut a = instances.pop().unwrap();
+    a.admin(&["org", "create", "vineyard-co"]);
+    for relay in [&mut a, &mut b] {
+        relay.start();
+        relay.wait_hq();
+    }
+    let viewer = a.token("vineyard-co", "viewer");
+    let north = site(&a, "pi-north");
+    let south = site(&b, "pi-south");
+    let _v1 = vehicle(21, north.udp);
+    let _v2 = vehicle(22, south.udp);
+
+    // NATS has not started: each instance serves its own station and knows only it.
+    wait_for("both stations syncing with NATS down", T, || {
+        (acked(&north) > 0 && acked(&south) > 0).then_some(())
+    });
+    wait_for("each instance listing its own station", T, || {
+        (connected(&a, &viewer, "pi-north") && connected(&b, &viewer, "pi-south")).then_some(())
+    });
+    assert!(
+        !connected(&a, &viewer, "pi-south"),
+        "A listed B's station with no NATS to hear of it"
+    );
+
+    // NATS comes up: A hears of B's station and its vehicle, live.
+    nats.start();
+    let up = Instant::now();
+    wait_for("V-22 (on B) live at A's HQ once NATS is up", T, || {
+        fresh(&a, &viewer, "V-22")
+    });
+    wait_for("A listing B's station", T, || {
+        connected(&a, &viewer, "pi-south").then_some(())
+    });
+    eprintln!("joined up {:?} after NATS started", up.elapsed());
+
+    // NATS dies: B's sessions expire from A's picture, and both stations sync on.
+    nats.kill9();
+    let (north_before, south_before) = (acked(&north), acked(&south));
+    wait_for("A to stop listing B's station without NATS", T, || {
+        (!connected(&a, &viewer, "pi-south")).then_some(())
+    });
+    wait_for("both stations syncing on without NATS", T, || {
+        (acked(&north) > north_before && acked(&south) > south_before).then_some(())
+    });
+
+    // NATS is back: no instance restarted, and A's picture has B's again.
+    nats.start();
+    let back = Instant::now();
+    wait_for("A listing B's station again", T, || {
+        connected(&a, &viewer, "pi-south").then_some(())
+    });
+    wait_for("V-22 live at A's HQ again", T, || {
+        fresh(&a, &viewer, "V-22")
+    });
+    eprintln!("joined up again {:?} after NATS restarted", back.elapsed());
+    assert!(
+        relay_metric(
+            &a,
+            "trellis_relay_peer_messages_total{outcome=\"received\"}"
+        ) > 0,
+        "A counted what B sent it"
+    );
 }
