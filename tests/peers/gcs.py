@@ -1,6 +1,6 @@
 """A pymavlink ground station: listens where the daemon's udpout sends, reports the vehicles it
 hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK, asks for data
-streams, or sets a parameter as QGroundControl does (PARAM_SET, then the vehicle's
+streams and waits for each vehicle's position, or sets a parameter as QGroundControl does (PARAM_SET, then the vehicle's
 PARAM_VALUE answer).
 
 Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null,
@@ -34,6 +34,8 @@ def main():
         m.setup_signing(bytes.fromhex(a.signing_key), sign_outgoing=True,
                         allow_unsigned_callback=lambda mav, msg_id: True)
     heartbeats, positions, ack, param = {}, {}, None, None
+    # Asked for data streams, it waits to hear each vehicle's position, not just a heartbeat.
+    want_positions = bool(a.stream)
     param_asked = 0.0
     deadline = time.time() + a.timeout
     sent_command = False
@@ -72,7 +74,8 @@ def main():
             m.mav.param_set_send(int(target), 1, name.encode(), float(value),
                                  mavutil.mavlink.MAV_PARAM_TYPE_REAL32)
             param_asked = time.time()
-        if heard_all and (a.command_target is None or ack is not None) and (not a.param_set or param):
+        if (heard_all and (a.command_target is None or ack is not None) and (not a.param_set or param)
+                and (not want_positions or all(s in positions for s in a.expect))):
             break
     print(json.dumps({"heartbeats": heartbeats, "positions": positions, "ack": ack, "param": param}),
           flush=True)
