@@ -1,7 +1,7 @@
 """A pymavlink ground station: listens where the daemon's udpout sends, reports the vehicles it
 hears, sends one COMMAND_LONG to a target and waits for its COMMAND_ACK, asks for data
-streams and waits for each vehicle's position, or sets a parameter as QGroundControl does (PARAM_SET, then the vehicle's
-PARAM_VALUE answer).
+streams and waits for each vehicle's position, or sets a parameter as QGroundControl does
+(PARAM_SET, then the vehicle's PARAM_VALUE answer).
 
 Prints one JSON line: {"heartbeats": {sysid: count}, "positions": {...}, "ack": result|null,
 "param": {name, value}|null}.

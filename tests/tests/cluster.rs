@@ -123,9 +123,13 @@ fn assert_exactly_once(relay: &CloudRelay, site: &Site, name: &str) -> usize {
     held.len()
 }
 
-/// Two instances of one relay, started, with the org made (through A: the store is shared).
+/// Two instances of one relay on the shared NATS server, started, with the org made.
 fn running_pair() -> (CloudRelay, CloudRelay) {
-    let mut instances = CloudRelay::cluster(2);
+    start_pair(CloudRelay::cluster(2))
+}
+
+/// Starts two instances of one relay, with the org made (through A: the store is shared).
+fn start_pair(mut instances: Vec<CloudRelay>) -> (CloudRelay, CloudRelay) {
     let mut b = instances.pop().unwrap();
     let mut a = instances.pop().unwrap();
     a.admin(&["org", "create", "vineyard-co"]);
@@ -410,14 +414,7 @@ fn acked(site: &Site) -> u64 {
 #[test]
 fn the_instances_serve_without_nats_and_join_up_when_it_returns() {
     let mut nats = NatsServer::new();
-    let mut instances = CloudRelay::cluster_on(2, &nats.url());
-    let mut b = instances.pop().unwrap();
-    let mut a = instances.pop().unwrap();
-    a.admin(&["org", "create", "vineyard-co"]);
-    for relay in [&mut a, &mut b] {
-        relay.start();
-        relay.wait_hq();
-    }
+    let (a, b) = start_pair(CloudRelay::cluster_on(2, &nats.url()));
     let viewer = a.token("vineyard-co", "viewer");
     let north = site(&a, "pi-north");
     let south = site(&b, "pi-south");
