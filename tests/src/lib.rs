@@ -714,7 +714,6 @@ impl EdgeDaemon {
             .expect("metrics text")
     }
 
-    /// Waits for command (or transfer) `id` to end, read as `token`; its final row.
     /// Stores mission `key` of `items` as `token` (a pilot's).
     pub fn store_mission(&self, token: &str, key: &str, items: &[Value]) {
         let (code, body) = self.send_as(
@@ -738,6 +737,7 @@ impl EdgeDaemon {
         sent
     }
 
+    /// Waits for command (or transfer) `id` to end, read as `token`; its final row.
     pub fn command_ended(&self, token: &str, id: i64) -> Value {
         wait_for(
             &format!("command {id} to end"),
