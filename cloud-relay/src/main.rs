@@ -145,7 +145,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if matches!(cli.command, Command::Serve { .. }) {
-            "info"
+            // async-nats logs each of its reconnection attempts at info, a few a second at
+            // first; the cluster module says once that NATS is gone and once that it is back.
+            "info,async_nats=warn"
         } else {
             "warn"
         })
