@@ -11,8 +11,9 @@ Framing and RADIO_STATUS come from pymavlink; nothing here is the daemon's code.
 
 Prints {"event": "ready", "station": PTY, "vehicle_port": PORT}; "stats" on stdin prints what
 it carried: frames up (station to vehicles) and down, frames each buffer dropped (and how many
-of the ground's were COMMAND_LONG/COMMAND_INT), the fullest the ground buffer got, and the
-RADIO_STATUS it sent.
+of the ground's were COMMAND_LONG/COMMAND_INT), the fullest the ground buffer got, the
+RADIO_STATUS it sent and the txbuf of each, and the longest this loop was away (a slow machine
+stalling the simulated radio).
 """
 import argparse
 import json
@@ -64,7 +65,7 @@ def main():
     sent_of_first = 0            # bytes of to_station[0] already on the serial line
     peers = set()
     stats = dict(up_in=0, up_out=0, up_dropped=0, up_dropped_commands=0, down_in=0, down_out=0,
-                 down_dropped=0, fullest_up=0, reports=0)
+                 down_dropped=0, fullest_up=0, reports=0, longest_stall_ms=0.0, txbuf=[])
     uart_in = uart_out = air = 0.0
     turn_up = True
     last = time.monotonic()
@@ -73,6 +74,7 @@ def main():
         ready, _, _ = select.select([master, vehicles, sys.stdin], [], [], 0.002)
         now = time.monotonic()
         dt, last = now - last, now
+        stats["longest_stall_ms"] = max(stats["longest_stall_ms"], round(dt * 1000, 1))
         uart_in = min(uart_in + uart * dt, 256.0)
         uart_out = min(uart_out + uart * dt, 256.0)
         air = min(air + a.air_bytes_per_s * dt, 300.0)
@@ -145,6 +147,7 @@ def main():
             to_station.insert(1 if sent_of_first else 0, raw)
             to_station_bytes += len(raw)
             stats["reports"] += 1
+            stats["txbuf"].append(free)
 
         # The ground radio's serial line to the station, at the baud rate.
         while to_station and uart_out >= 1:

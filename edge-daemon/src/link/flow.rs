@@ -10,8 +10,15 @@
 //! the line's rate (a half-duplex radio's fair share for one direction), halves it below 20 %
 //! free, cuts a quarter below 50 %, and adds a twentieth of the line's rate back while the
 //! buffer stays above 95 % free. A link whose radio never reports is not paced.
+//!
+//! An empty buffer says the radio kept up with what was sent, not that it could carry more:
+//! while the station has little to send the buffer stays empty whatever the pace. So the pace
+//! climbs only when the writer was held by it since the last report (congestion control's
+//! "application-limited" rule, RFC 7661); otherwise an idle link's pace would climb to the
+//! line's rate, and the first busy second after it (a parameter download, a mission upload)
+//! would overflow the radio before its next report.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The system id SiK radios put on the RADIO_STATUS they inject.
@@ -26,6 +33,8 @@ const DEFAULT_LINE_RATE: u32 = 5_760;
 pub struct RadioFlow {
     /// Bytes a second the writer may send; 0 while the radio has not reported.
     rate: AtomicU32,
+    /// The writer waited for the pace since the last report: it had more to send.
+    held: AtomicBool,
     /// Reports taken, and the last one's `txbuf`, for the API.
     reports: AtomicU64,
     last_txbuf: AtomicU32,
@@ -44,16 +53,22 @@ impl RadioFlow {
             0 => line / 2,
             r => r,
         };
+        let held = self.held.swap(false, Relaxed);
         let next = match txbuf {
             0..=19 => current / 2,
             20..=49 => current - current / 4,
-            96.. => current + line / 20,
+            96.. if held => current + line / 20,
             _ => current,
         }
         .clamp(MIN_RATE, line);
         self.rate.store(next, Relaxed);
         self.reports.fetch_add(1, Relaxed);
         self.last_txbuf.store(u32::from(txbuf), Relaxed);
+    }
+
+    /// The writer had to wait for the pace: it is using all of it.
+    pub fn held(&self) {
+        self.held.store(true, Relaxed);
     }
 
     /// Bytes a second the writer may send, if the radio has reported.
@@ -116,10 +131,13 @@ mod tests {
         let flow = RadioFlow::default();
         assert_eq!(flow.rate(), None, "no report, no pacing");
         flow.report(100, 5_760);
+        assert_eq!(flow.rate(), Some(2_880), "half the line");
+        flow.held();
+        flow.report(100, 5_760);
         assert_eq!(
             flow.rate(),
             Some(3_168),
-            "half the line, and a step up: it is empty"
+            "a step up: it was used and kept up"
         );
         flow.report(10, 5_760);
         assert_eq!(flow.rate(), Some(1_584));
@@ -136,10 +154,28 @@ mod tests {
             "a floor, so commands still pass"
         );
         for _ in 0..40 {
+            flow.held();
             flow.report(99, 5_760);
         }
         assert_eq!(flow.rate(), Some(5_760), "never above the line");
         assert_eq!(flow.last_txbuf(), Some(99));
+    }
+
+    #[test]
+    fn an_idle_link_keeps_its_pace_however_empty_its_radio() {
+        let flow = RadioFlow::default();
+        for _ in 0..40 {
+            flow.report(100, 5_760);
+        }
+        assert_eq!(flow.rate(), Some(2_880), "nothing sent, nothing learnt");
+        flow.held();
+        flow.report(100, 5_760);
+        flow.report(100, 5_760);
+        assert_eq!(
+            flow.rate(),
+            Some(3_168),
+            "one step for the one report period the writer was held"
+        );
     }
 
     #[test]

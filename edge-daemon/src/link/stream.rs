@@ -59,6 +59,7 @@ where
             if let Some(rate) = rate {
                 let wait = pacer.delay(bytes.len(), rate, Instant::now());
                 if !wait.is_zero() {
+                    link.flow.held();
                     tokio::time::sleep(wait).await;
                 }
             }
