@@ -7,7 +7,8 @@
 //! this instance's group-commit writer on a connection of its own.
 //!
 //! One file per responsibility, as for SQLite: `schema.rs` (migrations), `edges.rs`,
-//! `telemetry.rs`, `events.rs`, `records.rs`, `hq.rs`.
+//! `telemetry.rs`, `events.rs`, `records.rs`, `hq.rs`; `pool_log.rs` says when the pool loses
+//! and finds the database.
 
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
@@ -23,6 +24,7 @@ use super::{EdgeStatus, RelayStore, StoreError};
 mod edges;
 mod events;
 mod hq;
+mod pool_log;
 mod records;
 mod schema;
 mod telemetry;
@@ -45,17 +47,6 @@ fn describe(e: &postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(source) => format!("{e}: {source}"),
         None => e.to_string(),
-    }
-}
-
-/// The pool's failed attempts to connect, logged with the server's reason (r2d2's own
-/// handler logs only `describe`'s first half).
-#[derive(Debug)]
-struct LogConnectFailure;
-
-impl r2d2::HandleError<postgres::Error> for LogConnectFailure {
-    fn handle_error(&self, e: postgres::Error) {
-        tracing::warn!("connecting to the database: {}", describe(&e));
     }
 }
 
@@ -101,13 +92,15 @@ impl PgStore {
         schema::migrate(&mut client)?;
         drop(client);
         let telemetry = telemetry::TelemetryWriter::open(&config)?;
+        let log = pool_log::PoolLog::default();
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             // One at start, more as the load asks: an admin command needs one, not eight
             // (r2d2 otherwise opens them all before the first query).
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
-            .error_handler(Box::new(LogConnectFailure))
+            .error_handler(Box::new(log.clone()))
+            .connection_customizer(Box::new(log))
             .build(PostgresConnectionManager::new(config, NoTls))?;
         let writer =
             GroupWriter::start(telemetry).map_err(|e| StoreError::WriterStart(e.to_string()))?;
