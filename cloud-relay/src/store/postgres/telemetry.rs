@@ -20,7 +20,7 @@ use crate::store::StoreError;
 /// unprepared statement costs a round trip to the server of its own, and a batch's work is
 /// a handful of statements (each vehicle's index entries go in one, as arrays).
 ///
-/// The server may end the connection (a restart, a failover, a network cut): the writer
+/// The server may end the connection (a restart, a failover, an administrator): the writer
 /// then connects again before its next group, and until it can, every group fails as a
 /// storage failure, so nothing is acknowledged and the stations resend.
 pub(super) struct TelemetryWriter {
